@@ -1,0 +1,34 @@
+# repute — see README.md. The two commands: `make run` and `make test`.
+GO      ?= go
+BIN     := bin/repute
+DATA    ?= ./var
+
+.PHONY: build run test test-unit bench lint fmt
+
+build:
+	$(GO) build -o $(BIN) ./cmd/repute
+
+# Starts repute serve on the embedded store (DuckDB in $(DATA)).
+run: build
+	./$(BIN) serve --data $(DATA)
+
+# Starts the test services (ClickHouse, ...), runs every test with their
+# addresses in the environment, and stops the services even when tests fail.
+test:
+	scripts/test.sh
+
+# Tests without the services: integration tests skip with a message.
+test-unit:
+	$(GO) test -race ./...
+
+bench: build
+	./$(BIN) bench intake
+	$(GO) test -run '^$$' -bench . -benchmem ./dsn/... ./arf/... ./ingest/...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')

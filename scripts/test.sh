@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# make test: start the test services, run every test against them, stop them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+env_file=$(mktemp)
+trap 'scripts/testenv.sh down || true; rm -f "$env_file"' EXIT
+scripts/testenv.sh up > "$env_file"
+set -a; . "$env_file"; set +a
+# Under make test a missing service is a failure, not a skip.
+export REPUTE_TEST_REQUIRE_SERVICES=1
+go vet ./...
+go test -race -count=1 ./...
