@@ -1,11 +1,313 @@
 package arf
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
 	"io"
+	"strings"
+
+	"github.com/emersion/go-message"
 )
 
-// Parse parses a complaint report from r. It returns ErrNotFeedback, cheaply,
-// when r is not a complaint report: only the top-level header is read.
+// Limits on what Parse reads: complaint reports are small, and a parser that
+// runs on every incoming bounce must not be made to read without end.
+const (
+	// MaxSize is the most Parse reads of a message; a longer one is parsed
+	// truncated and reported as malformed.
+	MaxSize = 10 << 20
+	// maxHeaderSize bounds the top-level header and the embedded original's.
+	maxHeaderSize = 1 << 20
+	// maxFieldsSize bounds a message/feedback-report part or a look-alike's
+	// text part.
+	maxFieldsSize = 1 << 20
+	// maxDepth bounds MIME nesting; maxParts the parts of one multipart.
+	maxDepth = 8
+	maxParts = 64
+)
+
+// Parse reads one message from r and parses it as a complaint report.
+//
+// When r is not a complaint report, Parse returns ErrNotFeedback, cheaply: it
+// reads no further than the top-level header and looks only at its
+// Content-Type, From and Subject fields. A candidate is then parsed in full;
+// if it turns out to hold no complaint, Parse returns ErrNotFeedback too.
+//
+// When the report is usable but malformed, Parse returns the best-effort
+// Report together with an error wrapping ErrMalformed that says what was
+// odd. Any other error comes with a nil Report.
 func Parse(r io.Reader) (*Report, error) {
-	return nil, ErrNotFeedback
+	buf, n, err := readHeader(r, nil, maxHeaderSize)
+	if err != nil {
+		return nil, fmt.Errorf("arf: reading header: %w", err)
+	}
+	var top topHeader
+	top.scan(skipMboxLine(buf[:n]))
+	if !top.candidate() {
+		return nil, ErrNotFeedback
+	}
+	buf, truncated, err := readRest(r, buf, MaxSize)
+	if err != nil {
+		return nil, fmt.Errorf("arf: reading message: %w", err)
+	}
+	p := parser{top: top}
+	if truncated {
+		p.odd("message longer than %d bytes, truncated", MaxSize)
+	}
+	return p.parse(skipMboxLine(buf))
+}
+
+// topHeader holds the top-level fields that decide whether a message may be a
+// complaint report.
+type topHeader struct {
+	contentType, from, subject []byte
+}
+
+func (h *topHeader) scan(hdr []byte) {
+	forEachField(hdr, func(name, value []byte) bool {
+		switch {
+		case h.contentType == nil && equalFold(name, "content-type"):
+			h.contentType = value
+		case h.from == nil && equalFold(name, "from"):
+			h.from = value
+		case h.subject == nil && equalFold(name, "subject"):
+			h.subject = value
+		}
+		return true
+	})
+}
+
+// candidate reports whether the message may be a complaint report.
+func (h *topHeader) candidate() bool {
+	// RFC 5965 §2: multipart/report; report-type=feedback-report, or
+	// (seen alone) message/feedback-report.
+	if containsFold(h.contentType, "feedback-report") {
+		return true
+	}
+	if h.jmrp() {
+		return true
+	}
+	if containsFold(h.contentType, "multipart/report") {
+		return false // a delivery status notification
+	}
+	// Look-alikes: feedback reports sent as text/plain or multipart/mixed,
+	// known by their subject; the full parse then requires ARF fields (see
+	// testdata/lookalike-*.eml).
+	lookAlikeSubjects := [...]string{
+		"abuse report",
+		"feedback report",
+		"feedback loop",
+		"fbl report",
+		"spam report",
+		"spam complaint",
+		"abuse complaint",
+		"complaint report",
+	}
+	for _, s := range lookAlikeSubjects {
+		if containsFold(h.subject, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// jmrp reports whether the top-level header is that of a Microsoft JMRP
+// report.
+func (h *topHeader) jmrp() bool {
+	// QUIRK: Microsoft JMRP reports are multipart/mixed from
+	// staff@hotmail.com with the subject "complaint about message from
+	// <IP>" — see corpus arf-24.
+	return containsFold(h.from, "staff@hotmail.com") ||
+		containsFold(h.subject, "complaint about message from")
+}
+
+// parser holds the state of one full parse.
+type parser struct {
+	top    topHeader
+	rep    Report
+	errs   []error
+	fields bool // a set of ARF fields was found
+	orig   bool // the original's header was found
+
+	// what the dialects add
+	rcptTo          []string // Original-Rcpt-To values
+	reportMessageID string   // a Message-ID among the report fields
+	hmxmr           string   // X-HmXmrOriginalRecipient of the original
+	apparentlyTo    string   // X-Apparently-To of the original
+	xAOL            bool     // the original has X-AOL-* fields
+}
+
+func (p *parser) odd(format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...))
+}
+
+func (p *parser) parse(b []byte) (*Report, error) {
+	// QUIRK: go-message splits lines on LF only; a message with lone-CR
+	// line ends is rewritten to LF — see the corpus's maildir/mac copies.
+	if bytes.IndexByte(b, '\n') < 0 && bytes.IndexByte(b, '\r') >= 0 {
+		b = bytes.ReplaceAll(b, []byte("\r"), []byte("\n"))
+	}
+	e, err := message.Read(bytes.NewReader(b))
+	if e == nil {
+		return nil, fmt.Errorf("arf: reading message: %w", err)
+	}
+	p.walk(e, 0)
+
+	if !p.fields {
+		switch {
+		case p.orig && (p.top.jmrp() || p.hmxmr != ""):
+			// QUIRK: JMRP sends no message/feedback-report part; every
+			// report is a user's "junk" click — see corpus arf-24.
+			p.rep.FeedbackType = "abuse"
+			p.rep.Provider = ProviderJMRP
+		case containsFold(p.top.contentType, "feedback-report"):
+			p.odd("no message/feedback-report part")
+			p.rep.FeedbackType = "other"
+		default:
+			return nil, ErrNotFeedback
+		}
+	}
+	p.finish()
+	return &p.rep, errors.Join(p.errs...)
+}
+
+// walk visits the MIME tree under e.
+func (p *parser) walk(e *message.Entity, depth int) {
+	mediaType, _, _ := e.Header.ContentType()
+	switch mediaType {
+	case "message/feedback-report":
+		if p.fields {
+			p.odd("more than one message/feedback-report part")
+			return
+		}
+		body, err := readLimited(e.Body, maxFieldsSize)
+		if err != nil {
+			p.odd("feedback-report part: %v", err)
+		}
+		p.fields = true
+		p.reportFields(body)
+	case "message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers",
+		// QUIRK: some reporters label the headers-only part
+		// message/rfc822-headers (RFC 5965 §2 (d) says text/rfc822-headers).
+		"message/rfc822-headers":
+		if p.orig {
+			return
+		}
+		buf, n, err := readHeader(e.Body, nil, maxHeaderSize)
+		if err != nil {
+			p.odd("original message part: %v", err)
+		}
+		p.orig = true
+		p.rep.Original.HeadersOnly = strings.HasSuffix(mediaType, "-headers")
+		p.originalHeader(buf[:n])
+	case "text/plain", "":
+		if !p.fields {
+			p.lookAlike(e)
+		}
+	default:
+		if !strings.HasPrefix(mediaType, "multipart/") {
+			return
+		}
+		if depth >= maxDepth {
+			p.odd("MIME nesting deeper than %d", maxDepth)
+			return
+		}
+		mr := e.MultipartReader()
+		for i := 0; ; i++ {
+			if i == maxParts {
+				p.odd("more than %d MIME parts", maxParts)
+				return
+			}
+			part, err := mr.NextPart()
+			if err == io.EOF {
+				return
+			}
+			if part == nil {
+				// go-message formats (does not wrap) the EOF
+				// it meets before the closing boundary.
+				if strings.HasSuffix(err.Error(), "NextPart: EOF") {
+					// QUIRK: no closing boundary (RFC 2046
+					// §5.1.1) — see corpus arf-21.
+					p.odd("multipart without closing boundary")
+				} else {
+					p.odd("multipart: %v", err)
+				}
+				return
+			}
+			// An unknown charset or transfer encoding still gives a
+			// readable part.
+			p.walk(part, depth+1)
+		}
+	}
+}
+
+// lookAlike looks for ARF fields in a text part: some reporters send the
+// fields and the original's header as plain text.
+func (p *parser) lookAlike(e *message.Entity) {
+	body, _ := readLimited(e.Body, maxFieldsSize)
+	i := fieldLine(body, "feedback-type:")
+	if i < 0 {
+		return
+	}
+	// QUIRK: ARF fields in a text/plain body instead of a
+	// message/feedback-report part — see testdata/lookalike-text.eml.
+	p.fields = true
+	p.odd("feedback report fields in a text part, not message/feedback-report")
+	body = body[i:]
+	n, _ := headerEnd(body)
+	p.reportFields(body[:n])
+	if p.orig {
+		return
+	}
+	// The original's header, when given, follows the fields: the next
+	// block that starts with a header field.
+	rest := body[n:]
+	for j := 0; j < len(rest); {
+		line, next := nextLine(rest, j)
+		if isHeaderLine(line) {
+			m, _ := headerEnd(rest[j:])
+			p.orig = true
+			p.originalHeader(rest[j : j+m])
+			return
+		}
+		j = next
+	}
+}
+
+// fieldLine returns the offset in b of the first line starting with the
+// lower-case field prefix (case-insensitively), or -1.
+func fieldLine(b []byte, prefix string) int {
+	for i := 0; i < len(b); {
+		line, next := nextLine(b, i)
+		if len(line) >= len(prefix) && equalFold(line[:len(prefix)], prefix) {
+			return i
+		}
+		i = next
+	}
+	return -1
+}
+
+// isHeaderLine reports whether line looks like a header field that starts
+// a message header: "Name: value" with a name an original message carries.
+func isHeaderLine(line []byte) bool {
+	c := bytes.IndexByte(line, ':')
+	if c <= 0 {
+		return false
+	}
+	switch strings.ToLower(string(line[:c])) {
+	case "received", "return-path", "from", "to", "subject", "date", "message-id", "mime-version", "dkim-signature":
+		return true
+	}
+	return false
+}
+
+func readLimited(r io.Reader, max int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, max))
+	if err != nil {
+		return b, err
+	}
+	if int64(len(b)) == max {
+		return b, fmt.Errorf("part longer than %d bytes, truncated", max)
+	}
+	return b, nil
 }

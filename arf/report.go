@@ -104,6 +104,9 @@ type Original struct {
 	// DKIMDomain is the d= tag of the first DKIM-Signature; Yahoo keys its
 	// feedback loop on it.
 	DKIMDomain string
+	// MailruMsgtype is X-Mailru-Msgtype, the sender's tag Mail.ru groups
+	// its feedback by.
+	MailruMsgtype string
 	// HeadersOnly is set when the report carried only the header of the
 	// original (text/rfc822-headers, RFC 5965 §2 (d)).
 	HeadersOnly bool

@@ -1,0 +1,373 @@
+package arf
+
+import (
+	"mime"
+	"net/mail"
+	"strconv"
+	"strings"
+)
+
+// reportFields parses the fields of a message/feedback-report part (RFC 5965
+// §3, RFC 6591 §3, RFC 6692 §2).
+func (p *parser) reportFields(body []byte) {
+	r := &p.rep
+	var arrival, received string
+	for len(body) > 0 {
+		// QUIRK: a blank line before or between the fields; RFC 5965
+		// §3 has one block — seen in reports reformatted by forwarders.
+		line, next := nextLine(body, 0)
+		if len(line) == 0 {
+			body = body[next:]
+			continue
+		}
+		n, _ := headerEnd(body)
+		forEachField(body[:n], func(name, raw []byte) bool {
+			v := unfold(raw)
+			switch strings.ToLower(string(name)) {
+			case "feedback-type":
+				r.FeedbackType = strings.ToLower(v)
+			case "user-agent":
+				r.UserAgent = v
+			case "version":
+				r.Version = v
+			case "original-envelope-id":
+				r.OriginalEnvelopeID = v
+			case "original-mail-from":
+				r.OriginalMailFrom = cleanAddr(v)
+			case "original-rcpt-to":
+				if a := cleanAddr(v); a != "" {
+					p.rcptTo = append(p.rcptTo, a)
+				}
+			case "arrival-date":
+				arrival = v
+			case "received-date":
+				// QUIRK: older Yahoo reports name Arrival-Date
+				// Received-Date (an ARF draft) — see corpus arf-02.
+				received = v
+			case "source-ip":
+				r.SourceIP = strings.Trim(v, "[]")
+			case "source-port":
+				port, err := strconv.Atoi(v)
+				if err != nil || port < 0 || port > 65535 {
+					p.odd("Source-Port %q is not a port number", v)
+				} else {
+					r.SourcePort = port
+				}
+			case "reporting-mta":
+				r.ReportingMTA = stripType(v)
+			case "reported-domain":
+				r.ReportedDomain = append(r.ReportedDomain, v)
+			case "reported-uri":
+				r.ReportedURI = append(r.ReportedURI, v)
+			case "incidents":
+				if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+					r.Incidents = n
+				} else {
+					p.odd("Incidents %q is not a number", v)
+				}
+			case "authentication-results":
+				if r.AuthenticationResults == "" {
+					r.AuthenticationResults = v
+				}
+			case "auth-failure":
+				r.AuthFailure = strings.ToLower(v)
+			case "delivery-result":
+				r.DeliveryResult = strings.ToLower(v)
+			case "dkim-domain":
+				r.DKIM.Domain = v
+			case "dkim-identity":
+				r.DKIM.Identity = v
+			case "dkim-selector":
+				r.DKIM.Selector = v
+			case "dkim-canonicalized-header":
+				r.DKIM.CanonicalizedHeader = v
+			case "dkim-canonicalized-body":
+				r.DKIM.CanonicalizedBody = v
+			case "spf-dns":
+				r.SPFDNS = append(r.SPFDNS, v)
+			case "identity-alignment":
+				r.IdentityAlignment = strings.ToLower(v)
+			case "message-id":
+				// QUIRK: some reporters copy the original's
+				// Message-ID into the report fields — see corpus
+				// arf-18; the embedded original's wins.
+				p.reportMessageID = cleanID(v)
+			}
+			return true
+		})
+		body = body[n:]
+	}
+	if arrival == "" {
+		arrival = received
+	}
+	if arrival != "" {
+		t, err := mail.ParseDate(arrival)
+		if err != nil {
+			p.odd("Arrival-Date %q: %v", arrival, err)
+		} else {
+			r.ArrivalDate = t
+		}
+	}
+}
+
+// originalHeader parses the header of the reported original message.
+func (p *parser) originalHeader(hdr []byte) {
+	o := &p.rep.Original
+	var dec mime.WordDecoder
+	decode := func(v string) string {
+		if !strings.Contains(v, "=?") {
+			return v
+		}
+		if d, err := dec.DecodeHeader(v); err == nil {
+			return d
+		}
+		return v
+	}
+	forEachField(hdr, func(name, raw []byte) bool {
+		n := strings.ToLower(string(name))
+		switch n {
+		case "message-id":
+			o.MessageID = cleanID(unfold(raw))
+		case "x-repute-id": // CorrelationHeader
+			o.CorrelationID = unfold(raw)
+		case "feedback-id":
+			o.FeedbackID = unfold(raw)
+		case "from":
+			o.From = decode(unfold(raw))
+		case "to":
+			o.To = decode(unfold(raw))
+		case "subject":
+			o.Subject = decode(unfold(raw))
+		case "date":
+			o.Date = unfold(raw)
+		case "return-path":
+			o.ReturnPath = cleanAddr(unfold(raw))
+		case "dkim-signature":
+			if o.DKIMDomain == "" {
+				o.DKIMDomain = dkimTag(unfold(raw), "d")
+			}
+		case "x-hmxmroriginalrecipient":
+			p.hmxmr = cleanAddr(unfold(raw))
+		case "x-apparently-to":
+			// Yahoo: "addr; date" or "addr via IP; date".
+			v := unfold(raw)
+			if i := strings.IndexAny(v, " ;"); i >= 0 {
+				v = v[:i]
+			}
+			p.apparentlyTo = cleanAddr(v)
+		case "x-mailru-msgtype":
+			o.MailruMsgtype = unfold(raw)
+		default:
+			if strings.HasPrefix(n, "x-aol-") {
+				p.xAOL = true
+			}
+		}
+		return true
+	})
+}
+
+// finish checks the required fields, names the dialect and recovers the
+// recipients.
+func (p *parser) finish() {
+	r := &p.rep
+	if r.Original.MessageID == "" {
+		r.Original.MessageID = p.reportMessageID
+	}
+	if r.Provider == "" {
+		r.Provider = p.provider()
+	}
+	if p.fields && r.Provider != ProviderJMRP {
+		// RFC 5965 §3.1: Feedback-Type, User-Agent and Version are
+		// required.
+		if r.FeedbackType == "" {
+			p.odd("no Feedback-Type")
+			r.FeedbackType = "other"
+		}
+		if r.UserAgent == "" {
+			p.odd("no User-Agent")
+		}
+		if r.Version == "" {
+			p.odd("no Version")
+		}
+		// RFC 6591 §3.1: Auth-Failure is required in auth-failure
+		// reports.
+		if r.FeedbackType == "auth-failure" && r.AuthFailure == "" {
+			p.odd("auth-failure report without Auth-Failure")
+		}
+	}
+	p.recipients()
+}
+
+// provider names the dialect of the report from the reporter's address, the
+// User-Agent and the headers the reporter added to the original.
+func (p *parser) provider() string {
+	ua := strings.ToLower(p.rep.UserAgent)
+	dom := reporterDomain(p.top.from)
+	switch {
+	case p.hmxmr != "" || strings.Contains(ua, "jmrp") || p.top.jmrp():
+		return ProviderJMRP
+	case strings.HasPrefix(ua, "yahoo!-mail-feedback") || dom == "arf.mail.yahoo.com":
+		return ProviderYahoo
+	// QUIRK: AOL reports come from scomp@aol.net with User-Agent
+	// "AOL SComp" and X-AOL-* headers on the original — see
+	// testdata/aol-abuse.eml.
+	case strings.Contains(ua, "aol scomp") || dom == "aol.net" || dom == "aol.com" ||
+		(p.xAOL && p.rep.FeedbackType == "abuse" && strings.Contains(ua, "aol")):
+		return ProviderAOL
+	case strings.Contains(ua, "mail.ru") || dom == "mail.ru" || strings.HasSuffix(dom, ".mail.ru"):
+		return ProviderMailRu
+	}
+	return ""
+}
+
+// recipients fills Recipients from the first source that names one: RFC 5965
+// §3.2 Original-Rcpt-To, then the headers providers add to the original,
+// then the original's To.
+func (p *parser) recipients() {
+	sources := [...]struct {
+		from  string
+		addrs []string
+	}{
+		{RecoveredOriginalRcptTo, p.rcptTo},
+		// QUIRK: JMRP gives no Original-Rcpt-To; Microsoft records the
+		// recipient in X-HmXmrOriginalRecipient — see corpus arf-24.
+		{RecoveredHmXmr, single(p.hmxmr)},
+		// QUIRK: Yahoo records the envelope recipient in
+		// X-Apparently-To — see corpus arf-02 and arf-14.
+		{RecoveredApparentlyTo, single(p.apparentlyTo)},
+		// QUIRK: reports without Original-Rcpt-To (ReturnPath, Yahoo)
+		// leave only the original's To — see corpus arf-21.
+		{RecoveredTo, addressList(p.rep.Original.To)},
+	}
+	for _, s := range sources {
+		var addrs []string
+		for _, a := range s.addrs {
+			if redacted(a) {
+				p.rep.RecipientRedacted = true
+				continue
+			}
+			if !strings.Contains(a, "@") || contains(addrs, a) {
+				continue
+			}
+			addrs = append(addrs, a)
+		}
+		if len(addrs) > 0 {
+			p.rep.Recipients = addrs
+			p.rep.RecipientRecoveredFrom = s.from
+			return
+		}
+	}
+}
+
+func single(a string) []string {
+	if a == "" {
+		return nil
+	}
+	return []string{a}
+}
+
+func contains(list []string, a string) bool {
+	for _, b := range list {
+		if strings.EqualFold(a, b) {
+			return true
+		}
+	}
+	return false
+}
+
+// redacted reports whether the address a was redacted by the reporter.
+func redacted(a string) bool {
+	// QUIRK: AOL and Yahoo replace the recipient with a placeholder such as
+	// "redacted@aol.com" or "[redacted]" — see testdata/aol-abuse.eml and
+	// testdata/yahoo-redacted.eml.
+	l := strings.ToLower(a)
+	if strings.Contains(l, "redacted") {
+		return true
+	}
+	local, _, _ := strings.Cut(l, "@")
+	return local != "" && strings.Trim(local, "x*#") == ""
+}
+
+// addressList returns the addresses of an address-list header value.
+func addressList(v string) []string {
+	if v == "" {
+		return nil
+	}
+	if list, err := mail.ParseAddressList(v); err == nil {
+		addrs := make([]string, 0, len(list))
+		for _, a := range list {
+			addrs = append(addrs, a.Address)
+		}
+		return addrs
+	}
+	// Not RFC 5322: take every word with an @.
+	var addrs []string
+	for _, w := range strings.FieldsFunc(v, func(c rune) bool {
+		return c == ',' || c == ';' || c == ' ' || c == '\t'
+	}) {
+		if a := cleanAddr(w); strings.Contains(a, "@") {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
+}
+
+// cleanAddr returns the address in v without angle brackets, quotes or an
+// address type.
+func cleanAddr(v string) string {
+	v = strings.TrimSpace(v)
+	if i := strings.LastIndexByte(v, '<'); i >= 0 {
+		v = v[i+1:]
+		if j := strings.IndexByte(v, '>'); j >= 0 {
+			v = v[:j]
+		}
+	}
+	v = stripType(v)
+	return strings.Trim(v, " \t\"'<>")
+}
+
+// stripType removes an RFC 3464-style type prefix ("rfc822;", "dns;").
+func stripType(v string) string {
+	if i := strings.IndexByte(v, ';'); i > 0 && i < 8 && !strings.ContainsAny(v[:i], "@ <") {
+		return strings.TrimSpace(v[i+1:])
+	}
+	return v
+}
+
+// cleanID returns a Message-ID without angle brackets and white space.
+func cleanID(v string) string {
+	v = strings.TrimSpace(v)
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		if j := strings.IndexByte(v[i:], '>'); j > 0 {
+			return v[i+1 : i+j]
+		}
+	}
+	return strings.Trim(v, "<> \t")
+}
+
+// dkimTag returns the value of tag in a DKIM-Signature (RFC 6376 §3.5).
+func dkimTag(sig, tag string) string {
+	for _, t := range strings.Split(sig, ";") {
+		k, v, ok := strings.Cut(t, "=")
+		if ok && strings.TrimSpace(k) == tag {
+			return strings.Join(strings.Fields(v), "")
+		}
+	}
+	return ""
+}
+
+// reporterDomain returns the lower-cased domain of the report's From.
+func reporterDomain(from []byte) string {
+	s := strings.ToLower(unfold(from))
+	if i := strings.LastIndexByte(s, '<'); i >= 0 {
+		s = s[i+1:]
+	}
+	_, dom, ok := strings.Cut(s, "@")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexAny(dom, "> \t,;"); i >= 0 {
+		dom = dom[:i]
+	}
+	return dom
+}

@@ -1,0 +1,227 @@
+package arf
+
+import (
+	"bytes"
+	"io"
+	"strings"
+)
+
+// Header blocks are scanned here without go-message: the top-level header
+// decides whether a message is a complaint at all, on every bounce, and must
+// cost little; the feedback-report fields and the header of the reported
+// original use the same lenient scanner.
+
+// nextLine returns the line of b starting at i without its end of line, and
+// the index of the next line. A line ends with LF, CRLF or a lone CR.
+func nextLine(b []byte, i int) (line []byte, next int) {
+	for j := i; j < len(b); j++ {
+		switch b[j] {
+		case '\n':
+			return b[i:j], j + 1
+		case '\r':
+			if j+1 < len(b) && b[j+1] == '\n' {
+				return b[i:j], j + 2
+			}
+			// QUIRK: lone CR line ends — see the corpus's maildir/mac copies.
+			return b[i:j], j + 1
+		}
+	}
+	return b[i:], len(b)
+}
+
+// headerEnd returns the length of the header block at the start of b,
+// including the empty line that ends it, and whether that empty line was
+// found.
+func headerEnd(b []byte) (int, bool) {
+	i := 0
+	for i < len(b) {
+		line, next := nextLine(b, i)
+		if len(line) == 0 {
+			if next == len(b) && b[len(b)-1] == '\r' {
+				// A CR at the very end of the data read so far may be
+				// the first half of a CRLF.
+				return len(b), false
+			}
+			return next, true
+		}
+		if next == len(b) && (len(b) == 0 || (b[len(b)-1] != '\n' && b[len(b)-1] != '\r')) {
+			break // incomplete last line
+		}
+		i = next
+	}
+	return len(b), false
+}
+
+// readHeader reads from r until the end of the header block at its start, or
+// until max bytes have been read. It returns everything read (which may go
+// past the header) and the length of the header block.
+func readHeader(r io.Reader, buf []byte, max int) ([]byte, int, error) {
+	for {
+		if n, ok := headerEnd(buf); ok || len(buf) >= max {
+			return buf, n, nil
+		}
+		if len(buf) == cap(buf) {
+			size := 2 * cap(buf)
+			if size == 0 {
+				size = 4096
+			}
+			nb := make([]byte, len(buf), size)
+			copy(nb, buf)
+			buf = nb
+		}
+		lim := cap(buf)
+		if lim > max {
+			lim = max
+		}
+		n, err := r.Read(buf[len(buf):lim])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			n, _ := headerEnd(buf)
+			return buf, n, nil
+		}
+		if err != nil {
+			return buf, 0, err
+		}
+	}
+}
+
+// readRest appends the rest of r to buf, up to max bytes in all. It reports
+// whether r held more than that.
+func readRest(r io.Reader, buf []byte, max int) ([]byte, bool, error) {
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) >= max+1 {
+				return buf[:max], true, nil
+			}
+			size := 2 * cap(buf)
+			if size > max+1 {
+				size = max + 1
+			}
+			nb := make([]byte, len(buf), size)
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			if len(buf) > max {
+				return buf[:max], true, nil
+			}
+			return buf, false, nil
+		}
+		if err != nil {
+			return buf, false, err
+		}
+	}
+}
+
+// skipMboxLine returns b without a leading mbox "From " separator line.
+func skipMboxLine(b []byte) []byte {
+	// QUIRK: a message saved from an mbox may start with its "From " line,
+	// which is no header field — see the corpus's mbox files (rhost-cox-01).
+	if bytes.HasPrefix(b, []byte("From ")) {
+		_, next := nextLine(b, 0)
+		return b[next:]
+	}
+	return b
+}
+
+// forEachField calls fn for every field of the header block hdr, with the
+// field name and its raw value (folded lines included, untrimmed). Lines that
+// are neither fields nor continuations are skipped. It stops at the first
+// empty line or when fn returns false.
+func forEachField(hdr []byte, fn func(name, value []byte) bool) {
+	var name []byte
+	start, end := -1, -1 // raw value hdr[start:end]
+	flush := func() bool {
+		if start < 0 {
+			return true
+		}
+		ok := fn(name, hdr[start:end])
+		start = -1
+		return ok
+	}
+	for i := 0; i < len(hdr); {
+		line, next := nextLine(hdr, i)
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if start >= 0 {
+				end = i + len(line)
+			}
+			i = next
+			continue
+		}
+		if !flush() {
+			return
+		}
+		if c := bytes.IndexByte(line, ':'); c > 0 {
+			name = bytes.TrimRight(line[:c], " \t")
+			start, end = i+c+1, i+len(line)
+		}
+		i = next
+	}
+	flush()
+}
+
+// unfold returns the raw header value v unfolded (RFC 5322 §2.2.3) and
+// trimmed of surrounding white space.
+func unfold(v []byte) string {
+	v = bytes.TrimSpace(v)
+	if bytes.IndexAny(v, "\r\n") < 0 {
+		return string(v)
+	}
+	var b strings.Builder
+	b.Grow(len(v))
+	for _, c := range v {
+		if c != '\r' && c != '\n' {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// containsFold reports whether s contains the lower-case ASCII string sub,
+// ignoring the case of s.
+func containsFold(s []byte, sub string) bool {
+	n := len(sub)
+	if n == 0 {
+		return true
+	}
+	first, firstUp := sub[0], upper(sub[0])
+	for i := 0; i+n <= len(s); i++ {
+		if c := s[i]; c != first && c != firstUp {
+			continue
+		}
+		if equalFold(s[i:i+n], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// equalFold reports whether b equals the lower-case ASCII string s, ignoring
+// the case of b.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func upper(c byte) byte {
+	if 'a' <= c && c <= 'z' {
+		return c - ('a' - 'A')
+	}
+	return c
+}
