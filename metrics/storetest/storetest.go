@@ -1,0 +1,265 @@
+// Package storetest is the conformance suite every metrics.Store backend
+// passes: idempotent appends, time windows, grouping, the counting rules of
+// metrics.Counts, tenant isolation and Known. A backend's test calls Run with
+// a Harness that opens fresh stores:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, storetest.Harness{
+//			Open:   func(t *testing.T) metrics.Store { … a fresh, empty store … },
+//			Reopen: func(t *testing.T, s metrics.Store) metrics.Store { … close s, open its data again … },
+//		})
+//	}
+//
+// Every subtest opens its own store. The suite closes every store it gets
+// from Open or Reopen (except the one it hands to Reopen, which Reopen
+// closes), so the harness must not register a Close of its own.
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"repute/metrics"
+)
+
+// Harness opens the stores the suite runs against.
+type Harness struct {
+	// Open returns a fresh, empty store. Temporary files or databases it
+	// creates should be removed with t.Cleanup.
+	Open func(t *testing.T) metrics.Store
+	// Reopen closes s and returns a new store over the same data, as a
+	// restarted process would see it.
+	Reopen func(t *testing.T, s metrics.Store) metrics.Store
+}
+
+// Run runs the whole suite, one subtest per behaviour.
+func Run(t *testing.T, h Harness) {
+	if h.Open == nil || h.Reopen == nil {
+		t.Fatal("storetest: Harness needs Open and Reopen")
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.run(t, &suite{h: h})
+		})
+	}
+}
+
+// tests lists the subtests in the order they run.
+var tests = []struct {
+	name string
+	run  func(t *testing.T, s *suite)
+}{
+	{"AppendTotals", testAppendTotals},
+	{"AppendEmpty", testAppendEmpty},
+	{"DuplicatesWithinBatch", testDuplicatesWithinBatch},
+	{"DuplicatesAcrossBatches", testDuplicatesAcrossBatches},
+	{"DuplicatesAcrossReopen", testDuplicatesAcrossReopen},
+	{"DuplicatesConcurrentWriters", testDuplicatesConcurrentWriters},
+	{"LargeBatch", testLargeBatch},
+	{"TimeWindow", testTimeWindow},
+	{"TimeWindowSubSecondBounds", testTimeWindowSubSecond},
+	{"GroupBySingle", testGroupBySingle},
+	{"GroupByDayHour", testGroupByDayHour},
+	{"GroupByCombined", testGroupByCombined},
+	{"GroupByEmptyValue", testGroupByEmptyValue},
+	{"CountKinds", testCountKinds},
+	{"CountBounces", testCountBounces},
+	{"UniqueOpens", testUniqueOpens},
+	{"UniqueClicks", testUniqueClicks},
+	{"UniquePerGroup", testUniquePerGroup},
+	{"Rates", testRates},
+	{"TenantIsolation", testTenantIsolation},
+	{"Empty", testEmpty},
+	{"Known", testKnown},
+	{"KnownMany", testKnownMany},
+}
+
+// suite is the state of one subtest: the harness and the current store.
+type suite struct {
+	h Harness
+	s metrics.Store
+}
+
+// open opens a fresh store for the subtest and closes it at its end.
+func (s *suite) open(t *testing.T) metrics.Store {
+	t.Helper()
+	s.s = s.h.Open(t)
+	t.Cleanup(func() {
+		if err := s.s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s.s
+}
+
+// reopen closes the current store and opens its data again.
+func (s *suite) reopen(t *testing.T) metrics.Store {
+	t.Helper()
+	s.s = s.h.Reopen(t, s.s)
+	return s.s
+}
+
+// ctx returns a context with a deadline, as every store call should have.
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+// base is the fixed clock of the suite: every event is near it.
+var base = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+
+// ev describes an event by its interesting fields; mk fills in the rest.
+type ev struct {
+	id        string
+	at        time.Duration // after base
+	kind      metrics.Kind
+	account   string
+	domain    string // sender domain
+	ip        string
+	campaign  string
+	msg       string // message id
+	rcpt      string
+	bounce    string
+	machine   bool
+	sourceRef string
+}
+
+// mk returns the normalized event e describes; defaults: account "acme",
+// recipient "user@gmail.com", sender domain "news.acme.test".
+func mk(t testing.TB, e ev) metrics.Event {
+	t.Helper()
+	x := metrics.Event{
+		EventID:      e.id,
+		Time:         base.Add(e.at),
+		Kind:         e.kind,
+		Source:       "storetest",
+		SourceRef:    e.sourceRef,
+		Account:      e.account,
+		SenderDomain: e.domain,
+		SendingIP:    e.ip,
+		Campaign:     e.campaign,
+		MessageID:    e.msg,
+		Recipient:    e.rcpt,
+		BounceType:   e.bounce,
+		Machine:      e.machine,
+	}
+	if x.Account == "" {
+		x.Account = "acme"
+	}
+	if x.Recipient == "" {
+		x.Recipient = "user@gmail.com"
+	}
+	if x.SenderDomain == "" {
+		x.SenderDomain = "news.acme.test"
+	}
+	if err := x.Normalize(metrics.ISPMap{}, base.Add(365*24*time.Hour)); err != nil {
+		t.Fatalf("storetest: bad test event %+v: %v", e, err)
+	}
+	return x
+}
+
+func mkAll(t testing.TB, es ...ev) []metrics.Event {
+	t.Helper()
+	out := make([]metrics.Event, len(es))
+	for i, e := range es {
+		out[i] = mk(t, e)
+	}
+	return out
+}
+
+func appendOK(t *testing.T, st metrics.Store, events []metrics.Event) {
+	t.Helper()
+	if err := st.Append(ctx(t), events); err != nil {
+		t.Fatalf("Append(%d events): %v", len(events), err)
+	}
+}
+
+// window is a range that holds every event of the suite.
+func window() metrics.StatsQuery {
+	return metrics.StatsQuery{From: base.Add(-30 * 24 * time.Hour), To: base.Add(30 * 24 * time.Hour)}
+}
+
+func stats(t *testing.T, st metrics.Store, q metrics.StatsQuery) *metrics.StatsResult {
+	t.Helper()
+	r, err := st.Stats(ctx(t), q)
+	if err != nil {
+		t.Fatalf("Stats(%s): %v", fmtQuery(q), err)
+	}
+	if r == nil {
+		t.Fatalf("Stats(%s) = nil result", fmtQuery(q))
+	}
+	if r.Groups == nil {
+		t.Errorf("Stats(%s).Groups = nil, want a non-nil slice", fmtQuery(q))
+	}
+	return r
+}
+
+func totals(t *testing.T, st metrics.Store, q metrics.StatsQuery) metrics.Counts {
+	t.Helper()
+	return stats(t, st, q).Totals
+}
+
+func fmtQuery(q metrics.StatsQuery) string {
+	return fmt.Sprintf("from=%s to=%s account=%q group_by=%v",
+		q.From.Format(time.RFC3339Nano), q.To.Format(time.RFC3339Nano), q.Account, q.GroupBy)
+}
+
+func checkCounts(t *testing.T, what string, got, want metrics.Counts) {
+	t.Helper()
+	if got != want {
+		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
+	}
+}
+
+// row is an expected group: its key values in GroupBy order and its counts.
+type row struct {
+	key []string
+	c   metrics.Counts
+}
+
+// checkGroups compares groups with want, in order.
+func checkGroups(t *testing.T, q metrics.StatsQuery, got []metrics.Group, want []row) {
+	t.Helper()
+	g := make([]string, len(got))
+	for i, x := range got {
+		g[i] = fmtGroup(q.GroupBy, x.Key, x.Counts)
+	}
+	w := make([]string, len(want))
+	for i, x := range want {
+		key := map[metrics.GroupBy]string{}
+		for j, dim := range q.GroupBy {
+			key[dim] = x.key[j]
+		}
+		w[i] = fmtGroup(q.GroupBy, key, x.c)
+	}
+	ok := len(g) == len(w)
+	for i := 0; ok && i < len(g); i++ {
+		ok = g[i] == w[i] && len(got[i].Key) == len(q.GroupBy)
+	}
+	if !ok {
+		t.Errorf("Stats(%s) groups:\n got %d:\n%s\nwant %d:\n%s", fmtQuery(q),
+			len(g), indent(g), len(w), indent(w))
+	}
+}
+
+func fmtGroup(dims []metrics.GroupBy, key map[metrics.GroupBy]string, c metrics.Counts) string {
+	s := ""
+	for _, d := range dims {
+		s += fmt.Sprintf("%s=%q ", d, key[d])
+	}
+	if len(key) != len(dims) {
+		s += fmt.Sprintf("(full key %v) ", key)
+	}
+	return s + fmt.Sprintf("%+v", c)
+}
+
+func indent(lines []string) string {
+	s := ""
+	for _, l := range lines {
+		s += "\t" + l + "\n"
+	}
+	return s
+}

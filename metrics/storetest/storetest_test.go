@@ -1,0 +1,161 @@
+package storetest_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"repute/metrics"
+	"repute/metrics/storetest"
+)
+
+// TestReference runs the suite against memStore, a plain in-memory
+// reference implementation, so that the suite itself is known to be
+// consistent before it judges a real backend.
+func TestReference(t *testing.T) {
+	storetest.Run(t, storetest.Harness{
+		Open: func(t *testing.T) metrics.Store { return &memStore{data: &memData{}} },
+		Reopen: func(t *testing.T, s metrics.Store) metrics.Store {
+			old := s.(*memStore)
+			if err := old.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return &memStore{data: old.data}
+		},
+	})
+}
+
+type memData struct {
+	mu     sync.Mutex
+	events []metrics.Event
+	keys   map[metrics.Key]bool
+}
+
+type memStore struct{ data *memData }
+
+func (s *memStore) Append(_ context.Context, events []metrics.Event) error {
+	d := s.data
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.keys == nil {
+		d.keys = map[metrics.Key]bool{}
+	}
+	for _, e := range events {
+		if !d.keys[e.Key()] {
+			d.keys[e.Key()] = true
+			d.events = append(d.events, e)
+		}
+	}
+	return nil
+}
+
+func (s *memStore) Known(_ context.Context, events []metrics.Event) (map[metrics.Key]bool, error) {
+	d := s.data
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[metrics.Key]bool{}
+	for _, e := range events {
+		if d.keys[e.Key()] {
+			out[e.Key()] = true
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) Stats(_ context.Context, q metrics.StatsQuery) (*metrics.StatsResult, error) {
+	d := s.data
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	type acc struct {
+		key    map[metrics.GroupBy]string
+		c      metrics.Counts
+		unique map[string]bool
+	}
+	add := func(a *acc, e metrics.Event) {
+		uniq := func(class string) bool {
+			if e.MessageID == "" {
+				return true
+			}
+			k := strings.Join([]string{class, e.Account, e.MessageID, e.Recipient}, "\x00")
+			if a.unique[k] {
+				return false
+			}
+			a.unique[k] = true
+			return true
+		}
+		switch e.Kind {
+		case metrics.KindSent:
+			a.c.Sent++
+		case metrics.KindDelivered:
+			a.c.Delivered++
+		case metrics.KindDeferred:
+			a.c.Deferred++
+		case metrics.KindBounced:
+			if e.BounceType == metrics.BounceHard {
+				a.c.BouncedHard++
+			} else {
+				a.c.BouncedSoft++
+			}
+		case metrics.KindComplained:
+			a.c.Complained++
+		case metrics.KindUnsubscribed:
+			a.c.Unsubscribed++
+		case metrics.KindDropped:
+			a.c.Dropped++
+		case metrics.KindOpened:
+			if e.Machine && uniq("machine") {
+				a.c.OpenedMachine++
+			} else if !e.Machine && uniq("human") {
+				a.c.OpenedHuman++
+			}
+		case metrics.KindClicked:
+			if uniq("click") {
+				a.c.Clicked++
+			}
+		}
+	}
+	total := &acc{unique: map[string]bool{}}
+	groups := map[string]*acc{}
+	for _, e := range d.events {
+		if e.Time.Before(q.From) || !e.Time.Before(q.To) || (q.Account != "" && e.Account != q.Account) {
+			continue
+		}
+		add(total, e)
+		if len(q.GroupBy) == 0 {
+			continue
+		}
+		key := map[metrics.GroupBy]string{}
+		var parts []string
+		for _, g := range q.GroupBy {
+			v := map[metrics.GroupBy]string{
+				metrics.GroupAccount: e.Account, metrics.GroupSenderDomain: e.SenderDomain,
+				metrics.GroupISP: e.ISP, metrics.GroupCampaign: e.Campaign, metrics.GroupSendingIP: e.SendingIP,
+				metrics.GroupDay:  e.Time.Truncate(24 * time.Hour).Format(time.RFC3339),
+				metrics.GroupHour: e.Time.Truncate(time.Hour).Format(time.RFC3339),
+			}[g]
+			key[g] = v
+			parts = append(parts, v)
+		}
+		k := strings.Join(parts, "\x00")
+		if groups[k] == nil {
+			groups[k] = &acc{key: key, unique: map[string]bool{}}
+		}
+		add(groups[k], e)
+	}
+	res := &metrics.StatsResult{Groups: []metrics.Group{}, Totals: total.c}
+	keys := make([]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		res.Groups = append(res.Groups, metrics.Group{Key: groups[k].key, Counts: groups[k].c})
+	}
+	return res, nil
+}
+
+func (s *memStore) Ping(context.Context) error { return nil }
+func (s *memStore) Close() error               { return nil }
