@@ -1,0 +1,582 @@
+// Package spool is the durable on-disk queue between intake and the store:
+// Append returns only once a record is on disk (written and fsync'd), and
+// Run drains the records, in order, into a sink that writes them to the
+// store. A crash at any point loses nothing that Append acknowledged; after
+// a crash between a store write and the cursor save the same records are
+// delivered again, which an idempotent store collapses (at-least-once into an
+// idempotent store is exactly once).
+//
+// # On-disk format
+//
+// A spool is a directory holding:
+//
+//   - Segment files named by a sequence number, "%020d.seg". Records are
+//     appended to the last (active) segment; a new segment is started when
+//     the next record would take the active one past Options.SegmentBytes
+//     (a segment holds at least one record, so a record larger than
+//     SegmentBytes gets a segment of its own).
+//   - "cursor": the first undrained position, 20 bytes: segment sequence
+//     (uint64), offset in that segment (uint64), CRC-32C of those 16 bytes,
+//     all big-endian. It is replaced atomically (write "cursor.tmp", fsync,
+//     rename, fsync the directory) after every drained batch. Segments wholly
+//     before the cursor are deleted.
+//   - "%020d-%020d.quarantine" (segment, offset): corrupt bytes cut out of a
+//     segment. One text line "repute spool quarantine: segment=S offset=O
+//     length=L reason=R\n" followed by the raw bytes.
+//   - "lock": held with flock(2) while the spool is open.
+//
+// Every record is
+//
+//	magic   4 bytes  FF 52 53 FE ("\xffRS\xfe"; never valid UTF-8)
+//	length  4 bytes  big-endian uint32, length of the payload
+//	crc     4 bytes  big-endian CRC-32C (Castagnoli) over length and payload
+//	payload length bytes
+//
+// # Durability and recovery
+//
+// Append writes the record and fsyncs the segment (concurrent Appends share
+// one fsync) and fsyncs the directory when it creates a segment.
+//
+// Open verifies only the active segment (so it reads at most about
+// SegmentBytes): a torn final record — a short header, a short payload, or a
+// bad record with no valid record after it, as a crash in mid-write leaves
+// — is cut off with a warning. Older segments are verified as Run reads
+// them. A corrupt record with valid records after it (bad checksum or
+// magic), wherever it is found, is copied to a quarantine file, logged at
+// error level, counted in Stats, and skipped; reading resumes at the next
+// marker that starts a valid record. Nothing corrupt is delivered, and
+// nothing is dropped without a trace.
+//
+// A payload that itself contains a complete, valid spool record could be
+// mistaken for a record when resynchronising after corruption; JSON cannot
+// (the marker is not UTF-8).
+package spool
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+var (
+	// ErrFull is returned by Append when the record would take the
+	// undrained bytes past Options.MaxBytes. Nothing was written; retry
+	// after the drain has made room.
+	ErrFull = errors.New("spool: full")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("spool: closed")
+)
+
+// Defaults for the zero Options.
+const (
+	DefaultMaxBytes     = 1 << 30
+	DefaultSegmentBytes = 16 << 20
+	DefaultBatchRecords = 1024
+	DefaultBatchBytes   = 32 << 20
+)
+
+// Options configure a Spool; the zero value works.
+type Options struct {
+	// MaxBytes bounds the undrained bytes (records with their headers).
+	// Default 1 GiB.
+	MaxBytes int64
+	// SegmentBytes is the size at which a new segment file is started.
+	// Default 16 MiB.
+	SegmentBytes int64
+	// BatchRecords and BatchBytes bound one call of the sink in Run.
+	// Defaults 1024 records and 32 MiB (a batch holds at least one record,
+	// and may pass BatchBytes by its last record).
+	BatchRecords int
+	BatchBytes   int64
+	// Logger receives warnings about repaired tails and errors about
+	// quarantined records and failing sinks; nil: silent.
+	Logger *slog.Logger
+}
+
+// Stats describe the undrained part of a spool.
+type Stats struct {
+	// Records undrained. After Open, records in segments older than the
+	// active one are not counted (that would mean reading them all at
+	// Open): Records is then a lower bound until they are drained.
+	Records int64
+	// Bytes undrained, headers included; exact.
+	Bytes int64
+	// Quarantined is the number of quarantine files in the directory.
+	Quarantined int64
+}
+
+// pos is a position in the spool: a segment and an offset in it.
+type pos struct {
+	seq uint64
+	off int64
+}
+
+func (p pos) less(q pos) bool {
+	return p.seq < q.seq || p.seq == q.seq && p.off < q.off
+}
+
+type segment struct {
+	seq  uint64
+	size int64 // final for sealed segments; the active one's is Spool.size
+}
+
+// Spool is an on-disk queue. Its methods are safe for concurrent use; Run
+// may be running only once at a time.
+type Spool struct {
+	dir          string
+	log          *slog.Logger
+	maxBytes     int64
+	segmentBytes int64
+	batchRecords int
+	batchBytes   int64
+	backoffMin   time.Duration
+	backoffMax   time.Duration
+	lock         *os.File
+
+	notify chan struct{} // a token after each durable append
+	done   chan struct{} // closed by Close
+
+	mu          sync.Mutex
+	synced      *sync.Cond // broadcast when syncedTo, syncing or err change
+	segs        []segment  // undrained segments, oldest first; the last is active
+	f           *os.File   // active segment
+	size        int64      // bytes in the active segment
+	syncedTo    pos        // everything before it is durable
+	syncing     bool       // an Append is fsyncing f without holding mu
+	err         error      // sticky: a failed fsync leaves the file state unknown
+	closed      bool
+	cursor      pos           // first undrained position
+	advanced    chan struct{} // closed and replaced when the cursor moves
+	bytes       int64
+	records     int64
+	countedFrom uint64 // records in segments before it are not in records
+	quarantined int64
+	running     bool
+	runDone     chan struct{}
+}
+
+// Open opens the spool in dir, creating the directory if needed, and
+// repairs a torn tail left by a crash. It reads at most the active segment.
+func Open(dir string, opts Options) (*Spool, error) {
+	s := &Spool{
+		dir:          dir,
+		log:          opts.Logger,
+		maxBytes:     opts.MaxBytes,
+		segmentBytes: opts.SegmentBytes,
+		batchRecords: opts.BatchRecords,
+		batchBytes:   opts.BatchBytes,
+		backoffMin:   100 * time.Millisecond,
+		backoffMax:   5 * time.Second,
+		notify:       make(chan struct{}, 1),
+		done:         make(chan struct{}),
+		advanced:     make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.maxBytes <= 0 {
+		s.maxBytes = DefaultMaxBytes
+	}
+	if s.segmentBytes <= 0 {
+		s.segmentBytes = DefaultSegmentBytes
+	}
+	if s.batchRecords <= 0 {
+		s.batchRecords = DefaultBatchRecords
+	}
+	if s.batchBytes <= 0 {
+		s.batchBytes = DefaultBatchBytes
+	}
+	s.synced = sync.NewCond(&s.mu)
+
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s.lock = lock
+	if err := s.load(); err != nil {
+		unlockDir(s.lock)
+		if s.f != nil {
+			s.f.Close()
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// load reads the directory: cursor, segments, quarantine files, and repairs
+// the active segment's tail.
+func (s *Spool) load() error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	var seqs []uint64
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasSuffix(name, ".seg"):
+			seq, err := strconv.ParseUint(strings.TrimSuffix(name, ".seg"), 10, 64)
+			if err != nil {
+				continue
+			}
+			seqs = append(seqs, seq)
+		case strings.HasSuffix(name, ".quarantine"):
+			s.quarantined++
+		case strings.HasSuffix(name, ".tmp"):
+			// A cursor or quarantine file never renamed into place.
+			os.Remove(filepath.Join(s.dir, name))
+		}
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+
+	cur, found, err := readCursor(s.dir)
+	if err != nil {
+		// Replaying drained records is harmless; skipping undrained
+		// ones is not.
+		s.log.Error("spool: unreadable cursor, replaying from the oldest segment", "err", err)
+	}
+	if !found && len(seqs) > 0 {
+		cur = pos{seq: seqs[0]}
+	}
+	for len(seqs) > 0 && seqs[0] < cur.seq {
+		if err := os.Remove(s.segPath(seqs[0])); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		seqs = seqs[1:]
+	}
+	if len(seqs) > 0 && seqs[0] > cur.seq {
+		s.log.Error("spool: segment at cursor missing, continuing with the next", "cursor_segment", cur.seq, "next_segment", seqs[0])
+		cur = pos{seq: seqs[0]}
+	}
+	if len(seqs) == 0 {
+		cur = pos{seq: max(cur.seq, 1)}
+		f, err := s.createSegment(cur.seq)
+		if err != nil {
+			return err
+		}
+		f.Close()
+		seqs = []uint64{cur.seq}
+	}
+	for _, seq := range seqs[:len(seqs)-1] {
+		fi, err := os.Stat(s.segPath(seq))
+		if err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		s.segs = append(s.segs, segment{seq: seq, size: fi.Size()})
+		s.bytes += fi.Size()
+	}
+	active := seqs[len(seqs)-1]
+	s.segs = append(s.segs, segment{seq: active})
+	if len(s.segs) > 1 {
+		s.bytes -= min(cur.off, s.segs[0].size)
+	}
+
+	f, err := os.OpenFile(s.segPath(active), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	s.f = f
+	from := int64(0)
+	if cur.seq == active {
+		from = cur.off
+	}
+	end, records, err := s.repairTail(f, active, from)
+	if err != nil {
+		return err
+	}
+	if from > end {
+		s.log.Error("spool: cursor past the end of the active segment", "segment", active, "cursor", cur.off, "end", end)
+		from, cur.off = end, end
+	}
+	s.size = end
+	s.bytes += end - from
+	s.records = records
+	s.countedFrom = active
+	s.cursor = cur
+	s.syncedTo = pos{seq: active, off: end}
+	return nil
+}
+
+// repairTail finds the end of the valid records of the active segment,
+// reading from the record boundary from, and truncates a torn tail. It
+// returns the end and the number of valid records in [from, end).
+func (s *Spool) repairTail(f *os.File, seq uint64, from int64) (end, records int64, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, fmt.Errorf("spool: %w", err)
+	}
+	size := fi.Size()
+	off := min(from, size)
+	for off < size {
+		n, ok, err := verifyAt(f, off, size)
+		if err != nil {
+			return 0, 0, fmt.Errorf("spool: %s: %w", s.segPath(seq), err)
+		}
+		if ok {
+			off += n
+			records++
+			continue
+		}
+		next, err := resync(f, off+1, size)
+		if err != nil {
+			return 0, 0, fmt.Errorf("spool: %s: %w", s.segPath(seq), err)
+		}
+		if next < 0 {
+			break
+		}
+		// Corruption with valid records after it: Run quarantines it
+		// when it gets there.
+		off = next
+	}
+	if off < size {
+		s.log.Warn("spool: cutting off a torn record at the end of the active segment",
+			"segment", seq, "offset", off, "bytes", size-off)
+		if err := f.Truncate(off); err != nil {
+			return 0, 0, fmt.Errorf("spool: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			return 0, 0, fmt.Errorf("spool: %w", err)
+		}
+	}
+	return off, records, nil
+}
+
+func (s *Spool) segPath(seq uint64) string {
+	return filepath.Join(s.dir, fmt.Sprintf("%020d.seg", seq))
+}
+
+// createSegment creates an empty segment and makes its name durable.
+func (s *Spool) createSegment(seq uint64) (*os.File, error) {
+	f, err := os.OpenFile(s.segPath(seq), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		f.Close()
+		os.Remove(s.segPath(seq))
+		return nil, err
+	}
+	return f, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	err = d.Sync()
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("spool: sync directory: %w", err)
+	}
+	return nil
+}
+
+// Append writes payload as one record and returns once it is durable. It
+// returns ErrFull, without writing, when the undrained bytes would pass
+// Options.MaxBytes. After a failed fsync every later Append fails until the
+// spool is reopened (the state of the file is unknown).
+func (s *Spool) Append(payload []byte) error {
+	n := int64(headerSize + len(payload))
+	if len(payload) > maxPayload || n > s.maxBytes {
+		return fmt.Errorf("spool: record of %d bytes exceeds the bound of %d bytes", n, s.maxBytes)
+	}
+	rec := encodeRecord(payload)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		switch {
+		case s.closed:
+			return ErrClosed
+		case s.err != nil:
+			return s.err
+		case s.bytes+n > s.maxBytes:
+			return ErrFull
+		}
+		if s.size == 0 || s.size+n <= s.segmentBytes {
+			break
+		}
+		if s.syncing {
+			s.synced.Wait()
+			continue
+		}
+		if err := s.rotate(); err != nil {
+			return err
+		}
+	}
+
+	off := s.size
+	if _, err := s.f.WriteAt(rec, off); err != nil {
+		// Unwritten (e.g. disk full): cut the partial record so the
+		// segment stays valid for the records after it.
+		if terr := s.f.Truncate(off); terr != nil {
+			s.err = fmt.Errorf("spool: write failed and could not be undone: %w", terr)
+			s.synced.Broadcast()
+		}
+		return fmt.Errorf("spool: write: %w", err)
+	}
+	s.size += n
+	s.bytes += n
+	s.records++
+	end := pos{seq: s.active(), off: s.size}
+
+	// Group commit: one Append fsyncs for everyone who wrote before it
+	// started; the others wait.
+	for s.syncedTo.less(end) {
+		if s.err != nil {
+			return s.err
+		}
+		if s.syncing {
+			s.synced.Wait()
+			continue
+		}
+		s.syncing = true
+		f, target := s.f, pos{seq: s.active(), off: s.size}
+		s.mu.Unlock()
+		err := f.Sync()
+		s.mu.Lock()
+		s.syncing = false
+		if err != nil {
+			s.err = fmt.Errorf("spool: sync: %w", err)
+		} else if s.syncedTo.less(target) {
+			s.syncedTo = target
+		}
+		s.synced.Broadcast()
+	}
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (s *Spool) active() uint64 { return s.segs[len(s.segs)-1].seq }
+
+// rotate seals the active segment and starts the next one. It is called
+// with mu held and no fsync in flight.
+func (s *Spool) rotate() error {
+	if err := s.f.Sync(); err != nil {
+		s.err = fmt.Errorf("spool: sync: %w", err)
+		s.synced.Broadcast()
+		return s.err
+	}
+	seq := s.active() + 1
+	f, err := s.createSegment(seq)
+	if err != nil {
+		return err
+	}
+	s.f.Close()
+	s.segs[len(s.segs)-1].size = s.size
+	s.segs = append(s.segs, segment{seq: seq})
+	s.f = f
+	s.size = 0
+	s.syncedTo = pos{seq: seq}
+	s.synced.Broadcast()
+	return nil
+}
+
+// Stats returns the undrained records and bytes and the quarantine count.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Records: s.records, Bytes: s.bytes, Quarantined: s.quarantined}
+}
+
+// Close waits for a running Run to return, syncs and closes the spool.
+// Appends still waiting for their fsync complete first.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.done)
+	for s.syncing {
+		s.synced.Wait()
+	}
+	err := s.err
+	if err == nil {
+		if serr := s.f.Sync(); serr != nil {
+			err = fmt.Errorf("spool: sync: %w", serr)
+			s.err = err
+		} else {
+			s.syncedTo = pos{seq: s.active(), off: s.size}
+		}
+	}
+	s.synced.Broadcast()
+	if cerr := s.f.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("spool: %w", cerr)
+	}
+	runDone := s.runDone
+	s.mu.Unlock()
+	if runDone != nil {
+		<-runDone
+	}
+	unlockDir(s.lock)
+	return err
+}
+
+const cursorFile = "cursor"
+
+// readCursor reads the cursor file; found is false when there is none.
+func readCursor(dir string) (p pos, found bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, cursorFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return pos{}, false, nil
+	}
+	if err != nil {
+		return pos{}, false, fmt.Errorf("spool: %w", err)
+	}
+	if len(b) != 20 || crc32.Checksum(b[:16], castagnoli) != binary.BigEndian.Uint32(b[16:]) {
+		return pos{}, false, fmt.Errorf("spool: corrupt cursor file (%d bytes)", len(b))
+	}
+	off := binary.BigEndian.Uint64(b[8:16])
+	if off > 1<<62 {
+		return pos{}, false, fmt.Errorf("spool: cursor offset %d out of range", off)
+	}
+	return pos{seq: binary.BigEndian.Uint64(b[:8]), off: int64(off)}, true, nil
+}
+
+// writeCursor replaces the cursor file atomically.
+func writeCursor(dir string, p pos) error {
+	var b [20]byte
+	binary.BigEndian.PutUint64(b[:8], p.seq)
+	binary.BigEndian.PutUint64(b[8:16], uint64(p.off))
+	binary.BigEndian.PutUint32(b[16:], crc32.Checksum(b[:16], castagnoli))
+	tmp := filepath.Join(dir, cursorFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	_, err = f.Write(b[:])
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, cursorFile))
+	}
+	if err != nil {
+		return fmt.Errorf("spool: save cursor: %w", err)
+	}
+	return syncDir(dir)
+}
+
+var _ io.Closer = (*Spool)(nil)
