@@ -44,10 +44,10 @@ type Options struct {
 	MaxBodyBytes int64          // default 16 MiB
 	// RetryAfter is sent with 503 when the spool is full. Default 5 s.
 	RetryAfter time.Duration
-	Logger     *slog.Logger         // nil: silent
-	Gatherer   prometheus.Gatherer  // served on /metrics; nil: none
+	Logger     *slog.Logger          // nil: silent
+	Gatherer   prometheus.Gatherer   // served on /metrics; nil: none
 	Registerer prometheus.Registerer // receives the handler's metrics; nil: none
-	Now        func() time.Time     // nil: time.Now
+	Now        func() time.Time      // nil: time.Now
 }
 
 // DefaultMaxBodyBytes is the default cap of a POST body.
