@@ -1,0 +1,95 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"repute/ingest"
+)
+
+func init() {
+	commands["parse"] = command{
+		summary: "parse bounces and complaint reports, print results as JSON",
+		run:     runParse,
+	}
+}
+
+// parseOutput is one line of output when several inputs are given.
+type parseOutput struct {
+	File    string          `json:"file"`
+	Results []ingest.Result `json:"results"`
+}
+
+// runParse implements `repute parse [FILE|-]...`: with one input it prints
+// a JSON array of results; with several, one JSON object per line. Only
+// results go to stdout; an unreadable input is reported on stderr, the
+// others are still processed, and the exit status is 1.
+func runParse(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("parse", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: repute parse [FILE|-]...")
+		fmt.Fprintln(stderr, "\nParses each input (a message, or several in mbox form; - or none is stdin)")
+		fmt.Fprintln(stderr, "and prints one result per recipient of every bounce, delay, success DSN,")
+		fmt.Fprintln(stderr, "automatic reply or complaint it holds, with the bounce corpus label names.")
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	files := fs.Args()
+	if len(files) == 0 {
+		files = []string{"-"}
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false)
+	status := 0
+	for _, name := range files {
+		res, err := parseInput(name)
+		if err != nil {
+			fmt.Fprintf(stderr, "repute parse: %s: %v\n", name, err)
+			status = 1
+			if len(files) == 1 {
+				return status
+			}
+			continue
+		}
+		if res == nil {
+			res = []ingest.Result{}
+		}
+		var v any = res
+		if len(files) > 1 {
+			v = parseOutput{File: name, Results: res}
+		}
+		if err := enc.Encode(v); err != nil {
+			fmt.Fprintf(stderr, "repute parse: write: %v\n", err)
+			return 1
+		}
+	}
+	return status
+}
+
+// parseInput reads one input and parses it. Problems of the content (an
+// odd but usable message) are not errors: the results say what was found.
+func parseInput(name string) ([]ingest.Result, error) {
+	var r io.Reader = os.Stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, ingest.MaxMessageSize+1))
+	if err != nil {
+		return nil, err
+	}
+	res, _ := ingest.ParseBytes(b)
+	return res, nil
+}

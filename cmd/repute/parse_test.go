@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const parseTestBounce = `From: MAILER-DAEMON@mx.example.net
+To: sender@example.org
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b"
+
+--b
+Content-Type: text/plain
+
+The mail system could not deliver your message.
+
+--b
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; nobody-here@example.com
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <nobody-here@example.com>: Recipient address rejected: User unknown
+
+--b
+Content-Type: text/rfc822-headers
+
+From: sender@example.org
+To: nobody-here@example.com
+Message-ID: <abc123@example.org>
+Subject: hello
+
+--b--
+`
+
+const parseTestPlain = `From: friend@example.com
+To: sender@example.org
+Subject: lunch?
+
+Shall we?
+`
+
+func writeTemp(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestParseOneInput(t *testing.T) {
+	p := writeTemp(t, "bounce.eml", parseTestBounce)
+	var stdout, stderr bytes.Buffer
+	if code := runMain([]string{"parse", p}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	var got []map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
+		t.Fatalf("stdout is not a JSON array: %v\n%s", err, stdout.String())
+	}
+	if len(got) != 1 {
+		t.Fatalf("got %d results, want 1: %s", len(got), stdout.String())
+	}
+	want := map[string]any{
+		"recipient": "nobody-here@example.com", "action": "failed", "status": "5.1.1",
+		"replycode": "550", "reason": "userunknown", "hardbounce": true,
+		"feedbacktype": "", "messageid": "abc123@example.org",
+	}
+	for k, v := range want {
+		if got[0][k] != v {
+			t.Errorf("%s = %v, want %v", k, got[0][k], v)
+		}
+	}
+	if _, ok := got[0]["diagnosticcode"]; !ok {
+		t.Error("diagnosticcode missing")
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("stderr = %q, want empty", stderr.String())
+	}
+}
+
+func TestParseNotBounce(t *testing.T) {
+	p := writeTemp(t, "plain.eml", parseTestPlain)
+	var stdout, stderr bytes.Buffer
+	if code := runMain([]string{"parse", p}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	if got := strings.TrimSpace(stdout.String()); got != "[]" {
+		t.Errorf("stdout = %q, want []", got)
+	}
+}
+
+func TestParseSeveralInputs(t *testing.T) {
+	a := writeTemp(t, "a.eml", parseTestBounce)
+	b := writeTemp(t, "b.eml", parseTestPlain)
+	missing := filepath.Join(t.TempDir(), "missing.eml")
+	var stdout, stderr bytes.Buffer
+	code := runMain([]string{"parse", a, missing, b}, &stdout, &stderr)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if !strings.Contains(stderr.String(), missing) {
+		t.Errorf("stderr %q does not name %s", stderr.String(), missing)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got %d lines, want 2:\n%s", len(lines), stdout.String())
+	}
+	var first, second parseOutput
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(lines[1]), &second); err != nil {
+		t.Fatal(err)
+	}
+	if first.File != a || len(first.Results) != 1 || first.Results[0].Reason != "userunknown" {
+		t.Errorf("first line = %+v", first)
+	}
+	if second.File != b || second.Results == nil || len(second.Results) != 0 {
+		t.Errorf("second line = %+v, want no results", second)
+	}
+	if !strings.Contains(lines[1], `"results":[]`) {
+		t.Errorf("second line %q should hold an empty array", lines[1])
+	}
+}
+
+func TestParseMbox(t *testing.T) {
+	mbox := "From MAILER-DAEMON Thu Jul  2 12:05:05 2020\n" + parseTestBounce +
+		"From MAILER-DAEMON Thu Jul  2 12:06:05 2020\n" +
+		strings.ReplaceAll(parseTestBounce, "nobody-here", "second")
+	p := writeTemp(t, "two.mbox", mbox)
+	var stdout, stderr bytes.Buffer
+	if code := runMain([]string{"parse", p}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	var got []map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0]["recipient"] != "nobody-here@example.com" || got[1]["recipient"] != "second@example.com" {
+		t.Errorf("results = %v", got)
+	}
+}

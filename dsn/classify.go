@@ -1,0 +1,392 @@
+package dsn
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Reason is the classification of a failure: the taxonomy of the bounce
+// corpus (../shared/corpus/bounces/README.md).
+type Reason string
+
+// Reasons. Hard bounces are only UserUnknown, HostUnknown, HasMoved and
+// NotAccept with a permanent (5xx) status: a permanent failure of the
+// address itself. Policy and reputation rejections are not hard.
+const (
+	UserUnknown     Reason = "userunknown"
+	HostUnknown     Reason = "hostunknown"
+	HasMoved        Reason = "hasmoved"
+	NotAccept       Reason = "notaccept"
+	MailboxFull     Reason = "mailboxfull"
+	ExceedLimit     Reason = "exceedlimit"
+	MesgTooBig      Reason = "mesgtoobig"
+	Suspend         Reason = "suspend"
+	Filtered        Reason = "filtered"
+	Rejected        Reason = "rejected"
+	Blocked         Reason = "blocked"
+	BadReputation   Reason = "badreputation"
+	RequirePTR      Reason = "requireptr"
+	AuthFailure     Reason = "authfailure"
+	SpamDetected    Reason = "spamdetected"
+	VirusDetected   Reason = "virusdetected"
+	PolicyViolation Reason = "policyviolation"
+	ContentError    Reason = "contenterror"
+	NotCompliantRFC Reason = "notcompliantrfc"
+	SecurityError   Reason = "securityerror"
+	FailedSTARTTLS  Reason = "failedstarttls"
+	NoRelaying      Reason = "norelaying"
+	TooManyConn     Reason = "toomanyconn"
+	Speeding        Reason = "speeding"
+	Expired         Reason = "expired"
+	NetworkError    Reason = "networkerror"
+	SystemError     Reason = "systemerror"
+	SystemFull      Reason = "systemfull"
+	MailerError     Reason = "mailererror"
+	SyntaxError     Reason = "syntaxerror"
+	Suppressed      Reason = "suppressed"
+	OnHold          Reason = "onhold"
+	Undefined       Reason = "undefined"
+	Delivered       Reason = "delivered"
+	Vacation        Reason = "vacation"
+	Feedback        Reason = "feedback"
+)
+
+// syntheticCodes are the detail numbers of the synthetic status codes the
+// corpus uses when a message carries no status code (5.0.9NN, 4.0.9NN).
+var syntheticCodes = map[Reason]int{
+	Undefined: 900, OnHold: 901, SyntaxError: 902, Suppressed: 903,
+	NoRelaying: 909, Filtered: 910, UserUnknown: 911, HostUnknown: 912,
+	HasMoved: 916, Rejected: 918, Suspend: 921, MailboxFull: 922,
+	ExceedLimit: 923, AuthFailure: 926, SystemError: 930, SystemFull: 931,
+	NotAccept: 932, MesgTooBig: 934, MailerError: 939, NetworkError: 944,
+	TooManyConn: 945, Speeding: 946, Expired: 947, ContentError: 960,
+	SecurityError: 970, Blocked: 971, PolicyViolation: 972, RequirePTR: 973,
+	NotCompliantRFC: 974, BadReputation: 975, FailedSTARTTLS: 976,
+	SpamDetected: 980, VirusDetected: 981,
+}
+
+// SyntheticStatus returns the status code the corpus assigns to a reason
+// when the message carries none: 5.0.9NN, or 4.0.9NN when temporary.
+// Delivered, Vacation and Feedback have no status code.
+func SyntheticStatus(r Reason, temporary bool) string {
+	n, ok := syntheticCodes[r]
+	if !ok {
+		if r == Delivered {
+			return "2.0.0"
+		}
+		return ""
+	}
+	if temporary {
+		if r == Filtered {
+			n = 924
+		}
+		return "4.0." + strconv.Itoa(n)
+	}
+	return "5.0." + strconv.Itoa(n)
+}
+
+// isHard reports whether a reason with a status is a hard bounce: a
+// permanent failure of the address itself.
+func isHard(r Reason, status string) bool {
+	switch r {
+	case UserUnknown, HostUnknown, HasMoved:
+		return true
+	case NotAccept:
+		return statusClass(status) == '5'
+	}
+	return false
+}
+
+// ClassifyReply classifies an SMTP reply: its code (RFC 5321 §4.2, 0 when
+// unknown), its enhanced status code (RFC 3463, "" when none) and its
+// text. The sender uses it on synchronous rejections; Parse uses the same
+// rules for every recipient of a notification.
+func ClassifyReply(code int, enhanced, text string) (reason Reason, hard bool) {
+	rc := Recipient{Diagnostic: text, Status: findStatus(enhanced), Action: "failed"}
+	if code > 0 {
+		rc.ReplyCode = strconv.Itoa(code)
+	}
+	if rc.Status == "" {
+		rc.Status = findStatus(text)
+	}
+	if code >= 200 && code < 300 || statusClass(rc.Status) == '2' {
+		return Delivered, false
+	}
+	if code >= 400 && code < 500 || statusClass(rc.Status) == '4' {
+		rc.Action = "delayed"
+	}
+	classifyRecipient(&rc)
+	st := rc.Status
+	if st == "" && code >= 500 {
+		st = "5"
+	}
+	return rc.Reason, isHard(rc.Reason, st)
+}
+
+// classifyRecipient sets rc.Reason from its diagnostic text, status code
+// and action, in that order: the text names the cause most precisely;
+// the status code is the structured fallback (RFC 3463); the action is the
+// last resort.
+func classifyRecipient(rc *Recipient) {
+	if statusClass(rc.Status) == '2' || rc.Action == "delivered" || rc.Action == "relayed" || rc.Action == "expanded" {
+		rc.Reason = Delivered
+		return
+	}
+	text := strings.ToLower(rc.Diagnostic)
+	if r := reasonFromText(text); r != "" {
+		rc.Reason = r
+		return
+	}
+	if r := reasonFromStatus(rc.Status); r != "" {
+		rc.Reason = r
+		return
+	}
+	if rc.Action == "delayed" {
+		rc.Reason = Expired
+		return
+	}
+	if text == "" && rc.Status == "" {
+		rc.Reason = Undefined
+		return
+	}
+	rc.Reason = OnHold
+}
+
+// phrase tables: each reason with the lower-case phrases that name it in
+// a diagnostic. The tables are checked in order and the first match wins,
+// so more specific causes come first.
+var phraseTable = []struct {
+	reason  Reason
+	phrases []string
+}{
+	{RequirePTR, []string{
+		"no ptr record", "reverse dns", "reverse lookup", "no reverse",
+		"ptr record", "rdns", "cannot find your hostname", "reverse address",
+		"client host rejected: cannot find your", "cannot resolve your address",
+		"ip name lookup failed", "hostname does not match",
+	}},
+	{AuthFailure, []string{
+		"dmarc", "spf check", "spf fail", "spf: ", "sender policy framework",
+		"dkim", "authentication checks failed", "unauthenticated email",
+		"authentication-results", "5.7.26", "5.7.23", "is not authorized to send",
+		"does not designate", "spf)",
+	}},
+	{BadReputation, []string{
+		"poor reputation", "bad reputation", "low reputation", "sender reputation",
+		"ip reputation", "reputation is",
+	}},
+	{VirusDetected, []string{
+		"virus", "malware", "infected",
+	}},
+	{SpamDetected, []string{
+		"spam", "junk mail", "unsolicited", "bulk mail", "message content rejected",
+		"content filter", "blacklisted url", "url blacklist", "spamhaus dbl",
+	}},
+	{Blocked, []string{
+		"blocked using", "client host rejected", "blacklist", "blocklist", "block list",
+		"black list", "listed in", "rbl", "dnsbl", "your ip", "ip address",
+		"your host", "has been blocked", "access denied", "connection refused by",
+		"not allowed to send from", "banned", "sender ip", "connecting ip",
+		"ip is", "host is blocked", "refused to talk", "connections from",
+	}},
+	{PolicyViolation, []string{
+		"policy violation", "violates our policy", "policy reasons", "local policy",
+		"acceptable use", "prohibited", "not permitted by policy",
+	}},
+	{FailedSTARTTLS, []string{
+		"starttls", "tls required", "must issue a starttls", "encryption required",
+	}},
+	{SecurityError, []string{
+		"authentication required", "authentication failed", "auth failed",
+		"certificate", "must authenticate", "smtp auth", "insecure",
+		"not authenticated",
+	}},
+	{NoRelaying, []string{
+		"relay denied", "relaying denied", "relay access denied", "not permitted to relay",
+		"unable to relay", "relay not permitted", "relaying not allowed", "no relaying",
+		"relay not allowed", "not a gateway", "we do not relay", "relaying mail to",
+		"relay prohibited", "cannot relay",
+	}},
+	{TooManyConn, []string{
+		"too many connections", "too many simultaneous", "connection limit",
+		"too many recipients", "too many messages",
+	}},
+	{Speeding, []string{
+		"rate limit", "sending rate", "temporarily deferred", "throttl", "too fast",
+	}},
+	{HasMoved, []string{
+		"has moved", "address has changed", "no longer with", "forwarding address",
+	}},
+	{MailboxFull, []string{
+		"mailbox full", "mailbox is full", "over quota", "quota exceeded",
+		"exceeded storage", "insufficient disk space on user", "mailbox size limit",
+		"mailbox exceeds", "full mailbox", "account is full", "quota", "box full",
+		"mail box full", "user is over", "exceeds the size limit of the mailbox",
+		"not enough storage space", "mailfolder is full",
+	}},
+	{Suspend, []string{
+		"suspended", "disabled", "inactive", "deactivated", "not active",
+		"account has been locked", "is locked", "temporarily unavailable mailbox",
+		"mailbox unavailable: this account", "account expired", "expired account",
+		"invalid account",
+	}},
+	{MesgTooBig, []string{
+		"message too large", "message too big", "message size exceeds",
+		"message is too large", "message is too big", "size limit", "exceeds size",
+		"message length exceeds", "too large",
+	}},
+	{ExceedLimit, []string{
+		"exceeds the maximum", "limit exceeded",
+	}},
+	{UserUnknown, []string{
+		"user unknown", "unknown user", "no such user", "no such mailbox",
+		"mailbox not found", "does not exist", "doesn't exist", "unknown recipient",
+		"recipient unknown", "invalid recipient", "recipient address rejected: user",
+		"user not found", "address rejected", "no mailbox", "not a valid mailbox",
+		"mailbox unavailable", "unknown address", "bad address", "invalid address",
+		"no such recipient", "account does not exist", "unknown local part",
+		"not our customer", "unrouteable address", "unknown or illegal alias",
+		"recipient not found", "no account", "invalid mailbox", "user doesn't have",
+		"recipient rejected", "not listed in", "addressee unknown", "is not a valid",
+		"mailbox does not exist", "account not found", "undeliverable address",
+		"no valid recipients", "unknown in local recipient table",
+	}},
+	{HostUnknown, []string{
+		"host unknown", "unknown host", "host not found", "domain not found",
+		"no such domain", "domain does not exist", "name or service not known",
+		"unrouteable mail domain", "host or domain name not found", "nxdomain",
+		"no mx", "domain name not found", "invalid domain", "unknown domain",
+		"domain is not", "no route to host",
+	}},
+	{NotAccept, []string{
+		"does not accept mail", "null mx", "not accepting mail", "accepts no mail",
+	}},
+	{Rejected, []string{
+		"sender address rejected", "sender rejected", "domain of sender",
+		"sender domain", "envelope sender", "mail from", "sender verify failed",
+		"sender is", "from address", "sender not", "return path",
+	}},
+	{Filtered, []string{
+		"filtered", "rejected by", "refused by", "not accept", "recipient refused",
+		"content rejected", "delivery not authorized", "denied",
+	}},
+	{NotCompliantRFC, []string{
+		"rfc 5322", "rfc5322", "rfc 2822", "rfc2822", "duplicate header", "multiple",
+	}},
+	{ContentError, []string{
+		"content error", "illegal character", "header error", "invalid header",
+		"message header", "8-bit",
+	}},
+	{SyntaxError, []string{
+		"syntax error", "command unrecognized", "unrecognized command",
+	}},
+	{SystemFull, []string{
+		"system full", "disk full", "out of disk", "insufficient system storage",
+		"queue full",
+	}},
+	{MailerError, []string{
+		"mailer error", "command failed", "exit code", "pipe to",
+		"procmail", "delivery program", "local delivery failed",
+	}},
+	{NetworkError, []string{
+		"network error", "connection timed out", "timed out", "connection refused",
+		"could not connect", "unable to connect", "loop", "dns error", "lookup failed",
+		"temporary failure in name resolution", "no route",
+	}},
+	{SystemError, []string{
+		"system error", "internal error", "server error", "local error",
+		"temporary error", "try again later", "service unavailable", "i/o error",
+	}},
+	{Expired, []string{
+		"retry timeout exceeded", "retry time", "message expired", "expired",
+		"delivery time expired", "could not be delivered within", "given up",
+		"too long in queue", "too long", "timeout exceeded", "has not been delivered",
+		"delivery temporarily suspended",
+	}},
+}
+
+// reasonFromText returns the first reason whose phrase occurs in the
+// lower-case text, "" when none does.
+func reasonFromText(text string) Reason {
+	if text == "" {
+		return ""
+	}
+	for _, row := range phraseTable {
+		for _, p := range row.phrases {
+			if strings.Contains(text, p) {
+				return row.reason
+			}
+		}
+	}
+	return ""
+}
+
+// reasonFromStatus maps an enhanced status code to a reason by its subject
+// and detail (RFC 3463 §3, and the IANA registry of enhanced status codes
+// for the later 5.7.x codes).
+func reasonFromStatus(st string) Reason {
+	if len(st) < 5 {
+		return ""
+	}
+	switch st[2:] {
+	case "1.1", "1.3", "1.4", "1.5":
+		return UserUnknown // bad destination mailbox address / syntax / ambiguous
+	case "1.2":
+		return HostUnknown // bad destination system address
+	case "1.6":
+		return HasMoved // destination mailbox has moved (RFC 3463 §3.2)
+	case "1.7", "1.8":
+		return Rejected // bad sender's mailbox / system address
+	case "1.10":
+		return NotAccept // recipient address has null MX (RFC 7505)
+	case "2.1":
+		return Suspend // mailbox disabled
+	case "2.2":
+		return MailboxFull
+	case "2.3":
+		return ExceedLimit // message length exceeds administrative limit
+	case "2.4":
+		return SystemError // mailing list expansion problem
+	case "3.1":
+		return SystemFull
+	case "3.2":
+		return NotAccept // system not accepting network messages
+	case "3.4":
+		return MesgTooBig
+	case "3.0", "3.3", "3.5":
+		return SystemError
+	case "4.1", "4.2", "4.3", "4.6", "4.0":
+		return NetworkError
+	case "4.4":
+		return HostUnknown // unable to route
+	case "4.5":
+		return SystemFull // mail system congestion
+	case "4.7":
+		return Expired // delivery time expired
+	case "5.3":
+		return TooManyConn // too many recipients
+	case "5.0", "5.1", "5.2", "5.4", "5.5", "5.6":
+		return SyntaxError
+	case "6.0", "6.1", "6.2", "6.3", "6.4", "6.5", "6.6":
+		return ContentError
+	case "7.1":
+		return Blocked // delivery not authorized, message refused
+	case "7.2":
+		return Filtered
+	case "7.7", "7.8", "7.9", "7.10", "7.11", "7.12", "7.14", "7.15", "7.16", "7.17", "7.18", "7.19", "7.29", "7.30":
+		return SecurityError
+	case "7.13":
+		return Suspend // user account disabled (RFC 3463 registry)
+	case "7.20", "7.21", "7.22", "7.23", "7.24", "7.26", "7.27":
+		return AuthFailure // DKIM/SPF/DMARC (RFC 7372)
+	case "7.25":
+		return RequirePTR // reverse DNS validation failed (RFC 7372)
+	case "7.28":
+		return SpamDetected // mail flood detected
+	case "7.3", "7.4", "7.5", "7.6":
+		return SecurityError
+	case "7.0":
+		return PolicyViolation
+	}
+	return ""
+}

@@ -1,0 +1,90 @@
+package dsn
+
+// findStatus returns the first enhanced status code (RFC 3463 §2:
+// class "." subject "." detail, class 2, 4 or 5, subject and detail of one
+// to three digits) in s, "" when none.
+func findStatus(s string) string {
+	for i := 0; i+4 < len(s); i++ {
+		c := s[i]
+		if c != '2' && c != '4' && c != '5' {
+			continue
+		}
+		if i > 0 && !statusBoundary(s[i-1]) {
+			continue
+		}
+		if s[i+1] != '.' {
+			continue
+		}
+		j := i + 2
+		n := digits(s[j:])
+		if n == 0 || n > 3 || j+n >= len(s) || s[j+n] != '.' {
+			continue
+		}
+		j += n + 1
+		m := digits(s[j:])
+		if m == 0 || m > 3 {
+			continue
+		}
+		j += m
+		if j < len(s) && (isDigit(s[j]) || isAlpha(s[j]) ||
+			(s[j] == '.' && j+1 < len(s) && isDigit(s[j+1]))) {
+			continue
+		}
+		return s[i:j]
+	}
+	return ""
+}
+
+// findReplyCode returns the first SMTP reply code (RFC 5321 §4.2: three
+// digits, the first 2 to 5) in s that stands as a word followed by a
+// space, a hyphen or the end, "" when none.
+func findReplyCode(s string) string {
+	for i := 0; i+2 < len(s); i++ {
+		c := s[i]
+		if c < '2' || c > '5' || c == '3' {
+			continue
+		}
+		if i > 0 && !replyBoundary(s[i-1]) {
+			continue
+		}
+		if !isDigit(s[i+1]) || !isDigit(s[i+2]) || s[i+1] > '5' {
+			continue
+		}
+		if i+3 < len(s) {
+			n := s[i+3]
+			if n != ' ' && n != '-' && n != '\n' && n != '\t' && n != ']' && n != ')' && n != ',' {
+				continue
+			}
+		}
+		return s[i : i+3]
+	}
+	return ""
+}
+
+func statusBoundary(c byte) bool {
+	return !isDigit(c) && !isAlpha(c) && c != '.' && c != '-' && c != '_' && c != '/' && c != ':' && c != '='
+}
+
+func replyBoundary(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '(' || c == '[' || c == '"' || c == ':' || c == ';' || c == '<' || c == '\''
+}
+
+func digits(s string) int {
+	n := 0
+	for n < len(s) && isDigit(s[n]) {
+		n++
+	}
+	return n
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+func isAlpha(c byte) bool { return c|0x20 >= 'a' && c|0x20 <= 'z' }
+
+// statusClass returns the class digit of a status or reply code.
+func statusClass(s string) byte {
+	if s == "" {
+		return 0
+	}
+	return s[0]
+}
+

@@ -1,0 +1,255 @@
+package dsn
+
+import (
+	"errors"
+	"io"
+	"strings"
+)
+
+// CorrelationHeader is the header our sender stamps on every message; a
+// bounce that returns the original's headers carries it back.
+const CorrelationHeader = "X-Repute-ID"
+
+// Errors returned by Parse. ErrNotBounce is returned alone; the others
+// come with a best-effort Report.
+var (
+	// ErrNotBounce means the message is neither a delivery status
+	// notification, a bounce in a known non-standard form, nor an
+	// automatic reply.
+	ErrNotBounce = errors.New("dsn: not a bounce")
+	// ErrTruncated means the message was longer than MaxMessageSize and
+	// only its beginning was parsed.
+	ErrTruncated = errors.New("dsn: message truncated")
+	// ErrNoRecipient means the message looks like a bounce but no failed
+	// recipient address could be found in it.
+	ErrNoRecipient = errors.New("dsn: no recipient")
+)
+
+// Kind says what a report is.
+type Kind string
+
+// The kinds of report Parse recognises.
+const (
+	KindBounce    Kind = "bounce"    // permanent failure (Action: failed)
+	KindDelay     Kind = "delay"     // temporary failure (Action: delayed)
+	KindSuccess   Kind = "success"   // success DSN (Action: delivered, relayed, expanded)
+	KindAutoReply Kind = "autoreply" // automatic reply (RFC 3834)
+)
+
+// Report is the parsed notification.
+type Report struct {
+	Kind Kind
+	// Recipients lists one entry per recipient the notification is
+	// about, in the order the message gives them.
+	Recipients []Recipient
+	// ReportingMTA is the Reporting-MTA field (RFC 3464 §2.2.2), without
+	// its type.
+	ReportingMTA string
+	// ENVID is the Original-Envelope-Id field (RFC 3464 §2.2.1).
+	ENVID string
+	// VERP is the token of a VERP return path (<prefix>+<token>@<domain>)
+	// found in the bounce's own envelope headers, "" when none.
+	VERP string
+	// Original holds identifiers of the returned original message.
+	Original Original
+	// Structured is true when the result comes from a machine-readable
+	// delivery-status part rather than from text heuristics.
+	Structured bool
+}
+
+// Original holds header values of the message that bounced, as far as the
+// notification returned them (RFC 3462 message/rfc822 or
+// text/rfc822-headers part, or a quoted copy in the text).
+type Original struct {
+	MessageID     string // Message-ID, without angle brackets
+	CorrelationID string // value of CorrelationHeader
+	From          string
+	To            string
+	Subject       string
+}
+
+// Recipient is the outcome for one recipient.
+type Recipient struct {
+	// Address is the recipient address (Final-Recipient, RFC 3464
+	// §2.3.2), without its address type.
+	Address string
+	// ORCPT is the Original-Recipient field (RFC 3464 §2.3.1) when given.
+	ORCPT string
+	// Action is failed, delayed, delivered, relayed or expanded (RFC 3464
+	// §2.3.3); "" for automatic replies.
+	Action string
+	// Status is the enhanced status code D.S.D (RFC 3463). When the
+	// message carries none it is the synthetic code of Reason (see
+	// SyntheticStatus); "" for automatic replies.
+	Status string
+	// ReplyCode is the SMTP reply code (RFC 5321 §4.2) found in the
+	// diagnostic, "" when none.
+	ReplyCode string
+	// Diagnostic is the diagnostic text (Diagnostic-Code without its
+	// type, or the text of a non-standard bounce), white space collapsed
+	// and bounded in length.
+	Diagnostic string
+	// RemoteMTA is the Remote-MTA field (RFC 3464 §2.3.5) without its
+	// type, or the host named in a non-standard bounce.
+	RemoteMTA string
+	// Reason is the classification of the failure.
+	Reason Reason
+	// Hard is true only for a permanent failure of the address itself.
+	Hard bool
+}
+
+// maxDiagnostic bounds Recipient.Diagnostic.
+const maxDiagnostic = 1024
+
+// Parse reads a message and returns what it reports. It returns
+// ErrNotBounce when the message is not a notification, and otherwise a
+// Report together with a non-nil error when something was odd
+// (ErrTruncated, ErrNoRecipient). Parse is safe for concurrent use.
+func Parse(r io.Reader) (*Report, error) {
+	buf, err := io.ReadAll(io.LimitReader(r, MaxMessageSize+1))
+	if err != nil {
+		return nil, err
+	}
+	var odd error
+	if len(buf) > MaxMessageSize {
+		buf = buf[:MaxMessageSize]
+		odd = ErrTruncated
+	}
+	rep, err := parseString(normalizeNewlines(string(buf)))
+	if err != nil {
+		return rep, err
+	}
+	return rep, odd
+}
+
+// ParseBytes is Parse over a message already in memory.
+func ParseBytes(b []byte) (*Report, error) {
+	var odd error
+	if len(b) > MaxMessageSize {
+		b = b[:MaxMessageSize]
+		odd = ErrTruncated
+	}
+	rep, err := parseString(normalizeNewlines(string(b)))
+	if err != nil {
+		return rep, err
+	}
+	return rep, odd
+}
+
+// parseString parses a whole message with LF line endings.
+func parseString(msg string) (*Report, error) {
+	var w walker
+	root := w.parse(msg, 0)
+	m := &message{root: root}
+	m.scan()
+
+	rep := &Report{}
+	switch {
+	case m.status != nil:
+		parseDeliveryStatus(m, rep)
+		if len(rep.Recipients) == 0 {
+			parseText(m, rep)
+		} else {
+			rep.Structured = true
+		}
+	case isAutoReply(root.header):
+		parseAutoReply(m, rep)
+	case looksLikeBounce(m):
+		parseText(m, rep)
+	default:
+		return nil, ErrNotBounce
+	}
+	m.original(rep)
+	rep.VERP = verpToken(root.header)
+	if len(rep.Recipients) == 0 {
+		if rep.Kind == "" {
+			rep.Kind = KindBounce
+		}
+		return rep, ErrNoRecipient
+	}
+	finish(rep)
+	return rep, nil
+}
+
+// finish classifies every recipient that still lacks a reason and sets the
+// report kind from the actions.
+func finish(rep *Report) {
+	failed, delayed, ok := 0, 0, 0
+	for i := range rep.Recipients {
+		rc := &rep.Recipients[i]
+		rc.Diagnostic = bounded(rc.Diagnostic)
+		if rep.Kind == KindAutoReply {
+			rc.Reason = Vacation
+			continue
+		}
+		if rc.Reason == "" {
+			classifyRecipient(rc)
+		}
+		if rc.Status == "" {
+			rc.Status = SyntheticStatus(rc.Reason, rc.Action == "delayed" || strings.HasPrefix(rc.ReplyCode, "4"))
+		}
+		rc.Hard = isHard(rc.Reason, rc.Status)
+		switch rc.Action {
+		case "delayed":
+			delayed++
+		case "delivered", "relayed", "expanded":
+			ok++
+		default:
+			failed++
+		}
+	}
+	if rep.Kind == "" {
+		switch {
+		case failed > 0:
+			rep.Kind = KindBounce
+		case delayed > 0:
+			rep.Kind = KindDelay
+		case ok > 0:
+			rep.Kind = KindSuccess
+		default:
+			rep.Kind = KindBounce
+		}
+	}
+}
+
+// bounded collapses white space and caps the length of a diagnostic.
+func bounded(s string) string {
+	s = collapseSpace(s)
+	if len(s) > maxDiagnostic {
+		s = s[:maxDiagnostic]
+	}
+	return s
+}
+
+// collapseSpace replaces every run of white space with one space and trims
+// the ends; it returns s itself when nothing changes.
+func collapseSpace(s string) string {
+	s = strings.TrimSpace(s)
+	clean := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\n' || c == '\t' || c == '\r' || (c == ' ' && i+1 < len(s) && s[i+1] == ' ') {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == ' ' || c == '\n' || c == '\t' || c == '\r' {
+			space = true
+			continue
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

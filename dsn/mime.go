@@ -1,0 +1,303 @@
+package dsn
+
+import (
+	"encoding/base64"
+	"io"
+	"mime/quotedprintable"
+	"strings"
+)
+
+// The MIME layer here is deliberately small: it parses a message held in
+// one string once, and every header value and body is a substring of it
+// unless it had to be unfolded or decoded. That keeps allocation per
+// message low (see the ingest benchmark).
+
+// Limits applied to every message (STYLE.md §1: parsers cap their input).
+const (
+	// MaxMessageSize is the number of bytes Parse reads; the rest of a
+	// longer message is ignored and ErrTruncated is returned with the
+	// result.
+	MaxMessageSize = 10 << 20
+	// maxDepth caps MIME nesting (multipart within message/rfc822 within
+	// multipart …).
+	maxDepth = 8
+	// maxParts caps the number of MIME parts walked in one message.
+	maxParts = 256
+	// maxHeaderFields caps the header fields kept per header block.
+	maxHeaderFields = 512
+)
+
+// field is one header field, its value unfolded.
+type field struct {
+	name, value string
+}
+
+// header is a parsed header block in message order.
+type header []field
+
+// get returns the first value of the named field, "" when absent. Names
+// compare case-insensitively (RFC 5322 §1.2.2).
+func (h header) get(name string) string {
+	for _, f := range h {
+		if strings.EqualFold(f.name, name) {
+			return f.value
+		}
+	}
+	return ""
+}
+
+// has reports whether the named field is present.
+func (h header) has(name string) bool {
+	for _, f := range h {
+		if strings.EqualFold(f.name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseHeader parses the header block at the start of s (LF line endings)
+// and returns it with the rest of s after the blank line that ends it. A
+// line that is neither a field nor a continuation ends the block, the way
+// lenient readers treat a missing blank line.
+func parseHeader(s string) (header, string) {
+	h := make(header, 0, 16)
+	for len(s) > 0 {
+		line, rest := cutLine(s)
+		if line == "" {
+			return h, rest
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			// Continuation of the previous field (RFC 5322 §2.2.3).
+			if n := len(h); n > 0 {
+				h[n-1].value = h[n-1].value + " " + strings.TrimSpace(line)
+			}
+			s = rest
+			continue
+		}
+		colon := strings.IndexByte(line, ':')
+		if colon <= 0 || !isFieldName(line[:colon]) {
+			// QUIRK: RFC 5322 §2.1 — some bounces start the body without
+			// a blank line (see lhost-x1-01); treat this line as body.
+			return h, s
+		}
+		if len(h) < maxHeaderFields {
+			h = append(h, field{
+				name:  strings.TrimSpace(line[:colon]),
+				value: strings.TrimSpace(line[colon+1:]),
+			})
+		}
+		s = rest
+	}
+	return h, ""
+}
+
+// isFieldName reports whether s is a plausible header field name (RFC 5322
+// §3.6.8: printable ASCII except colon; we also reject spaces inside).
+func isFieldName(s string) bool {
+	s = strings.TrimRight(s, " \t")
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 127 {
+			return false
+		}
+	}
+	return true
+}
+
+// cutLine splits s at the first LF.
+func cutLine(s string) (line, rest string) {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
+}
+
+// mediaType returns the lower-cased type/subtype of a Content-Type value,
+// "text/plain" when absent (RFC 2045 §5.2).
+func mediaType(ct string) string {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = strings.TrimSpace(ct)
+	if ct == "" {
+		return "text/plain"
+	}
+	return strings.ToLower(ct)
+}
+
+// param returns the value of a Content-Type parameter (RFC 2045 §5.1),
+// quoted or not, matching the name case-insensitively. It is lenient on
+// purpose: mime.ParseMediaType rejects values real MTAs send.
+func param(ct, name string) string {
+	for {
+		i := strings.IndexByte(ct, ';')
+		if i < 0 {
+			return ""
+		}
+		ct = strings.TrimLeft(ct[i+1:], " \t")
+		if len(ct) <= len(name) || !strings.EqualFold(ct[:len(name)], name) {
+			continue
+		}
+		v := strings.TrimLeft(ct[len(name):], " \t")
+		if v == "" || v[0] != '=' {
+			continue
+		}
+		v = strings.TrimLeft(v[1:], " \t")
+		if strings.HasPrefix(v, `"`) {
+			if j := strings.IndexByte(v[1:], '"'); j >= 0 {
+				return v[1 : j+1]
+			}
+			return v[1:]
+		}
+		if j := strings.IndexAny(v, "; \t"); j >= 0 {
+			v = v[:j]
+		}
+		return v
+	}
+}
+
+// part is one MIME entity.
+type part struct {
+	header header
+	ctype  string // lower-cased media type
+	body   string // raw body, still transfer-encoded
+	parts  []*part
+}
+
+// walker parses a message into parts, counting them against maxParts.
+type walker struct {
+	n int
+}
+
+// parse parses the entity s (header and body) at nesting depth d.
+func (w *walker) parse(s string, d int) *part {
+	h, body := parseHeader(s)
+	p := &part{header: h, ctype: mediaType(h.get("Content-Type")), body: body}
+	w.n++
+	if d >= maxDepth || w.n >= maxParts {
+		return p
+	}
+	switch {
+	case strings.HasPrefix(p.ctype, "multipart/"):
+		b := param(h.get("Content-Type"), "boundary")
+		if b == "" {
+			return p
+		}
+		for _, sub := range splitMultipart(body, b) {
+			if w.n >= maxParts {
+				break
+			}
+			p.parts = append(p.parts, w.parse(sub, d+1))
+		}
+	case p.ctype == "message/rfc822" || p.ctype == "message/global":
+		p.parts = append(p.parts, w.parse(p.decoded(), d+1))
+	}
+	return p
+}
+
+// splitMultipart returns the bodies between the delimiter lines of a
+// multipart body (RFC 2046 §5.1.1). A missing close delimiter ends the
+// last part at the end of input.
+func splitMultipart(body, boundary string) []string {
+	delim := "--" + boundary
+	var parts []string
+	start := -1
+	for pos := 0; pos < len(body); {
+		i := strings.Index(body[pos:], delim)
+		if i < 0 {
+			break
+		}
+		i += pos
+		pos = i + len(delim)
+		if i > 0 && body[i-1] != '\n' {
+			continue // not at the start of a line
+		}
+		closing := strings.HasPrefix(body[pos:], "--")
+		if start >= 0 {
+			end := i
+			if end > start && body[end-1] == '\n' {
+				end-- // the line break belongs to the delimiter
+			}
+			if end < start {
+				end = start
+			}
+			parts = append(parts, body[start:end])
+		}
+		if closing {
+			return parts
+		}
+		_, rest := cutLine(body[pos:])
+		start = len(body) - len(rest)
+		if len(parts) >= maxParts {
+			return parts
+		}
+	}
+	if start >= 0 && start < len(body) {
+		parts = append(parts, body[start:])
+	}
+	return parts
+}
+
+// decoded returns the body with its Content-Transfer-Encoding undone
+// (RFC 2045 §6). Undecodable input is returned as far as it decoded.
+func (p *part) decoded() string {
+	switch strings.ToLower(strings.TrimSpace(p.header.get("Content-Transfer-Encoding"))) {
+	case "base64":
+		return decodeBase64(p.body)
+	case "quoted-printable":
+		if strings.IndexByte(p.body, '=') < 0 {
+			return p.body
+		}
+		b, _ := io.ReadAll(quotedprintable.NewReader(strings.NewReader(p.body)))
+		return normalizeNewlines(string(b))
+	}
+	return p.body
+}
+
+// decodeBase64 decodes base64 text, skipping white space and stopping at
+// the first character outside the alphabet.
+func decodeBase64(s string) string {
+	clean := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/':
+			clean = append(clean, c)
+		case c == '=' || c == '\n' || c == '\r' || c == ' ' || c == '\t':
+		default:
+			i = len(s)
+		}
+	}
+	if len(clean)%4 == 1 {
+		clean = clean[:len(clean)-1]
+	}
+	out := make([]byte, base64.RawStdEncoding.DecodedLen(len(clean)))
+	n, _ := base64.RawStdEncoding.Decode(out, clean)
+	return normalizeNewlines(string(out[:n]))
+}
+
+// normalizeNewlines turns CRLF and lone CR into LF.
+func normalizeNewlines(s string) string {
+	if strings.IndexByte(s, '\r') < 0 {
+		return s
+	}
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.ReplaceAll(s, "\r", "\n")
+}
+
+// walk calls fn for p and every part below it, depth first.
+func (p *part) walk(fn func(*part) bool) bool {
+	if !fn(p) {
+		return false
+	}
+	for _, c := range p.parts {
+		if !c.walk(fn) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,213 @@
+package dsn
+
+import (
+	"strings"
+)
+
+// message is a parsed notification with the parts Parse cares about.
+type message struct {
+	root     *part
+	status   *part  // message/delivery-status or message/global-delivery-status
+	text     string // first human-readable part, decoded
+	textPart *part
+	orig     header // headers of the returned original, nil when absent
+	origText string // where the original starts in text, when quoted inline
+}
+
+// scan finds the delivery-status part, the first text part and the
+// returned original.
+func (m *message) scan() {
+	var walk func(p *part, inOrig bool)
+	walk = func(p *part, inOrig bool) {
+		switch p.ctype {
+		case "message/delivery-status", "message/global-delivery-status":
+			// RFC 3464 §2, RFC 6533 §6.
+			if m.status == nil && !inOrig {
+				m.status = p
+			}
+			return
+		case "message/rfc822", "message/global":
+			if m.orig == nil && len(p.parts) > 0 {
+				m.orig = p.parts[0].header
+			}
+			for _, c := range p.parts {
+				walk(c, true)
+			}
+			return
+		case "text/rfc822-headers", "message/rfc822-headers", "message/global-headers":
+			// RFC 6522 §4 (text/rfc822-headers), RFC 6533 §6.3.
+			if m.orig == nil {
+				m.orig, _ = parseHeader(p.decoded())
+			}
+			return
+		}
+		if !inOrig && m.textPart == nil && len(p.parts) == 0 &&
+			(p.ctype == "text/plain" || strings.HasPrefix(p.ctype, "text/plain")) {
+			m.textPart = p
+		}
+		for _, c := range p.parts {
+			walk(c, inOrig)
+		}
+	}
+	walk(m.root, false)
+	if m.textPart == nil {
+		// No text/plain: take the first text/* leaf, HTML included.
+		m.root.walk(func(p *part) bool {
+			if p.ctype == "message/rfc822" {
+				return false
+			}
+			if len(p.parts) == 0 && strings.HasPrefix(p.ctype, "text/") && p.ctype != "text/rfc822-headers" {
+				m.textPart = p
+				return false
+			}
+			return true
+		})
+	}
+	if m.textPart != nil {
+		m.text = m.textPart.decoded()
+		if m.textPart.ctype == "text/html" {
+			m.text = stripTags(m.text)
+		}
+	}
+}
+
+// original fills rep.Original from the returned original's headers.
+func (m *message) original(rep *Report) {
+	h := m.orig
+	if h == nil {
+		return
+	}
+	rep.Original = Original{
+		MessageID:     strings.Trim(strings.TrimSpace(h.get("Message-ID")), "<>"),
+		CorrelationID: strings.TrimSpace(h.get(CorrelationHeader)),
+		From:          h.get("From"),
+		To:            h.get("To"),
+		Subject:       h.get("Subject"),
+	}
+}
+
+// parseDeliveryStatus reads the per-message and per-recipient fields of a
+// delivery-status part (RFC 3464 §2.2, §2.3).
+func parseDeliveryStatus(m *message, rep *Report) {
+	body := m.status.decoded()
+	var cur *Recipient
+	for len(body) > 0 {
+		h, rest := parseHeader(body)
+		if len(h) == 0 {
+			// Skip a blank or non-field line between groups.
+			_, rest = cutLine(body)
+			body = rest
+			continue
+		}
+		body = rest
+		for _, f := range h {
+			v := f.value
+			switch strings.ToLower(f.name) {
+			case "reporting-mta":
+				rep.ReportingMTA = typedValue(v)
+			case "original-envelope-id":
+				rep.ENVID = v
+			case "original-recipient":
+				// QUIRK: RFC 3464 §2.3 — some MTAs run recipient groups
+				// together without a blank line; a repeated recipient
+				// field starts a new one (see lhost-exim-55).
+				if cur == nil || cur.ORCPT != "" || cur.Address != "" {
+					cur = newRecipient(rep)
+				}
+				cur.ORCPT = cleanAddress(typedValue(v))
+			case "final-recipient":
+				if cur == nil || cur.Address != "" {
+					cur = newRecipient(rep)
+				}
+				cur.Address = cleanAddress(typedValue(v))
+			case "x-actual-recipient":
+				if cur != nil && cur.Address == "" {
+					cur.Address = cleanAddress(typedValue(v))
+				}
+			case "action":
+				if cur != nil {
+					cur.Action = strings.ToLower(firstWord(v))
+				}
+			case "status":
+				if cur != nil {
+					cur.Status = findStatus(v)
+				}
+			case "remote-mta":
+				if cur != nil {
+					cur.RemoteMTA = typedValue(v)
+				}
+			case "diagnostic-code":
+				if cur != nil {
+					cur.Diagnostic = typedValue(v)
+				}
+			}
+		}
+	}
+	// Drop groups without any address; fill the address from
+	// Original-Recipient when Final-Recipient is missing.
+	out := rep.Recipients[:0]
+	for _, rc := range rep.Recipients {
+		if rc.Address == "" {
+			rc.Address = rc.ORCPT
+		}
+		if rc.Address == "" || !strings.Contains(rc.Address, "@") {
+			continue
+		}
+		out = append(out, rc)
+	}
+	rep.Recipients = out
+	for i := range rep.Recipients {
+		rc := &rep.Recipients[i]
+		rc.ReplyCode = findReplyCode(rc.Diagnostic)
+		if rc.Action == "" {
+			rc.Action = actionFromStatus(rc.Status)
+		}
+	}
+}
+
+func newRecipient(rep *Report) *Recipient {
+	rep.Recipients = append(rep.Recipients, Recipient{})
+	return &rep.Recipients[len(rep.Recipients)-1]
+}
+
+// typedValue strips the type prefix of a DSN field ("rfc822; a@b",
+// "smtp; 550 …", "dns; host").
+func typedValue(v string) string {
+	if i := strings.IndexByte(v, ';'); i >= 0 && i < 16 && !strings.ContainsAny(v[:i], " <@") {
+		v = v[i+1:]
+	}
+	return strings.TrimSpace(v)
+}
+
+// cleanAddress strips angle brackets, quotes and white space from an
+// address.
+func cleanAddress(a string) string {
+	a = strings.TrimSpace(a)
+	if i := strings.IndexByte(a, '<'); i >= 0 {
+		if j := strings.IndexByte(a[i:], '>'); j > 0 {
+			a = a[i+1 : i+j]
+		}
+	}
+	a = strings.Trim(a, " \t<>\"'")
+	return a
+}
+
+func firstWord(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexAny(s, " \t;("); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+// actionFromStatus guesses the action from the status class (RFC 3463
+// §3.1) when the Action field is missing.
+func actionFromStatus(st string) string {
+	switch {
+	case strings.HasPrefix(st, "2"):
+		return "delivered"
+	case strings.HasPrefix(st, "4"):
+		return "delayed"
+	}
+	return "failed"
+}

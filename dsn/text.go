@@ -1,0 +1,314 @@
+package dsn
+
+import (
+	"strings"
+)
+
+// This file holds the labelled fallback for bounces with no
+// machine-readable delivery-status part: qmail, Exim, Gmail, Yahoo,
+// DragonFly and many others write the failure in prose. The heuristics
+// find the returned original, the failed addresses and the text around
+// each of them.
+
+// bounceSenders are local parts of the addresses bounces come from.
+var bounceSenders = []string{
+	"mailer-daemon", "postmaster", "mail delivery", "mail-daemon", "maildaemon",
+	"mailer_daemon", "mail administrator", "mail system", "nobody", "bounce",
+	"daemon", "mmdf", "smtp", "root@",
+}
+
+// bounceSubjects are lower-case phrases of bounce subjects.
+var bounceSubjects = []string{
+	"undeliver", "undelivered", "delivery fail", "delivery status", "failure notice",
+	"returned mail", "mail delivery", "delivery problem", "could not be delivered",
+	"not delivered", "delivery notification", "nondeliverable", "non-deliverable",
+	"non delivery", "mail system error", "rejected", "warning", "delayed",
+	"delivery report", "bounce", "failed", "error", "returned", "notice",
+}
+
+// looksLikeBounce reports whether a message without a delivery-status part
+// is a bounce written in prose.
+func looksLikeBounce(m *message) bool {
+	h := m.root.header
+	from := strings.ToLower(h.get("From"))
+	for _, s := range bounceSenders {
+		if strings.Contains(from, s) {
+			return true
+		}
+	}
+	subj := strings.ToLower(h.get("Subject"))
+	for _, s := range bounceSubjects {
+		if strings.Contains(subj, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// originalMarkers are lower-case phrases of the line that introduces the
+// returned original in a prose bounce.
+var originalMarkers = []string{
+	"below this line is a copy of the message",
+	"this is a copy of the message",
+	"original message follows",
+	"original message ---",
+	"message headers follow",
+	"the original message was received",
+	"original message header",
+	"headers of the original message",
+	"copy of the original message",
+	"the header of the original message",
+	"--- original message",
+	"unsent message below",
+	"message text follows",
+	"returned message",
+	"content-type: message/rfc822",
+	"content-type: text/rfc822-headers",
+	"-- the header",
+	"original message headers",
+}
+
+// splitOriginal splits the text of a prose bounce into the explanation and
+// the quoted original (headers first), "" when none is found.
+func splitOriginal(text string) (explain, orig string) {
+	pos := 0
+	for pos < len(text) {
+		line, rest := cutLine(text[pos:])
+		next := len(text) - len(rest)
+		lower := strings.ToLower(line)
+		for _, mk := range originalMarkers {
+			if strings.Contains(lower, mk) {
+				return text[:pos], strings.TrimLeft(rest, "\n ")
+			}
+		}
+		if pos > 0 && (strings.HasPrefix(line, "Return-Path:") || strings.HasPrefix(line, "Received: ") ||
+			strings.HasPrefix(line, "Return-path:")) && text[pos-1] == '\n' {
+			return text[:pos], text[pos:]
+		}
+		pos = next
+	}
+	return text, ""
+}
+
+// parseText extracts recipients from a prose bounce.
+func parseText(m *message, rep *Report) {
+	text := m.text
+	if text == "" {
+		text = m.root.decoded()
+	}
+	explain, orig := splitOriginal(text)
+	if m.orig == nil && orig != "" {
+		h, _ := parseHeader(orig)
+		if len(h) > 0 {
+			m.orig = h
+		}
+	}
+	// Addresses that are not failed recipients: the bounce's own sender
+	// and recipient, and the original's sender.
+	var skip []string
+	for _, v := range []string{m.root.header.get("From"), m.root.header.get("To")} {
+		if a := cleanAddress(v); a != "" {
+			skip = append(skip, strings.ToLower(a))
+		}
+	}
+	if m.orig != nil {
+		for _, name := range []string{"From", "Return-Path", "Sender", "Reply-To"} {
+			if a := cleanAddress(m.orig.get(name)); a != "" {
+				skip = append(skip, strings.ToLower(a))
+			}
+		}
+	}
+	type found struct {
+		addr string
+		pos  int
+	}
+	var addrs []found
+	for _, a := range findAddresses(explain) {
+		la := strings.ToLower(a.addr)
+		if isSkipped(la, skip) {
+			continue
+		}
+		dup := false
+		for _, f := range addrs {
+			if strings.EqualFold(f.addr, a.addr) {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			addrs = append(addrs, found{a.addr, a.pos})
+		}
+	}
+	if len(addrs) == 0 && m.orig != nil {
+		// QUIRK: the text names no address (see lhost-exim-24); the
+		// recipient is the To of the returned original.
+		if a := cleanAddress(firstAddress(m.orig.get("To"))); a != "" {
+			addrs = append(addrs, found{a, len(explain)})
+		}
+	}
+	for i, a := range addrs {
+		// The diagnostic of a recipient is the text from the line that
+		// names it up to the line that names the next one.
+		start := strings.LastIndexByte(explain[:min(a.pos, len(explain))], '\n') + 1
+		end := len(explain)
+		if i+1 < len(addrs) {
+			end = strings.LastIndexByte(explain[:addrs[i+1].pos], '\n') + 1
+			if end < start {
+				end = start
+			}
+		}
+		diag := explain[start:end]
+		if strings.TrimSpace(strings.ReplaceAll(diag, a.addr, "")) == "" || len(addrs) == 1 {
+			diag = explain
+		}
+		rc := Recipient{Address: a.addr, Diagnostic: diag, Action: "failed"}
+		rc.Status = findStatus(diag)
+		rc.ReplyCode = findReplyCode(diag)
+		rep.Recipients = append(rep.Recipients, rc)
+	}
+}
+
+// isSkipped reports whether the lower-case address a is one to skip.
+func isSkipped(a string, skip []string) bool {
+	for _, s := range skip {
+		if a == s {
+			return true
+		}
+	}
+	local, _, _ := strings.Cut(a, "@")
+	switch local {
+	case "postmaster", "mailer-daemon", "abuse", "root", "noreply", "no-reply", "hostmaster":
+		return true
+	}
+	return false
+}
+
+type addrPos struct {
+	addr string
+	pos  int
+}
+
+// findAddresses returns the email addresses in s with their offsets.
+func findAddresses(s string) []addrPos {
+	var out []addrPos
+	for i := 0; i < len(s); i++ {
+		if s[i] != '@' {
+			continue
+		}
+		start := i
+		for start > 0 && isLocalChar(s[start-1]) {
+			start--
+		}
+		end := i + 1
+		for end < len(s) && isDomainChar(s[end]) {
+			end++
+		}
+		for end > i+1 && (s[end-1] == '.' || s[end-1] == '-') {
+			end--
+		}
+		if start == i || end == i+1 || !strings.Contains(s[i+1:end], ".") {
+			i = end - 1
+			continue
+		}
+		for start < i && s[start] == '.' {
+			start++
+		}
+		// Skip message identifiers and URLs.
+		if start > 0 && (s[start-1] == '/' || s[start-1] == '=') {
+			i = end - 1
+			continue
+		}
+		out = append(out, addrPos{s[start:end], start})
+		i = end - 1
+	}
+	return out
+}
+
+func isLocalChar(c byte) bool {
+	return isDigit(c) || isAlpha(c) || strings.IndexByte("!#$%&'*+-/=?^_`{|}~.", c) >= 0
+}
+
+func isDomainChar(c byte) bool {
+	return isDigit(c) || isAlpha(c) || c == '.' || c == '-' || c == '_'
+}
+
+// firstAddress returns the first address of an address-list header value.
+func firstAddress(v string) string {
+	if a := findAddresses(v); len(a) > 0 {
+		return a[0].addr
+	}
+	return ""
+}
+
+// isAutoReply reports whether the header block is an automatic reply
+// (RFC 3834 §5: Auto-Submitted: auto-replied) or one of the common
+// non-standard markers.
+func isAutoReply(h header) bool {
+	if as := strings.ToLower(h.get("Auto-Submitted")); strings.HasPrefix(as, "auto-replied") {
+		return true
+	}
+	if h.has("X-Autoreply") || h.has("X-Autorespond") || strings.EqualFold(h.get("Precedence"), "auto_reply") {
+		return true
+	}
+	subj := strings.ToLower(h.get("Subject"))
+	for _, p := range []string{"auto reply", "auto-reply", "autoreply", "out of office", "out of the office", "automatic reply", "vacation"} {
+		if strings.HasPrefix(subj, p) || strings.Contains(subj, p+":") {
+			return true
+		}
+	}
+	return false
+}
+
+// parseAutoReply reports the author of an automatic reply as its
+// recipient: the address our message reached.
+func parseAutoReply(m *message, rep *Report) {
+	rep.Kind = KindAutoReply
+	a := cleanAddress(firstAddress(m.root.header.get("From")))
+	if a == "" {
+		return
+	}
+	rep.Recipients = append(rep.Recipients, Recipient{
+		Address:    a,
+		Diagnostic: m.text,
+		Reason:     Vacation,
+	})
+}
+
+// verpToken returns the token of a VERP return path found in the bounce's
+// envelope headers: <prefix>+<token>@<domain>.
+func verpToken(h header) string {
+	for _, name := range []string{"X-Original-To", "Delivered-To", "Envelope-To", "To"} {
+		a := cleanAddress(firstAddress(h.get(name)))
+		local, _, ok := strings.Cut(a, "@")
+		if !ok {
+			continue
+		}
+		if _, tok, ok := strings.Cut(local, "+"); ok && tok != "" {
+			return tok
+		}
+	}
+	return ""
+}
+
+// stripTags removes HTML tags, leaving the text with line breaks at
+// block elements.
+func stripTags(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	in := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '<':
+			in = true
+			if i+3 < len(s) && (strings.EqualFold(s[i+1:i+3], "br") || strings.EqualFold(s[i+1:i+2], "p") || strings.EqualFold(s[i+1:i+3], "di") || strings.EqualFold(s[i+1:i+3], "tr")) {
+				b.WriteByte('\n')
+			}
+		case c == '>' && in:
+			in = false
+		case !in:
+			b.WriteByte(c)
+		}
+	}
+	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&", "&nbsp;", " ", "&quot;", `"`).Replace(b.String())
+}

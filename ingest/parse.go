@@ -1,0 +1,218 @@
+package ingest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"repute/arf"
+	"repute/dsn"
+)
+
+// MaxMessageSize is the most ParseMessage reads of one input.
+const MaxMessageSize = dsn.MaxMessageSize
+
+// Result is the outcome for one recipient of a recognised report. Its
+// JSON names are those of the bounce corpus labels, so output can be
+// compared with them directly.
+type Result struct {
+	Recipient      string `json:"recipient"`
+	Action         string `json:"action"`
+	Status         string `json:"status"`
+	ReplyCode      string `json:"replycode"`
+	Reason         string `json:"reason"`
+	HardBounce     bool   `json:"hardbounce"`
+	DiagnosticCode string `json:"diagnosticcode"`
+	FeedbackType   string `json:"feedbacktype"`
+	MessageID      string `json:"messageid"`
+
+	// Kind is bounce, delay, success, autoreply or feedback.
+	Kind      string `json:"kind"`
+	RemoteMTA string `json:"remotemta,omitempty"`
+	// Correlation says how the original send can be found: header (our
+	// correlation header came back), verp, message_id, envid or none.
+	Correlation      string `json:"correlation"`
+	CorrelationID    string `json:"correlationid,omitempty"`
+	VERP             string `json:"verp,omitempty"`
+	ENVID            string `json:"envid,omitempty"`
+	FeedbackProvider string `json:"feedbackprovider,omitempty"`
+	// RecipientRecoveredFrom says where a complaint's recipient came
+	// from (arf.Report.RecipientRecoveredFrom).
+	RecipientRecoveredFrom string `json:"recipientrecoveredfrom,omitempty"`
+}
+
+// KindFeedback is the Result.Kind of a complaint.
+const KindFeedback = "feedback"
+
+// ParseMessage reads a message and returns one Result per recipient of
+// the report it holds: a complaint (arf) or a bounce, delay, success DSN
+// or automatic reply (dsn). Input in mbox form (see SplitMbox) gives the
+// results of every message in order. A message that is none of these
+// gives no results and no error. A non-nil error with results says what
+// was odd; the results are still usable.
+func ParseMessage(r io.Reader) ([]Result, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxMessageSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("ingest: read message: %w", err)
+	}
+	return ParseBytes(b)
+}
+
+// ParseBytes is ParseMessage over input in memory.
+func ParseBytes(b []byte) ([]Result, error) {
+	msgs := SplitMbox(b)
+	if len(msgs) == 1 {
+		return parseOne(msgs[0])
+	}
+	var out []Result
+	var errs []error
+	for _, msg := range msgs {
+		res, err := parseOne(msg)
+		out = append(out, res...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// parseOne parses a single message.
+func parseOne(b []byte) ([]Result, error) {
+	fb, err := arf.Parse(bytes.NewReader(b))
+	switch {
+	case err == nil || (fb != nil && errors.Is(err, arf.ErrMalformed)):
+		return feedbackResults(fb), nil
+	case !errors.Is(err, arf.ErrNotFeedback):
+		// Not a usable complaint; it may still be a bounce.
+	}
+	rep, err := dsn.ParseBytes(b)
+	if errors.Is(err, dsn.ErrNotBounce) {
+		return nil, nil
+	}
+	if rep == nil {
+		return nil, err
+	}
+	if errors.Is(err, dsn.ErrNoRecipient) {
+		err = nil // nothing to report per recipient; not a failure of ours
+	}
+	return bounceResults(rep), err
+}
+
+// SplitMbox splits input holding several messages in mbox form: a line
+// starting with "From " followed by a sender and a date begins the next
+// message after the first. The separator lines themselves are dropped.
+// Lines may end in LF, CRLF or CR alone. Input that is a single message is
+// returned as is.
+func SplitMbox(b []byte) [][]byte {
+	var out [][]byte
+	start := 0
+	if isMboxFrom(b) {
+		start = lineEnd(b)
+	}
+	for pos := start; pos < len(b); {
+		i := bytes.Index(b[pos:], []byte("From "))
+		if i < 0 {
+			break
+		}
+		i += pos
+		pos = i + 5
+		if i == 0 || (b[i-1] != '\n' && b[i-1] != '\r') || !isMboxFrom(b[i:]) {
+			continue
+		}
+		out = append(out, b[start:i])
+		start = i + lineEnd(b[i:])
+		pos = start
+	}
+	if start < len(b) {
+		out = append(out, b[start:])
+	}
+	return out
+}
+
+// lineEnd returns the offset just after the first line of b.
+func lineEnd(b []byte) int {
+	i := bytes.IndexAny(b, "\r\n")
+	if i < 0 {
+		return len(b)
+	}
+	if b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n' {
+		return i + 2
+	}
+	return i + 1
+}
+
+// isMboxFrom reports whether the line at the start of b is an mbox
+// separator rather than a body line starting with "From ": "From ", a
+// sender and a date (at least three words).
+func isMboxFrom(b []byte) bool {
+	if !bytes.HasPrefix(b, []byte("From ")) {
+		return false
+	}
+	line := b[:lineEnd(b)]
+	return len(bytes.Fields(line)) >= 3 && !bytes.Contains(line, []byte(":  ")) && bytes.IndexByte(line[5:], ' ') > 0
+}
+
+func feedbackResults(fb *arf.Report) []Result {
+	base := Result{
+		Reason:                 string(dsn.Feedback),
+		FeedbackType:           fb.FeedbackType,
+		MessageID:              fb.Original.MessageID,
+		Kind:                   KindFeedback,
+		CorrelationID:          fb.Original.CorrelationID,
+		ENVID:                  fb.OriginalEnvelopeID,
+		FeedbackProvider:       fb.Provider,
+		RecipientRecoveredFrom: fb.RecipientRecoveredFrom,
+	}
+	base.Correlation = correlation(base)
+	if len(fb.Recipients) == 0 {
+		return []Result{base}
+	}
+	out := make([]Result, 0, len(fb.Recipients))
+	for _, rcpt := range fb.Recipients {
+		r := base
+		r.Recipient = rcpt
+		out = append(out, r)
+	}
+	return out
+}
+
+func bounceResults(rep *dsn.Report) []Result {
+	out := make([]Result, 0, len(rep.Recipients))
+	for _, rc := range rep.Recipients {
+		r := Result{
+			Recipient:      rc.Address,
+			Action:         rc.Action,
+			Status:         rc.Status,
+			ReplyCode:      rc.ReplyCode,
+			Reason:         string(rc.Reason),
+			HardBounce:     rc.Hard,
+			DiagnosticCode: rc.Diagnostic,
+			MessageID:      rep.Original.MessageID,
+			Kind:           string(rep.Kind),
+			RemoteMTA:      rc.RemoteMTA,
+			CorrelationID:  rep.Original.CorrelationID,
+			VERP:           rep.VERP,
+			ENVID:          rep.ENVID,
+		}
+		r.Correlation = correlation(r)
+		out = append(out, r)
+	}
+	return out
+}
+
+// correlation names the strongest identifier a result carries back to
+// the original send.
+func correlation(r Result) string {
+	switch {
+	case r.CorrelationID != "":
+		return "header"
+	case r.VERP != "":
+		return "verp"
+	case r.MessageID != "":
+		return "message_id"
+	case r.ENVID != "":
+		return "envid"
+	}
+	return "none"
+}
