@@ -123,33 +123,127 @@ func ClassifyReply(code int, enhanced, text string) (reason Reason, hard bool) {
 	return rc.Reason, isHard(rc.Reason, st)
 }
 
-// classifyRecipient sets rc.Reason from its diagnostic text, status code
-// and action, in that order: the text names the cause most precisely;
-// the status code is the structured fallback (RFC 3463); the action is the
-// last resort.
+// SMTP commands a failure can be attributed to.
+const (
+	cmdConnect = "CONN"
+	cmdHelo    = "HELO"
+	cmdMail    = "MAIL"
+	cmdRcpt    = "RCPT"
+	cmdData    = "DATA"
+)
+
+// commandMarkers map lower-case phrases that MTAs use to say which SMTP
+// command a reply answered to the command.
+var commandMarkers = []struct{ phrase, cmd string }{
+	{"in reply to end of data command", cmdData},
+	{"in reply to data command", cmdData},
+	{"after end of data", cmdData},
+	{">>> data", cmdData},
+	{"did not like our final data", cmdData},
+	{"did not like our data", cmdData},
+	{"failed after i sent the message", cmdData},
+	{"in reply to rcpt to command", cmdRcpt},
+	{"after rcpt to", cmdRcpt},
+	{">>> rcpt to", cmdRcpt},
+	{"does not like recipient", cmdRcpt},
+	{"did not like our rcpt to", cmdRcpt},
+	{"in reply to mail from command", cmdMail},
+	{"after mail from", cmdMail},
+	{">>> mail from", cmdMail},
+	{"sender was rejected", cmdMail},
+	{"did not like our mail from", cmdMail},
+	{"in reply to ehlo command", cmdHelo},
+	{"in reply to helo command", cmdHelo},
+	{"after ehlo", cmdHelo},
+	{"after helo", cmdHelo},
+	{"after initial connection", cmdConnect},
+	{"while connected to", cmdConnect},
+}
+
+// smtpCommand returns the SMTP command the lower-case text attributes the
+// failure to, "" when it names none. The last marker wins: transcripts
+// list the commands in order.
+func smtpCommand(lower string) string {
+	best, at := "", -1
+	for _, m := range commandMarkers {
+		if i := strings.LastIndex(lower, m.phrase); i > at {
+			best, at = m.cmd, i
+		}
+	}
+	return best
+}
+
+// definitiveStatus are status codes whose meaning is specific enough to
+// win over the diagnostic text (RFC 3463 §3).
+var definitiveStatus = map[string]Reason{
+	"5.1.1": UserUnknown, "4.1.1": UserUnknown,
+	"5.1.2": HostUnknown,
+	"5.1.6": HasMoved,
+	"5.1.8": Rejected, "5.1.7": Rejected,
+	"5.2.2": MailboxFull, "4.2.2": MailboxFull,
+	"5.2.3": ExceedLimit,
+	"5.3.4": MesgTooBig,
+	"5.3.2": NotAccept,
+	"4.4.5": SystemFull,
+	"5.7.13": Suspend,
+	"5.7.25": RequirePTR,
+	"5.7.26": AuthFailure, "5.7.23": AuthFailure,
+	"5.7.27": NotAccept,
+}
+
+// classifyRecipient sets rc.Reason from its status code, diagnostic text
+// and the SMTP command that failed: a specific status code first (it is
+// structured), then the text, which names the cause more precisely than
+// the generic codes, then the code's subject, then the command.
 func classifyRecipient(rc *Recipient) {
+	classify(rc, lowerASCII(rc.Diagnostic), "")
+}
+
+// classify is classifyRecipient with the lower-case text and the failed
+// command already known.
+func classify(rc *Recipient, text, cmd string) {
 	if statusClass(rc.Status) == '2' || rc.Action == "delivered" || rc.Action == "relayed" || rc.Action == "expanded" {
 		rc.Reason = Delivered
 		return
 	}
-	text := strings.ToLower(rc.Diagnostic)
-	if r := reasonFromText(text); r != "" {
+	if cmd == "" {
+		cmd = smtpCommand(text)
+	}
+	if r, ok := definitiveStatus[rc.Status]; ok {
 		rc.Reason = r
 		return
 	}
-	if r := reasonFromStatus(rc.Status); r != "" {
-		rc.Reason = r
-		return
+	r := reasonFromText(text)
+	switch {
+	case r == UserUnknown && cmd == cmdData:
+		// A recipient refused only after the message was sent is refused
+		// by a filter, not unknown.
+		r = Filtered
+	case (r == UserUnknown || r == HostUnknown) && cmd == cmdMail:
+		r = Rejected
 	}
-	if rc.Action == "delayed" {
-		rc.Reason = Expired
-		return
+	if r == "" {
+		r = reasonFromStatus(rc.Status)
 	}
-	if text == "" && rc.Status == "" {
-		rc.Reason = Undefined
-		return
+	if r == "" {
+		switch cmd {
+		case cmdMail:
+			r = Rejected
+		case cmdConnect, cmdHelo:
+			r = Blocked
+		}
 	}
-	rc.Reason = OnHold
+	if r == "" && rc.Action == "delayed" {
+		r = Expired
+	}
+	if r == "" {
+		if text == "" && rc.Status == "" {
+			r = Undefined
+		} else {
+			r = OnHold
+		}
+	}
+	rc.Reason = r
 }
 
 // phrase tables: each reason with the lower-case phrases that name it in
@@ -365,7 +459,7 @@ func reasonFromStatus(st string) Reason {
 		return Expired // delivery time expired
 	case "5.3":
 		return TooManyConn // too many recipients
-	case "5.0", "5.1", "5.2", "5.4", "5.5", "5.6":
+	case "5.1", "5.2", "5.4", "5.5", "5.6":
 		return SyntaxError
 	case "6.0", "6.1", "6.2", "6.3", "6.4", "6.5", "6.6":
 		return ContentError

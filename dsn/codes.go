@@ -88,3 +88,25 @@ func statusClass(s string) byte {
 	return s[0]
 }
 
+// lowerASCII lower-cases the ASCII letters of s and leaves every other
+// byte alone, so offsets in the result match offsets in s (strings.ToLower
+// may change the length of invalid UTF-8).
+func lowerASCII(s string) string {
+	i := 0
+	for i < len(s) && !(s[i] >= 'A' && s[i] <= 'Z') {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	b := make([]byte, len(s))
+	copy(b, s[:i])
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	return string(b)
+}

@@ -96,6 +96,10 @@ type Recipient struct {
 	Reason Reason
 	// Hard is true only for a permanent failure of the address itself.
 	Hard bool
+
+	// context is prose about this recipient found outside the
+	// diagnostic (the human-readable part of a DSN), used to classify.
+	context string
 }
 
 // maxDiagnostic bounds Recipient.Diagnostic.
@@ -151,11 +155,12 @@ func parseString(msg string) (*Report, error) {
 			parseText(m, rep)
 		} else {
 			rep.Structured = true
+			addContext(m, rep)
 		}
-	case isAutoReply(root.header):
-		parseAutoReply(m, rep)
 	case looksLikeBounce(m):
 		parseText(m, rep)
+	case isAutoReply(root.header):
+		parseAutoReply(m, rep)
 	default:
 		return nil, ErrNotBounce
 	}
@@ -183,7 +188,14 @@ func finish(rep *Report) {
 			continue
 		}
 		if rc.Reason == "" {
-			classifyRecipient(rc)
+			text := rc.Diagnostic
+			if rc.context != "" {
+				text += "\n" + rc.context
+			}
+			classify(rc, lowerASCII(text), "")
+			if rc.Diagnostic == "" {
+				rc.Diagnostic = rc.context
+			}
 		}
 		if rc.Status == "" {
 			rc.Status = SyntheticStatus(rc.Reason, rc.Action == "delayed" || strings.HasPrefix(rc.ReplyCode, "4"))

@@ -126,7 +126,7 @@ func mediaType(ct string) string {
 	if ct == "" {
 		return "text/plain"
 	}
-	return strings.ToLower(ct)
+	return lowerASCII(ct)
 }
 
 // param returns the value of a Content-Type parameter (RFC 2045 §5.1),
@@ -245,7 +245,7 @@ func splitMultipart(body, boundary string) []string {
 // decoded returns the body with its Content-Transfer-Encoding undone
 // (RFC 2045 §6). Undecodable input is returned as far as it decoded.
 func (p *part) decoded() string {
-	switch strings.ToLower(strings.TrimSpace(p.header.get("Content-Transfer-Encoding"))) {
+	switch lowerASCII(strings.TrimSpace(p.header.get("Content-Transfer-Encoding"))) {
 	case "base64":
 		return decodeBase64(p.body)
 	case "quoted-printable":

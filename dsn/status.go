@@ -100,9 +100,10 @@ func parseDeliveryStatus(m *message, rep *Report) {
 			continue
 		}
 		body = rest
+		cur = nil // each group of fields is one recipient (RFC 3464 §2.1)
 		for _, f := range h {
 			v := f.value
-			switch strings.ToLower(f.name) {
+			switch lowerASCII(f.name) {
 			case "reporting-mta":
 				rep.ReportingMTA = typedValue(v)
 			case "original-envelope-id":
@@ -110,8 +111,8 @@ func parseDeliveryStatus(m *message, rep *Report) {
 			case "original-recipient":
 				// QUIRK: RFC 3464 §2.3 — some MTAs run recipient groups
 				// together without a blank line; a repeated recipient
-				// field starts a new one (see lhost-exim-55).
-				if cur == nil || cur.ORCPT != "" || cur.Address != "" {
+				// field starts a new one.
+				if cur == nil || cur.ORCPT != "" {
 					cur = newRecipient(rep)
 				}
 				cur.ORCPT = cleanAddress(typedValue(v))
@@ -126,7 +127,7 @@ func parseDeliveryStatus(m *message, rep *Report) {
 				}
 			case "action":
 				if cur != nil {
-					cur.Action = strings.ToLower(firstWord(v))
+					cur.Action = lowerASCII(firstWord(v))
 				}
 			case "status":
 				if cur != nil {

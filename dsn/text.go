@@ -30,13 +30,13 @@ var bounceSubjects = []string{
 // is a bounce written in prose.
 func looksLikeBounce(m *message) bool {
 	h := m.root.header
-	from := strings.ToLower(h.get("From"))
+	from := lowerASCII(h.get("From"))
 	for _, s := range bounceSenders {
 		if strings.Contains(from, s) {
 			return true
 		}
 	}
-	subj := strings.ToLower(h.get("Subject"))
+	subj := lowerASCII(h.get("Subject"))
 	for _, s := range bounceSubjects {
 		if strings.Contains(subj, s) {
 			return true
@@ -75,7 +75,7 @@ func splitOriginal(text string) (explain, orig string) {
 	for pos < len(text) {
 		line, rest := cutLine(text[pos:])
 		next := len(text) - len(rest)
-		lower := strings.ToLower(line)
+		lower := lowerASCII(line)
 		for _, mk := range originalMarkers {
 			if strings.Contains(lower, mk) {
 				return text[:pos], strings.TrimLeft(rest, "\n ")
@@ -108,13 +108,13 @@ func parseText(m *message, rep *Report) {
 	var skip []string
 	for _, v := range []string{m.root.header.get("From"), m.root.header.get("To")} {
 		if a := cleanAddress(v); a != "" {
-			skip = append(skip, strings.ToLower(a))
+			skip = append(skip, lowerASCII(a))
 		}
 	}
 	if m.orig != nil {
 		for _, name := range []string{"From", "Return-Path", "Sender", "Reply-To"} {
 			if a := cleanAddress(m.orig.get(name)); a != "" {
-				skip = append(skip, strings.ToLower(a))
+				skip = append(skip, lowerASCII(a))
 			}
 		}
 	}
@@ -124,7 +124,7 @@ func parseText(m *message, rep *Report) {
 	}
 	var addrs []found
 	for _, a := range findAddresses(explain) {
-		la := strings.ToLower(a.addr)
+		la := lowerASCII(a.addr)
 		if isSkipped(la, skip) {
 			continue
 		}
@@ -158,7 +158,9 @@ func parseText(m *message, rep *Report) {
 			}
 		}
 		diag := explain[start:end]
-		if strings.TrimSpace(strings.ReplaceAll(diag, a.addr, "")) == "" || len(addrs) == 1 {
+		if strings.TrimSpace(strings.ReplaceAll(diag, a.addr, "")) == "" {
+			// The line names the address only and nothing follows:
+			// the whole explanation is all there is.
 			diag = explain
 		}
 		rc := Recipient{Address: a.addr, Diagnostic: diag, Action: "failed"}
@@ -244,13 +246,13 @@ func firstAddress(v string) string {
 // (RFC 3834 §5: Auto-Submitted: auto-replied) or one of the common
 // non-standard markers.
 func isAutoReply(h header) bool {
-	if as := strings.ToLower(h.get("Auto-Submitted")); strings.HasPrefix(as, "auto-replied") {
+	if as := lowerASCII(h.get("Auto-Submitted")); strings.HasPrefix(as, "auto-replied") {
 		return true
 	}
 	if h.has("X-Autoreply") || h.has("X-Autorespond") || strings.EqualFold(h.get("Precedence"), "auto_reply") {
 		return true
 	}
-	subj := strings.ToLower(h.get("Subject"))
+	subj := lowerASCII(h.get("Subject"))
 	for _, p := range []string{"auto reply", "auto-reply", "autoreply", "out of office", "out of the office", "automatic reply", "vacation"} {
 		if strings.HasPrefix(subj, p) || strings.Contains(subj, p+":") {
 			return true
@@ -311,4 +313,58 @@ func stripTags(s string) string {
 		}
 	}
 	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&", "&nbsp;", " ", "&quot;", `"`).Replace(b.String())
+}
+
+// addContext gives every recipient of a DSN the paragraph of the
+// human-readable part that names it: Postfix, Sendmail and others say
+// there which command failed, and some leave Diagnostic-Code empty.
+func addContext(m *message, rep *Report) {
+	if m.text == "" {
+		return
+	}
+	explain, _ := splitOriginal(m.text)
+	lower := lowerASCII(explain)
+	for i := range rep.Recipients {
+		rc := &rep.Recipients[i]
+		rc.context = paragraphOf(explain, lower, lowerASCII(rc.Address))
+	}
+	if len(rep.Recipients) == 1 && rep.Recipients[0].context == "" {
+		rep.Recipients[0].context = explain
+	}
+}
+
+// paragraphOf returns the paragraph of text that names addr (lower is
+// text in lower case), extended by the next paragraph when the first holds
+// little more than the address.
+func paragraphOf(text, lower, addr string) string {
+	i := strings.Index(lower, addr)
+	if i < 0 || addr == "" {
+		return ""
+	}
+	start := strings.LastIndexByte(text[:i], '\n') + 1
+	end := paragraphEnd(text, i)
+	if len(strings.TrimSpace(text[start:end])) < len(addr)+8 && end < len(text) {
+		end = paragraphEnd(text, end+1)
+	}
+	return text[start:end]
+}
+
+// paragraphEnd returns the offset of the blank line ending the paragraph
+// that holds offset i.
+func paragraphEnd(text string, i int) int {
+	for i < len(text) {
+		j := strings.IndexByte(text[i:], '\n')
+		if j < 0 {
+			return len(text)
+		}
+		i += j + 1
+		k := i
+		for k < len(text) && (text[k] == ' ' || text[k] == '\t') {
+			k++
+		}
+		if k >= len(text) || text[k] == '\n' {
+			return i
+		}
+	}
+	return len(text)
 }
