@@ -5,6 +5,7 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // reportFields parses the fields of a message/feedback-report part (RFC 5965
@@ -41,8 +42,9 @@ func (p *parser) reportFields(body []byte) {
 			case "arrival-date":
 				arrival = v
 			case "received-date":
-				// QUIRK: older Yahoo reports name Arrival-Date
-				// Received-Date (an ARF draft) — see corpus arf-02.
+				// QUIRK: older Yahoo and AOL reports name
+				// Arrival-Date Received-Date (an ARF draft) — see
+				// corpus arf-02 and testdata/aol-abuse.eml.
 				received = v
 			case "source-ip":
 				r.SourceIP = strings.Trim(v, "[]")
@@ -87,6 +89,11 @@ func (p *parser) reportFields(body []byte) {
 				r.SPFDNS = append(r.SPFDNS, v)
 			case "identity-alignment":
 				r.IdentityAlignment = strings.ToLower(v)
+			case "redacted-address":
+				// QUIRK: AOL lists the redacted recipient as
+				// "Redacted-Address: redacted" — see
+				// testdata/aol-abuse.eml.
+				r.RecipientRedacted = true
 			case "message-id":
 				// QUIRK: some reporters copy the original's
 				// Message-ID into the report fields — see corpus
@@ -101,7 +108,7 @@ func (p *parser) reportFields(body []byte) {
 		arrival = received
 	}
 	if arrival != "" {
-		t, err := mail.ParseDate(arrival)
+		t, err := parseDate(arrival)
 		if err != nil {
 			p.odd("Arrival-Date %q: %v", arrival, err)
 		} else {
@@ -370,4 +377,26 @@ func reporterDomain(from []byte) string {
 		dom = dom[:i]
 	}
 	return dom
+}
+
+// parseDate parses an RFC 5322 date. It gives the obsolete zone names of
+// RFC 5322 §4.3 their offsets itself: time.Parse knows only the local zone's
+// abbreviations, which would make the result depend on the machine.
+func parseDate(v string) (time.Time, error) {
+	if i := strings.LastIndexByte(v, ' '); i > 0 {
+		offsets := [...]struct{ name, offset string }{
+			{"UT", "+0000"}, {"GMT", "+0000"},
+			{"EST", "-0500"}, {"EDT", "-0400"},
+			{"CST", "-0600"}, {"CDT", "-0500"},
+			{"MST", "-0700"}, {"MDT", "-0600"},
+			{"PST", "-0800"}, {"PDT", "-0700"},
+		}
+		for _, z := range offsets {
+			if strings.EqualFold(v[i+1:], z.name) {
+				v = v[:i+1] + z.offset
+				break
+			}
+		}
+	}
+	return mail.ParseDate(v)
 }
