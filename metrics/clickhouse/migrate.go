@@ -1,0 +1,284 @@
+package clickhouse
+
+import (
+	"bufio"
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+//go:embed sql/migrations/*.sql sql/queries.sql
+var sqlFiles embed.FS
+
+// migration is one numbered file of sql/migrations.
+type migration struct {
+	version    uint32
+	name       string   // file name without .sql
+	requires   version  // minimum server version; zero: any
+	statements []string // separated by a ';' at the end of a line
+}
+
+// version is a ClickHouse server version, major.minor.
+type version struct{ major, minor uint64 }
+
+func (v version) less(w version) bool {
+	return v.major < w.major || v.major == w.major && v.minor < w.minor
+}
+
+func (v version) String() string { return fmt.Sprintf("%d.%d", v.major, v.minor) }
+
+// ttlVersion is the first release with table TTL.
+var ttlVersion = version{19, 6}
+
+// loadMigrations parses the embedded migrations, in version order. A file
+// may start with a "-- requires: MAJOR.MINOR" line: it is applied only on
+// servers at least that new, and stays pending (unrecorded) on older ones.
+func loadMigrations() ([]migration, error) {
+	names, err := fs.Glob(sqlFiles, "sql/migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var out []migration
+	for _, file := range names {
+		name := strings.TrimSuffix(path.Base(file), ".sql")
+		num, _, _ := strings.Cut(name, "_")
+		v, err := strconv.ParseUint(num, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse: migration %s: name must start with its number", file)
+		}
+		body, err := sqlFiles.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		m := migration{version: uint32(v), name: name}
+		if m.requires, err = parseRequires(string(body)); err != nil {
+			return nil, fmt.Errorf("clickhouse: migration %s: %w", file, err)
+		}
+		m.statements = splitStatements(string(body))
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func parseRequires(body string) (version, error) {
+	first, _, _ := strings.Cut(body, "\n")
+	rest, ok := strings.CutPrefix(strings.TrimSpace(first), "-- requires:")
+	if !ok {
+		return version{}, nil
+	}
+	major, minor, _ := strings.Cut(strings.TrimSpace(rest), ".")
+	a, err1 := strconv.ParseUint(major, 10, 32)
+	b, err2 := strconv.ParseUint(minor, 10, 32)
+	if err1 != nil || err2 != nil {
+		return version{}, fmt.Errorf("bad requires line %q", first)
+	}
+	return version{a, b}, nil
+}
+
+// splitStatements splits SQL text into statements at lines ending in ';',
+// dropping whole-line comments.
+func splitStatements(body string) []string {
+	var out []string
+	var cur strings.Builder
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(strings.TrimSpace(line), "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(strings.TrimSpace(line), ";") {
+			if stmt := strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"); stmt != "" {
+				out = append(out, stmt)
+			}
+			cur.Reset()
+		}
+	}
+	if stmt := strings.TrimSpace(cur.String()); stmt != "" {
+		out = append(out, stmt)
+	}
+	return out
+}
+
+// queries are the named queries of sql/queries.sql.
+type queries map[string]string
+
+// loadQueries parses sql/queries.sql into its named queries and checks that
+// every name the package uses is there.
+func loadQueries() (queries, error) {
+	body, err := sqlFiles.ReadFile("sql/queries.sql")
+	if err != nil {
+		return nil, err
+	}
+	queries := queries{}
+	var name string
+	var cur strings.Builder
+	flush := func() {
+		if name != "" {
+			queries[name] = strings.TrimSpace(cur.String())
+		}
+		cur.Reset()
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(line), "-- name:"); ok {
+			flush()
+			name = strings.TrimSpace(n)
+			continue
+		}
+		if strings.HasPrefix(strings.TrimSpace(line), "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+	}
+	flush()
+	for _, n := range queryNames {
+		if queries[n] == "" {
+			return nil, fmt.Errorf("clickhouse: no query %q in sql/queries.sql", n)
+		}
+	}
+	return queries, nil
+}
+
+// The names of the queries in sql/queries.sql.
+const (
+	qMigrationsTable   = "migrations-table"
+	qAppliedMigrations = "applied-migrations"
+	qRecordMigration   = "record-migration"
+	qStats             = "stats"
+	qKnown             = "known"
+)
+
+var queryNames = []string{qMigrationsTable, qAppliedMigrations, qRecordMigration, qStats, qKnown}
+
+// Migrate creates the database if missing and applies the pending
+// migrations, recording each in the schema_migrations table. It is what
+// `repute migrate` runs, and Open runs it on the first connection. Running it
+// again is harmless; so is running it from two processes at once (every
+// statement is idempotent).
+func Migrate(ctx context.Context, opts Options) error {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	q, err := loadQueries()
+	if err != nil {
+		return err
+	}
+	conn, err := migrate(ctx, o, q)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// migrate connects, creates the database and migrates it, and returns the
+// connection to the database.
+func migrate(ctx context.Context, o Options, q queries) (driver.Conn, error) {
+	fail := func(what string, err error) error {
+		return fmt.Errorf("clickhouse: %s: %s: %w", o.Addr, what, err)
+	}
+	migrations, err := loadMigrations()
+	if err != nil {
+		return nil, err
+	}
+	boot, err := o.connect("")
+	if err != nil {
+		return nil, err
+	}
+	err = boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS `"+o.Database+"`")
+	boot.Close()
+	if err != nil {
+		return nil, fail("create database "+o.Database, err)
+	}
+
+	conn, err := o.connect(o.Database)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			conn.Close()
+		}
+	}()
+	sv, err := conn.ServerVersion()
+	if err != nil {
+		return nil, fail("server version", err)
+	}
+	server := version{sv.Version.Major, sv.Version.Minor}
+
+	if err := conn.Exec(ctx, q[qMigrationsTable]); err != nil {
+		return nil, fail("create schema_migrations", err)
+	}
+	applied := map[uint32]bool{}
+	rows, err := conn.Query(ctx, q[qAppliedMigrations])
+	if err != nil {
+		return nil, fail("read schema_migrations", err)
+	}
+	for rows.Next() {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return nil, fail("read schema_migrations", err)
+		}
+		applied[v] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fail("read schema_migrations", err)
+	}
+
+	for _, m := range migrations {
+		if applied[m.version] {
+			continue
+		}
+		if server.less(m.requires) {
+			o.Logger.Info("clickhouse migration waits for a newer server",
+				"migration", m.name, "requires", m.requires.String(), "server", server.String())
+			continue
+		}
+		for _, stmt := range m.statements {
+			if err := conn.Exec(ctx, stmt); err != nil {
+				return nil, fail("migration "+m.name, err)
+			}
+		}
+		if err := conn.Exec(ctx, q[qRecordMigration], m.version, m.name); err != nil {
+			return nil, fail("record migration "+m.name, err)
+		}
+		o.Logger.Info("clickhouse migration applied", "migration", m.name)
+	}
+
+	if err := applyRetention(ctx, conn, o, server); err != nil {
+		return nil, fail("retention", err)
+	}
+	ok = true
+	return conn, nil
+}
+
+// applyRetention sets the events TTL from Options.Retention on servers that
+// have TTL (19.6+); older ones keep everything, with a warning.
+func applyRetention(ctx context.Context, conn driver.Conn, o Options, server version) error {
+	if o.Retention <= 0 {
+		return nil
+	}
+	if server.less(ttlVersion) {
+		o.Logger.Warn("clickhouse retention not applied: TTL needs a newer server",
+			"requires", ttlVersion.String(), "server", server.String())
+		return nil
+	}
+	days := int64((o.Retention + 24*time.Hour - 1) / (24 * time.Hour))
+	return conn.Exec(ctx, fmt.Sprintf("ALTER TABLE events MODIFY TTL time + INTERVAL %d DAY", days))
+}
