@@ -185,42 +185,61 @@ var definitiveStatus = map[string]Reason{
 	"5.3.4": MesgTooBig,
 	"5.3.2": NotAccept,
 	"4.4.5": SystemFull,
+	"4.4.1": Expired, "4.4.7": Expired,
 	"5.7.13": Suspend,
 	"5.7.25": RequirePTR,
 	"5.7.26": AuthFailure, "5.7.23": AuthFailure,
 	"5.7.27": NotAccept,
 }
 
-// classifyRecipient sets rc.Reason from its status code, diagnostic text
-// and the SMTP command that failed: a specific status code first (it is
-// structured), then the text, which names the cause more precisely than
-// the generic codes, then the code's subject, then the command.
+// classifyRecipient sets rc.Reason from its status code and diagnostic.
 func classifyRecipient(rc *Recipient) {
 	classify(rc, lowerASCII(rc.Diagnostic), "")
 }
 
-// classify is classifyRecipient with the lower-case text and the failed
-// command already known.
-func classify(rc *Recipient, text, cmd string) {
+// serverReply returns the part of a lower-case diagnostic from the first
+// SMTP reply code on: the remote server's own words, without the
+// boilerplate of the MTA that wrote the bounce.
+func serverReply(text string) string {
+	if i := strings.Index(text, findReplyCode(text)); i > 0 && findReplyCode(text) != "" {
+		return text[i:]
+	}
+	return ""
+}
+
+// classify sets rc.Reason from, in order: a specific status code (it is
+// structured); the lower-case diagnostic text, which names the cause more
+// precisely than a generic code; the lower-case context (prose around the
+// recipient); the status code's subject; the SMTP command that failed;
+// the action.
+func classify(rc *Recipient, text, context string) {
 	if statusClass(rc.Status) == '2' || rc.Action == "delivered" || rc.Action == "relayed" || rc.Action == "expanded" {
 		rc.Reason = Delivered
 		return
 	}
+	cmd := smtpCommand(text)
 	if cmd == "" {
-		cmd = smtpCommand(text)
+		cmd = smtpCommand(context)
 	}
 	if r, ok := definitiveStatus[rc.Status]; ok {
 		rc.Reason = r
 		return
 	}
-	r := reasonFromText(text)
+	var r Reason
+	for _, t := range []string{serverReply(text), text, context} {
+		if r = reasonFromText(t); r != "" {
+			break
+		}
+	}
 	switch {
-	case r == UserUnknown && cmd == cmdData:
-		// A recipient refused only after the message was sent is refused
-		// by a filter, not unknown.
+	case r == UserUnknown && cmd != cmdRcpt && cmd != "" && !strings.HasPrefix(rc.Status[min(2, len(rc.Status)):], "1."):
+		// A recipient refused after the RCPT command, under a status
+		// other than a bad-address one, is refused by a filter.
 		r = Filtered
-	case (r == UserUnknown || r == HostUnknown) && cmd == cmdMail:
+	case (r == UserUnknown || r == HostUnknown || r == Blocked || r == Filtered) && cmd == cmdMail:
 		r = Rejected
+	case (r == UserUnknown || r == HostUnknown) && cmd == cmdHelo:
+		r = Blocked
 	}
 	if r == "" {
 		r = reasonFromStatus(rc.Status)
@@ -237,7 +256,7 @@ func classify(rc *Recipient, text, cmd string) {
 		r = Expired
 	}
 	if r == "" {
-		if text == "" && rc.Status == "" {
+		if text == "" && context == "" && rc.Status == "" {
 			r = Undefined
 		} else {
 			r = OnHold
@@ -246,157 +265,133 @@ func classify(rc *Recipient, text, cmd string) {
 	rc.Reason = r
 }
 
-// phrase tables: each reason with the lower-case phrases that name it in
-// a diagnostic. The tables are checked in order and the first match wins,
-// so more specific causes come first.
+// phraseTable lists each reason with the lower-case phrases that name it
+// in a diagnostic. Rows are checked in order and the first match wins, so
+// the most specific phrases come first; a reason may appear in several
+// rows to give some of its phrases priority.
 var phraseTable = []struct {
 	reason  Reason
 	phrases []string
 }{
-	{RequirePTR, []string{
-		"no ptr record", "reverse dns", "reverse lookup", "no reverse",
-		"ptr record", "rdns", "cannot find your hostname", "reverse address",
-		"client host rejected: cannot find your", "cannot resolve your address",
-		"ip name lookup failed", "hostname does not match",
-	}},
-	{AuthFailure, []string{
-		"dmarc", "spf check", "spf fail", "spf: ", "sender policy framework",
-		"dkim", "authentication checks failed", "unauthenticated email",
-		"authentication-results", "5.7.26", "5.7.23", "is not authorized to send",
-		"does not designate", "spf)",
-	}},
-	{BadReputation, []string{
-		"poor reputation", "bad reputation", "low reputation", "sender reputation",
-		"ip reputation", "reputation is",
-	}},
-	{VirusDetected, []string{
-		"virus", "malware", "infected",
-	}},
-	{SpamDetected, []string{
-		"spam", "junk mail", "unsolicited", "bulk mail", "message content rejected",
-		"content filter", "blacklisted url", "url blacklist", "spamhaus dbl",
-	}},
-	{Blocked, []string{
-		"blocked using", "client host rejected", "blacklist", "blocklist", "block list",
-		"black list", "listed in", "rbl", "dnsbl", "your ip", "ip address",
-		"your host", "has been blocked", "access denied", "connection refused by",
-		"not allowed to send from", "banned", "sender ip", "connecting ip",
-		"ip is", "host is blocked", "refused to talk", "connections from",
-	}},
-	{PolicyViolation, []string{
-		"policy violation", "violates our policy", "policy reasons", "local policy",
-		"acceptable use", "prohibited", "not permitted by policy",
-	}},
-	{FailedSTARTTLS, []string{
-		"starttls", "tls required", "must issue a starttls", "encryption required",
-	}},
-	{SecurityError, []string{
-		"authentication required", "authentication failed", "auth failed",
-		"certificate", "must authenticate", "smtp auth", "insecure",
-		"not authenticated",
-	}},
+	// Specific phrases that would otherwise be caught by broader ones
+	// further down.
+	{MailerError, []string{"procmail", "couldn't create", "mailer error", "command failed", "exit code", "pipe to", "delivery program", "local delivery failed"}},
+	{UserUnknown, []string{"not listed in domino directory", "not listed in public name", "user not listed", "address couldn't be found", "recipient address rejected: access denied"}},
 	{NoRelaying, []string{
-		"relay denied", "relaying denied", "relay access denied", "not permitted to relay",
+		"relay access denied", "relaying denied", "relay denied", "not permitted to relay",
 		"unable to relay", "relay not permitted", "relaying not allowed", "no relaying",
 		"relay not allowed", "not a gateway", "we do not relay", "relaying mail to",
-		"relay prohibited", "cannot relay",
+		"relay prohibited", "cannot relay", "insecure mail relay", "not configured to relay",
 	}},
-	{TooManyConn, []string{
-		"too many connections", "too many simultaneous", "connection limit",
-		"too many recipients", "too many messages",
-	}},
-	{Speeding, []string{
-		"rate limit", "sending rate", "temporarily deferred", "throttl", "too fast",
-	}},
-	{HasMoved, []string{
-		"has moved", "address has changed", "no longer with", "forwarding address",
-	}},
-	{MailboxFull, []string{
-		"mailbox full", "mailbox is full", "over quota", "quota exceeded",
-		"exceeded storage", "insufficient disk space on user", "mailbox size limit",
-		"mailbox exceeds", "full mailbox", "account is full", "quota", "box full",
-		"mail box full", "user is over", "exceeds the size limit of the mailbox",
-		"not enough storage space", "mailfolder is full",
-	}},
-	{Suspend, []string{
-		"suspended", "disabled", "inactive", "deactivated", "not active",
-		"account has been locked", "is locked", "temporarily unavailable mailbox",
-		"mailbox unavailable: this account", "account expired", "expired account",
-		"invalid account",
-	}},
-	{MesgTooBig, []string{
-		"message too large", "message too big", "message size exceeds",
-		"message is too large", "message is too big", "size limit", "exceeds size",
-		"message length exceeds", "too large",
-	}},
-	{ExceedLimit, []string{
-		"exceeds the maximum", "limit exceeded",
-	}},
-	{UserUnknown, []string{
-		"user unknown", "unknown user", "no such user", "no such mailbox",
-		"mailbox not found", "does not exist", "doesn't exist", "unknown recipient",
-		"recipient unknown", "invalid recipient", "recipient address rejected: user",
-		"user not found", "address rejected", "no mailbox", "not a valid mailbox",
-		"mailbox unavailable", "unknown address", "bad address", "invalid address",
-		"no such recipient", "account does not exist", "unknown local part",
-		"not our customer", "unrouteable address", "unknown or illegal alias",
-		"recipient not found", "no account", "invalid mailbox", "user doesn't have",
-		"recipient rejected", "not listed in", "addressee unknown", "is not a valid",
-		"mailbox does not exist", "account not found", "undeliverable address",
-		"no valid recipients", "unknown in local recipient table",
-	}},
-	{HostUnknown, []string{
-		"host unknown", "unknown host", "host not found", "domain not found",
-		"no such domain", "domain does not exist", "name or service not known",
-		"unrouteable mail domain", "host or domain name not found", "nxdomain",
-		"no mx", "domain name not found", "invalid domain", "unknown domain",
-		"domain is not", "no route to host",
+	{NetworkError, []string{"dns error", "name service error", "malformed or unexpected name server reply", "dns query failed"}},
+	{Expired, []string{
+		"did not accept our requests to connect", "will be retried", "failing for a long time",
+		"retry time not reached", "retry timeout exceeded", "timed out", "delivery time expired",
+		"could not be delivered within", "too long in queue", "delivery expired",
+		" attempts:",
 	}},
 	{NotAccept, []string{
 		"does not accept mail", "null mx", "not accepting mail", "accepts no mail",
+		"no mx record", "no mx found", "couldn't find a mail exchanger", "couldn't find any host",
+	}},
+	{RequirePTR, []string{
+		"no ptr record", "reverse dns", "reverse lookup", "no reverse", "ptr record",
+		"rdns", "cannot find your hostname", "reverse address", "cannot resolve your address",
+		"ip name lookup failed", "hostname does not match", "mismatches client ip",
+	}},
+	{AuthFailure, []string{
+		"dmarc", "spf check", "spf fail", "spf record", "spf:", "sender policy framework", "spf)",
+		"dkim", "authentication checks failed", "unauthenticated email", "authentication information",
+		"is not authorized to send", "does not designate",
+	}},
+	{NotCompliantRFC, []string{"rfc 5322", "rfc5322", "rfc 2822", "rfc2822", "duplicate header", "not rfc compliant"}},
+	{BadReputation, []string{"poor reputation", "bad reputation", "low reputation", "sender reputation", "ip reputation", "reputation is"}},
+	{Blocked, []string{
+		"client host blocked", "spamhaus.org/query", "blocked using", "client host rejected",
+		"blacklist", "blocklist", "block list", "black list", "dnsbl", "has been blocked",
+		"ip address blacklisted", "invalid ip for sending", "ip blocked", "blocked ip",
+		"my name was rejected",
+	}},
+	{VirusDetected, []string{"virus", "malware", "infected", "security policies"}},
+	{SpamDetected, []string{
+		"spam", "junk mail", "unsolicited", "bulk mail", "message content rejected", "ube",
+		"content filter", "blacklisted url", "url blacklist",
+	}},
+	{Blocked, []string{
+		"listed in", "rbl", "your ip", "ip address", "your host", "connection refused by",
+		"not allowed to send from", "banned", "sender ip", "connecting ip", "ip is",
+		"host is blocked", "refused to talk", "connections from",
+	}},
+	{PolicyViolation, []string{
+		"policy violation", "violates our policy", "policy reasons", "local policy",
+		"acceptable use", "prohibited", "not permitted by policy", "protocol violation",
+	}},
+	{FailedSTARTTLS, []string{"starttls", "tls required", "encryption required"}},
+	{SecurityError, []string{
+		"authentication required", "authentication failed", "auth failed", "certificate",
+		"must authenticate", "smtp auth", "insecure", "not authenticated", "unauthenticated senders",
+	}},
+	{TooManyConn, []string{
+		"too many connections", "too many simultaneous", "connection limit", "too many recipients",
+		"too many messages", "frequency limited", "connection frequency",
+	}},
+	{Speeding, []string{"rate limit", "sending rate", "temporarily deferred", "throttl", "too fast"}},
+	{HasMoved, []string{"has moved", "address has changed", "no longer with", "forwarding address"}},
+	{MailboxFull, []string{
+		"mailbox full", "mailbox is full", "over quota", "quota exceeded", "exceeded storage",
+		"insufficient disk space on user", "mailbox size limit", "mailbox exceeds", "full mailbox",
+		"account is full", "quota", "box full", "mail box full", "user is over", "mailbox exceeded",
+		"exceeds the size limit of the mailbox", "not enough storage space", "mailfolder is full",
+	}},
+	{SystemFull, []string{"system full", "disk full", "out of disk", "insufficient system storage", "queue full", "insufficient disk space"}},
+	{Suspend, []string{
+		"suspended", "disabled", "inactive", "deactivated", "not active", "frozen",
+		"account has been locked", "is locked", "account expired", "expired account",
+	}},
+	{ExceedLimit, []string{"too large for this recipient", "recipsizelimit", "exceeds the maximum", "limit exceeded"}},
+	{ContentError, []string{"headers too large", "content error", "illegal character", "header error", "invalid header", "8-bit"}},
+	{MesgTooBig, []string{
+		"message too large", "message too big", "message size exceeds", "message is too large",
+		"message is too big", "size limit", "exceeds size", "message length exceeds", "too large",
+	}},
+	{HostUnknown, []string{
+		"host unknown", "unknown host", "host not found", "domain not found", "no such domain",
+		"domain does not exist", "name or service not known", "unrouteable mail domain",
+		"unrouteable address", "host or domain name not found", "nxdomain", "domain name not found",
+		"invalid domain", "unknown domain", "domain is not", "no route to host", "domain may not exist",
+	}},
+	{UserUnknown, []string{
+		"user unknown", "unknown user", "no such user", "no such mailbox", "mailbox not found",
+		"does not exist", "doesn't exist", "unknown recipient", "recipient unknown",
+		"invalid recipient", "recipient address rejected", "user not found", "address rejected",
+		"no mailbox", "not a valid mailbox", "mailbox unavailable", "unknown address", "bad address",
+		"invalid address", "no such recipient", "account does not exist", "unknown local part",
+		"unknown or illegal alias", "recipient not found", "no account", "invalid mailbox",
+		"user doesn't have", "recipient rejected", "addressee unknown", "is not a valid",
+		"mailbox does not exist", "account not found", "undeliverable address", "no valid recipients",
+		"unknown in local recipient table", "address is correct", "not our customer",
 	}},
 	{Rejected, []string{
-		"sender address rejected", "sender rejected", "domain of sender",
-		"sender domain", "envelope sender", "mail from", "sender verify failed",
-		"sender is", "from address", "sender not", "return path",
+		"sender address rejected", "sender rejected", "domain of sender", "sender domain",
+		"envelope sender", "sender verify failed", "sender is", "from address", "sender not",
+		"return path", "purported responsible address", "mail rejected by destination",
 	}},
 	{Filtered, []string{
 		"filtered", "rejected by", "refused by", "not accept", "recipient refused",
 		"content rejected", "delivery not authorized", "denied",
 	}},
-	{NotCompliantRFC, []string{
-		"rfc 5322", "rfc5322", "rfc 2822", "rfc2822", "duplicate header", "multiple",
-	}},
-	{ContentError, []string{
-		"content error", "illegal character", "header error", "invalid header",
-		"message header", "8-bit",
-	}},
-	{SyntaxError, []string{
-		"syntax error", "command unrecognized", "unrecognized command",
-	}},
-	{SystemFull, []string{
-		"system full", "disk full", "out of disk", "insufficient system storage",
-		"queue full",
-	}},
-	{MailerError, []string{
-		"mailer error", "command failed", "exit code", "pipe to",
-		"procmail", "delivery program", "local delivery failed",
-	}},
+	{SyntaxError, []string{"syntax error", "command unrecognized", "unrecognized command"}},
 	{NetworkError, []string{
-		"network error", "connection timed out", "timed out", "connection refused",
-		"could not connect", "unable to connect", "loop", "dns error", "lookup failed",
-		"temporary failure in name resolution", "no route",
+		"network error", "connection refused", "could not connect", "unable to connect", "loop",
+		"lookup failed", "temporary failure in name resolution", "no route", "host not reachable",
+		"not reachable", "lookup failure",
 	}},
 	{SystemError, []string{
-		"system error", "internal error", "server error", "local error",
-		"temporary error", "try again later", "service unavailable", "i/o error",
+		"system error", "internal error", "server error", "local error", "temporary error",
+		"try again later", "service unavailable", "i/o error", "system config error",
+		"unable to contact ldap",
 	}},
-	{Expired, []string{
-		"retry timeout exceeded", "retry time", "message expired", "expired",
-		"delivery time expired", "could not be delivered within", "given up",
-		"too long in queue", "too long", "timeout exceeded", "has not been delivered",
-		"delivery temporarily suspended",
-	}},
+	{Expired, []string{"message expired", "expired", "given up", "too long", "timeout exceeded", "has not been delivered"}},
 }
 
 // reasonFromText returns the first reason whose phrase occurs in the

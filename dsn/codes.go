@@ -1,5 +1,7 @@
 package dsn
 
+import "strings"
+
 // findStatus returns the first enhanced status code (RFC 3463 §2:
 // class "." subject "." detail, class 2, 4 or 5, subject and detail of one
 // to three digits) in s, "" when none.
@@ -109,4 +111,28 @@ func lowerASCII(s string) string {
 		b[i] = c
 	}
 	return string(b)
+}
+
+// replyStatus returns the enhanced status code of the server reply in s:
+// the code right after an SMTP reply code when there is one ("550 5.1.1",
+// "550-'5.7.1"), otherwise the first code in s.
+func replyStatus(s string) string {
+	for i := 0; i+3 < len(s); i++ {
+		rc := findReplyCode(s[i:])
+		if rc == "" {
+			break
+		}
+		j := i + strings.Index(s[i:], rc) + 3
+		k := j
+		for k < len(s) && k < j+3 && (s[k] == ' ' || s[k] == '-' || s[k] == '\'' || s[k] == '"' || s[k] == '#') {
+			k++
+		}
+		if k > j && k < len(s) && (s[k] == '2' || s[k] == '4' || s[k] == '5') {
+			if st := findStatus(s[k:min(len(s), k+12)]); st != "" && strings.HasPrefix(s[k:], st) {
+				return st
+			}
+		}
+		i = j - 1
+	}
+	return findStatus(s)
 }

@@ -188,11 +188,7 @@ func finish(rep *Report) {
 			continue
 		}
 		if rc.Reason == "" {
-			text := rc.Diagnostic
-			if rc.context != "" {
-				text += "\n" + rc.context
-			}
-			classify(rc, lowerASCII(text), "")
+			classify(rc, lowerASCII(rc.Diagnostic), lowerASCII(rc.context))
 			if rc.Diagnostic == "" {
 				rc.Diagnostic = rc.context
 			}

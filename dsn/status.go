@@ -160,6 +160,13 @@ func parseDeliveryStatus(m *message, rep *Report) {
 	for i := range rep.Recipients {
 		rc := &rep.Recipients[i]
 		rc.ReplyCode = findReplyCode(rc.Diagnostic)
+		// QUIRK: RFC 3464 §2.3.4 — MTAs often put a generic Status
+		// (5.0.0, 4.4.7) or a wrong one while the remote server's reply
+		// in Diagnostic-Code carries the precise code; the reply wins
+		// (see lhost-sendmail-33, lhost-sendmail-39).
+		if d := replyStatus(rc.Diagnostic); d != "" && d != rc.Status && !strings.HasPrefix(d[1:], ".3.5") {
+			rc.Status = d
+		}
 		if rc.Action == "" {
 			rc.Action = actionFromStatus(rc.Status)
 		}

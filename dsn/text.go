@@ -164,8 +164,17 @@ func parseText(m *message, rep *Report) {
 			diag = explain
 		}
 		rc := Recipient{Address: a.addr, Diagnostic: diag, Action: "failed"}
-		rc.Status = findStatus(diag)
+		if diag != explain {
+			rc.context = explain
+		}
+		rc.Status = replyStatus(diag)
 		rc.ReplyCode = findReplyCode(diag)
+		if rc.Status == "" && rc.ReplyCode == "" && len(addrs) == 1 {
+			// QUIRK: the code comes before the address (see
+			// lhost-mailmarshalsmtp-02).
+			rc.Status = replyStatus(explain)
+			rc.ReplyCode = findReplyCode(explain)
+		}
 		rep.Recipients = append(rep.Recipients, rc)
 	}
 }
