@@ -132,6 +132,9 @@ func (s *Spool) advance(b *batch) error {
 	if b.from.seq >= s.countedFrom {
 		s.records = max(s.records-int64(len(b.payloads)), 0)
 	}
+	if s.bytes == 0 {
+		s.records = 0 // records cut out as corrupt were counted too
+	}
 	var drop []uint64
 	for len(s.segs) > 1 && s.segs[0].seq < s.cursor.seq {
 		drop = append(drop, s.segs[0].seq)
@@ -178,6 +181,7 @@ type reader struct {
 	s   *Spool
 	f   *os.File
 	seq uint64
+	br  *bufio.Reader
 }
 
 func (r *reader) close() {
@@ -196,8 +200,10 @@ func (r *reader) read() (*batch, error) {
 	from := s.cursor
 	sealed := from.seq < s.active()
 	end := s.syncedTo.off // durable part of the active segment
+	var nextSeq uint64
 	if sealed {
-		end = s.segs[0].size // segs starts at the cursor's segment
+		// segs starts at the cursor's segment.
+		end, nextSeq = s.segs[0].size, s.segs[1].seq
 	}
 	s.mu.Unlock()
 
@@ -213,10 +219,13 @@ func (r *reader) read() (*batch, error) {
 	b := &batch{from: from}
 	start := min(from.off, end)
 	off := start
-	br := bufio.NewReaderSize(io.NewSectionReader(r.f, off, end-off), 1<<20)
+	if r.br == nil {
+		r.br = bufio.NewReaderSize(nil, 1<<20)
+	}
+	r.br.Reset(io.NewSectionReader(r.f, off, end-off))
 	var size int64
 	for off < end && len(b.payloads) < s.batchRecords && size < s.batchBytes {
-		payload, reason, err := readRecord(br, end-off)
+		payload, reason, err := readRecord(r.br, end-off, nil)
 		if err != nil {
 			return nil, fmt.Errorf("spool: %s: %w", s.segPath(from.seq), err)
 		}
@@ -238,19 +247,20 @@ func (r *reader) read() (*batch, error) {
 			return nil, err
 		}
 		off = next
-		br.Reset(io.NewSectionReader(r.f, off, end-off))
+		r.br.Reset(io.NewSectionReader(r.f, off, end-off))
 	}
 	b.next = pos{seq: from.seq, off: off}
 	if sealed && off >= end {
-		b.next = pos{seq: from.seq + 1}
+		b.next = pos{seq: nextSeq}
 	}
 	b.bytes = off - start
 	return b, nil
 }
 
-// readRecord reads one record of at most avail bytes. A record that is not
-// valid is reported by reason, with a nil error; err is for I/O errors.
-func readRecord(br *bufio.Reader, avail int64) (payload []byte, reason string, err error) {
+// readRecord reads one record of at most avail bytes, into buf if it is
+// large enough. A record that is not valid is reported by reason, with a
+// nil error; err is for I/O errors.
+func readRecord(br *bufio.Reader, avail int64, buf []byte) (payload []byte, reason string, err error) {
 	var hdr [headerSize]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -265,7 +275,11 @@ func readRecord(br *bufio.Reader, avail int64) (payload []byte, reason string, e
 		}
 		return nil, "length past the end", nil
 	}
-	payload = make([]byte, length)
+	if int64(cap(buf)) >= length {
+		payload = buf[:length]
+	} else {
+		payload = make([]byte, length)
+	}
 	if _, err := io.ReadFull(br, payload); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return nil, "short payload", nil

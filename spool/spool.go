@@ -53,6 +53,7 @@
 package spool
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -61,7 +62,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -198,8 +199,13 @@ func Open(dir string, opts Options) (*Spool, error) {
 	}
 	s.synced = sync.NewCond(&s.mu)
 
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+		if err := syncDir(filepath.Dir(dir)); err != nil {
+			return nil, err
+		}
 	}
 	lock, err := lockDir(dir)
 	if err != nil {
@@ -240,7 +246,12 @@ func (s *Spool) load() error {
 			os.Remove(filepath.Join(s.dir, name))
 		}
 	}
-	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	slices.Sort(seqs)
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			s.log.Error("spool: segments missing", "after", seqs[i-1], "before", seqs[i])
+		}
+	}
 
 	cur, found, err := readCursor(s.dir)
 	if err != nil {
@@ -320,13 +331,16 @@ func (s *Spool) repairTail(f *os.File, seq uint64, from int64) (end, records int
 	}
 	size := fi.Size()
 	off := min(from, size)
+	br := bufio.NewReaderSize(io.NewSectionReader(f, off, size-off), 1<<20)
+	var buf []byte
 	for off < size {
-		n, ok, err := verifyAt(f, off, size)
+		payload, reason, err := readRecord(br, size-off, buf)
 		if err != nil {
 			return 0, 0, fmt.Errorf("spool: %s: %w", s.segPath(seq), err)
 		}
-		if ok {
-			off += n
+		if reason == "" {
+			buf = payload[:0]
+			off += int64(headerSize + len(payload))
 			records++
 			continue
 		}
@@ -340,6 +354,7 @@ func (s *Spool) repairTail(f *os.File, seq uint64, from int64) (end, records int
 		// Corruption with valid records after it: Run quarantines it
 		// when it gets there.
 		off = next
+		br.Reset(io.NewSectionReader(f, off, size-off))
 	}
 	if off < size {
 		s.log.Warn("spool: cutting off a torn record at the end of the active segment",
