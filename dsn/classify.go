@@ -231,14 +231,17 @@ func classify(rc *Recipient, text, context string) {
 			break
 		}
 	}
+	if cmd == "" {
+		cmd = rc.command
+	}
 	switch {
-	case r == UserUnknown && cmd != cmdRcpt && cmd != "" && !strings.HasPrefix(rc.Status[min(2, len(rc.Status)):], "1."):
+	case r == UserUnknown && cmd != cmdRcpt && !strings.HasPrefix(rc.Status[min(2, len(rc.Status)):], "1."):
 		// A recipient refused after the RCPT command, under a status
 		// other than a bad-address one, is refused by a filter.
 		r = Filtered
-	case (r == UserUnknown || r == HostUnknown || r == Blocked || r == Filtered) && cmd == cmdMail:
+	case (r == UserUnknown || r == HostUnknown || r == Filtered) && cmd == cmdMail:
 		r = Rejected
-	case (r == UserUnknown || r == HostUnknown) && cmd == cmdHelo:
+	case (r == UserUnknown || r == HostUnknown || r == Filtered) && (cmd == cmdHelo || cmd == cmdConnect):
 		r = Blocked
 	}
 	if r == "" {
@@ -283,6 +286,10 @@ var phraseTable = []struct {
 		"relay not allowed", "not a gateway", "we do not relay", "relaying mail to",
 		"relay prohibited", "cannot relay", "insecure mail relay", "not configured to relay",
 	}},
+	{HostUnknown, []string{"host or domain name not found"}},
+	{SpamDetected, []string{"spam classification"}},
+	{NotCompliantRFC, []string{"multiple addresses in from"}},
+	{TooManyConn, []string{"frequency limited"}},
 	{NetworkError, []string{"dns error", "name service error", "malformed or unexpected name server reply", "dns query failed"}},
 	{Expired, []string{
 		"did not accept our requests to connect", "will be retried", "failing for a long time",

@@ -100,6 +100,9 @@ type Recipient struct {
 	// context is prose about this recipient found outside the
 	// diagnostic (the human-readable part of a DSN), used to classify.
 	context string
+	// command is the SMTP command the bounce as a whole says failed,
+	// when it does not say so per recipient.
+	command string
 }
 
 // maxDiagnostic bounds Recipient.Diagnostic.

@@ -42,7 +42,28 @@ func looksLikeBounce(m *message) bool {
 			return true
 		}
 	}
+	if h.has("X-Failed-Recipients") {
+		return true
+	}
+	text := m.text
+	if len(text) > 4096 {
+		text = text[:4096]
+	}
+	text = lowerASCII(text)
+	for _, s := range bounceBodies {
+		if strings.Contains(text, s) {
+			return true
+		}
+	}
 	return false
+}
+
+// bounceBodies are lower-case phrases of the text of bounces whose sender
+// and subject say nothing (see lhost-kddi-01).
+var bounceBodies = []string{
+	"could not be delivered to", "was not delivered to", "delivery to the following recipient",
+	"unable to deliver", "undeliverable", "delivery has failed", "failed permanently",
+	"permanent error", "following addresses had", "mailbox is full", "user unknown",
 }
 
 // originalMarkers are lower-case phrases of the line that introduces the
@@ -146,6 +167,38 @@ func parseText(m *message, rep *Report) {
 			addrs = append(addrs, found{a, len(explain)})
 		}
 	}
+	if xf := m.root.header.get("X-Failed-Recipients"); xf != "" {
+		// Exim and Google name the failed recipients in a header; keep
+		// the addresses found in the text that it lists, in text order,
+		// and add the ones the text does not name.
+		listed := findAddresses(xf)
+		var keep []found
+		for _, a := range addrs {
+			for _, l := range listed {
+				if strings.EqualFold(l.addr, a.addr) {
+					keep = append(keep, a)
+					break
+				}
+			}
+		}
+		for _, l := range listed {
+			dup := false
+			for _, k := range keep {
+				if strings.EqualFold(k.addr, l.addr) {
+					dup = true
+					break
+				}
+			}
+			if !dup {
+				keep = append(keep, found{l.addr, len(explain)})
+			}
+		}
+		addrs = keep
+	}
+	var cmd string
+	if len(addrs) == 1 {
+		cmd = smtpCommand(lowerASCII(explain))
+	}
 	for i, a := range addrs {
 		// The diagnostic of a recipient is the text from the line that
 		// names it up to the line that names the next one.
@@ -163,7 +216,7 @@ func parseText(m *message, rep *Report) {
 			// the whole explanation is all there is.
 			diag = explain
 		}
-		rc := Recipient{Address: a.addr, Diagnostic: diag, Action: "failed"}
+		rc := Recipient{Address: a.addr, Diagnostic: diag, Action: "failed", command: cmd}
 		if diag != explain {
 			rc.context = explain
 		}
@@ -337,8 +390,12 @@ func addContext(m *message, rep *Report) {
 		rc := &rep.Recipients[i]
 		rc.context = paragraphOf(explain, lower, lowerASCII(rc.Address))
 	}
-	if len(rep.Recipients) == 1 && rep.Recipients[0].context == "" {
-		rep.Recipients[0].context = explain
+	if len(rep.Recipients) == 1 {
+		rc := &rep.Recipients[0]
+		if rc.context == "" {
+			rc.context = explain
+		}
+		rc.command = smtpCommand(lower)
 	}
 }
 
