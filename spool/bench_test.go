@@ -3,6 +3,9 @@ package spool
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -59,5 +62,37 @@ func BenchmarkAppend(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 		})
+	}
+}
+
+// BenchmarkOpen measures Open of a spool whose active segment is full
+// (the default 16 MiB of 500-byte records, about 32,000) behind 1 GiB of
+// older segments: the time /healthz would wait at start.
+func BenchmarkOpen(b *testing.B) {
+	dir := b.TempDir()
+	// Older segments (sparse): Open only stats them.
+	for seq := 1; seq <= 64; seq++ {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%020d.seg", seq)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Truncate(DefaultSegmentBytes)
+		f.Close()
+	}
+	rec := encodeRecord(bytes.Repeat([]byte("x"), 500))
+	active := bytes.Repeat(rec, DefaultSegmentBytes/len(rec))
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%020d.seg", 65)), active, 0o640); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(active)))
+	for b.Loop() {
+		s, err := Open(dir, Options{MaxBytes: 2 << 30})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st := s.Stats(); st.Records != int64(DefaultSegmentBytes/len(rec)) {
+			b.Fatalf("Stats = %+v", st)
+		}
+		s.Close()
 	}
 }
