@@ -226,8 +226,9 @@ func classify(rc *Recipient, text, context string) {
 		return
 	}
 	var r Reason
+	var phrase string
 	for _, t := range []string{serverReply(text), text, context} {
-		if r = reasonFromText(t); r != "" {
+		if r, phrase = reasonFromText(t); r != "" {
 			break
 		}
 	}
@@ -235,7 +236,8 @@ func classify(rc *Recipient, text, context string) {
 		cmd = rc.command
 	}
 	switch {
-	case r == UserUnknown && cmd != cmdRcpt && !strings.HasPrefix(rc.Status[min(2, len(rc.Status)):], "1."):
+	case r == UserUnknown && cmd != cmdRcpt && !strings.HasPrefix(rc.Status[min(2, len(rc.Status)):], "1.") &&
+		(phrase == "user unknown" || phrase == "unknown user" || phrase == "no such user"):
 		// A recipient refused after the RCPT command, under a status
 		// other than a bad-address one, is refused by a filter.
 		r = Filtered
@@ -287,6 +289,9 @@ var phraseTable = []struct {
 		"relay prohibited", "cannot relay", "insecure mail relay", "not configured to relay",
 	}},
 	{HostUnknown, []string{"host or domain name not found"}},
+	{SecurityError, []string{"delivery not authorized"}},
+	{ContentError, []string{"media error"}},
+	{OnHold, []string{"on hold"}},
 	{SpamDetected, []string{"spam classification"}},
 	{NotCompliantRFC, []string{"multiple addresses in from"}},
 	{TooManyConn, []string{"frequency limited"}},
@@ -370,7 +375,8 @@ var phraseTable = []struct {
 	{UserUnknown, []string{
 		"user unknown", "unknown user", "no such user", "no such mailbox", "mailbox not found",
 		"does not exist", "doesn't exist", "unknown recipient", "recipient unknown",
-		"invalid recipient", "recipient address rejected", "user not found", "address rejected",
+		"invalid recipient", "user not found", "recipient name is not recognized",
+		"did not reach the following recipient", "address is possibly incorrect", "no valid recipients",
 		"no mailbox", "not a valid mailbox", "mailbox unavailable", "unknown address", "bad address",
 		"invalid address", "no such recipient", "account does not exist", "unknown local part",
 		"unknown or illegal alias", "recipient not found", "no account", "invalid mailbox",
@@ -385,7 +391,7 @@ var phraseTable = []struct {
 	}},
 	{Filtered, []string{
 		"filtered", "rejected by", "refused by", "not accept", "recipient refused",
-		"content rejected", "delivery not authorized", "denied",
+		"content rejected", "denied",
 	}},
 	{SyntaxError, []string{"syntax error", "command unrecognized", "unrecognized command"}},
 	{NetworkError, []string{
@@ -402,19 +408,19 @@ var phraseTable = []struct {
 }
 
 // reasonFromText returns the first reason whose phrase occurs in the
-// lower-case text, "" when none does.
-func reasonFromText(text string) Reason {
+// lower-case text and the phrase, "" when none does.
+func reasonFromText(text string) (Reason, string) {
 	if text == "" {
-		return ""
+		return "", ""
 	}
 	for _, row := range phraseTable {
 		for _, p := range row.phrases {
 			if strings.Contains(text, p) {
-				return row.reason
+				return row.reason, p
 			}
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // reasonFromStatus maps an enhanced status code to a reason by its subject
