@@ -11,45 +11,67 @@ import (
 // cost little; the feedback-report fields and the header of the reported
 // original use the same lenient scanner.
 
-// nextLine returns the line of b starting at i without its end of line, and
-// the index of the next line. A line ends with LF, CRLF or a lone CR.
+// nextLine returns the line of b starting at i without its end of line
+// (LF or CRLF), and the index of the next line. Messages with lone-CR line
+// ends are rewritten to LF before their lines are read.
 func nextLine(b []byte, i int) (line []byte, next int) {
-	for j := i; j < len(b); j++ {
-		switch b[j] {
-		case '\n':
-			return b[i:j], j + 1
-		case '\r':
-			if j+1 < len(b) && b[j+1] == '\n' {
-				return b[i:j], j + 2
-			}
-			// QUIRK: lone CR line ends — see the corpus's maildir/mac copies.
-			return b[i:j], j + 1
-		}
+	j := bytes.IndexByte(b[i:], '\n')
+	if j < 0 {
+		line, next = b[i:], len(b)
+	} else {
+		line, next = b[i:i+j], i+j+1
 	}
-	return b[i:], len(b)
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, next
 }
 
 // headerEnd returns the length of the header block at the start of b,
 // including the empty line that ends it, and whether that empty line was
 // found.
 func headerEnd(b []byte) (int, bool) {
-	i := 0
-	for i < len(b) {
-		line, next := nextLine(b, i)
-		if len(line) == 0 {
-			if next == len(b) && b[len(b)-1] == '\r' {
-				// A CR at the very end of the data read so far may be
-				// the first half of a CRLF.
-				return len(b), false
-			}
-			return next, true
+	if len(b) > 0 && b[0] == '\n' {
+		return 1, true
+	}
+	if len(b) > 1 && b[0] == '\r' && b[1] == '\n' {
+		return 2, true
+	}
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			break
 		}
-		if next == len(b) && (len(b) == 0 || (b[len(b)-1] != '\n' && b[len(b)-1] != '\r')) {
-			break // incomplete last line
+		i += j + 1
+		if i < len(b) && b[i] == '\n' {
+			return i + 1, true
 		}
-		i = next
+		if i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n' {
+			return i + 2, true
+		}
+	}
+	if bytes.IndexByte(b, '\n') < 0 {
+		// QUIRK: lone-CR line ends — see the corpus's maildir/mac
+		// copies.
+		if len(b) > 1 && b[0] == '\r' {
+			return 1, true
+		}
+		if k := bytes.Index(b, []byte("\r\r")); k >= 0 {
+			return k + 2, true
+		}
 	}
 	return len(b), false
+}
+
+// crOnly reports whether b has lone-CR line ends (and no LF).
+func crOnly(b []byte) bool {
+	return bytes.IndexByte(b, '\n') < 0 && bytes.IndexByte(b, '\r') >= 0
+}
+
+// toLF rewrites lone-CR line ends to LF.
+func toLF(b []byte) []byte {
+	// QUIRK: lone-CR line ends — see the corpus's maildir/mac copies.
+	return bytes.ReplaceAll(b, []byte("\r"), []byte("\n"))
 }
 
 // readHeader reads from r until the end of the header block at its start, or

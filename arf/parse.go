@@ -41,8 +41,12 @@ func Parse(r io.Reader) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("arf: reading header: %w", err)
 	}
+	hdr := buf[:n]
+	if crOnly(hdr) {
+		hdr = toLF(hdr)
+	}
 	var top topHeader
-	top.scan(skipMboxLine(buf[:n]))
+	top.scan(skipMboxLine(hdr))
 	if !top.candidate() {
 		return nil, ErrNotFeedback
 	}
@@ -142,10 +146,9 @@ func (p *parser) odd(format string, args ...any) {
 }
 
 func (p *parser) parse(b []byte) (*Report, error) {
-	// QUIRK: go-message splits lines on LF only; a message with lone-CR
-	// line ends is rewritten to LF — see the corpus's maildir/mac copies.
-	if bytes.IndexByte(b, '\n') < 0 && bytes.IndexByte(b, '\r') >= 0 {
-		b = bytes.ReplaceAll(b, []byte("\r"), []byte("\n"))
+	// go-message splits lines on LF only.
+	if crOnly(b) {
+		b = toLF(b)
 	}
 	e, err := message.Read(bytes.NewReader(b))
 	if e == nil {
