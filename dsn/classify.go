@@ -133,31 +133,25 @@ const (
 )
 
 // commandMarkers map lower-case phrases that MTAs use to say which SMTP
-// command a reply answered to the command.
-var commandMarkers = []struct{ phrase, cmd string }{
-	{"in reply to end of data command", cmdData},
-	{"in reply to data command", cmdData},
-	{"after end of data", cmdData},
-	{">>> data", cmdData},
-	{"did not like our final data", cmdData},
-	{"did not like our data", cmdData},
-	{"failed after i sent the message", cmdData},
-	{"in reply to rcpt to command", cmdRcpt},
-	{"after rcpt to", cmdRcpt},
-	{">>> rcpt to", cmdRcpt},
-	{"does not like recipient", cmdRcpt},
-	{"did not like our rcpt to", cmdRcpt},
-	{"in reply to mail from command", cmdMail},
-	{"after mail from", cmdMail},
-	{">>> mail from", cmdMail},
-	{"sender was rejected", cmdMail},
-	{"did not like our mail from", cmdMail},
-	{"in reply to ehlo command", cmdHelo},
-	{"in reply to helo command", cmdHelo},
-	{"after ehlo", cmdHelo},
-	{"after helo", cmdHelo},
-	{"after initial connection", cmdConnect},
-	{"while connected to", cmdConnect},
+// command a reply answered to the command. Each group is guarded by a word
+// all its phrases contain, so that most texts are ruled out cheaply.
+var commandMarkers = []struct {
+	guard   string
+	cmd     string
+	phrases []string
+}{
+	{"data", cmdData, []string{
+		"in reply to end of data command", "in reply to data command", "after end of data",
+		">>> data", "did not like our final data", "did not like our data",
+	}},
+	{"after i sent", cmdData, []string{"failed after i sent the message"}},
+	{"rcpt", cmdRcpt, []string{"in reply to rcpt to command", "after rcpt to", ">>> rcpt to", "did not like our rcpt to"}},
+	{"recipient", cmdRcpt, []string{"does not like recipient"}},
+	{"mail from", cmdMail, []string{"in reply to mail from command", "after mail from", ">>> mail from", "did not like our mail from"}},
+	{"sender", cmdMail, []string{"sender was rejected"}},
+	{"ehlo", cmdHelo, []string{"in reply to ehlo command", "after ehlo"}},
+	{"helo", cmdHelo, []string{"in reply to helo command", "after helo"}},
+	{"connect", cmdConnect, []string{"after initial connection", "while connected to"}},
 }
 
 // smtpCommand returns the SMTP command the lower-case text attributes the
@@ -165,9 +159,14 @@ var commandMarkers = []struct{ phrase, cmd string }{
 // list the commands in order.
 func smtpCommand(lower string) string {
 	best, at := "", -1
-	for _, m := range commandMarkers {
-		if i := strings.LastIndex(lower, m.phrase); i > at {
-			best, at = m.cmd, i
+	for _, g := range commandMarkers {
+		if !strings.Contains(lower, g.guard) {
+			continue
+		}
+		for _, p := range g.phrases {
+			if i := strings.LastIndex(lower, p); i > at {
+				best, at = g.cmd, i
+			}
 		}
 	}
 	return best
@@ -207,6 +206,9 @@ func serverReply(text string) string {
 	return ""
 }
 
+// maxContext bounds the prose searched for phrases.
+const maxContext = 4096
+
 // classify sets rc.Reason from, in order: a specific status code (it is
 // structured); the lower-case diagnostic text, which names the cause more
 // precisely than a generic code; the lower-case context (prose around the
@@ -217,23 +219,27 @@ func classify(rc *Recipient, text, context string) {
 		rc.Reason = Delivered
 		return
 	}
-	cmd := smtpCommand(text)
-	if cmd == "" {
-		cmd = smtpCommand(context)
-	}
 	if r, ok := definitiveStatus[rc.Status]; ok {
 		rc.Reason = r
 		return
 	}
-	var r Reason
-	var phrase string
-	for _, t := range []string{serverReply(text), text, context} {
-		if r, phrase = reasonFromText(t); r != "" {
-			break
-		}
+	if len(context) > maxContext {
+		context = context[:maxContext]
 	}
+	cmd := smtpCommand(text)
 	if cmd == "" {
 		cmd = rc.command
+	}
+	if cmd == "" && context != text {
+		cmd = smtpCommand(context)
+	}
+	reply := serverReply(text)
+	r, phrase := reasonFromText(reply)
+	if r == "" && reply != text {
+		r, phrase = reasonFromText(text)
+	}
+	if r == "" && context != text {
+		r, phrase = reasonFromText(context)
 	}
 	switch {
 	case r == UserUnknown && cmd != cmdRcpt && !strings.HasPrefix(rc.Status[min(2, len(rc.Status)):], "1.") &&
@@ -413,14 +419,57 @@ func reasonFromText(text string) (Reason, string) {
 	if text == "" {
 		return "", ""
 	}
+	// Long texts are first summarised as a set of trigrams so that most
+	// phrases are ruled out without a scan.
+	var grams *gramSet
+	if len(text) > 128 {
+		grams = new(gramSet)
+		grams.add(text)
+	}
 	for _, row := range phraseTable {
 		for _, p := range row.phrases {
+			if grams != nil && !grams.mayContain(p) {
+				continue
+			}
 			if strings.Contains(text, p) {
 				return row.reason, p
 			}
 		}
 	}
 	return "", ""
+}
+
+// gramSet is a bitmap of hashed byte trigrams.
+type gramSet [256]uint64
+
+func gramHash(a, b, c byte) uint32 {
+	return (uint32(a)*961 + uint32(b)*31 + uint32(c)) & (256*64 - 1)
+}
+
+func (g *gramSet) add(s string) {
+	for i := 0; i+2 < len(s); i++ {
+		h := gramHash(s[i], s[i+1], s[i+2])
+		g[h>>6] |= 1 << (h & 63)
+	}
+}
+
+func (g *gramSet) has(a, b, c byte) bool {
+	h := gramHash(a, b, c)
+	return g[h>>6]&(1<<(h&63)) != 0
+}
+
+// mayContain reports whether s may contain p: false means it surely
+// does not.
+func (g *gramSet) mayContain(p string) bool {
+	n := len(p)
+	if n < 3 {
+		return true
+	}
+	m := n / 2
+	if m+2 >= n {
+		m = n - 3
+	}
+	return g.has(p[0], p[1], p[2]) && g.has(p[m], p[m+1], p[m+2]) && g.has(p[n-3], p[n-2], p[n-1])
 }
 
 // reasonFromStatus maps an enhanced status code to a reason by its subject

@@ -2,8 +2,6 @@ package dsn
 
 import (
 	"encoding/base64"
-	"io"
-	"mime/quotedprintable"
 	"strings"
 )
 
@@ -249,13 +247,58 @@ func (p *part) decoded() string {
 	case "base64":
 		return decodeBase64(p.body)
 	case "quoted-printable":
-		if strings.IndexByte(p.body, '=') < 0 {
-			return p.body
-		}
-		b, _ := io.ReadAll(quotedprintable.NewReader(strings.NewReader(p.body)))
-		return normalizeNewlines(string(b))
+		return decodeQP(p.body)
 	}
 	return p.body
+}
+
+// decodeQP decodes quoted-printable text (RFC 2045 §6.7) leniently: an
+// "=" not followed by two hex digits or a line break is kept as is.
+func decodeQP(s string) string {
+	if strings.IndexByte(s, '=') < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '=' {
+			b = append(b, c)
+			continue
+		}
+		switch {
+		case i+1 < len(s) && s[i+1] == '\n':
+			i++ // soft line break
+		case i+2 < len(s) && s[i+1] == '\r' && s[i+2] == '\n':
+			i += 2
+		case i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+		default:
+			// QUIRK: RFC 2045 §6.7 — a soft break followed by trailing
+			// white space, or a stray "="; keep what is readable.
+			j := i + 1
+			for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
+				j++
+			}
+			if j < len(s) && s[j] == '\n' {
+				i = j
+				continue
+			}
+			b = append(b, c)
+		}
+	}
+	return normalizeNewlines(string(b))
+}
+
+func isHex(c byte) bool {
+	return isDigit(c) || (c|0x20 >= 'a' && c|0x20 <= 'f')
+}
+
+func unhex(c byte) byte {
+	if isDigit(c) {
+		return c - '0'
+	}
+	return c|0x20 - 'a' + 10
 }
 
 // decodeBase64 decodes base64 text, skipping white space and stopping at

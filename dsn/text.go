@@ -90,25 +90,32 @@ var originalMarkers = []string{
 }
 
 // splitOriginal splits the text of a prose bounce into the explanation and
-// the quoted original (headers first), "" when none is found.
+// the quoted original (headers first), "" when none is found. The cut is
+// at the first line holding a marker phrase, or at the first header line
+// (Return-Path, Received) that starts a paragraph.
 func splitOriginal(text string) (explain, orig string) {
-	pos := 0
-	for pos < len(text) {
-		line, rest := cutLine(text[pos:])
-		next := len(text) - len(rest)
-		lower := lowerASCII(line)
-		for _, mk := range originalMarkers {
-			if strings.Contains(lower, mk) {
-				return text[:pos], strings.TrimLeft(rest, "\n ")
-			}
+	lower := lowerASCII(text)
+	cut := len(text)
+	for _, mk := range originalMarkers {
+		if i := strings.Index(lower[:cut], mk); i >= 0 {
+			cut = i
 		}
-		if pos > 0 && (strings.HasPrefix(line, "Return-Path:") || strings.HasPrefix(line, "Received: ") ||
-			strings.HasPrefix(line, "Return-path:")) && text[pos-1] == '\n' {
-			return text[:pos], text[pos:]
-		}
-		pos = next
 	}
-	return text, ""
+	for _, h := range []string{"\nreturn-path:", "\nreceived: "} {
+		if i := strings.Index(lower[:cut], h); i > 0 && text[i+1] == h[1]-('a'-'A') {
+			cut = i + 1
+		}
+	}
+	if cut == len(text) {
+		return text, ""
+	}
+	start := strings.LastIndexByte(text[:cut], '\n') + 1
+	if text[cut] == 'R' && start == cut {
+		// A header line: the original starts here.
+		return text[:cut], text[cut:]
+	}
+	_, rest := cutLine(text[start:])
+	return text[:start], strings.TrimLeft(rest, "\n ")
 }
 
 // parseText extracts recipients from a prose bounce.
