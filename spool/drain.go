@@ -31,6 +31,10 @@ type batch struct {
 // as long as it takes. Run wakes up on every Append, so a record reaches
 // the sink promptly.
 //
+// sink should fail only for what may pass later (the store is down or
+// slow): a payload it can never store must be set aside by sink itself
+// (logged and skipped), or it holds up the spool for good.
+//
 // A crash after sink returned and before the cursor was saved delivers the
 // same records again when the spool is reopened; sink must be idempotent.
 // The payloads belong to sink once passed (they are not reused), but when

@@ -15,8 +15,8 @@ import (
 var magic = [4]byte{0xFF, 'R', 'S', 0xFE}
 
 const (
-	headerSize = 12 // magic, length, CRC-32C
-	maxPayload = math.MaxUint32
+	headerSize       = 12 // magic, length, CRC-32C
+	maxPayload int64 = math.MaxUint32
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

@@ -406,7 +406,7 @@ func syncDir(dir string) error {
 // spool is reopened (the state of the file is unknown).
 func (s *Spool) Append(payload []byte) error {
 	n := int64(headerSize + len(payload))
-	if len(payload) > maxPayload || n > s.maxBytes {
+	if int64(len(payload)) > maxPayload || n > s.maxBytes {
 		return fmt.Errorf("spool: record of %d bytes exceeds the bound of %d bytes", n, s.maxBytes)
 	}
 	rec := encodeRecord(payload)
