@@ -298,7 +298,7 @@ func unhex(c byte) byte {
 	if isDigit(c) {
 		return c - '0'
 	}
-	return c|0x20 - 'a' + 10
+	return c | 0x20 - 'a' + 10
 }
 
 // decodeBase64 decodes base64 text, skipping white space and stopping at

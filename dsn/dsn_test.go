@@ -1,0 +1,229 @@
+package dsn
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func parseFile(t *testing.T, name string) (*Report, error) {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return Parse(f)
+}
+
+func TestParseRFC3464(t *testing.T) {
+	rep, err := parseFile(t, "postfix-userunknown.eml")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if !rep.Structured || rep.Kind != KindBounce {
+		t.Errorf("Structured %v Kind %q, want true bounce", rep.Structured, rep.Kind)
+	}
+	if rep.ReportingMTA != "mx.example.net" || rep.ENVID != "env-42" {
+		t.Errorf("ReportingMTA %q ENVID %q", rep.ReportingMTA, rep.ENVID)
+	}
+	if rep.VERP != "tok123" {
+		t.Errorf("VERP = %q, want tok123", rep.VERP)
+	}
+	if rep.Original.MessageID != "m1@send.example.org" || rep.Original.CorrelationID != "corr-7" {
+		t.Errorf("Original = %+v", rep.Original)
+	}
+	if len(rep.Recipients) != 2 {
+		t.Fatalf("got %d recipients, want 2: %+v", len(rep.Recipients), rep.Recipients)
+	}
+	want := []struct {
+		addr, action, status, reply string
+		reason                      Reason
+		hard                        bool
+	}{
+		{"nobody@example.com", "failed", "5.1.1", "550", UserUnknown, true},
+		{"full@example.com", "delayed", "4.2.2", "452", MailboxFull, false},
+	}
+	for i, w := range want {
+		rc := rep.Recipients[i]
+		if rc.Address != w.addr || rc.Action != w.action || rc.Status != w.status ||
+			rc.ReplyCode != w.reply || rc.Reason != w.reason || rc.Hard != w.hard {
+			t.Errorf("recipient %d = %+v, want %+v", i, rc, w)
+		}
+		if rc.RemoteMTA != "mail.example.com" {
+			t.Errorf("recipient %d RemoteMTA = %q", i, rc.RemoteMTA)
+		}
+	}
+	if rep.Recipients[0].ORCPT != "nobody@example.com" {
+		t.Errorf("ORCPT = %q", rep.Recipients[0].ORCPT)
+	}
+	if !strings.Contains(rep.Recipients[0].Diagnostic, "User unknown in local recipient table") {
+		t.Errorf("Diagnostic = %q", rep.Recipients[0].Diagnostic)
+	}
+}
+
+func TestParseQmailProse(t *testing.T) {
+	rep, err := parseFile(t, "qmail-prose.eml")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if rep.Structured {
+		t.Error("Structured = true for a prose bounce")
+	}
+	if rep.Original.MessageID != "orig-1@example.org" {
+		t.Errorf("Original.MessageID = %q", rep.Original.MessageID)
+	}
+	if len(rep.Recipients) != 2 {
+		t.Fatalf("got %d recipients: %+v", len(rep.Recipients), rep.Recipients)
+	}
+	for i, w := range []struct {
+		addr, status string
+		reason       Reason
+	}{
+		{"gone@example.jp", "5.1.1", UserUnknown},
+		{"quota@example.jp", "5.2.2", MailboxFull},
+	} {
+		rc := rep.Recipients[i]
+		if rc.Address != w.addr || rc.Status != w.status || rc.Reason != w.reason || rc.ReplyCode == "" {
+			t.Errorf("recipient %d = %+v, want %+v", i, rc, w)
+		}
+	}
+}
+
+func TestParseEximExpired(t *testing.T) {
+	rep, err := parseFile(t, "exim-expired.eml")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if len(rep.Recipients) != 1 {
+		t.Fatalf("got %d recipients: %+v", len(rep.Recipients), rep.Recipients)
+	}
+	rc := rep.Recipients[0]
+	// No status code in the message: the synthetic code of the reason.
+	if rc.Address != "late@example.com" || rc.Reason != Expired || rc.Status != "5.0.947" || rc.Hard {
+		t.Errorf("recipient = %+v", rc)
+	}
+}
+
+func TestParseAutoReply(t *testing.T) {
+	rep, err := parseFile(t, "vacation.eml")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if rep.Kind != KindAutoReply || len(rep.Recipients) != 1 {
+		t.Fatalf("Kind %q recipients %+v", rep.Kind, rep.Recipients)
+	}
+	rc := rep.Recipients[0]
+	if rc.Address != "away@example.net" || rc.Reason != Vacation || rc.Status != "" || rc.Action != "" {
+		t.Errorf("recipient = %+v", rc)
+	}
+}
+
+func TestParseNotBounce(t *testing.T) {
+	rep, err := parseFile(t, "plain.eml")
+	if !errors.Is(err, ErrNotBounce) || rep != nil {
+		t.Errorf("Parse = %v, %v; want nil, ErrNotBounce", rep, err)
+	}
+}
+
+func TestParseTruncated(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "qmail-prose.eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := append(b, strings.Repeat("x", MaxMessageSize)...)
+	rep, err := ParseBytes(big)
+	if !errors.Is(err, ErrTruncated) || rep == nil || len(rep.Recipients) != 2 {
+		t.Errorf("ParseBytes(oversized) = %v, %v; want the report and ErrTruncated", rep, err)
+	}
+}
+
+func TestParseNewlineVariants(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "postfix-userunknown.eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, nl := range map[string]string{"crlf": "\r\n", "cr": "\r"} {
+		rep, err := ParseBytes([]byte(strings.ReplaceAll(string(b), "\n", nl)))
+		if err != nil || len(rep.Recipients) != 2 || rep.Recipients[0].Reason != UserUnknown {
+			t.Errorf("%s: Parse = %+v, %v", name, rep, err)
+		}
+	}
+}
+
+func TestClassifyReply(t *testing.T) {
+	tests := []struct {
+		code     int
+		enhanced string
+		text     string
+		reason   Reason
+		hard     bool
+	}{
+		{550, "5.1.1", "<a@example.com>: Recipient address rejected: User unknown", UserUnknown, true},
+		{552, "5.2.2", "Mailbox full", MailboxFull, false},
+		{550, "", "5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org", Blocked, false},
+		{550, "5.7.26", "Unauthenticated email from example.org is not accepted due to domain's DMARC policy", AuthFailure, false},
+		{421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred due to user complaints", Speeding, false},
+		{550, "5.1.2", "Host unknown", HostUnknown, true},
+		{556, "5.1.10", "Recipient address has null MX", NotAccept, true},
+		{554, "5.7.1", "Relay access denied", NoRelaying, false},
+		{550, "", "Mailbox is frozen", Suspend, false},
+		{250, "2.0.0", "Ok", Delivered, false},
+		{0, "", "", Undefined, false},
+	}
+	for _, tt := range tests {
+		r, hard := ClassifyReply(tt.code, tt.enhanced, tt.text)
+		if r != tt.reason || hard != tt.hard {
+			t.Errorf("ClassifyReply(%d, %q, %q) = %q, %v; want %q, %v", tt.code, tt.enhanced, tt.text, r, hard, tt.reason, tt.hard)
+		}
+	}
+}
+
+func TestSyntheticStatus(t *testing.T) {
+	tests := []struct {
+		r    Reason
+		temp bool
+		want string
+	}{
+		{UserUnknown, false, "5.0.911"},
+		{Filtered, true, "4.0.924"},
+		{Expired, true, "4.0.947"},
+		{Vacation, false, ""},
+	}
+	for _, tt := range tests {
+		if got := SyntheticStatus(tt.r, tt.temp); got != tt.want {
+			t.Errorf("SyntheticStatus(%q, %v) = %q, want %q", tt.r, tt.temp, got, tt.want)
+		}
+	}
+}
+
+func TestFindCodes(t *testing.T) {
+	for _, tt := range []struct{ in, status, reply string }{
+		{"smtp; 550 5.1.1 <a@b.c>... User unknown", "5.1.1", "550"},
+		{"host 192.0.2.153 said: 552-5.2.2 full", "5.2.2", "552"},
+		{"Exim 4.60 relay 10.0.2.15", "", ""},
+		{"5.1.0 - Unknown address error 550-'5.7.1 <x@y.z>... Access denied'", "5.7.1", "550"},
+	} {
+		if got := replyStatus(tt.in); got != tt.status {
+			t.Errorf("replyStatus(%q) = %q, want %q", tt.in, got, tt.status)
+		}
+		if got := findReplyCode(tt.in); got != tt.reply {
+			t.Errorf("findReplyCode(%q) = %q, want %q", tt.in, got, tt.reply)
+		}
+	}
+}
+
+func TestSplitMultipartNesting(t *testing.T) {
+	// Deeply nested multiparts stop at maxDepth without failing.
+	var b strings.Builder
+	b.WriteString("From: MAILER-DAEMON@x.example\nSubject: Undelivered\n")
+	for i := 0; i < 50; i++ {
+		b.WriteString("Content-Type: multipart/mixed; boundary=\"b" + strings.Repeat("x", i) + "\"\n\n--b" + strings.Repeat("x", i) + "\n")
+	}
+	b.WriteString("\nuser unknown <u@example.com>\n")
+	if _, err := ParseBytes([]byte(b.String())); err != nil && !errors.Is(err, ErrNoRecipient) {
+		t.Errorf("nested: %v", err)
+	}
+}
