@@ -228,6 +228,7 @@ func TestAppendSplitsByDay(t *testing.T) {
 
 func TestMigrateIdempotent(t *testing.T) {
 	o := testOptions(t)
+	o.Retention = 400 * 24 * time.Hour // a TTL where the server has them; ignored on 18.16
 	for i := 0; i < 2; i++ {
 		if err := Migrate(testCtx(t), o); err != nil {
 			t.Fatalf("Migrate #%d: %v", i+1, err)
@@ -252,6 +253,14 @@ func TestMigrateIdempotent(t *testing.T) {
 		if !(version{sv.Version.Major, sv.Version.Minor}).less(m.requires) {
 			want = append(want, fmt.Sprint(m.version))
 		}
+	}
+	var engine string
+	if err := conn.QueryRow(testCtx(t), "SELECT engine_full FROM system.tables WHERE database = ? AND name = 'events'", o.Database).Scan(&engine); err != nil {
+		t.Fatal(err)
+	}
+	hasTTL := !(version{sv.Version.Major, sv.Version.Minor}).less(ttlVersion)
+	if got := strings.Contains(engine, "TTL"); got != hasTTL {
+		t.Errorf("events engine %q: TTL present = %v, want %v on server %s", engine, got, hasTTL, sv)
 	}
 	rows, err := conn.Query(testCtx(t), "SELECT version, count() FROM schema_migrations GROUP BY version ORDER BY version")
 	if err != nil {
@@ -301,6 +310,7 @@ func TestUnreachable(t *testing.T) {
 	}
 	_, calls["Stats"] = s.Stats(testCtx(t), metrics.StatsQuery{From: testDay, To: testDay.Add(time.Hour)})
 	_, calls["Known"] = s.Known(testCtx(t), sentEvents(t, 1, testDay))
+	t.Logf("Ping with the server down: %v", calls["Ping"])
 	for name, err := range calls {
 		if err == nil || !strings.Contains(err.Error(), addr) || !strings.HasPrefix(err.Error(), "clickhouse: ") {
 			t.Errorf("%s with the server down: %v, want a clickhouse: error naming %s", name, err, addr)

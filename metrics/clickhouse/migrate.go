@@ -198,10 +198,16 @@ func migrate(ctx context.Context, o Options, q queries) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS `"+o.Database+"`")
+	err = boot.Ping(ctx)
+	if err == nil {
+		err = boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS `"+o.Database+"`")
+		if err != nil {
+			err = fmt.Errorf("create database %s: %w", o.Database, err)
+		}
+	}
 	boot.Close()
 	if err != nil {
-		return nil, fail("create database "+o.Database, err)
+		return nil, fail("connect", err)
 	}
 
 	conn, err := o.connect(o.Database)
@@ -280,5 +286,13 @@ func applyRetention(ctx context.Context, conn driver.Conn, o Options, server ver
 		return nil
 	}
 	days := int64((o.Retention + 24*time.Hour - 1) / (24 * time.Hour))
+	// Only when it changes: on current servers MODIFY TTL rewrites the parts.
+	var engine string
+	if err := conn.QueryRow(ctx, "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'events'").Scan(&engine); err != nil {
+		return err
+	}
+	if strings.Contains(engine, fmt.Sprintf("TTL time + toIntervalDay(%d)", days)) {
+		return nil
+	}
 	return conn.Exec(ctx, fmt.Sprintf("ALTER TABLE events MODIFY TTL time + INTERVAL %d DAY", days))
 }
