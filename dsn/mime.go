@@ -185,7 +185,16 @@ func (w *walker) parse(s string, d int) *part {
 		if b == "" {
 			return p
 		}
-		for _, sub := range splitMultipart(body, b) {
+		subs := splitMultipart(body, b)
+		if len(subs) == 0 {
+			// QUIRK: RFC 2046 §5.1.1 — the parts use another boundary
+			// than the header declares (see rhost-franceptt-07); take
+			// the first delimiter-like line.
+			if g := guessBoundary(body); g != "" {
+				subs = splitMultipart(body, g)
+			}
+		}
+		for _, sub := range subs {
 			if w.n >= maxParts {
 				break
 			}
@@ -195,6 +204,19 @@ func (w *walker) parse(s string, d int) *part {
 		p.parts = append(p.parts, w.parse(p.decoded(), d+1))
 	}
 	return p
+}
+
+// guessBoundary returns the boundary of the first line that looks like a
+// multipart delimiter ("--" and at least 8 more characters), "" if none.
+func guessBoundary(body string) string {
+	for pos := 0; pos < len(body); {
+		line, rest := cutLine(body[pos:])
+		if strings.HasPrefix(line, "--") && len(line) >= 10 && !strings.ContainsAny(line, " \t") {
+			return strings.TrimSuffix(line[2:], "--")
+		}
+		pos = len(body) - len(rest)
+	}
+	return ""
 }
 
 // splitMultipart returns the bodies between the delimiter lines of a

@@ -148,8 +148,19 @@ func parseDeliveryStatus(m *message, rep *Report) {
 	// Original-Recipient when Final-Recipient is missing.
 	out := rep.Recipients[:0]
 	for _, rc := range rep.Recipients {
-		if rc.Address == "" {
-			rc.Address = rc.ORCPT
+		if rc.Address == "" || !plainAddress(rc.Address) {
+			// QUIRK: RFC 3464 §2.3.2 — Final-Recipient holds a source
+			// route (see lhost-messagingserver-02) or a pipe command
+			// (see lhost-exim-44); prefer Original-Recipient, else the
+			// address inside.
+			switch {
+			case rc.ORCPT != "" && plainAddress(rc.ORCPT):
+				rc.Address = rc.ORCPT
+			case rc.Address != "":
+				if a := findAddresses(rc.Address); len(a) > 0 {
+					rc.Address = a[0].addr
+				}
+			}
 		}
 		if rc.Address == "" || !strings.Contains(rc.Address, "@") {
 			continue
@@ -218,4 +229,11 @@ func actionFromStatus(st string) string {
 		return "delayed"
 	}
 	return "failed"
+}
+
+// plainAddress reports whether a looks like a plain local@domain address.
+func plainAddress(a string) bool {
+	at := strings.LastIndexByte(a, '@')
+	return at > 0 && at < len(a)-1 && a[0] != '@' && a[0] != '|' && a[0] != '/' &&
+		!strings.ContainsAny(a, " \t:") && strings.IndexByte(a[at:], '.') > 0
 }

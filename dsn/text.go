@@ -74,7 +74,6 @@ var originalMarkers = []string{
 	"original message follows",
 	"original message ---",
 	"message headers follow",
-	"the original message was received",
 	"original message header",
 	"headers of the original message",
 	"copy of the original message",
@@ -131,18 +130,20 @@ func parseText(m *message, rep *Report) {
 			m.orig = h
 		}
 	}
-	// Addresses that are not failed recipients: the bounce's own sender
-	// and recipient, and the original's sender.
-	var skip []string
+	// Addresses that are probably not failed recipients: the bounce's
+	// own sender and recipient and the original's sender. They are used
+	// only when the text names no other address (see lhost-qmail-08,
+	// where the sender bounced to itself).
+	var weak []string
 	for _, v := range []string{m.root.header.get("From"), m.root.header.get("To")} {
 		if a := cleanAddress(v); a != "" {
-			skip = append(skip, lowerASCII(a))
+			weak = append(weak, lowerASCII(a))
 		}
 	}
 	if m.orig != nil {
 		for _, name := range []string{"From", "Return-Path", "Sender", "Reply-To"} {
 			if a := cleanAddress(m.orig.get(name)); a != "" {
-				skip = append(skip, lowerASCII(a))
+				weak = append(weak, lowerASCII(a))
 			}
 		}
 	}
@@ -150,22 +151,32 @@ func parseText(m *message, rep *Report) {
 		addr string
 		pos  int
 	}
-	var addrs []found
+	var addrs, weakAddrs []found
 	for _, a := range findAddresses(explain) {
 		la := lowerASCII(a.addr)
-		if isSkipped(la, skip) {
+		if isSkipped(la) {
 			continue
 		}
+		list := &addrs
+		for _, w := range weak {
+			if la == w {
+				list = &weakAddrs
+				break
+			}
+		}
 		dup := false
-		for _, f := range addrs {
+		for _, f := range *list {
 			if strings.EqualFold(f.addr, a.addr) {
 				dup = true
 				break
 			}
 		}
 		if !dup {
-			addrs = append(addrs, found{a.addr, a.pos})
+			*list = append(*list, found{a.addr, a.pos})
 		}
+	}
+	if len(addrs) == 0 {
+		addrs = weakAddrs
 	}
 	if len(addrs) == 0 && m.orig != nil {
 		// QUIRK: the text names no address (see lhost-exim-24); the
@@ -239,13 +250,9 @@ func parseText(m *message, rep *Report) {
 	}
 }
 
-// isSkipped reports whether the lower-case address a is one to skip.
-func isSkipped(a string, skip []string) bool {
-	for _, s := range skip {
-		if a == s {
-			return true
-		}
-	}
+// isSkipped reports whether the lower-case address a belongs to a role
+// that never is a failed recipient.
+func isSkipped(a string) bool {
 	local, _, _ := strings.Cut(a, "@")
 	switch local {
 	case "postmaster", "mailer-daemon", "abuse", "root", "noreply", "no-reply", "hostmaster":
