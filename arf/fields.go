@@ -256,6 +256,10 @@ func (p *parser) recipients() {
 			if !strings.Contains(a, "@") || contains(addrs, a) {
 				continue
 			}
+			if len(addrs) == maxRecipients {
+				p.odd("more than %d recipients", maxRecipients)
+				break
+			}
 			addrs = append(addrs, a)
 		}
 		if len(addrs) > 0 {

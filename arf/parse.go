@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/emersion/go-message"
+	"github.com/emersion/go-message/textproto"
 )
 
 // Limits on what Parse reads: complaint reports are small, and a parser that
@@ -24,6 +25,8 @@ const (
 	// maxDepth bounds MIME nesting; maxParts the parts of one multipart.
 	maxDepth = 8
 	maxParts = 64
+	// maxRecipients bounds Report.Recipients.
+	maxRecipients = 1000
 )
 
 // Parse reads one message from r and parses it as a complaint report.
@@ -64,7 +67,7 @@ func Parse(r io.Reader) (*Report, error) {
 // topHeader holds the top-level fields that decide whether a message may be a
 // complaint report.
 type topHeader struct {
-	contentType, from, subject []byte
+	contentType, transferEncoding, from, subject []byte
 }
 
 func (h *topHeader) scan(hdr []byte) {
@@ -72,6 +75,8 @@ func (h *topHeader) scan(hdr []byte) {
 		switch {
 		case h.contentType == nil && equalFold(name, "content-type"):
 			h.contentType = value
+		case h.transferEncoding == nil && equalFold(name, "content-transfer-encoding"):
+			h.transferEncoding = value
 		case h.from == nil && equalFold(name, "from"):
 			h.from = value
 		case h.subject == nil && equalFold(name, "subject"):
@@ -130,6 +135,7 @@ type parser struct {
 	top    topHeader
 	rep    Report
 	errs   []error
+	arf    bool // the message says it is a feedback report (RFC 5965 §2)
 	fields bool // a set of ARF fields was found
 	orig   bool // the original's header was found
 
@@ -150,10 +156,21 @@ func (p *parser) parse(b []byte) (*Report, error) {
 	if crOnly(b) {
 		b = toLF(b)
 	}
-	e, err := message.Read(bytes.NewReader(b))
-	if e == nil {
-		return nil, fmt.Errorf("arf: reading message: %w", err)
+	// The top-level entity is made from the fields already scanned, not
+	// read again by go-message, whose header parser rejects what ours
+	// skips (a line that is no field, say).
+	var h textproto.Header
+	if p.top.contentType != nil {
+		h.Set("Content-Type", unfold(p.top.contentType))
 	}
+	if p.top.transferEncoding != nil {
+		h.Set("Content-Transfer-Encoding", unfold(p.top.transferEncoding))
+	}
+	n, _ := headerEnd(b)
+	// An unknown charset or transfer encoding still gives a readable
+	// entity.
+	e, _ := message.New(message.Header{Header: h}, bytes.NewReader(b[n:]))
+	p.arf = containsFold(p.top.contentType, "feedback-report")
 	p.walk(e, 0)
 
 	if !p.fields {
@@ -163,7 +180,7 @@ func (p *parser) parse(b []byte) (*Report, error) {
 			// report is a user's "junk" click — see corpus arf-24.
 			p.rep.FeedbackType = "abuse"
 			p.rep.Provider = ProviderJMRP
-		case containsFold(p.top.contentType, "feedback-report"):
+		case p.arf:
 			p.odd("no message/feedback-report part")
 			p.rep.FeedbackType = "other"
 		default:
@@ -204,7 +221,9 @@ func (p *parser) walk(e *message.Entity, depth int) {
 		p.rep.Original.HeadersOnly = strings.HasSuffix(mediaType, "-headers")
 		p.originalHeader(buf[:n])
 	case "text/plain", "":
-		if !p.fields {
+		// The human-readable part of a multipart/report is no
+		// look-alike, whatever it quotes.
+		if !p.fields && !p.arf {
 			p.lookAlike(e)
 		}
 	default:

@@ -465,3 +465,52 @@ func eqTime(t *testing.T, got time.Time, want string) {
 		t.Errorf("ArrivalDate = %s, want %s", got.Format(time.RFC3339), want)
 	}
 }
+
+func TestManyRecipients(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("Content-Type: multipart/report; report-type=feedback-report; boundary=b\n\n--b\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: t/1\nVersion: 1\n")
+	for i := 0; i < 3*maxRecipients; i++ {
+		fmt.Fprintf(&b, "Original-Rcpt-To: u%d@example.com\n", i)
+	}
+	b.WriteString("\n--b--\n")
+	r, err := Parse(strings.NewReader(b.String()))
+	if r == nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if len(r.Recipients) != maxRecipients || !strings.Contains(fmt.Sprint(err), "recipients") {
+		t.Fatalf("Parse of %d recipients: %d recipients, error %v; want %d and an error", 3*maxRecipients, len(r.Recipients), err, maxRecipients)
+	}
+	eq(t, "last recipient", r.Recipients[maxRecipients-1], fmt.Sprintf("u%d@example.com", maxRecipients-1))
+}
+
+// TestLenientTopHeader: an mbox "From " line and a line that is no header
+// field do not hide the report.
+func TestLenientTopHeader(t *testing.T) {
+	b, err := os.ReadFile("testdata/rfc5965-minimal.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := "From arf-daemon@example.com Thu Mar  8 17:40:36 2005\n" +
+		strings.Replace(string(b), "MIME-Version: 1.0\n", "MIME-Version: 1.0\nthis line is no header field\n", 1)
+	r, err := Parse(strings.NewReader(msg))
+	if r == nil || err != nil {
+		t.Fatalf("Parse = %v, %v", r, err)
+	}
+	eq(t, "FeedbackType", r.FeedbackType, "abuse")
+	eq(t, "Original.MessageID", r.Original.MessageID, "20050308185841.1201.news@example.net")
+}
+
+// TestQuotedFieldsInText: the human-readable part of a real report may quote
+// ARF fields; only the message/feedback-report part counts.
+func TestQuotedFieldsInText(t *testing.T) {
+	b, err := os.ReadFile("testdata/rfc5965-abuse.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.Replace(string(b), "This is an email abuse report", "Feedback-Type: fraud\nThis is an email abuse report", 1)
+	r, err := Parse(strings.NewReader(msg))
+	if r == nil || err != nil {
+		t.Fatalf("Parse = %v, %v", r, err)
+	}
+	eq(t, "FeedbackType", r.FeedbackType, "abuse")
+}

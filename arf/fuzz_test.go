@@ -1,0 +1,55 @@
+package arf
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+// FuzzParse checks that Parse never panics and that its results keep their
+// promises, whatever the input.
+func FuzzParse(f *testing.F) {
+	for _, file := range complaintFiles(f) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("Content-Type: message/feedback-report\n\nFeedback-Type: abuse\n"))
+	f.Add([]byte("Subject: abuse report\r\r\rFeedback-Type: abuse\r"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := Parse(bytes.NewReader(b))
+		if errors.Is(err, ErrNotFeedback) {
+			if r != nil {
+				t.Fatalf("Parse = %+v with ErrNotFeedback", r)
+			}
+			return
+		}
+		if r == nil {
+			if err == nil {
+				t.Fatal("Parse = nil, nil")
+			}
+			return
+		}
+		if err != nil && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("Parse = report and %v, want an ErrMalformed error", err)
+		}
+		if r.FeedbackType == "" {
+			t.Error("report without FeedbackType")
+		}
+		if (len(r.Recipients) > 0) != (r.RecipientRecoveredFrom != "") {
+			t.Errorf("Recipients %q recovered from %q", r.Recipients, r.RecipientRecoveredFrom)
+		}
+		for _, a := range r.Recipients {
+			if !strings.Contains(a, "@") {
+				t.Errorf("recipient %q is no address", a)
+			}
+		}
+		if r.SourcePort < 0 || r.SourcePort > 65535 {
+			t.Errorf("SourcePort = %d", r.SourcePort)
+		}
+	})
+}
