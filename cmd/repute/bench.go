@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"repute/metrics"
+	"repute/metrics/clickhouse"
+	"repute/metrics/duckdb"
+)
+
+func init() {
+	commands["bench"] = command{"measure intake throughput against the store's raw insert rate", runBench}
+}
+
+func runBench(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: repute bench intake [flags]\n\nPOSTs events to an in-process repute serve on loopback in batches and times them until\nthey are queryable in the store, then inserts the same rows with the store's raw bulk\ninsert (DuckDB Appender, clickhouse-go batch) as the ceiling.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	events := fs.Int("events", 100_000, "events to post")
+	batch := fs.Int("batch", 10_000, "events per POST")
+	chAddr := fs.String("clickhouse", "", "ClickHouse native `address`; empty: embedded DuckDB")
+	chUser := fs.String("clickhouse-user", "", "ClickHouse user")
+	if len(args) == 0 || args[0] != "intake" {
+		fs.Usage()
+		return 2
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if *events <= 0 || *batch <= 0 {
+		fmt.Fprintln(stderr, "repute bench: --events and --batch must be positive")
+		return 2
+	}
+	if err := benchIntake(stdout, *events, *batch, *chAddr, *chUser); err != nil {
+		fmt.Fprintln(stderr, "repute bench:", err)
+		return 1
+	}
+	return 0
+}
+
+func benchIntake(w io.Writer, n, batchSize int, chAddr, chUser string) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir, err := os.MkdirTemp("", "repute-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	cfg := defaultServeConfig()
+	cfg.Data = dir
+	cfg.AdminKey = "bench"
+	// A fresh database per run, so earlier runs' rows are not duplicates.
+	chDatabase := fmt.Sprintf("repute_bench_%d", time.Now().UnixNano())
+	if chAddr != "" {
+		cfg.ClickHouse, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, chDatabase, chUser
+	}
+	log := slog.New(slog.DiscardHandler)
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		a.close()
+		return err
+	}
+	runDone := make(chan error, 1)
+	go func() { runDone <- a.run(ctx, ln) }()
+	defer func() { cancel(); <-runDone }()
+
+	// One day's partition, a day ago: every row lands in one partition.
+	day := time.Now().UTC().Add(-24 * time.Hour).Truncate(24 * time.Hour)
+	all := benchEvents(n, day)
+	var bodies [][]byte
+	for i := 0; i < n; i += batchSize {
+		b, err := json.Marshal(all[i:min(i+batchSize, n)])
+		if err != nil {
+			return err
+		}
+		bodies = append(bodies, b)
+	}
+
+	url := "http://" + ln.Addr().String() + "/v1/events"
+	start := time.Now()
+	for _, body := range bodies {
+		req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+cfg.AdminKey)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		msg, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("POST: %s: %s", res.Status, msg)
+		}
+	}
+	posted := time.Since(start)
+	q := metrics.StatsQuery{From: day, To: day.Add(24 * time.Hour)}
+	for {
+		res, err := a.store.Stats(ctx, q)
+		if err == nil && total(res.Totals) >= int64(n) {
+			break
+		}
+		if time.Since(start) > 5*time.Minute {
+			return fmt.Errorf("rows not queryable after 5 minutes (last error: %v)", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e2e := time.Since(start)
+
+	// The same rows, normalized as intake stored them, through the raw path.
+	isps := metrics.NewISPMap(nil)
+	for i := range all {
+		if err := all[i].Normalize(isps, time.Now()); err != nil {
+			return err
+		}
+	}
+	var raw time.Duration
+	var ceiling string
+	if chAddr != "" {
+		ceiling = "clickhouse-go batch insert"
+		raw, err = clickhouse.RawInsert(ctx, clickhouse.Options{Addr: chAddr, Database: chDatabase, User: chUser}, all)
+	} else {
+		ceiling = "DuckDB Appender"
+		raw, err = duckdb.RawAppend(ctx, filepath.Join(dir, "raw.duckdb"), all)
+	}
+	if err != nil {
+		return fmt.Errorf("raw insert: %w", err)
+	}
+
+	store := "DuckDB"
+	if chAddr != "" {
+		store = "ClickHouse " + chAddr + "/" + chDatabase
+	}
+	intakeRate := float64(n) / e2e.Seconds()
+	rawRate := float64(n) / raw.Seconds()
+	fmt.Fprintf(w, "intake: %d events in batches of %d, POST /v1/events until queryable in %s: %.0f events/s (%v; POSTs took %v)\n",
+		n, batchSize, store, intakeRate, e2e.Round(time.Millisecond), posted.Round(time.Millisecond))
+	fmt.Fprintf(w, "ceiling: %s of the same rows: %.0f rows/s (%v)\n", ceiling, rawRate, raw.Round(time.Millisecond))
+	fmt.Fprintf(w, "ratio intake/ceiling: %.2f\n", intakeRate/rawRate)
+	return nil
+}
+
+func total(c metrics.Counts) int64 {
+	return c.Sent + c.Delivered + c.Deferred + c.BouncedHard + c.BouncedSoft + c.Complained +
+		c.OpenedHuman + c.OpenedMachine + c.Clicked + c.Unsubscribed + c.Dropped
+}
+
+// benchEvents returns n distinct events within one day, a realistic mix of
+// kinds, each for its own message so that every one counts.
+func benchEvents(n int, day time.Time) []metrics.Event {
+	kinds := []metrics.Kind{metrics.KindSent, metrics.KindSent, metrics.KindSent, metrics.KindDelivered,
+		metrics.KindDelivered, metrics.KindDelivered, metrics.KindOpened, metrics.KindOpened,
+		metrics.KindBounced, metrics.KindClicked}
+	domains := []string{"gmail.com", "outlook.com", "yahoo.com", "qq.com", "163.com", "example.org"}
+	out := make([]metrics.Event, n)
+	for i := range out {
+		e := metrics.Event{
+			Time:         day.Add(time.Duration(i%86400) * time.Second),
+			Kind:         kinds[i%len(kinds)],
+			Account:      fmt.Sprintf("account-%d", i%3),
+			SenderDomain: fmt.Sprintf("news%d.example.com", i%5),
+			SendingIP:    fmt.Sprintf("192.0.2.%d", i%8),
+			Campaign:     fmt.Sprintf("campaign-%d", i%20),
+			MessageID:    fmt.Sprintf("<%d.bench@example.com>", i),
+			Recipient:    fmt.Sprintf("user%d@%s", i, domains[i%len(domains)]),
+		}
+		switch e.Kind {
+		case metrics.KindBounced:
+			e.BounceType, e.Reason, e.Status, e.ReplyCode = "hard", "userunknown", "5.1.1", 550
+			e.Diagnostic = "550 5.1.1 The email account that you tried to reach does not exist"
+		case metrics.KindOpened:
+			e.UserAgent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"
+			e.Machine = i%3 == 0
+		}
+		out[i] = e
+	}
+	return out
+}

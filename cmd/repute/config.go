@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// serveConfig is the configuration of `repute serve`. Every scalar is a
+// flag, an environment variable REPUTE_<FLAG> (upper case, - → _) and a YAML
+// key (the flag's name with - → _); a flag overrides the environment, which
+// overrides the file, which overrides the default. repute.example.yaml
+// documents every key.
+type serveConfig struct {
+	Listen             string        `yaml:"listen"`
+	Data               string        `yaml:"data"`
+	MaxBodyBytes       int64         `yaml:"max_body_bytes"`
+	SpoolMaxBytes      int64         `yaml:"spool_max_bytes"`
+	ShutdownTimeout    time.Duration `yaml:"shutdown_timeout"`
+	LogLevel           string        `yaml:"log_level"`
+	ClickHouse         string        `yaml:"clickhouse"`
+	ClickHouseDatabase string        `yaml:"clickhouse_database"`
+	ClickHouseUser     string        `yaml:"clickhouse_user"`
+	ClickHousePassword string        `yaml:"clickhouse_password"`
+
+	// Only in the file: structured values.
+	Accounts   []accountConfig   `yaml:"accounts"`
+	ISPDomains map[string]string `yaml:"isp_domains"`
+
+	// Only in the environment: REPUTE_ADMIN_KEY, a secret.
+	AdminKey string `yaml:"-"`
+}
+
+type accountConfig struct {
+	Name string   `yaml:"name"`
+	Keys []string `yaml:"keys"`
+}
+
+func defaultServeConfig() serveConfig {
+	return serveConfig{
+		Listen:             "127.0.0.1:8080",
+		Data:               "./var",
+		MaxBodyBytes:       16 << 20,
+		SpoolMaxBytes:      1 << 30,
+		ShutdownTimeout:    30 * time.Second,
+		LogLevel:           "info",
+		ClickHouseDatabase: "repute",
+	}
+}
+
+// serveFlags binds the flags of `repute serve` to cfg.
+func serveFlags(fs *flag.FlagSet, cfg *serveConfig, configFile *string) {
+	fs.StringVar(configFile, "config", "", "YAML configuration `file` (see repute.example.yaml)")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen `address`")
+	fs.StringVar(&cfg.Data, "data", cfg.Data, "data `directory`: spool, DuckDB file, generated admin key")
+	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest POST body; larger gets 413")
+	fs.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", cfg.SpoolMaxBytes, "undrained spool bytes at which intake answers 503")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM, how long to flush the spool before exiting")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&cfg.ClickHouse, "clickhouse", cfg.ClickHouse, "ClickHouse native `address` (host:port); empty: embedded DuckDB")
+	fs.StringVar(&cfg.ClickHouseDatabase, "clickhouse-database", cfg.ClickHouseDatabase, "ClickHouse database, created if missing")
+	fs.StringVar(&cfg.ClickHouseUser, "clickhouse-user", cfg.ClickHouseUser, "ClickHouse user")
+	fs.StringVar(&cfg.ClickHousePassword, "clickhouse-password", cfg.ClickHousePassword, "ClickHouse password (better: REPUTE_CLICKHOUSE_PASSWORD)")
+}
+
+// loadServeConfig applies the default, the file, the environment and the
+// flags, in rising precedence. getenv is os.Getenv outside tests; usage
+// receives the flags' help and errors.
+func loadServeConfig(args []string, getenv func(string) string, usage io.Writer) (serveConfig, *flag.FlagSet, error) {
+	cfg := defaultServeConfig()
+	var configFile string
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	serveFlags(fs, &cfg, &configFile)
+	// First pass: only to learn --config. The second pass, last, makes the
+	// flags win over the file and the environment.
+	if err := fs.Parse(args); err != nil {
+		return cfg, fs, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fs, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if configFile == "" {
+		configFile = getenv("REPUTE_CONFIG")
+	}
+	if configFile != "" {
+		raw, err := os.ReadFile(configFile)
+		if err != nil {
+			return cfg, fs, fmt.Errorf("serve: config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true) // a misspelt key is an error, not a silent default
+		// yaml.v3 reports io.EOF for an empty file: no settings, no error.
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, fs, fmt.Errorf("serve: config %s: %w", configFile, err)
+		}
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "config" {
+			return
+		}
+		name := "REPUTE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("serve: %s=%q: %w", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, fs, envErr
+	}
+	cfg.AdminKey = getenv("REPUTE_ADMIN_KEY")
+	if err := fs.Parse(args); err != nil {
+		return cfg, fs, err
+	}
+	return cfg, fs, cfg.validate()
+}
+
+func (c serveConfig) validate() error {
+	switch {
+	case c.Listen == "":
+		return errors.New("serve: --listen is empty")
+	case c.Data == "":
+		return errors.New("serve: --data is empty")
+	case c.MaxBodyBytes <= 0:
+		return fmt.Errorf("serve: --max-body-bytes %d must be positive", c.MaxBodyBytes)
+	case c.SpoolMaxBytes <= 0:
+		return fmt.Errorf("serve: --spool-max-bytes %d must be positive", c.SpoolMaxBytes)
+	case c.ShutdownTimeout <= 0:
+		return fmt.Errorf("serve: --shutdown-timeout %v must be positive", c.ShutdownTimeout)
+	}
+	return nil
+}
