@@ -145,7 +145,8 @@ var commandMarkers = []struct {
 		">>> data", "did not like our final data", "did not like our data",
 	}},
 	{"after i sent", cmdData, []string{"failed after i sent the message"}},
-	{"rcpt", cmdRcpt, []string{"in reply to rcpt to command", "after rcpt to", ">>> rcpt to", "did not like our rcpt to"}},
+	{"rcpt", cmdRcpt, []string{"in reply to rcpt to command", "after rcpt to", ">>> rcpt to", "did not like our rcpt to", "smtp:rcpt"}},
+	{"my name", cmdHelo, []string{"my name was rejected"}},
 	{"recipient", cmdRcpt, []string{"does not like recipient"}},
 	{"mail from", cmdMail, []string{"in reply to mail from command", "after mail from", ">>> mail from", "did not like our mail from"}},
 	{"sender", cmdMail, []string{"sender was rejected"}},
@@ -219,6 +220,12 @@ func classify(rc *Recipient, text, context string) {
 		rc.Reason = Delivered
 		return
 	}
+	if strings.Contains(text, "procmail") {
+		// QUIRK: a local delivery agent failed, whatever code the MTA
+		// chose (see lhost-postfix-01).
+		rc.Reason = MailerError
+		return
+	}
 	if r, ok := definitiveStatus[rc.Status]; ok {
 		rc.Reason = r
 		return
@@ -238,7 +245,12 @@ func classify(rc *Recipient, text, context string) {
 	if r == "" && reply != text {
 		r, phrase = reasonFromText(text)
 	}
-	if r == "" && context != text {
+	if r == "" && rc.Action == "delayed" && text == "" {
+		// A delay with nothing said but a code: it expired (see
+		// rfc3464-07).
+		r = Expired
+	}
+	if r == "" && context != text && reasonFromStatus(rc.Status) == "" {
 		r, phrase = reasonFromText(context)
 	}
 	switch {
@@ -294,7 +306,18 @@ var phraseTable = []struct {
 		"relay not allowed", "not a gateway", "we do not relay", "relaying mail to",
 		"relay prohibited", "cannot relay", "insecure mail relay", "not configured to relay",
 	}},
-	{HostUnknown, []string{"host or domain name not found"}},
+	{HostUnknown, []string{"host or domain name not found", "account or domain may not exist"}},
+	{SpamDetected, []string{"blacklisted url"}},
+	{BadReputation, []string{"user complaints"}},
+	{FailedSTARTTLS, []string{"does not support tls"}},
+	{PolicyViolation, []string{"content presents a potential"}},
+	{Blocked, []string{"connection refused by", "service refuse"}},
+	// QUIRK: Orange (France) refuses spam with "Mail rejete" and a
+	// code of its own (see rhost-franceptt-04).
+	{SpamDetected, []string{"mail rejete"}},
+	{NetworkError, []string{"wasn't able to establish an smtp connection"}},
+	{SystemError, []string{"unable to contact ldap"}},
+	{Filtered, []string{"email preferences of the person"}},
 	{SecurityError, []string{"delivery not authorized"}},
 	{ContentError, []string{"media error"}},
 	{OnHold, []string{"on hold"}},
@@ -304,7 +327,7 @@ var phraseTable = []struct {
 	{NetworkError, []string{"dns error", "name service error", "malformed or unexpected name server reply", "dns query failed"}},
 	{Expired, []string{
 		"did not accept our requests to connect", "will be retried", "failing for a long time",
-		"retry time not reached", "retry timeout exceeded", "timed out", "delivery time expired",
+		"retry time not reached", "in the queue too long", "timed out", "delivery time expired",
 		"could not be delivered within", "too long in queue", "delivery expired",
 		" attempts:",
 	}},
@@ -410,7 +433,7 @@ var phraseTable = []struct {
 		"try again later", "service unavailable", "i/o error", "system config error",
 		"unable to contact ldap",
 	}},
-	{Expired, []string{"message expired", "expired", "given up", "too long", "timeout exceeded", "has not been delivered"}},
+	{Expired, []string{"retry timeout exceeded", "message expired", "expired", "given up", "too long", "timeout exceeded", "has not been delivered"}},
 }
 
 // reasonFromText returns the first reason whose phrase occurs in the

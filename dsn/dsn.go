@@ -103,6 +103,8 @@ type Recipient struct {
 	// command is the SMTP command the bounce as a whole says failed,
 	// when it does not say so per recipient.
 	command string
+	// temporary is set when prose says the failure was temporary.
+	temporary bool
 }
 
 // maxDiagnostic bounds Recipient.Diagnostic.
@@ -197,7 +199,12 @@ func finish(rep *Report) {
 			}
 		}
 		if rc.Status == "" {
-			rc.Status = SyntheticStatus(rc.Reason, rc.Action == "delayed" || strings.HasPrefix(rc.ReplyCode, "4"))
+			rc.Status = SyntheticStatus(rc.Reason, rc.Action == "delayed" || rc.temporary || strings.HasPrefix(rc.ReplyCode, "4"))
+		}
+		if rc.Reason == Expired && rc.Action == "failed" {
+			// A message that expired in the queue was delayed until
+			// the MTA gave up (RFC 3464 §2.3.3 has no "expired").
+			rc.Action = "delayed"
 		}
 		rc.Hard = isHard(rc.Reason, rc.Status)
 		switch rc.Action {

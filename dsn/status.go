@@ -175,7 +175,7 @@ func parseDeliveryStatus(m *message, rep *Report) {
 		// (5.0.0, 4.4.7) or a wrong one while the remote server's reply
 		// in Diagnostic-Code carries the precise code; the reply wins
 		// (see lhost-sendmail-33, lhost-sendmail-39).
-		if d := replyStatus(rc.Diagnostic); d != "" && d != rc.Status && !strings.HasPrefix(d[1:], ".3.5") {
+		if d := replyStatus(rc.Diagnostic); d != "" && d != rc.Status && d[1:] != ".3.5" && d[1:] != ".4.7" {
 			rc.Status = d
 		}
 		if rc.Action == "" {

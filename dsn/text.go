@@ -1,6 +1,7 @@
 package dsn
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -217,18 +218,51 @@ func parseText(m *message, rep *Report) {
 	if len(addrs) == 1 {
 		cmd = smtpCommand(lowerASCII(explain))
 	}
-	for i, a := range addrs {
-		// The diagnostic of a recipient is the text from the line that
-		// names it up to the line that names the next one.
-		start := strings.LastIndexByte(explain[:min(a.pos, len(explain))], '\n') + 1
+	// Where each recipient is named: a segment runs from the line naming
+	// a recipient to the line naming another one.
+	lowerExplain := lowerASCII(explain)
+	var marks []found
+	for _, a := range addrs {
+		la := lowerASCII(a.addr)
+		for off := 0; off < len(lowerExplain); {
+			i := strings.Index(lowerExplain[off:], la)
+			if i < 0 {
+				break
+			}
+			marks = append(marks, found{a.addr, off + i})
+			off += i + len(la)
+		}
+	}
+	slices.SortFunc(marks, func(x, y found) int { return x.pos - y.pos })
+	segment := func(k int) string {
+		start := strings.LastIndexByte(explain[:marks[k].pos], '\n') + 1
 		end := len(explain)
-		if i+1 < len(addrs) {
-			end = strings.LastIndexByte(explain[:addrs[i+1].pos], '\n') + 1
-			if end < start {
-				end = start
+		for j := k + 1; j < len(marks); j++ {
+			if !strings.EqualFold(marks[j].addr, marks[k].addr) {
+				end = max(start, strings.LastIndexByte(explain[:marks[j].pos], '\n')+1)
+				break
 			}
 		}
-		diag := explain[start:end]
+		return explain[start:end]
+	}
+	for _, a := range addrs {
+		// The diagnostic of a recipient is its first segment that holds
+		// a reply code, else its first segment (see lhost-mailru-03,
+		// which lists the addresses before the details).
+		diag := ""
+		for k := range marks {
+			if !strings.EqualFold(marks[k].addr, a.addr) {
+				continue
+			}
+			seg := segment(k)
+			if diag == "" {
+				diag = seg
+			}
+			if findReplyCode(seg) != "" || findStatus(seg) != "" {
+				diag = seg
+				break
+			}
+		}
 		if strings.TrimSpace(strings.ReplaceAll(diag, a.addr, "")) == "" {
 			// The line names the address only and nothing follows:
 			// the whole explanation is all there is.
@@ -240,6 +274,14 @@ func parseText(m *message, rep *Report) {
 		}
 		rc.Status = replyStatus(diag)
 		rc.ReplyCode = findReplyCode(diag)
+		rc.temporary = isTemporary(lowerASCII(diag))
+		if strings.HasSuffix(lowerASCII(a.addr), "@googlegroups.com") {
+			// QUIRK: Google Groups refuses posts from non-members in
+			// the language of the sender, naming no code; the group
+			// exists, the sender was refused (see
+			// lhost-googlegroups-03).
+			rc.Reason = Rejected
+		}
 		if rc.Status == "" && rc.ReplyCode == "" && len(addrs) == 1 {
 			// QUIRK: the code comes before the address (see
 			// lhost-mailmarshalsmtp-02).
@@ -248,6 +290,18 @@ func parseText(m *message, rep *Report) {
 		}
 		rep.Recipients = append(rep.Recipients, rc)
 	}
+}
+
+// isTemporary reports whether lower-case prose says the failure was
+// temporary: Exim gives up on "retry timeout exceeded" and Gmail on a
+// "temporary failure" without a permanent code.
+func isTemporary(lower string) bool {
+	for _, p := range []string{"temporary failure", "retry timeout exceeded", "have been failing for a long time"} {
+		if strings.Contains(lower, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // isSkipped reports whether the lower-case address a belongs to a role
@@ -403,6 +457,17 @@ func addContext(m *message, rep *Report) {
 	for i := range rep.Recipients {
 		rc := &rep.Recipients[i]
 		rc.context = paragraphOf(explain, lower, lowerASCII(rc.Address))
+		if rc.Diagnostic == "" && rc.context != "" && (rc.Status == "" || rc.Status[2:] == "0.0") {
+			// QUIRK: Diagnostic-Code is missing and Status generic;
+			// the text holds the server's reply (see
+			// lhost-opensmtpd-17).
+			if st := replyStatus(rc.context); st != "" {
+				rc.Status = st
+			}
+			if rc.ReplyCode == "" {
+				rc.ReplyCode = findReplyCode(rc.context)
+			}
+		}
 	}
 	if len(rep.Recipients) == 1 {
 		rc := &rep.Recipients[0]
