@@ -101,8 +101,10 @@ func TestParseEximExpired(t *testing.T) {
 		t.Fatalf("got %d recipients: %+v", len(rep.Recipients), rep.Recipients)
 	}
 	rc := rep.Recipients[0]
-	// No status code in the message: the synthetic code of the reason.
-	if rc.Address != "late@example.com" || rc.Reason != Expired || rc.Status != "5.0.947" || rc.Hard {
+	// No status code in the message: the synthetic code of the reason,
+	// temporary since Exim retried until it gave up; the action is
+	// delayed.
+	if rc.Address != "late@example.com" || rc.Reason != Expired || rc.Status != "4.0.947" || rc.Action != "delayed" || rc.Hard {
 		t.Errorf("recipient = %+v", rc)
 	}
 }
@@ -165,7 +167,8 @@ func TestClassifyReply(t *testing.T) {
 		{552, "5.2.2", "Mailbox full", MailboxFull, false},
 		{550, "", "5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org", Blocked, false},
 		{550, "5.7.26", "Unauthenticated email from example.org is not accepted due to domain's DMARC policy", AuthFailure, false},
-		{421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred due to user complaints", Speeding, false},
+		{421, "4.7.0", "[TSS04] Messages from 192.0.2.1 temporarily deferred due to user complaints", BadReputation, false},
+		{421, "4.7.0", "Messages from 192.0.2.1 temporarily deferred due to unexpected volume", Speeding, false},
 		{550, "5.1.2", "Host unknown", HostUnknown, true},
 		{556, "5.1.10", "Recipient address has null MX", NotAccept, true},
 		{554, "5.7.1", "Relay access denied", NoRelaying, false},
