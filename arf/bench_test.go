@@ -27,7 +27,7 @@ func readAll(tb testing.TB, files []string) [][]byte {
 	return msgs
 }
 
-func benchmarkMessages(b *testing.B, msgs [][]byte) {
+func benchmarkMessages(b *testing.B, msgs [][]byte, parse func([]byte)) {
 	var size int64
 	for _, m := range msgs {
 		size += int64(len(m))
@@ -36,14 +36,19 @@ func benchmarkMessages(b *testing.B, msgs [][]byte) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		Parse(bytes.NewReader(msgs[i%len(msgs)]))
+		parse(msgs[i%len(msgs)])
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
+func parseReader(b []byte) { Parse(bytes.NewReader(b)) }
+func parseBytes(b []byte)  { ParseBytes(b) }
+
 // BenchmarkParse parses the complaint reports of testdata and the corpus.
 func BenchmarkParse(b *testing.B) {
-	benchmarkMessages(b, readAll(b, complaintFiles(b)))
+	msgs := readAll(b, complaintFiles(b))
+	b.Run("reader", func(b *testing.B) { benchmarkMessages(b, msgs, parseReader) })
+	b.Run("bytes", func(b *testing.B) { benchmarkMessages(b, msgs, parseBytes) })
 }
 
 // BenchmarkParseNotFeedback runs Parse over every corpus message that is no
@@ -55,5 +60,7 @@ func BenchmarkParseNotFeedback(b *testing.B) {
 			files = append(files, filepath.Join(corpusDir, e.File))
 		}
 	}
-	benchmarkMessages(b, readAll(b, files))
+	msgs := readAll(b, files)
+	b.Run("reader", func(b *testing.B) { benchmarkMessages(b, msgs, parseReader) })
+	b.Run("bytes", func(b *testing.B) { benchmarkMessages(b, msgs, parseBytes) })
 }

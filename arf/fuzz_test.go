@@ -22,6 +22,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("Subject: abuse report\r\r\rFeedback-Type: abuse\r"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := Parse(bytes.NewReader(b))
+		if got, want := result(ParseBytes(b)), result(r, err); got != want {
+			t.Fatalf("ParseBytes = %s, Parse = %s", got, want)
+		}
 		if errors.Is(err, ErrNotFeedback) {
 			if r != nil {
 				t.Fatalf("Parse = %+v with ErrNotFeedback", r)

@@ -44,13 +44,8 @@ func Parse(r io.Reader) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("arf: reading header: %w", err)
 	}
-	hdr := buf[:n]
-	if crOnly(hdr) {
-		hdr = toLF(hdr)
-	}
-	var top topHeader
-	top.scan(skipMboxLine(hdr))
-	if !top.candidate() {
+	top, ok := scanTop(buf[:n])
+	if !ok {
 		return nil, ErrNotFeedback
 	}
 	buf, truncated, err := readRest(r, buf, MaxSize)
@@ -62,6 +57,35 @@ func Parse(r io.Reader) (*Report, error) {
 		p.odd("message longer than %d bytes, truncated", MaxSize)
 	}
 	return p.parse(skipMboxLine(buf))
+}
+
+// ParseBytes is Parse over a message in memory, which it does not copy
+// unless it is a complaint report: callers that hold the message already
+// (the ingest layer, which tries Parse on every bounce) avoid Parse's read
+// buffer. It does not modify b.
+func ParseBytes(b []byte) (*Report, error) {
+	n, _ := headerEnd(b[:min(len(b), maxHeaderSize)])
+	top, ok := scanTop(b[:n])
+	if !ok {
+		return nil, ErrNotFeedback
+	}
+	p := parser{top: top}
+	if len(b) > MaxSize {
+		b = b[:MaxSize]
+		p.odd("message longer than %d bytes, truncated", MaxSize)
+	}
+	return p.parse(skipMboxLine(b))
+}
+
+// scanTop scans the top-level header and reports whether the message may be
+// a complaint report.
+func scanTop(hdr []byte) (topHeader, bool) {
+	if crOnly(hdr) {
+		hdr = toLF(hdr)
+	}
+	var top topHeader
+	top.scan(skipMboxLine(hdr))
+	return top, top.candidate()
 }
 
 // topHeader holds the top-level fields that decide whether a message may be a

@@ -514,3 +514,25 @@ func TestQuotedFieldsInText(t *testing.T) {
 	}
 	eq(t, "FeedbackType", r.FeedbackType, "abuse")
 }
+
+// TestParseBytes checks that ParseBytes gives what Parse gives, on testdata
+// and on the whole corpus, and leaves its input alone.
+func TestParseBytes(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.eml")
+	corpus, _ := filepath.Glob(filepath.Join(corpusDir, "maildir", "*", "*.eml"))
+	files = append(files, corpus...)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig := bytes.Clone(b)
+		want := result(Parse(bytes.NewReader(b)))
+		if got := result(ParseBytes(b)); got != want {
+			t.Errorf("%s: ParseBytes = %s, Parse = %s", f, got, want)
+		}
+		if !bytes.Equal(b, orig) {
+			t.Errorf("%s: ParseBytes modified its input", f)
+		}
+	}
+}
