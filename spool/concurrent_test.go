@@ -161,12 +161,18 @@ func TestCloseStopsRun(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	s.mu.Lock()
+	running := s.running
+	s.mu.Unlock()
+	if running {
+		t.Error("Close returned before Run did")
+	}
 	select {
 	case err := <-runErr:
 		if err != nil {
 			t.Errorf("Run ended by Close = %v, want nil", err)
 		}
-	default:
-		t.Error("Close returned before Run did")
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after Close")
 	}
 }
