@@ -185,7 +185,7 @@ var definitiveStatus = map[string]Reason{
 	"5.3.4": MesgTooBig,
 	"5.3.2": NotAccept,
 	"4.4.5": SystemFull,
-	"4.4.1": Expired, "4.4.7": Expired,
+	"4.4.1": Expired,
 	"5.7.13": Suspend,
 	"5.7.25": RequirePTR,
 	"5.7.26": AuthFailure, "5.7.23": AuthFailure,
@@ -245,13 +245,13 @@ func classify(rc *Recipient, text, context string) {
 	if r == "" && reply != text {
 		r, phrase = reasonFromText(text)
 	}
-	if r == "" && rc.Action == "delayed" && text == "" {
+	if r == "" && context != text {
+		r, phrase = reasonFromText(context)
+	}
+	if r == "" && rc.Action == "delayed" {
 		// A delay with nothing said but a code: it expired (see
 		// rfc3464-07).
 		r = Expired
-	}
-	if r == "" && context != text && reasonFromStatus(rc.Status) == "" {
-		r, phrase = reasonFromText(context)
 	}
 	switch {
 	case r == UserUnknown && cmd != cmdRcpt && !strings.HasPrefix(rc.Status[min(2, len(rc.Status)):], "1.") &&
@@ -327,7 +327,7 @@ var phraseTable = []struct {
 	{NetworkError, []string{"dns error", "name service error", "malformed or unexpected name server reply", "dns query failed"}},
 	{Expired, []string{
 		"did not accept our requests to connect", "will be retried", "failing for a long time",
-		"retry time not reached", "in the queue too long", "timed out", "delivery time expired",
+		"retry time not reached", "message expired", "timed out", "delivery time expired",
 		"could not be delivered within", "too long in queue", "delivery expired",
 		" attempts:",
 	}},
@@ -433,7 +433,7 @@ var phraseTable = []struct {
 		"try again later", "service unavailable", "i/o error", "system config error",
 		"unable to contact ldap",
 	}},
-	{Expired, []string{"retry timeout exceeded", "message expired", "expired", "given up", "too long", "timeout exceeded", "has not been delivered"}},
+	{Expired, []string{"retry timeout exceeded", "in the queue too long", "expired", "given up", "too long", "timeout exceeded", "has not been delivered"}},
 }
 
 // reasonFromText returns the first reason whose phrase occurs in the

@@ -470,11 +470,7 @@ func addContext(m *message, rep *Report) {
 		}
 	}
 	if len(rep.Recipients) == 1 {
-		rc := &rep.Recipients[0]
-		if rc.context == "" {
-			rc.context = explain
-		}
-		rc.command = smtpCommand(lower)
+		rep.Recipients[0].command = smtpCommand(lower)
 	}
 }
 
