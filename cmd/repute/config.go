@@ -78,6 +78,22 @@ func loadServeConfig(args []string, getenv func(string) string, usage io.Writer)
 	var configFile string
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(usage)
+	fs.Usage = func() {
+		fmt.Fprint(usage, `Usage: repute serve [flags]
+
+Serves the HTTP API (POST /v1/events, GET /v1/stats, /healthz, /readyz,
+/metrics), keeps accepted events in the on-disk spool and drains them into
+the store: DuckDB in the data directory, or ClickHouse with --clickhouse.
+
+Each flag is also REPUTE_<FLAG> in the environment (upper case, - → _) and
+a key of the YAML file (- → _); a flag overrides the environment, which
+overrides the file, which overrides the default. REPUTE_ADMIN_KEY holds the
+admin key; see repute.example.yaml for accounts and their keys.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
 	serveFlags(fs, &cfg, &configFile)
 	// First pass: only to learn --config. The second pass, last, makes the
 	// flags win over the file and the environment.
