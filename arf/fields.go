@@ -216,10 +216,9 @@ func (p *parser) provider() string {
 	case strings.HasPrefix(ua, "yahoo!-mail-feedback") || dom == "arf.mail.yahoo.com":
 		return ProviderYahoo
 	// QUIRK: AOL reports come from scomp@aol.net with User-Agent
-	// "AOL SComp" and X-AOL-* headers on the original — see
-	// testdata/aol-abuse.eml.
-	case strings.Contains(ua, "aol scomp") || dom == "aol.net" || dom == "aol.com" ||
-		(p.xAOL && p.rep.FeedbackType == "abuse" && strings.Contains(ua, "aol")):
+	// "AOL SComp", and AOL's inbound servers add X-AOL-* fields to the
+	// original — see testdata/aol-abuse.eml.
+	case strings.Contains(ua, "aol") || dom == "aol.net" || dom == "aol.com" || p.xAOL:
 		return ProviderAOL
 	case strings.Contains(ua, "mail.ru") || dom == "mail.ru" || strings.HasSuffix(dom, ".mail.ru"):
 		return ProviderMailRu

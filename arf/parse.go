@@ -238,6 +238,11 @@ func (p *parser) walk(e *message.Entity, depth int) {
 			return
 		}
 		buf, n, err := readHeader(e.Body, nil, maxHeaderSize)
+		for i := 0; i < 8 && err == nil && n < len(buf) && isBlankLine(buf[:n]); i++ {
+			// QUIRK: blank lines before the original's header —
+			// see testdata/yahoo-blankline.eml.
+			buf, n, err = readHeader(e.Body, buf[n:], maxHeaderSize)
+		}
 		if err != nil {
 			p.odd("original message part: %v", err)
 		}
@@ -318,6 +323,11 @@ func (p *parser) lookAlike(e *message.Entity) {
 		}
 		j = next
 	}
+}
+
+// isBlankLine reports whether b is an empty line with its line end.
+func isBlankLine(b []byte) bool {
+	return string(b) == "\n" || string(b) == "\r\n"
 }
 
 // fieldLine returns the offset in b of the first line starting with the

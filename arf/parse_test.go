@@ -152,6 +152,16 @@ var dialectCases = []dialectCase{
 		},
 	},
 	{
+		file:         "yahoo-blankline.eml",
+		feedbackType: "abuse", provider: ProviderYahoo, recipients: []string{"ivy@yahoo.example.com"},
+		recoveredFrom: RecoveredApparentlyTo,
+		messageID:     "members-0001.list@example.net",
+		check: func(t *testing.T, r *Report) {
+			eqTime(t, r.ArrivalDate, "2026-11-12T03:55:00-08:00") // Received-Date, PST
+			eq(t, "AuthenticationResults", r.AuthenticationResults, "")
+		},
+	},
+	{
 		file:         "aol-abuse.eml",
 		feedbackType: "abuse", provider: ProviderAOL, redacted: true,
 		messageID:     "20261105003912.8.news@mail.example.com",
@@ -498,6 +508,19 @@ func TestLenientTopHeader(t *testing.T) {
 	}
 	eq(t, "FeedbackType", r.FeedbackType, "abuse")
 	eq(t, "Original.MessageID", r.Original.MessageID, "20050308185841.1201.news@example.net")
+}
+
+// TestBareReport: a message/feedback-report sent alone, not inside a
+// multipart/report.
+func TestBareReport(t *testing.T) {
+	const msg = "From: fbl@example.org\nContent-Type: message/feedback-report\n\n" +
+		"Feedback-Type: fraud\nUser-Agent: t/1\nVersion: 1\nOriginal-Rcpt-To: <kim@example.org>\n"
+	r, err := Parse(strings.NewReader(msg))
+	if r == nil || err != nil {
+		t.Fatalf("Parse = %v, %v", r, err)
+	}
+	eq(t, "FeedbackType", r.FeedbackType, "fraud")
+	eqList(t, "Recipients", r.Recipients, []string{"kim@example.org"})
 }
 
 // TestQuotedFieldsInText: the human-readable part of a real report may quote
