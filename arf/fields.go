@@ -3,6 +3,7 @@ package arf
 import (
 	"mime"
 	"net/mail"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,9 @@ func (p *parser) reportFields(body []byte) {
 				received = v
 			case "source-ip":
 				r.SourceIP = strings.Trim(v, "[]")
+				if _, err := netip.ParseAddr(r.SourceIP); err != nil {
+					p.odd("Source-IP %q is not an IP address", v)
+				}
 			case "source-port":
 				port, err := strconv.Atoi(v)
 				if err != nil || port < 0 || port > 65535 {
@@ -295,7 +299,7 @@ func redacted(a string) bool {
 		return true
 	}
 	local, _, _ := strings.Cut(l, "@")
-	return local != "" && strings.Trim(local, "x*#") == ""
+	return len(local) >= 3 && strings.Trim(local, "x*#") == ""
 }
 
 // addressList returns the addresses of an address-list header value.
