@@ -220,10 +220,17 @@ func classify(rc *Recipient, text, context string) {
 		rc.Reason = Delivered
 		return
 	}
-	if strings.Contains(text, "procmail") {
-		// QUIRK: a local delivery agent failed, whatever code the MTA
-		// chose (see lhost-postfix-01).
+	if rc.diagType == "x-unix" || strings.Contains(text, "procmail") {
+		// A local delivery agent failed (RFC 3464 §2.3.6: an X-Unix
+		// diagnostic is its exit status), whatever code the MTA chose
+		// (see lhost-postfix-01, lhost-sendmail-55).
 		rc.Reason = MailerError
+		return
+	}
+	if strings.Contains(text, "wasn't able to establish an smtp connection") {
+		// QUIRK: qmail gives the status of its retries (#4.4.1) to a
+		// connection it never made (see lhost-qmail-07).
+		rc.Reason = NetworkError
 		return
 	}
 	if r, ok := definitiveStatus[rc.Status]; ok {
@@ -255,7 +262,8 @@ func classify(rc *Recipient, text, context string) {
 	}
 	switch {
 	case r == UserUnknown && cmd != cmdRcpt && !strings.HasPrefix(rc.Status[min(2, len(rc.Status)):], "1.") &&
-		(phrase == "user unknown" || phrase == "unknown user" || phrase == "no such user"):
+		(phrase == "user unknown" || phrase == "unknown user" || phrase == "no such user" ||
+			(phrase == "user doesn't have" && rc.ReplyCode == "")):
 		// A recipient refused after the RCPT command, under a status
 		// other than a bad-address one, is refused by a filter.
 		r = Filtered
@@ -279,11 +287,7 @@ func classify(rc *Recipient, text, context string) {
 		r = Expired
 	}
 	if r == "" {
-		if text == "" && context == "" && rc.Status == "" {
-			r = Undefined
-		} else {
-			r = OnHold
-		}
+		r = Undefined
 	}
 	rc.Reason = r
 }

@@ -127,12 +127,28 @@ func replyStatus(s string) string {
 		for k < len(s) && k < j+3 && (s[k] == ' ' || s[k] == '-' || s[k] == '\'' || s[k] == '"' || s[k] == '#') {
 			k++
 		}
-		if k > j && k < len(s) && (s[k] == '2' || s[k] == '4' || s[k] == '5') {
+		// A positive reply in a transcript ("250 2.1.5 Ok") is not the
+		// failure (see lhost-postfix-75).
+		if k > j && k < len(s) && (s[k] == '4' || s[k] == '5') && rc[0] != '2' {
 			if st := findStatus(s[k:min(len(s), k+12)]); st != "" && strings.HasPrefix(s[k:], st) {
 				return st
 			}
 		}
 		i = j - 1
 	}
-	return findStatus(s)
+	st := findStatus(s)
+	if strings.HasPrefix(st, "2") {
+		// Look past positive codes for a failure code.
+		for i := strings.Index(s, st) + len(st); i < len(s); {
+			next := findStatus(s[i:])
+			if next == "" {
+				break
+			}
+			if next[0] != '2' {
+				return next
+			}
+			i += strings.Index(s[i:], next) + len(next)
+		}
+	}
+	return st
 }

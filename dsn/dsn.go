@@ -105,6 +105,8 @@ type Recipient struct {
 	command string
 	// temporary is set when prose says the failure was temporary.
 	temporary bool
+	// diagType is the lower-cased type of Diagnostic-Code (smtp, x-unix).
+	diagType string
 }
 
 // maxDiagnostic bounds Recipient.Diagnostic.

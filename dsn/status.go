@@ -140,6 +140,9 @@ func parseDeliveryStatus(m *message, rep *Report) {
 			case "diagnostic-code":
 				if cur != nil {
 					cur.Diagnostic = typedValue(v)
+					if i := strings.IndexByte(v, ';'); i > 0 {
+						cur.diagType = lowerASCII(strings.TrimSpace(v[:i]))
+					}
 				}
 			}
 		}

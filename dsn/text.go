@@ -82,7 +82,8 @@ var originalMarkers = []string{
 	"--- original message",
 	"unsent message below",
 	"message text follows",
-	"returned message",
+	"returned message follows",
+	"----- returned message",
 	"content-type: message/rfc822",
 	"content-type: text/rfc822-headers",
 	"-- the header",
@@ -470,7 +471,11 @@ func addContext(m *message, rep *Report) {
 		}
 	}
 	if len(rep.Recipients) == 1 {
-		rep.Recipients[0].command = smtpCommand(lower)
+		rc := &rep.Recipients[0]
+		rc.command = smtpCommand(lower)
+		if rc.context == "" && rc.Diagnostic == "" {
+			rc.context = explain
+		}
 	}
 }
 
