@@ -2,7 +2,6 @@ package arf
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -158,10 +157,10 @@ func (h *topHeader) jmrp() bool {
 type parser struct {
 	top    topHeader
 	rep    Report
-	errs   []error
-	arf    bool // the message says it is a feedback report (RFC 5965 §2)
-	fields bool // a set of ARF fields was found
-	orig   bool // the original's header was found
+	odds   []string // what was odd, for the ErrMalformed error
+	arf    bool     // the message says it is a feedback report (RFC 5965 §2)
+	fields bool     // a set of ARF fields was found
+	orig   bool     // the original's header was found
 
 	// what the dialects add
 	rcptTo          []string // Original-Rcpt-To values
@@ -172,7 +171,7 @@ type parser struct {
 }
 
 func (p *parser) odd(format string, args ...any) {
-	p.errs = append(p.errs, fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...))
+	p.odds = append(p.odds, fmt.Sprintf(format, args...))
 }
 
 func (p *parser) parse(b []byte) (*Report, error) {
@@ -212,7 +211,10 @@ func (p *parser) parse(b []byte) (*Report, error) {
 		}
 	}
 	p.finish()
-	return &p.rep, errors.Join(p.errs...)
+	if len(p.odds) > 0 {
+		return &p.rep, fmt.Errorf("%w: %s", ErrMalformed, strings.Join(p.odds, "; "))
+	}
+	return &p.rep, nil
 }
 
 // walk visits the MIME tree under e.
