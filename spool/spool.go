@@ -106,9 +106,11 @@ type Options struct {
 
 // Stats describe the undrained part of a spool.
 type Stats struct {
-	// Records undrained. After Open, records in segments older than the
-	// active one are not counted (that would mean reading them all at
-	// Open): Records is then a lower bound until they are drained.
+	// Records undrained; approximate. After Open, records in segments
+	// older than the active one are not counted (that would mean reading
+	// them all at Open): Records is then a lower bound until they are
+	// drained. Records later found corrupt stay counted until the spool is
+	// empty.
 	Records int64
 	// Bytes undrained, headers included; exact.
 	Bytes int64
@@ -511,8 +513,9 @@ func (s *Spool) Stats() Stats {
 	return Stats{Records: s.records, Bytes: s.bytes, Quarantined: s.quarantined}
 }
 
-// Close waits for a running Run to return, syncs and closes the spool.
-// Appends still waiting for their fsync complete first.
+// Close stops a running Run (its sink sees its context cancelled) and
+// waits for it to return, then syncs and closes the spool. Appends waiting
+// for their fsync complete first; later calls return ErrClosed.
 func (s *Spool) Close() error {
 	s.mu.Lock()
 	if s.closed {
