@@ -198,13 +198,37 @@ func classifyRecipient(rc *Recipient) {
 }
 
 // serverReply returns the part of a lower-case diagnostic from the first
-// SMTP reply code on: the remote server's own words, without the
-// boilerplate of the MTA that wrote the bounce.
+// failure reply code (4xx, 5xx) on: the remote server's own words, without
+// the boilerplate of the MTA that wrote the bounce, nor the positive
+// replies of a transcript before the failure.
 func serverReply(text string) string {
-	if i := strings.Index(text, findReplyCode(text)); i > 0 && findReplyCode(text) != "" {
-		return text[i:]
+	for i := 0; i < len(text); {
+		rc := findReplyCode(text[i:])
+		if rc == "" {
+			return ""
+		}
+		j := i + strings.Index(text[i:], rc)
+		if rc[0] == '4' || rc[0] == '5' {
+			if j == 0 {
+				return ""
+			}
+			return text[j:]
+		}
+		i = j + 3
 	}
 	return ""
+}
+
+// failedAttempts reports whether lower-case text says delivery failed
+// after a number of attempts ("delivery failed 20 attempts").
+func failedAttempts(text string) bool {
+	i := strings.Index(text, "failed ")
+	if i < 0 {
+		return false
+	}
+	rest := text[i+len("failed "):]
+	n := digits(rest)
+	return n > 0 && strings.HasPrefix(rest[n:], " attempts")
 }
 
 // maxContext bounds the prose searched for phrases.
@@ -252,6 +276,9 @@ func classify(rc *Recipient, text, context string) {
 	if r == "" && reply != text {
 		r, phrase = reasonFromText(text)
 	}
+	if r == "" && failedAttempts(text) {
+		r = Expired // see lhost-imailserver-04
+	}
 	if r == "" && context != text {
 		r, phrase = reasonFromText(context)
 	}
@@ -267,9 +294,9 @@ func classify(rc *Recipient, text, context string) {
 		// A recipient refused after the RCPT command, under a status
 		// other than a bad-address one, is refused by a filter.
 		r = Filtered
-	case (r == UserUnknown || r == HostUnknown || r == Filtered) && cmd == cmdMail:
+	case (r == UserUnknown || r == HostUnknown || r == Filtered || r == SecurityError) && cmd == cmdMail:
 		r = Rejected
-	case (r == UserUnknown || r == HostUnknown || r == Filtered) && (cmd == cmdHelo || cmd == cmdConnect):
+	case (r == UserUnknown || r == HostUnknown || r == Filtered || r == SecurityError) && (cmd == cmdHelo || cmd == cmdConnect):
 		r = Blocked
 	}
 	if r == "" {
@@ -333,7 +360,6 @@ var phraseTable = []struct {
 		"did not accept our requests to connect", "will be retried", "failing for a long time",
 		"retry time not reached", "message expired", "timed out", "delivery time expired",
 		"could not be delivered within", "too long in queue", "delivery expired",
-		" attempts:",
 	}},
 	{NotAccept, []string{
 		"does not accept mail", "null mx", "not accepting mail", "accepts no mail",
@@ -422,6 +448,7 @@ var phraseTable = []struct {
 		"envelope sender", "sender verify failed", "sender is", "from address", "sender not",
 		"return path", "purported responsible address", "mail rejected by destination",
 	}},
+	{SecurityError, []string{"access denied"}},
 	{Filtered, []string{
 		"filtered", "rejected by", "refused by", "not accept", "recipient refused",
 		"content rejected", "denied",

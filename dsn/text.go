@@ -187,7 +187,7 @@ func parseText(m *message, rep *Report) {
 			addrs = append(addrs, found{a, len(explain)})
 		}
 	}
-	if xf := m.root.header.get("X-Failed-Recipients"); xf != "" {
+	if xf := m.root.header.get("X-Failed-Recipients"); xf != "" && (len(addrs) > 0 || m.orig == nil || firstAddress(m.orig.get("To")) == "") {
 		// Exim and Google name the failed recipients in a header; keep
 		// the addresses found in the text that it lists, in text order,
 		// and add the ones the text does not name.
