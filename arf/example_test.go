@@ -61,3 +61,12 @@ X-Repute-ID: 3f2c9a1e-0000-4000-8000-000000000042
 	// 20261101.42@example.com 3f2c9a1e-0000-4000-8000-000000000042 192.0.2.7
 	// arf: not a feedback report
 }
+
+func ExampleParseBytes() {
+	bounce := []byte("From: MAILER-DAEMON@example.org\n" +
+		"Content-Type: multipart/report; report-type=delivery-status; boundary=x\n\n--x--\n")
+	if _, err := arf.ParseBytes(bounce); errors.Is(err, arf.ErrNotFeedback) {
+		fmt.Println("not a complaint")
+	}
+	// Output: not a complaint
+}

@@ -559,3 +559,19 @@ func TestParseBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestParseBytesNotFeedbackAllocs: turning a bounce away allocates nothing.
+func TestParseBytesNotFeedbackAllocs(t *testing.T) {
+	b, err := os.ReadFile("testdata/not-dsn.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := ParseBytes(b); err != ErrNotFeedback {
+			t.Fatalf("ParseBytes = %v, want ErrNotFeedback", err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("ParseBytes of a bounce: %v allocations, want 0", allocs)
+	}
+}
