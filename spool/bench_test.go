@@ -96,3 +96,27 @@ func BenchmarkOpen(b *testing.B) {
 		s.Close()
 	}
 }
+
+// BenchmarkLatency measures the time from Append to the record reaching a
+// running Run's sink (the 202-to-queryable budget minus the store write).
+func BenchmarkLatency(b *testing.B) {
+	s, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	got := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx, func(context.Context, [][]byte) error {
+		got <- struct{}{}
+		return nil
+	})
+	payload := bytes.Repeat([]byte("x"), 500)
+	for b.Loop() {
+		if err := s.Append(payload); err != nil {
+			b.Fatal(err)
+		}
+		<-got
+	}
+}

@@ -176,3 +176,65 @@ func TestCloseStopsRun(t *testing.T) {
 		t.Fatal("Run did not return after Close")
 	}
 }
+
+// TestStoreDownUntilFull is the outage of issue 2: while the store fails,
+// appends succeed until the bound, then ErrFull; once the store recovers,
+// every record accepted lands, in order, and appends succeed again.
+func TestStoreDownUntilFull(t *testing.T) {
+	rec := int64(headerSize + len(payloadFor(0)) + 50)
+	s := openT(t, t.TempDir(), Options{MaxBytes: 40 * rec, SegmentBytes: 8 * rec})
+	defer s.Close()
+	var (
+		mu   sync.Mutex
+		down = true
+		got  [][]byte
+	)
+	sink := func(ctx context.Context, payloads [][]byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return errors.New("store down")
+		}
+		got = append(got, payloads...)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- s.Run(ctx, sink) }()
+
+	n := 0
+	for ; ; n++ {
+		err := s.Append(payloadFor(n))
+		if errors.Is(err, ErrFull) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Append(%d): %v", n, err)
+		}
+		if n > 1000 {
+			t.Fatal("no ErrFull while the store is down")
+		}
+	}
+	if n < 30 {
+		t.Fatalf("ErrFull after %d records, want about 40 (the bound)", n)
+	}
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	fctx, fcancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer fcancel()
+	if err := s.Flush(fctx); err != nil {
+		t.Fatalf("Flush after recovery: %v", err)
+	}
+	mu.Lock()
+	wantRecords(t, got, 0, n)
+	mu.Unlock()
+	if err := s.Append(payloadFor(n)); err != nil {
+		t.Fatalf("Append after recovery: %v", err)
+	}
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+}
