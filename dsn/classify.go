@@ -349,6 +349,7 @@ var phraseTable = []struct {
 	{NetworkError, []string{"wasn't able to establish an smtp connection"}},
 	{SystemError, []string{"unable to contact ldap"}},
 	{Filtered, []string{"email preferences of the person"}},
+	{Rejected, []string{"'send mail as'"}},
 	{SecurityError, []string{"delivery not authorized"}},
 	{ContentError, []string{"media error"}},
 	{OnHold, []string{"on hold"}},

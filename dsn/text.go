@@ -180,6 +180,7 @@ func parseText(m *message, rep *Report) {
 	if len(addrs) == 0 {
 		addrs = weakAddrs
 	}
+	named := len(addrs) > 0
 	if len(addrs) == 0 && m.orig != nil {
 		// QUIRK: the text names no address (see lhost-exim-24); the
 		// recipient is the To of the returned original.
@@ -187,7 +188,7 @@ func parseText(m *message, rep *Report) {
 			addrs = append(addrs, found{a, len(explain)})
 		}
 	}
-	if xf := m.root.header.get("X-Failed-Recipients"); xf != "" && (len(addrs) > 0 || m.orig == nil || firstAddress(m.orig.get("To")) == "") {
+	if xf := m.root.header.get("X-Failed-Recipients"); xf != "" && (named || len(addrs) == 0) {
 		// Exim and Google name the failed recipients in a header; keep
 		// the addresses found in the text that it lists, in text order,
 		// and add the ones the text does not name.
