@@ -219,6 +219,20 @@ func serverReply(text string) string {
 	return ""
 }
 
+// domainBefore reports whether the word before phrase in text is a
+// domain name rather than an address.
+func domainBefore(text, phrase string) bool {
+	i := strings.Index(text, phrase)
+	if i <= 0 {
+		return false
+	}
+	w := strings.TrimRight(text[:i], " ")
+	if j := strings.LastIndexAny(w, " \t\n<>:;"); j >= 0 {
+		w = w[j+1:]
+	}
+	return strings.Count(w, ".") >= 1 && !strings.ContainsAny(w, "@'\"") && len(w) > 3
+}
+
 // failedAttempts reports whether lower-case text says delivery failed
 // after a number of attempts ("delivery failed 20 attempts").
 func failedAttempts(text string) bool {
@@ -273,6 +287,12 @@ func classify(rc *Recipient, text, context string) {
 	}
 	reply := serverReply(text)
 	r, phrase := reasonFromText(reply)
+	if r == "" && reply != "" {
+		// The server's reply names no cause: its status code does
+		// better than the rest of the text (see lhost-postfix-75,
+		// whose transcript mentions STARTTLS).
+		r = reasonFromStatus(rc.Status)
+	}
 	if r == "" && reply != text {
 		r, phrase = reasonFromText(text)
 	}
@@ -296,8 +316,13 @@ func classify(rc *Recipient, text, context string) {
 		r = Filtered
 	case (r == UserUnknown || r == HostUnknown || r == Filtered || r == SecurityError) && cmd == cmdMail:
 		r = Rejected
-	case (r == UserUnknown || r == HostUnknown || r == Filtered || r == SecurityError) && (cmd == cmdHelo || cmd == cmdConnect):
+	case (r == UserUnknown || r == HostUnknown || r == Filtered || r == SecurityError) && (cmd == cmdHelo || cmd == cmdConnect),
+		r == RequirePTR && cmd == cmdConnect:
+		// Refused before any command: the connecting host is blocked
+		// (see lhost-exim-46).
 		r = Blocked
+	case r == UserUnknown && phrase == "does not exist" && domainBefore(text, phrase):
+		r = HostUnknown // "example.com does not exist" (see lhost-exim-37)
 	}
 	if r == "" {
 		r = reasonFromStatus(rc.Status)
@@ -349,7 +374,7 @@ var phraseTable = []struct {
 	{NetworkError, []string{"wasn't able to establish an smtp connection"}},
 	{SystemError, []string{"unable to contact ldap"}},
 	{Filtered, []string{"email preferences of the person"}},
-	{Rejected, []string{"'send mail as'"}},
+	{Rejected, []string{"'send mail as'", "not a registered gateway user"}},
 	{SecurityError, []string{"delivery not authorized"}},
 	{ContentError, []string{"media error"}},
 	{OnHold, []string{"on hold"}},
@@ -370,6 +395,7 @@ var phraseTable = []struct {
 		"no ptr record", "reverse dns", "reverse lookup", "no reverse", "ptr record",
 		"rdns", "cannot find your hostname", "reverse address", "cannot resolve your address",
 		"ip name lookup failed", "hostname does not match", "mismatches client ip",
+		"unverifyable sending ip",
 	}},
 	{AuthFailure, []string{
 		"dmarc", "spf check", "spf fail", "spf record", "spf:", "sender policy framework", "spf)",

@@ -107,6 +107,8 @@ type Recipient struct {
 	temporary bool
 	// diagType is the lower-cased type of Diagnostic-Code (smtp, x-unix).
 	diagType string
+	// statusComment is the comment after the Status code, if any.
+	statusComment string
 }
 
 // maxDiagnostic bounds Recipient.Diagnostic.

@@ -132,6 +132,12 @@ func parseDeliveryStatus(m *message, rep *Report) {
 			case "status":
 				if cur != nil {
 					cur.Status = findStatus(v)
+					// A comment after the code explains it (RFC 3464
+					// §2.3.4 allows CFWS); keep it as the diagnostic
+					// when there is no other (see rfc3464-35).
+					if i := strings.IndexByte(v, '('); i > 0 && cur.Diagnostic == "" {
+						cur.statusComment = strings.Trim(v[i:], "() ")
+					}
 				}
 			case "remote-mta":
 				if cur != nil {
@@ -173,6 +179,9 @@ func parseDeliveryStatus(m *message, rep *Report) {
 	rep.Recipients = out
 	for i := range rep.Recipients {
 		rc := &rep.Recipients[i]
+		if rc.Diagnostic == "" {
+			rc.Diagnostic = rc.statusComment
+		}
 		rc.ReplyCode = findReplyCode(rc.Diagnostic)
 		// QUIRK: RFC 3464 §2.3.4 — MTAs often put a generic Status
 		// (5.0.0, 4.4.7) or a wrong one while the remote server's reply
@@ -210,7 +219,10 @@ func cleanAddress(a string) string {
 			a = a[i+1 : i+j]
 		}
 	}
-	a = strings.Trim(a, " \t<>\"'")
+	a = strings.Trim(a, " \t<>'")
+	if strings.HasPrefix(a, `"`) && strings.HasSuffix(a, `"`) && len(a) > 1 {
+		a = a[1 : len(a)-1]
+	}
 	return a
 }
 
