@@ -21,9 +21,10 @@ test:
 test-unit:
 	$(GO) test -race ./...
 
+# Intake rate on DuckDB and ClickHouse beside their raw insert rates, and
+# the parser benchmarks.
 bench: build
-	./$(BIN) bench intake
-	$(GO) test -run '^$$' -bench . -benchmem ./dsn/... ./arf/... ./ingest/...
+	scripts/bench.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
