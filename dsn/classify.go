@@ -316,10 +316,8 @@ func classify(rc *Recipient, text, context string) {
 		r = Filtered
 	case (r == UserUnknown || r == HostUnknown || r == Filtered || r == SecurityError) && cmd == cmdMail:
 		r = Rejected
-	case (r == UserUnknown || r == HostUnknown || r == Filtered || r == SecurityError) && (cmd == cmdHelo || cmd == cmdConnect),
-		r == RequirePTR && cmd == cmdConnect:
-		// Refused before any command: the connecting host is blocked
-		// (see lhost-exim-46).
+	case (r == UserUnknown || r == HostUnknown || r == Filtered || r == SecurityError) && (cmd == cmdHelo || cmd == cmdConnect):
+		// Refused before any command: the connecting host is blocked.
 		r = Blocked
 	case r == UserUnknown && phrase == "does not exist" && domainBefore(text, phrase):
 		r = HostUnknown // "example.com does not exist" (see lhost-exim-37)

@@ -206,6 +206,16 @@ func (w *walker) parse(s string, d int) *part {
 	return p
 }
 
+// atLineStart reports whether offset i of s starts a line, allowing
+// leading blanks.
+// QUIRK: RFC 2046 §5.1.1 — some delimiters are indented (see rfc3464-35).
+func atLineStart(s string, i int) bool {
+	for i > 0 && (s[i-1] == ' ' || s[i-1] == '\t') {
+		i--
+	}
+	return i == 0 || s[i-1] == '\n'
+}
+
 // guessBoundary returns the boundary of the first line that looks like a
 // multipart delimiter ("--" and at least 8 more characters), "" if none.
 func guessBoundary(body string) string {
@@ -233,8 +243,8 @@ func splitMultipart(body, boundary string) []string {
 		}
 		i += pos
 		pos = i + len(delim)
-		if i > 0 && body[i-1] != '\n' {
-			continue // not at the start of a line
+		if !atLineStart(body, i) {
+			continue
 		}
 		closing := strings.HasPrefix(body[pos:], "--")
 		if start >= 0 {
