@@ -80,7 +80,7 @@ func TestTornTail(t *testing.T) {
 	badCRC := bytes.Clone(full)
 	badCRC[len(badCRC)-1] ^= 1
 	tails := map[string][]byte{
-		"short magic":      magic[:2],
+		"short magic":      []byte(magic[:2]),
 		"short header":     full[:headerSize-3],
 		"header only":      full[:headerSize],
 		"short payload":    full[:len(full)-5],

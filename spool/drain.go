@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -265,20 +266,23 @@ func (r *reader) read() (*batch, error) {
 // large enough. A record that is not valid is reported by reason, with a
 // nil error; err is for I/O errors.
 func readRecord(br *bufio.Reader, avail int64, buf []byte) (payload []byte, reason string, err error) {
-	var hdr [headerSize]byte
-	if _, err := io.ReadFull(br, hdr[:]); err != nil {
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+	hdr, err := br.Peek(headerSize) // valid until the next read from br
+	if len(hdr) < headerSize {
+		if err == io.EOF {
 			return nil, "short header", nil
 		}
 		return nil, "", err
 	}
-	length, ok := checkHeader(hdr[:], avail)
+	length, ok := checkHeader(hdr, avail)
 	if !ok {
-		if [4]byte(hdr[:4]) != magic {
+		if string(hdr[:4]) != magic {
 			return nil, "bad magic", nil
 		}
 		return nil, "length past the end", nil
 	}
+	crc := crc32.Update(0, castagnoli, hdr[4:8])
+	want := binary.BigEndian.Uint32(hdr[8:12])
+	br.Discard(headerSize)
 	if int64(cap(buf)) >= length {
 		payload = buf[:length]
 	} else {
@@ -290,7 +294,7 @@ func readRecord(br *bufio.Reader, avail int64, buf []byte) (payload []byte, reas
 		}
 		return nil, "", err
 	}
-	if payloadCRC(hdr[:], payload) != binary.BigEndian.Uint32(hdr[8:12]) {
+	if crc32.Update(crc, castagnoli, payload) != want {
 		return nil, "bad checksum", nil
 	}
 	return payload, "", nil

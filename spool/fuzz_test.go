@@ -21,7 +21,7 @@ func FuzzRecover(f *testing.F) {
 	badCRC := bytes.Clone(full)
 	badCRC[len(badCRC)-1] ^= 1
 	for _, seed := range [][]byte{
-		nil, {0}, make([]byte, 100), magic[:], full, full[:7], full[:len(full)-1], badCRC,
+		nil, {0}, make([]byte, 100), []byte(magic), full, full[:7], full[:len(full)-1], badCRC,
 		append(bytes.Clone(badCRC), full...), append(append(bytes.Clone(full), 0, 0), full...),
 	} {
 		f.Add(seed)

@@ -12,7 +12,7 @@ import (
 // magic starts every record. 0xFF and 0xFE never occur in UTF-8, so a JSON
 // payload cannot contain the marker and resynchronisation after corruption
 // does not stop inside one.
-var magic = [4]byte{0xFF, 'R', 'S', 0xFE}
+const magic = "\xffRS\xfe"
 
 const (
 	headerSize       = 12 // magic, length, CRC-32C
@@ -25,7 +25,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // CRC-32C over the length bytes and the payload, payload.
 func encodeRecord(payload []byte) []byte {
 	rec := make([]byte, headerSize+len(payload))
-	copy(rec, magic[:])
+	copy(rec, magic)
 	binary.BigEndian.PutUint32(rec[4:8], uint32(len(payload)))
 	crc := crc32.Update(0, castagnoli, rec[4:8])
 	crc = crc32.Update(crc, castagnoli, payload)
@@ -37,16 +37,11 @@ func encodeRecord(payload []byte) []byte {
 // checkHeader reports whether hdr starts a record that fits in avail bytes
 // (header included), and the length of its payload.
 func checkHeader(hdr []byte, avail int64) (length int64, ok bool) {
-	if !bytes.Equal(hdr[:4], magic[:]) {
+	if string(hdr[:4]) != magic {
 		return 0, false
 	}
 	length = int64(binary.BigEndian.Uint32(hdr[4:8]))
 	return length, headerSize+length <= avail
-}
-
-// payloadCRC is the checksum a record with this header and payload must carry.
-func payloadCRC(hdr, payload []byte) uint32 {
-	return crc32.Update(crc32.Update(0, castagnoli, hdr[4:8]), castagnoli, payload)
 }
 
 // verifyAt reports whether a complete, valid record starts at off and ends at
@@ -89,7 +84,7 @@ func resync(f *os.File, from, end int64) (int64, error) {
 			return -1, err
 		}
 		for i := 0; ; {
-			j := bytes.Index(buf[i:n], magic[:])
+			j := bytes.Index(buf[i:n], []byte(magic))
 			if j < 0 {
 				break
 			}
