@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"repute/metrics"
@@ -34,6 +35,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	batch := fs.Int("batch", 10_000, "events per POST")
 	chAddr := fs.String("clickhouse", "", "ClickHouse native `address`; empty: embedded DuckDB")
 	chUser := fs.String("clickhouse-user", "", "ClickHouse user")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to `file`")
 	if len(args) == 0 || args[0] != "intake" {
 		fs.Usage()
 		return 2
@@ -47,6 +49,16 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	if *events <= 0 || *batch <= 0 {
 		fmt.Fprintln(stderr, "repute bench: --events and --batch must be positive")
 		return 2
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "repute bench:", err)
+			return 1
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
 	}
 	if err := benchIntake(stdout, *events, *batch, *chAddr, *chUser); err != nil {
 		fmt.Fprintln(stderr, "repute bench:", err)
