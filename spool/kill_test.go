@@ -36,12 +36,16 @@ func parseKillPayload(p []byte) (int, bool) {
 // TestKillChild is the process TestKill9 kills: it appends records
 // numbered from $SPOOL_TEST_KILL_CHILD's start on with four goroutines,
 // printing "a N" once Append(N) returned, and drains them with a sink that
-// prints "d N" for each record before it returns, slowly. It never ends by itself.
+// prints "d N" for each record before it returns, slowly. It ends only
+// when killed, or after a minute.
 func TestKillChild(t *testing.T) {
 	env := os.Getenv(killChildEnv)
 	if env == "" {
 		t.Skip("run by TestKill9")
 	}
+	// Never outlive a parent that died before killing us (writing to its
+	// closed pipe also ends us, with SIGPIPE).
+	time.AfterFunc(time.Minute, func() { os.Exit(3) })
 	dir, startStr, _ := strings.Cut(env, ",")
 	start, _ := strconv.Atoi(startStr)
 	s, err := Open(dir, Options{SegmentBytes: 64 << 10, BatchRecords: 20})
