@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -19,7 +20,7 @@ var columns = []string{"account", "event_id", "time", "kind", "source", "source_
 	"recipient_domain", "isp", "bounce_type", "reason", "status", "reply_code",
 	"diagnostic", "remote_mta", "correlation", "feedback_type", "feedback_provider",
 	"recipient_recovered_from", "user_agent", "client_ip", "machine",
-	"machine_reason", "url", "evidence_id"}
+	"machine_reason", "url", "evidence_id", "precedence"}
 
 func insertSQL(table string) string {
 	return "INSERT INTO " + table + " (" + strings.Join(columns, ", ") + ")"
@@ -36,8 +37,9 @@ func insertSQL(table string) string {
 // drains promptly into Append.
 //
 // A repeat of an event stored by an earlier call (or by another writer at
-// the same moment) is inserted again; every query counts it once (see
-// README.md), and merges of the ReplacingMergeTree reclaim the space. A
+// the same moment) is inserted again; every query reads with FINAL and so
+// counts it once, keeping the first stored (see README.md), and merges of
+// the ReplacingMergeTree reclaim the space. A
 // failed call may have inserted some of its batches; retrying it is safe.
 func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 	if len(events) == 0 {
@@ -76,7 +78,7 @@ func sendBatch(ctx context.Context, conn driver.Conn, table string, events []met
 		return fail("prepare insert", err)
 	}
 	defer batch.Abort() //nolint:errcheck // a no-op once sent
-	cols, err := columnValues(events)
+	cols, err := columnValues(events, precedence(time.Now()))
 	if err != nil {
 		return err
 	}
@@ -102,8 +104,15 @@ func kindValue(k metrics.Kind) (int8, error) {
 	return 0, fmt.Errorf("clickhouse: unknown kind %q", k)
 }
 
-// columnValues turns events into one slice per entry of columns.
-func columnValues(events []metrics.Event) ([]any, error) {
+// precedence orders the rows of one (account, event_id): FINAL keeps the
+// highest, so the earlier insert wins.
+func precedence(insertedAt time.Time) uint64 {
+	return math.MaxUint64 - uint64(insertedAt.UnixNano())
+}
+
+// columnValues turns events into one slice per entry of columns, with prec
+// as every row's precedence.
+func columnValues(events []metrics.Event, prec uint64) ([]any, error) {
 	n := len(events)
 	str := func(field func(e *metrics.Event) string) []string {
 		out := make([]string, n)
@@ -116,7 +125,9 @@ func columnValues(events []metrics.Event) ([]any, error) {
 	kinds := make([]int8, n)
 	replyCodes := make([]uint16, n)
 	machine := make([]uint8, n)
+	precs := make([]uint64, n)
 	for i := range events {
+		precs[i] = prec
 		e := &events[i]
 		times[i] = e.Time
 		k, err := kindValue(e.Kind)
@@ -159,6 +170,7 @@ func columnValues(events []metrics.Event) ([]any, error) {
 		str(func(e *metrics.Event) string { return e.MachineReason }),
 		str(func(e *metrics.Event) string { return e.URL }),
 		str(func(e *metrics.Event) string { return e.EvidenceID }),
+		precs,
 	}, nil
 }
 

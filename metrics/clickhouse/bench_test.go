@@ -79,3 +79,50 @@ func BenchmarkRawInsert(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*benchBatch)/total.Seconds(), "rows/s")
 }
+
+// BenchmarkStats measures Stats (read-time dedup, unique opens and clicks)
+// over 1,000,000 events of one day, 10% of them stored twice, grouped by ISP
+// and by hour.
+func BenchmarkStats(b *testing.B) {
+	s := openStore(b, testOptions(b))
+	defer s.Close()
+	ctx := testCtx(b)
+	const rounds = 100
+	for i := 0; i < rounds; i++ {
+		events := benchEvents(b, benchBatch, i)
+		if err := s.Append(ctx, events); err != nil {
+			b.Fatal(err)
+		}
+		if i%10 == 0 {
+			if err := s.Append(ctx, events); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, groupBy := range [][]metrics.GroupBy{{metrics.GroupISP}, {metrics.GroupHour}} {
+		b.Run(string(groupBy[0]), func(b *testing.B) {
+			q := metrics.StatsQuery{From: testDay, To: testDay.Add(24 * time.Hour), GroupBy: groupBy}
+			for i := 0; i < b.N; i++ {
+				r, err := s.Stats(ctx, q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if want := int64(rounds * ((benchBatch + 5) / 6)); r.Totals.Sent != want {
+					b.Fatalf("sent = %d, want %d", r.Totals.Sent, want)
+				}
+			}
+		})
+	}
+	b.Run("known", func(b *testing.B) {
+		events := benchEvents(b, benchBatch, rounds/2)
+		for i := 0; i < b.N; i++ {
+			known, err := s.Known(ctx, events)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(known) != benchBatch {
+				b.Fatalf("known %d of %d", len(known), benchBatch)
+			}
+		}
+	})
+}

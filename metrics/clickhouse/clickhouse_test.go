@@ -187,6 +187,39 @@ func TestDuplicatesStoredAreCountedOnce(t *testing.T) {
 	}
 }
 
+// Of two events with one key but other content, the first stored counts
+// (as with the embedded store's primary key), before and after merges.
+func TestFirstStoredWins(t *testing.T) {
+	s := openStore(t, testOptions(t))
+	defer s.Close()
+	first := sentEvents(t, 1, testDay)[0]
+	second := first
+	second.Kind = metrics.KindDelivered
+	second.Time = first.Time.Add(48 * time.Hour) // another day, another partition
+	for _, e := range []metrics.Event{first, second} {
+		if err := s.Append(testCtx(t), []metrics.Event{e}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // distinct precedence
+	}
+	check := func(when string) {
+		t.Helper()
+		r, err := s.Stats(testCtx(t), metrics.StatsQuery{From: testDay, To: testDay.Add(72 * time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Totals != (metrics.Counts{Sent: 1}) {
+			t.Errorf("%s: totals %+v, want only the first: 1 sent", when, r.Totals)
+		}
+	}
+	check("before merges")
+	conn, _ := s.ready(testCtx(t))
+	if err := conn.Exec(testCtx(t), "OPTIMIZE TABLE events FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	check("after OPTIMIZE FINAL")
+}
+
 // A call spanning several days is inserted one day (partition) at a time.
 func TestAppendSplitsByDay(t *testing.T) {
 	o := testOptions(t)

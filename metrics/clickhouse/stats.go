@@ -2,6 +2,8 @@ package clickhouse
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -11,27 +13,26 @@ import (
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/ext"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"repute/metrics"
 )
 
-// groupExpr is the SQL of each dimension, as a String. Day and hour are the
-// Unix seconds of the bucket start (the column is DateTime('UTC')), turned
-// into RFC 3339 by keyValue.
+// groupExpr is the SQL of each dimension: a String, or for day and hour the
+// DateTime of the bucket start (the column is DateTime('UTC')), turned into
+// RFC 3339 when scanned.
 var groupExpr = map[metrics.GroupBy]string{
 	metrics.GroupAccount:      "account",
 	metrics.GroupSenderDomain: "sender_domain",
 	metrics.GroupISP:          "isp",
 	metrics.GroupCampaign:     "campaign",
 	metrics.GroupSendingIP:    "sending_ip",
-	metrics.GroupDay:          "toString(toUInt32(toStartOfDay(time)))",
-	metrics.GroupHour:         "toString(toUInt32(toStartOfHour(time)))",
+	metrics.GroupDay:          "toStartOfDay(time)",
+	metrics.GroupHour:         "toStartOfHour(time)",
 }
 
 // Stats computes the counts of the events with q.From <= time < q.To, of
-// q.Account (all accounts when empty), grouped by q.GroupBy. Every event is
-// counted once however often it was stored (read-time LIMIT 1 BY).
+// q.Account (all accounts when empty), grouped by q.GroupBy, in one query.
+// Every event is counted once however often it was stored (read with FINAL).
 func (s *Store) Stats(ctx context.Context, q metrics.StatsQuery) (*metrics.StatsResult, error) {
 	res := &metrics.StatsResult{Groups: []metrics.Group{}}
 	for _, g := range q.GroupBy {
@@ -51,67 +52,36 @@ func (s *Store) Stats(ctx context.Context, q metrics.StatsQuery) (*metrics.Stats
 	defer cancel()
 
 	args := []any{from, to}
-	account := ""
+	account, keys, group := "", "", ""
 	if q.Account != "" {
 		account = "AND account = ?"
 		args = append(args, q.Account)
 	}
-	build := func(groupBy []metrics.GroupBy) string {
-		sql := strings.Replace(s.q[qStats], "/*ACCOUNT*/", account, 1)
-		if len(groupBy) == 0 {
-			return strings.NewReplacer("/*KEYS*/", "", "/*GROUP*/", "").Replace(sql)
-		}
-		keys := make([]string, len(groupBy))
-		names := make([]string, len(groupBy))
-		for i, g := range groupBy {
+	if len(q.GroupBy) > 0 {
+		names := make([]string, len(q.GroupBy))
+		for i, g := range q.GroupBy {
 			names[i] = "k" + strconv.Itoa(i)
-			keys[i] = groupExpr[g] + " AS " + names[i] + ",\n   "
+			keys += groupExpr[g] + " AS " + names[i] + ",\n    "
 		}
-		return strings.NewReplacer("/*KEYS*/", strings.Join(keys, ""),
-			"/*GROUP*/", "GROUP BY "+strings.Join(names, ", ")).Replace(sql)
+		group = "GROUP BY " + strings.Join(names, ", ") + " WITH TOTALS"
 	}
+	query := strings.NewReplacer("/*KEYS*/", keys, "/*ACCOUNT*/", account, "/*GROUP*/", group).Replace(s.q[qStats])
 
-	// Totals: uniqueness over the whole range, so not the sum of the groups.
-	totals, err := s.statsRows(ctx, conn, build(nil), args, nil)
-	if err != nil {
-		return nil, err
-	}
-	if len(totals) == 1 {
-		res.Totals = totals[0].Counts
-	}
-	if len(q.GroupBy) == 0 {
-		return res, nil
-	}
-	groups, err := s.statsRows(ctx, conn, build(q.GroupBy), args, q.GroupBy)
-	if err != nil {
-		return nil, err
-	}
-	sort.Slice(groups, func(i, j int) bool {
-		for _, g := range q.GroupBy {
-			if a, b := groups[i].Key[g], groups[j].Key[g]; a != b {
-				return a < b
-			}
-		}
-		return false
-	})
-	res.Groups = groups
-	return res, nil
-}
-
-// statsRows runs a stats query and scans its rows: the group keys first (as
-// many as groupBy), then the counts in the order of metrics.Counts.
-func (s *Store) statsRows(ctx context.Context, conn driver.Conn, sql string, args []any, groupBy []metrics.GroupBy) ([]metrics.Group, error) {
-	rows, err := conn.Query(ctx, sql, args...)
+	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, s.errorf("stats", err)
 	}
 	defer rows.Close()
-	out := []metrics.Group{}
-	keys := make([]string, len(groupBy))
-	var counts [11]uint64
-	dest := make([]any, 0, len(keys)+len(counts))
-	for i := range keys {
-		dest = append(dest, &keys[i])
+	keyVals := make([]string, len(q.GroupBy))
+	keyTimes := make([]time.Time, len(q.GroupBy))
+	var counts [11]uint64 // the server's UInt64, in the order of the query
+	dest := make([]any, 0, len(keyVals)+len(counts))
+	for i, g := range q.GroupBy {
+		if isBucket(g) {
+			dest = append(dest, &keyTimes[i])
+		} else {
+			dest = append(dest, &keyVals[i])
+		}
 	}
 	for i := range counts {
 		dest = append(dest, &counts[i])
@@ -120,40 +90,54 @@ func (s *Store) statsRows(ctx context.Context, conn driver.Conn, sql string, arg
 		if err := rows.Scan(dest...); err != nil {
 			return nil, s.errorf("stats", err)
 		}
-		g := metrics.Group{Key: make(map[metrics.GroupBy]string, len(groupBy))}
-		for i, by := range groupBy {
-			v, err := keyValue(by, keys[i])
-			if err != nil {
-				return nil, err
+		if len(q.GroupBy) == 0 {
+			res.Totals = toCounts(counts)
+			continue
+		}
+		g := metrics.Group{Key: make(map[metrics.GroupBy]string, len(q.GroupBy)), Counts: toCounts(counts)}
+		for i, by := range q.GroupBy {
+			if isBucket(by) {
+				g.Key[by] = keyTimes[i].UTC().Format(time.RFC3339)
+			} else {
+				g.Key[by] = keyVals[i]
 			}
-			g.Key[by] = v
 		}
-		c := &g.Counts
-		for i, p := range []*int64{&c.Sent, &c.Delivered, &c.Deferred, &c.BouncedHard,
-			&c.BouncedSoft, &c.Complained, &c.OpenedHuman, &c.OpenedMachine, &c.Clicked,
-			&c.Unsubscribed, &c.Dropped} {
-			*p = int64(counts[i])
-		}
-		out = append(out, g)
+		res.Groups = append(res.Groups, g)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.errorf("stats", err)
 	}
-	return out, nil
+	if len(q.GroupBy) > 0 {
+		// No groups: the server may send no totals at all, and zero is right.
+		if err := rows.Totals(dest...); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, s.errorf("stats totals", err)
+		}
+		if len(res.Groups) > 0 {
+			res.Totals = toCounts(counts)
+		}
+	}
+	sort.Slice(res.Groups, func(i, j int) bool {
+		for _, g := range q.GroupBy {
+			if a, b := res.Groups[i].Key[g], res.Groups[j].Key[g]; a != b {
+				return a < b
+			}
+		}
+		return false
+	})
+	return res, nil
 }
 
-// keyValue turns a group key as selected into its API form: RFC 3339 for
-// day and hour buckets, the value itself otherwise.
-func keyValue(g metrics.GroupBy, v string) (string, error) {
-	if g != metrics.GroupDay && g != metrics.GroupHour {
-		return v, nil
-	}
-	sec, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return "", fmt.Errorf("clickhouse: %s bucket %q: %w", g, v, err)
-	}
-	return time.Unix(sec, 0).UTC().Format(time.RFC3339), nil
+// toCounts turns the counts as selected, in the order of the stats query,
+// into metrics.Counts.
+func toCounts(v [11]uint64) metrics.Counts {
+	n := func(i int) int64 { return int64(v[i]) }
+	return metrics.Counts{Sent: n(0), Delivered: n(1), Deferred: n(2), BouncedHard: n(3),
+		BouncedSoft: n(4), Complained: n(5), OpenedHuman: n(6), OpenedMachine: n(7),
+		Clicked: n(8), Unsubscribed: n(9), Dropped: n(10)}
 }
+
+// isBucket tells the time dimensions, whose keys are DateTime.
+func isBucket(g metrics.GroupBy) bool { return g == metrics.GroupDay || g == metrics.GroupHour }
 
 // ceilSeconds returns t as Unix seconds rounded up, clamped to the range of
 // DateTime. Stored times are whole seconds, so time >= t and time < t hold

@@ -93,7 +93,7 @@ func TestEmbeddedSQL(t *testing.T) {
 }
 
 func TestColumnValues(t *testing.T) {
-	cols, err := columnValues([]metrics.Event{{Kind: metrics.KindDropped, Machine: true, ReplyCode: 550}})
+	cols, err := columnValues([]metrics.Event{{Kind: metrics.KindDropped, Machine: true, ReplyCode: 550}}, 7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestColumnValues(t *testing.T) {
 	if k := cols[3].([]int8)[0]; k != 9 {
 		t.Errorf("dropped = Enum8 value %d, want 9", k)
 	}
-	if _, err := columnValues([]metrics.Event{{Kind: "nope"}}); err == nil {
+	if _, err := columnValues([]metrics.Event{{Kind: "nope"}}, 7); err == nil {
 		t.Error("unknown kind: nil error")
 	}
 }

@@ -18,10 +18,12 @@ SELECT DISTINCT version FROM schema_migrations
 INSERT INTO schema_migrations (version, name) SELECT toUInt32(?), ?
 
 -- name: stats
--- Read-time deduplication: the inner query keeps one row per
--- (account, event_id), whatever merges have or have not happened. Opens and
--- clicks are unique per (account, message_id, recipient); without a
--- message_id they count per event.
+-- FINAL collapses repeats of an (account, event_id) at read time, whatever
+-- merges have or have not happened (see 0001_events.sql). Opens and clicks
+-- are unique per (account, message_id, recipient); without a message_id they
+-- count per event. With groups, /*GROUP*/ is "GROUP BY k0, … WITH TOTALS":
+-- the totals merge the groups' aggregate states, so their uniqueness is over
+-- the whole range, not a sum over groups.
 SELECT /*KEYS*/
     countIf(kind = 'sent') AS sent,
     countIf(kind = 'delivered') AS delivered,
@@ -37,13 +39,8 @@ SELECT /*KEYS*/
         + countIf(kind = 'clicked' AND message_id = '') AS clicked,
     countIf(kind = 'unsubscribed') AS unsubscribed,
     countIf(kind = 'dropped') AS dropped
-FROM (
-    SELECT account, event_id, time, kind, sender_domain, isp, campaign, sending_ip,
-           message_id, recipient, bounce_type, machine
-    FROM events
-    WHERE time >= toDateTime(?) AND time < toDateTime(?) /*ACCOUNT*/
-    LIMIT 1 BY account, event_id
-)
+FROM events FINAL
+WHERE time >= toDateTime(?) AND time < toDateTime(?) /*ACCOUNT*/
 /*GROUP*/
 
 -- name: known

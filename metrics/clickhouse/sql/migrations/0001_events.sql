@@ -2,11 +2,14 @@
 -- Only what ClickHouse 18.16 supports: no LowCardinality (it needs an
 -- experimental setting there), no codecs, no TTL, no Bool.
 --
--- Identity is (account, event_id). 18.16 does not deduplicate inserts into a
--- non-replicated MergeTree, so a repeated event may be stored twice until a
--- merge collapses it (ReplacingMergeTree, same sorting key, same partition);
--- every query therefore deduplicates at read time with
--- LIMIT 1 BY account, event_id and never relies on merges.
+-- Identity is (account, event_id), the sorting key. 18.16 does not
+-- deduplicate inserts into a non-replicated MergeTree, so a repeat appended
+-- by a later call or another writer is stored as a second row until a merge
+-- collapses it. Queries read with FINAL, which collapses rows of equal
+-- sorting key at read time whatever merges have happened; of the repeats the
+-- row with the highest precedence stays. Append sets precedence to
+-- 2^64-1 minus its time of insert in nanoseconds, so the first stored wins,
+-- as with the embedded store's primary key.
 -- Partitions are UTC days: each insert batch stays within one.
 CREATE TABLE IF NOT EXISTS events (
     account                  String,
@@ -39,7 +42,8 @@ CREATE TABLE IF NOT EXISTS events (
     machine                  UInt8,
     machine_reason           String,
     url                      String,
-    evidence_id              String
-) ENGINE = ReplacingMergeTree
+    evidence_id              String,
+    precedence               UInt64
+) ENGINE = ReplacingMergeTree(precedence)
 PARTITION BY toYYYYMMDD(time)
 ORDER BY (account, event_id);
