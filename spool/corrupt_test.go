@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -75,6 +77,28 @@ func quarantineFiles(t *testing.T, dir string) []string {
 	return m
 }
 
+// logBuffer is a concurrency-safe sink for a text slog.Logger.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newLogger(b *logBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, nil))
+}
+
 func TestTornTail(t *testing.T) {
 	full := encodeRecord(payloadFor(1000))
 	badCRC := bytes.Clone(full)
@@ -100,8 +124,12 @@ func TestTornTail(t *testing.T) {
 			size := fileSize(t, seg)
 			appendBytes(t, seg, tail)
 
-			s = openT(t, dir, Options{})
+			var logs logBuffer
+			s = openT(t, dir, Options{Logger: newLogger(&logs)})
 			defer s.Close()
+			if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "torn") {
+				t.Errorf("log %q, want a warning about the torn record", l)
+			}
 			if got := fileSize(t, seg); got != size {
 				t.Errorf("segment is %d bytes after Open, want the valid prefix of %d", got, size)
 			}
@@ -163,7 +191,8 @@ func TestCorruptMiddle(t *testing.T) {
 			orig, _ := os.ReadFile(seg)
 			flipByte(t, seg, offs[7]+tc.at)
 
-			s = openT(t, dir, Options{})
+			var logs logBuffer
+			s = openT(t, dir, Options{Logger: newLogger(&logs)})
 			defer s.Close()
 			if got := fileSize(t, seg); got != size {
 				t.Fatalf("Open cut the segment to %d bytes, want it kept at %d", got, size)
@@ -174,6 +203,9 @@ func TestCorruptMiddle(t *testing.T) {
 			wantRecords(t, got[:7], 0, 7)
 			wantRecords(t, got[7:], 8, 20)
 			checkQuarantine(t, dir, s, 1, tc.reason, orig[offs[7]:offs[8]], offs[7], 0x40)
+			if l := logs.String(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "quarantined") {
+				t.Errorf("log %q, want an error about the quarantined record", l)
+			}
 		})
 	}
 }
