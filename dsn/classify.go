@@ -159,9 +159,14 @@ var commandMarkers = []struct {
 // failure to, "" when it names none. The last marker wins: transcripts
 // list the commands in order.
 func smtpCommand(lower string) string {
+	var grams *gramSet
+	if len(lower) > 256 {
+		grams = new(gramSet)
+		grams.add(lower)
+	}
 	best, at := "", -1
 	for _, g := range commandMarkers {
-		if !strings.Contains(lower, g.guard) {
+		if grams != nil && !grams.mayContain(g.guard) || !strings.Contains(lower, g.guard) {
 			continue
 		}
 		for _, p := range g.phrases {

@@ -109,6 +109,9 @@ type Recipient struct {
 	diagType string
 	// statusComment is the comment after the Status code, if any.
 	statusComment string
+	// lowerDiag and lowerContext are Diagnostic and context in lower
+	// case; lowerContext is set early when already known.
+	lowerDiag, lowerContext string
 }
 
 // maxDiagnostic bounds Recipient.Diagnostic.
@@ -197,7 +200,13 @@ func finish(rep *Report) {
 			continue
 		}
 		if rc.Reason == "" {
-			classify(rc, lowerASCII(rc.Diagnostic), lowerASCII(rc.context))
+			// The diagnostic is classified with its white space
+			// collapsed, so that phrases match across line breaks.
+			rc.lowerDiag = lowerASCII(rc.Diagnostic)
+			if rc.lowerContext == "" {
+				rc.lowerContext = lowerASCII(rc.context)
+			}
+			classify(rc, rc.lowerDiag, rc.lowerContext)
 			if rc.Diagnostic == "" {
 				rc.Diagnostic = rc.context
 			}

@@ -95,9 +95,21 @@ var originalMarkers = []string{
 // at the first line holding a marker phrase, or at the first header line
 // (Return-Path, Received) that starts a paragraph.
 func splitOriginal(text string) (explain, orig string) {
+	explain, _, orig = splitOriginalLower(text)
+	return explain, orig
+}
+
+// splitOriginalLower is splitOriginal that also returns the explanation
+// in lower case.
+func splitOriginalLower(text string) (explain, lowerExplain, orig string) {
 	lower := lowerASCII(text)
+	var grams gramSet
+	grams.add(lower)
 	cut := len(text)
 	for _, mk := range originalMarkers {
+		if !grams.mayContain(mk) {
+			continue
+		}
 		if i := strings.Index(lower[:cut], mk); i >= 0 {
 			cut = i
 		}
@@ -108,15 +120,15 @@ func splitOriginal(text string) (explain, orig string) {
 		}
 	}
 	if cut == len(text) {
-		return text, ""
+		return text, lower, ""
 	}
 	start := strings.LastIndexByte(text[:cut], '\n') + 1
 	if text[cut] == 'R' && start == cut {
 		// A header line: the original starts here.
-		return text[:cut], text[cut:]
+		return text[:cut], lower[:cut], text[cut:]
 	}
 	_, rest := cutLine(text[start:])
-	return text[:start], strings.TrimLeft(rest, "\n ")
+	return text[:start], lower[:start], strings.TrimLeft(rest, "\n ")
 }
 
 // parseText extracts recipients from a prose bounce.
@@ -125,7 +137,7 @@ func parseText(m *message, rep *Report) {
 	if text == "" {
 		text = m.root.decoded()
 	}
-	explain, orig := splitOriginal(text)
+	explain, lowerExplain, orig := splitOriginalLower(text)
 	if m.orig == nil && orig != "" {
 		h, _ := parseHeader(orig)
 		if len(h) > 0 {
@@ -218,11 +230,10 @@ func parseText(m *message, rep *Report) {
 	}
 	var cmd string
 	if len(addrs) == 1 {
-		cmd = smtpCommand(lowerASCII(explain))
+		cmd = smtpCommand(lowerExplain)
 	}
 	// Where each recipient is named: a segment runs from the line naming
 	// a recipient to the line naming another one.
-	lowerExplain := lowerASCII(explain)
 	var marks []found
 	for _, a := range addrs {
 		la := lowerASCII(a.addr)
@@ -236,47 +247,48 @@ func parseText(m *message, rep *Report) {
 		}
 	}
 	slices.SortFunc(marks, func(x, y found) int { return x.pos - y.pos })
-	segment := func(k int) string {
-		start := strings.LastIndexByte(explain[:marks[k].pos], '\n') + 1
-		end := len(explain)
+	segment := func(k int) (start, end int) {
+		start = strings.LastIndexByte(explain[:marks[k].pos], '\n') + 1
+		end = len(explain)
 		for j := k + 1; j < len(marks); j++ {
 			if !strings.EqualFold(marks[j].addr, marks[k].addr) {
 				end = max(start, strings.LastIndexByte(explain[:marks[j].pos], '\n')+1)
 				break
 			}
 		}
-		return explain[start:end]
+		return start, end
 	}
 	for _, a := range addrs {
 		// The diagnostic of a recipient is its first segment that holds
 		// a reply code, else its first segment (see lhost-mailru-03,
 		// which lists the addresses before the details).
-		diag := ""
+		ds, de := -1, -1
 		for k := range marks {
 			if !strings.EqualFold(marks[k].addr, a.addr) {
 				continue
 			}
-			seg := segment(k)
-			if diag == "" {
-				diag = seg
+			s, e := segment(k)
+			if ds < 0 {
+				ds, de = s, e
 			}
-			if findReplyCode(seg) != "" || findStatus(seg) != "" {
-				diag = seg
+			if seg := explain[s:e]; findReplyCode(seg) != "" || findStatus(seg) != "" {
+				ds, de = s, e
 				break
 			}
 		}
-		if strings.TrimSpace(strings.ReplaceAll(diag, a.addr, "")) == "" {
+		if ds < 0 || strings.TrimSpace(strings.ReplaceAll(explain[ds:de], a.addr, "")) == "" {
 			// The line names the address only and nothing follows:
 			// the whole explanation is all there is.
-			diag = explain
+			ds, de = 0, len(explain)
 		}
+		diag := explain[ds:de]
 		rc := Recipient{Address: a.addr, Diagnostic: diag, Action: "failed", command: cmd}
 		if diag != explain {
-			rc.context = explain
+			rc.context, rc.lowerContext = explain, lowerExplain
 		}
 		rc.Status = replyStatus(diag)
 		rc.ReplyCode = findReplyCode(diag)
-		rc.temporary = isTemporary(lowerASCII(diag))
+		rc.temporary = isTemporary(lowerExplain[ds:de])
 		if strings.HasSuffix(lowerASCII(a.addr), "@googlegroups.com") {
 			// QUIRK: Google Groups refuses posts from non-members in
 			// the language of the sender, naming no code; the group
@@ -454,8 +466,7 @@ func addContext(m *message, rep *Report) {
 	if m.text == "" {
 		return
 	}
-	explain, _ := splitOriginal(m.text)
-	lower := lowerASCII(explain)
+	explain, lower, _ := splitOriginalLower(m.text)
 	for i := range rep.Recipients {
 		rc := &rep.Recipients[i]
 		rc.context = paragraphOf(explain, lower, lowerASCII(rc.Address))
