@@ -128,6 +128,15 @@ func (p pos) less(q pos) bool {
 	return p.seq < q.seq || p.seq == q.seq && p.off < q.off
 }
 
+// segmentFile is what Append needs of the active segment; an *os.File,
+// or a wrapper that injects failures in tests.
+type segmentFile interface {
+	WriteAt(b []byte, off int64) (int, error)
+	Truncate(size int64) error
+	Sync() error
+	Close() error
+}
+
 type segment struct {
 	seq  uint64
 	size int64 // final for sealed segments; the active one's is Spool.size
@@ -150,13 +159,13 @@ type Spool struct {
 	done   chan struct{} // closed by Close
 
 	mu          sync.Mutex
-	synced      *sync.Cond // broadcast when syncedTo, syncing or err change
-	segs        []segment  // undrained segments, oldest first; the last is active
-	f           *os.File   // active segment
-	size        int64      // bytes in the active segment
-	syncedTo    pos        // everything before it is durable
-	syncing     bool       // an Append is fsyncing f without holding mu
-	err         error      // sticky: a failed fsync leaves the file state unknown
+	synced      *sync.Cond  // broadcast when syncedTo, syncing or err change
+	segs        []segment   // undrained segments, oldest first; the last is active
+	f           segmentFile // active segment
+	size        int64       // bytes in the active segment
+	syncedTo    pos         // everything before it is durable
+	syncing     bool        // an Append is fsyncing f without holding mu
+	err         error       // sticky: a failed fsync leaves the file state unknown
 	closed      bool
 	cursor      pos           // first undrained position
 	advanced    chan struct{} // closed and replaced when the cursor moves
