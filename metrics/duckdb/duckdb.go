@@ -1,7 +1,8 @@
 // Package duckdb is the embedded metrics.Store: one DuckDB file, one
 // process (DuckDB locks the file). Events go in through DuckDB's Appender
-// into a query that drops duplicates by the primary key (account,
-// event_id); statistics are one SQL statement per call.
+// into a staging table and from there into events, whose primary key
+// (account, event_id) keeps each event once; statistics are one SQL
+// statement per call.
 //
 // The schema is in migrations/, applied at Open; the statements are in
 // queries/. Both are embedded.
@@ -26,6 +27,24 @@ import (
 //go:embed queries/*.sql
 var queries embed.FS
 
+// queryTexts holds the statements of queries/, by file name.
+type queryTexts struct {
+	append, appendExact, staging, known, stats string
+}
+
+func loadQueries() (queryTexts, error) {
+	var q queryTexts
+	for name, dst := range map[string]*string{"append": &q.append, "append_exact": &q.appendExact,
+		"staging": &q.staging, "known": &q.known, "stats": &q.stats} {
+		b, err := queries.ReadFile("queries/" + name + ".sql")
+		if err != nil {
+			return q, fmt.Errorf("duckdb: query %s: %w", name, err)
+		}
+		*dst = string(b)
+	}
+	return q, nil
+}
+
 // Options configure a Store. The zero value works.
 type Options struct {
 	// Logger receives migration notes; nil means silent.
@@ -40,7 +59,7 @@ type Store struct {
 	db        *sql.DB
 	log       *slog.Logger
 
-	appendSQL, knownSQL, statsSQL string
+	sql queryTexts
 
 	// mu serialises appends, which use the one write connection, and
 	// guards closed.
@@ -62,17 +81,10 @@ func Open(path string, opts Options) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{path: path, log: log}
-	for _, q := range []struct {
-		name string
-		dst  *string
-	}{{"append", &s.appendSQL}, {"known", &s.knownSQL}, {"stats", &s.statsSQL}} {
-		b, err := queries.ReadFile("queries/" + q.name + ".sql")
-		if err != nil {
-			return nil, fmt.Errorf("duckdb: query %s: %w", q.name, err)
-		}
-		*q.dst = string(b)
-	}
 	var err error
+	if s.sql, err = loadQueries(); err != nil {
+		return nil, err
+	}
 	s.connector, err = duckdb.NewConnector(path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: open %s: %w", path, err)
@@ -86,7 +98,13 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.write, err = s.db.Conn(ctx)
+	if err == nil {
+		_, err = s.write.ExecContext(ctx, s.sql.staging)
+	}
 	if err != nil {
+		if s.write != nil {
+			s.write.Close()
+		}
 		s.db.Close()
 		s.connector.Close()
 		return nil, fmt.Errorf("duckdb: connect: %w", err)
@@ -120,41 +138,40 @@ func (s *Store) Ping(ctx context.Context) error {
 // column is one column of the events table as the appender fills it.
 type column struct {
 	name  string
-	typ   duckdb.Type
 	value func(e *metrics.Event) driver.Value
 }
 
 // columns lists every column of events (migrations/0001_events.sql).
 var columns = []column{
-	{"event_id", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.EventID }},
-	{"time", duckdb.TYPE_TIMESTAMP, func(e *metrics.Event) driver.Value { return e.Time.UTC() }},
-	{"kind", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return string(e.Kind) }},
-	{"source", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.Source }},
-	{"source_ref", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.SourceRef }},
-	{"account", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.Account }},
-	{"sender_domain", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.SenderDomain }},
-	{"sending_ip", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.SendingIP }},
-	{"campaign", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.Campaign }},
-	{"message_id", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.MessageID }},
-	{"recipient", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.Recipient }},
-	{"recipient_domain", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.RecipientDomain }},
-	{"isp", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.ISP }},
-	{"bounce_type", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.BounceType }},
-	{"reason", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.Reason }},
-	{"status", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.Status }},
-	{"reply_code", duckdb.TYPE_USMALLINT, func(e *metrics.Event) driver.Value { return e.ReplyCode }},
-	{"diagnostic", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.Diagnostic }},
-	{"remote_mta", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.RemoteMTA }},
-	{"correlation", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.Correlation }},
-	{"feedback_type", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.FeedbackType }},
-	{"feedback_provider", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.FeedbackProvider }},
-	{"recipient_recovered_from", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.RecipientRecoveredFrom }},
-	{"user_agent", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.UserAgent }},
-	{"client_ip", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.ClientIP }},
-	{"machine", duckdb.TYPE_BOOLEAN, func(e *metrics.Event) driver.Value { return e.Machine }},
-	{"machine_reason", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.MachineReason }},
-	{"url", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.URL }},
-	{"evidence_id", duckdb.TYPE_VARCHAR, func(e *metrics.Event) driver.Value { return e.EvidenceID }},
+	{"event_id", func(e *metrics.Event) driver.Value { return e.EventID }},
+	{"time", func(e *metrics.Event) driver.Value { return e.Time.UTC() }},
+	{"kind", func(e *metrics.Event) driver.Value { return string(e.Kind) }},
+	{"source", func(e *metrics.Event) driver.Value { return e.Source }},
+	{"source_ref", func(e *metrics.Event) driver.Value { return e.SourceRef }},
+	{"account", func(e *metrics.Event) driver.Value { return e.Account }},
+	{"sender_domain", func(e *metrics.Event) driver.Value { return e.SenderDomain }},
+	{"sending_ip", func(e *metrics.Event) driver.Value { return e.SendingIP }},
+	{"campaign", func(e *metrics.Event) driver.Value { return e.Campaign }},
+	{"message_id", func(e *metrics.Event) driver.Value { return e.MessageID }},
+	{"recipient", func(e *metrics.Event) driver.Value { return e.Recipient }},
+	{"recipient_domain", func(e *metrics.Event) driver.Value { return e.RecipientDomain }},
+	{"isp", func(e *metrics.Event) driver.Value { return e.ISP }},
+	{"bounce_type", func(e *metrics.Event) driver.Value { return e.BounceType }},
+	{"reason", func(e *metrics.Event) driver.Value { return e.Reason }},
+	{"status", func(e *metrics.Event) driver.Value { return e.Status }},
+	{"reply_code", func(e *metrics.Event) driver.Value { return e.ReplyCode }},
+	{"diagnostic", func(e *metrics.Event) driver.Value { return e.Diagnostic }},
+	{"remote_mta", func(e *metrics.Event) driver.Value { return e.RemoteMTA }},
+	{"correlation", func(e *metrics.Event) driver.Value { return e.Correlation }},
+	{"feedback_type", func(e *metrics.Event) driver.Value { return e.FeedbackType }},
+	{"feedback_provider", func(e *metrics.Event) driver.Value { return e.FeedbackProvider }},
+	{"recipient_recovered_from", func(e *metrics.Event) driver.Value { return e.RecipientRecoveredFrom }},
+	{"user_agent", func(e *metrics.Event) driver.Value { return e.UserAgent }},
+	{"client_ip", func(e *metrics.Event) driver.Value { return e.ClientIP }},
+	{"machine", func(e *metrics.Event) driver.Value { return e.Machine }},
+	{"machine_reason", func(e *metrics.Event) driver.Value { return e.MachineReason }},
+	{"url", func(e *metrics.Event) driver.Value { return e.URL }},
+	{"evidence_id", func(e *metrics.Event) driver.Value { return e.EvidenceID }},
 }
 
 // appendRows appends events with a through the column list.
@@ -173,6 +190,11 @@ func appendRows(a *duckdb.Appender, events []metrics.Event) error {
 
 // Append stores events, idempotently on (account, event_id), in one
 // transaction: when it returns nil every event is committed and queryable.
+//
+// The batch goes through the Appender into the staging table, then into
+// events by queries/append.sql, which looks for stored duplicates within the
+// batch's time span only; when the primary key finds one elsewhere, the
+// batch is appended again by queries/append_exact.sql.
 func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -182,11 +204,63 @@ func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 	if s.closed {
 		return errors.New("duckdb: append: store closed")
 	}
-	if _, err := s.write.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
-		return fmt.Errorf("duckdb: append: %w", err)
+	first, last := timeSpan(events)
+	err := s.inTx(ctx, func() error {
+		if err := s.stage(ctx, events); err != nil {
+			return err
+		}
+		_, err := s.write.ExecContext(ctx, s.sql.append, first, last)
+		return err
+	})
+	var derr *duckdb.Error
+	if errors.As(err, &derr) && derr.Type == duckdb.ErrorTypeConstraint {
+		s.log.Debug("duckdb: batch holds a key stored at another time, appending it exactly",
+			"events", len(events))
+		err = s.inTx(ctx, func() error {
+			if err := s.stage(ctx, events); err != nil {
+				return err
+			}
+			_, err := s.write.ExecContext(ctx, s.sql.appendExact)
+			return err
+		})
 	}
-	err := s.write.Raw(func(dc any) error {
-		a, err := newBatchAppender(dc.(driver.Conn), s.appendSQL)
+	if err != nil {
+		return fmt.Errorf("duckdb: append %d events: %w", len(events), err)
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction on the write connection and commits it, or
+// rolls it back when fn or the commit fails. The staging table is emptied
+// before the commit; a rollback empties it too.
+func (s *Store) inTx(ctx context.Context, fn func() error) error {
+	if _, err := s.write.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		return err
+	}
+	err := fn()
+	if err == nil {
+		_, err = s.write.ExecContext(ctx, "DELETE FROM staging")
+	}
+	if err == nil {
+		_, err = s.write.ExecContext(ctx, "COMMIT")
+		if err == nil {
+			return nil
+		}
+	}
+	// Roll back with a context of its own, so that a cancelled ctx still
+	// leaves the connection clean for the next call.
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, rerr := s.write.ExecContext(rctx, "ROLLBACK"); rerr != nil {
+		s.log.Warn("duckdb: rollback failed", "err", rerr)
+	}
+	return err
+}
+
+// stage appends events to the staging table with the Appender.
+func (s *Store) stage(ctx context.Context, events []metrics.Event) error {
+	return s.write.Raw(func(dc any) error {
+		a, err := duckdb.NewAppender(dc.(driver.Conn), "temp", "main", "staging")
 		if err != nil {
 			return err
 		}
@@ -196,35 +270,20 @@ func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 		}
 		return a.CloseWithCancel(ctx)
 	})
-	if err == nil {
-		_, err = s.write.ExecContext(ctx, "COMMIT")
-	}
-	if err != nil {
-		// A failed statement leaves the transaction aborted; roll it back
-		// with a context of its own so that a cancelled ctx still does.
-		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, rerr := s.write.ExecContext(rctx, "ROLLBACK"); rerr != nil {
-			s.log.Warn("duckdb: rollback failed", "err", rerr)
-		}
-		return fmt.Errorf("duckdb: append %d events: %w", len(events), err)
-	}
-	return nil
 }
 
-// newBatchAppender returns a query appender that runs query over the
-// appended rows, visible as the table "batch" with the columns of events.
-func newBatchAppender(conn driver.Conn, query string) (*duckdb.Appender, error) {
-	names := make([]string, len(columns))
-	types := make([]duckdb.TypeInfo, len(columns))
-	for i, c := range columns {
-		t, err := duckdb.NewTypeInfo(c.typ)
-		if err != nil {
-			return nil, err
+// timeSpan returns the earliest and latest time of events, in UTC.
+func timeSpan(events []metrics.Event) (first, last time.Time) {
+	first, last = events[0].Time, events[0].Time
+	for _, e := range events[1:] {
+		if e.Time.Before(first) {
+			first = e.Time
 		}
-		names[i], types[i] = c.name, t
+		if e.Time.After(last) {
+			last = e.Time
+		}
 	}
-	return duckdb.NewQueryAppender(conn, query, "batch", types, names)
+	return first.UTC(), last.UTC()
 }
 
 // Known returns the keys of events already stored. It looks only at
@@ -238,18 +297,11 @@ func (s *Store) Known(ctx context.Context, events []metrics.Event) (map[metrics.
 	}
 	accounts := make([]string, len(events))
 	ids := make([]string, len(events))
-	first, last := events[0].Time, events[0].Time
 	for i, e := range events {
 		accounts[i], ids[i] = e.Account, e.EventID
-		if e.Time.Before(first) {
-			first = e.Time
-		}
-		if e.Time.After(last) {
-			last = e.Time
-		}
 	}
-	rows, err := s.db.QueryContext(ctx, s.knownSQL, accounts, ids,
-		first.UTC().Truncate(time.Second), last.UTC().Truncate(time.Second))
+	first, last := timeSpan(events)
+	rows, err := s.db.QueryContext(ctx, s.sql.known, accounts, ids, first, last)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: known: %w", err)
 	}

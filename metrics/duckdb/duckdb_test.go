@@ -1,8 +1,10 @@
 package duckdb_test
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"repute/metrics"
 	"repute/metrics/duckdb"
@@ -31,4 +33,61 @@ func open(t *testing.T, path string) *duckdb.Store {
 		t.Fatalf("Open(%s): %v", path, err)
 	}
 	return s
+}
+
+// A key stored at one time and appended again at another is still one
+// event (the fast path's anti-join looks only at the batch's time span; the
+// primary key catches the rest), and the other events of that batch land.
+func TestAppendSameKeyOtherTime(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "repute.duckdb"))
+	defer s.Close()
+	ctx := context.Background()
+	at := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	ev := func(id string, at time.Time) metrics.Event {
+		return metrics.Event{EventID: id, Time: at, Kind: metrics.KindSent, Account: "acme",
+			Recipient: "a@example.org", RecipientDomain: "example.org", ISP: "other"}
+	}
+	if err := s.Append(ctx, []metrics.Event{ev("a", at)}); err != nil {
+		t.Fatal(err)
+	}
+	later := at.Add(72 * time.Hour)
+	if err := s.Append(ctx, []metrics.Event{ev("a", later), ev("b", later), ev("b", later)}); err != nil {
+		t.Fatal(err)
+	}
+	q := metrics.StatsQuery{From: at.Add(-time.Hour), To: later.Add(time.Hour),
+		GroupBy: []metrics.GroupBy{metrics.GroupDay}}
+	r, err := s.Stats(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Totals != (metrics.Counts{Sent: 2}) || len(r.Groups) != 2 ||
+		r.Groups[0].Key[metrics.GroupDay] != "2026-11-24T00:00:00Z" ||
+		r.Groups[1].Key[metrics.GroupDay] != "2026-11-27T00:00:00Z" {
+		t.Errorf("Stats = %+v, want sent 2: a on the 24th (first stored wins), b on the 27th", r)
+	}
+}
+
+func TestOpenTwiceAppliesMigrationsOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "repute.duckdb")
+	for range 3 {
+		s := open(t, path)
+		if err := s.Ping(context.Background()); err != nil {
+			t.Errorf("Ping: %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+	}
+}
+
+func TestClosedStore(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "repute.duckdb"))
+	s.Close()
+	err := s.Append(context.Background(), []metrics.Event{{EventID: "x", Account: "a"}})
+	if err == nil {
+		t.Error("Append on a closed store: no error")
+	}
 }

@@ -52,7 +52,7 @@ func statsQuery(tmpl string, by []metrics.GroupBy) (string, error) {
 
 // Stats counts the events q selects, in one statement.
 func (s *Store) Stats(ctx context.Context, q metrics.StatsQuery) (*metrics.StatsResult, error) {
-	query, err := statsQuery(s.statsSQL, q.GroupBy)
+	query, err := statsQuery(s.sql.stats, q.GroupBy)
 	if err != nil {
 		return nil, err
 	}

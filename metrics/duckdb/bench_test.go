@@ -1,0 +1,106 @@
+package duckdb_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"repute/metrics"
+	"repute/metrics/duckdb"
+)
+
+// benchEvents returns n distinct normalized events within one day, with
+// ids unique across calls that pass different seeds.
+func benchEvents(tb testing.TB, seed, n int) []metrics.Event {
+	tb.Helper()
+	day := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	kinds := []metrics.Kind{metrics.KindSent, metrics.KindSent, metrics.KindDelivered,
+		metrics.KindDelivered, metrics.KindOpened, metrics.KindBounced, metrics.KindClicked}
+	domains := []string{"gmail.com", "outlook.com", "yahoo.com", "qq.com", "163.com", "example.org"}
+	isps := metrics.NewISPMap(nil)
+	out := make([]metrics.Event, n)
+	for i := range out {
+		k := seed*n + i
+		e := metrics.Event{
+			Time:         day.Add(time.Duration(k%86400) * time.Second),
+			Kind:         kinds[k%len(kinds)],
+			Source:       "bench",
+			Account:      "acme",
+			SenderDomain: "news.acme.test",
+			SendingIP:    fmt.Sprintf("192.0.2.%d", k%8),
+			Campaign:     fmt.Sprintf("c%d", k%20),
+			MessageID:    fmt.Sprintf("<%d@acme.test>", k),
+			Recipient:    fmt.Sprintf("user%d@%s", k, domains[k%len(domains)]),
+		}
+		if e.Kind == metrics.KindBounced {
+			e.BounceType, e.Status, e.ReplyCode = metrics.BounceHard, "5.1.1", 550
+			e.Diagnostic = "smtp; 550 5.1.1 user unknown"
+		}
+		if err := e.Normalize(isps, day.Add(48*time.Hour)); err != nil {
+			tb.Fatal(err)
+		}
+		out[i] = e
+	}
+	return out
+}
+
+const benchBatch = 10000
+
+// BenchmarkAppend appends fresh 10,000-event batches to one store.
+func BenchmarkAppend(b *testing.B) {
+	s, err := duckdb.Open(filepath.Join(b.TempDir(), "repute.duckdb"), duckdb.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	batches := make([][]metrics.Event, b.N)
+	for i := range batches {
+		batches[i] = benchEvents(b, i, benchBatch)
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := range b.N {
+		if err := s.Append(ctx, batches[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkAppendDuplicates appends a 10,000-event batch already stored.
+func BenchmarkAppendDuplicates(b *testing.B) {
+	s, err := duckdb.Open(filepath.Join(b.TempDir(), "repute.duckdb"), duckdb.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	events := benchEvents(b, 0, benchBatch)
+	ctx := context.Background()
+	if err := s.Append(ctx, events); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		if err := s.Append(ctx, events); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkRawAppend is the ceiling: the plain Appender, no key, the same
+// rows, a fresh file each time.
+func BenchmarkRawAppend(b *testing.B) {
+	events := benchEvents(b, 0, benchBatch)
+	var total time.Duration
+	for i := range b.N {
+		took, err := duckdb.RawAppend(context.Background(), filepath.Join(b.TempDir(), fmt.Sprintf("raw%d.duckdb", i)), events)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += took
+	}
+	b.ReportMetric(float64(b.N*benchBatch)/total.Seconds(), "events/s")
+}
