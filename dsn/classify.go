@@ -178,6 +178,21 @@ func smtpCommand(lower string) string {
 	return best
 }
 
+// overrides are phrases that decide the reason whatever the status code
+// says.
+var overrides = []struct {
+	phrase string
+	reason Reason
+}{
+	// QUIRK: qmail gives the status of its retries (#4.4.1) to a
+	// connection it never made (see lhost-qmail-07).
+	{"wasn't able to establish an smtp connection", NetworkError},
+	// QUIRK: Facebook refuses by the recipient's preferences under 5.1.1
+	// (see rhost-facebook-03).
+	{"email preferences of the person", Filtered},
+	{"refused due to recipient preferences", Filtered},
+}
+
 // definitiveStatus are status codes whose meaning is specific enough to
 // win over the diagnostic text (RFC 3463 §3).
 var definitiveStatus = map[string]Reason{
@@ -270,11 +285,11 @@ func classify(rc *Recipient, text, context string) {
 		rc.Reason = MailerError
 		return
 	}
-	if strings.Contains(text, "wasn't able to establish an smtp connection") {
-		// QUIRK: qmail gives the status of its retries (#4.4.1) to a
-		// connection it never made (see lhost-qmail-07).
-		rc.Reason = NetworkError
-		return
+	for _, o := range overrides {
+		if strings.Contains(text, o.phrase) || strings.Contains(context, o.phrase) {
+			rc.Reason = o.reason
+			return
+		}
 	}
 	if r, ok := definitiveStatus[rc.Status]; ok {
 		rc.Reason = r

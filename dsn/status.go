@@ -103,52 +103,53 @@ func parseDeliveryStatus(m *message, rep *Report) {
 		cur = nil // each group of fields is one recipient (RFC 3464 §2.1)
 		for _, f := range h {
 			v := f.value
-			switch lowerASCII(f.name) {
+			name := lowerASCII(f.name)
+			switch name {
 			case "reporting-mta":
 				rep.ReportingMTA = typedValue(v)
+				continue
 			case "original-envelope-id":
 				rep.ENVID = v
+				continue
+			case "original-recipient", "final-recipient", "x-actual-recipient", "action",
+				"status", "remote-mta", "diagnostic-code":
+			default:
+				continue // other per-message or per-recipient fields
+			}
+			// QUIRK: RFC 3464 §2.3 — the fields of a recipient may come
+			// in any order (Final-Recipient last: see
+			// rhost-messagelabs-01), and some MTAs run groups together
+			// without a blank line; a repeated recipient field starts
+			// a new recipient.
+			if cur == nil || (name == "final-recipient" && cur.Address != "") ||
+				(name == "original-recipient" && cur.ORCPT != "") {
+				cur = newRecipient(rep)
+			}
+			switch name {
 			case "original-recipient":
-				// QUIRK: RFC 3464 §2.3 — some MTAs run recipient groups
-				// together without a blank line; a repeated recipient
-				// field starts a new one.
-				if cur == nil || cur.ORCPT != "" {
-					cur = newRecipient(rep)
-				}
 				cur.ORCPT = cleanAddress(typedValue(v))
 			case "final-recipient":
-				if cur == nil || cur.Address != "" {
-					cur = newRecipient(rep)
-				}
 				cur.Address = cleanAddress(typedValue(v))
 			case "x-actual-recipient":
-				if cur != nil && cur.Address == "" {
+				if cur.Address == "" {
 					cur.Address = cleanAddress(typedValue(v))
 				}
 			case "action":
-				if cur != nil {
-					cur.Action = lowerASCII(firstWord(v))
-				}
+				cur.Action = lowerASCII(firstWord(v))
 			case "status":
-				if cur != nil {
-					cur.Status = findStatus(v)
-					// A comment after the code explains it (RFC 3464
-					// §2.3.4 allows CFWS); keep it as the diagnostic
-					// when there is no other (see rfc3464-35).
-					if i := strings.IndexByte(v, '('); i > 0 && cur.Diagnostic == "" {
-						cur.statusComment = strings.Trim(v[i:], "() ")
-					}
+				cur.Status = findStatus(v)
+				// A comment after the code explains it (RFC 3464
+				// §2.3.4 allows CFWS); keep it as the diagnostic when
+				// there is no other (see rfc3464-35).
+				if i := strings.IndexByte(v, '('); i > 0 {
+					cur.statusComment = strings.Trim(v[i:], "() ")
 				}
 			case "remote-mta":
-				if cur != nil {
-					cur.RemoteMTA = typedValue(v)
-				}
+				cur.RemoteMTA = typedValue(v)
 			case "diagnostic-code":
-				if cur != nil {
-					cur.Diagnostic = typedValue(v)
-					if i := strings.IndexByte(v, ';'); i > 0 {
-						cur.diagType = lowerASCII(strings.TrimSpace(v[:i]))
-					}
+				cur.Diagnostic = typedValue(v)
+				if i := strings.IndexByte(v, ';'); i > 0 {
+					cur.diagType = lowerASCII(strings.TrimSpace(v[:i]))
 				}
 			}
 		}
