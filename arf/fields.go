@@ -37,7 +37,7 @@ func (p *parser) reportFields(body []byte) {
 			case "original-mail-from":
 				r.OriginalMailFrom = cleanAddr(v)
 			case "original-rcpt-to":
-				if a := cleanAddr(v); a != "" {
+				if a := cleanAddr(v); a != "" && len(p.rcptTo) <= maxRecipients {
 					p.rcptTo = append(p.rcptTo, a)
 				}
 			case "arrival-date":

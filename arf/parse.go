@@ -21,9 +21,12 @@ const (
 	// maxFieldsSize bounds a message/feedback-report part or a look-alike's
 	// text part.
 	maxFieldsSize = 1 << 20
-	// maxDepth bounds MIME nesting; maxParts the parts of one multipart.
+	// maxDepth bounds MIME nesting; maxParts the parts of a message, at
+	// all depths.
 	maxDepth = 8
 	maxParts = 64
+	// maxOdds bounds the list of oddities in the ErrMalformed error.
+	maxOdds = 16
 	// maxRecipients bounds Report.Recipients.
 	maxRecipients = 1000
 )
@@ -161,6 +164,7 @@ type parser struct {
 	arf    bool     // the message says it is a feedback report (RFC 5965 §2)
 	fields bool     // a set of ARF fields was found
 	orig   bool     // the original's header was found
+	parts  int      // MIME parts visited, at all depths
 
 	// what the dialects add
 	rcptTo          []string // Original-Rcpt-To values
@@ -171,7 +175,12 @@ type parser struct {
 }
 
 func (p *parser) odd(format string, args ...any) {
-	p.odds = append(p.odds, fmt.Sprintf(format, args...))
+	switch {
+	case len(p.odds) < maxOdds:
+		p.odds = append(p.odds, fmt.Sprintf(format, args...))
+	case len(p.odds) == maxOdds:
+		p.odds = append(p.odds, "…")
+	}
 }
 
 func (p *parser) parse(b []byte) (*Report, error) {
@@ -266,11 +275,12 @@ func (p *parser) walk(e *message.Entity, depth int) {
 			return
 		}
 		mr := e.MultipartReader()
-		for i := 0; ; i++ {
-			if i == maxParts {
+		for {
+			if p.parts == maxParts {
 				p.odd("more than %d MIME parts", maxParts)
 				return
 			}
+			p.parts++
 			part, err := mr.NextPart()
 			if err == io.EOF {
 				return

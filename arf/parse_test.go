@@ -575,3 +575,33 @@ func TestParseBytesNotFeedbackAllocs(t *testing.T) {
 		t.Errorf("ParseBytes of a bounce: %v allocations, want 0", allocs)
 	}
 }
+
+// TestNestedPartsBudget: parts are counted over the whole message, so that
+// nesting cannot multiply them.
+func TestNestedPartsBudget(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("Content-Type: multipart/report; report-type=feedback-report; boundary=top\n\n")
+	for i := 0; i < maxParts; i++ {
+		b.WriteString("--top\nContent-Type: multipart/mixed; boundary=in\n\n")
+		b.WriteString(strings.Repeat("--in\nContent-Type: text/plain\n\nx\n", maxParts))
+		b.WriteString("--in--\n")
+	}
+	b.WriteString("--top--\n")
+	r, err := Parse(strings.NewReader(b.String()))
+	if r == nil || !strings.Contains(fmt.Sprint(err), fmt.Sprintf("more than %d MIME parts", maxParts)) {
+		t.Errorf("Parse = %+v, %v; want a report and a parts error", r, err)
+	}
+}
+
+// TestOddsBounded: the error lists a bounded number of oddities.
+func TestOddsBounded(t *testing.T) {
+	msg := "Content-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: t/1\nVersion: 1\n" +
+		strings.Repeat("Source-Port: x\n", 1000)
+	r, err := Parse(strings.NewReader(msg))
+	if r == nil || err == nil {
+		t.Fatalf("Parse = %v, %v; want a report and an error", r, err)
+	}
+	if n := strings.Count(err.Error(), "Source-Port"); n != maxOdds {
+		t.Errorf("error lists %d oddities, want %d: %v", n, maxOdds, err)
+	}
+}
