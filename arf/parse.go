@@ -362,9 +362,11 @@ func isHeaderLine(line []byte) bool {
 	if c <= 0 {
 		return false
 	}
-	switch strings.ToLower(string(line[:c])) {
-	case "received", "return-path", "from", "to", "subject", "date", "message-id", "mime-version", "dkim-signature":
-		return true
+	names := [...]string{"received", "return-path", "from", "to", "subject", "date", "message-id", "mime-version", "dkim-signature"}
+	for _, n := range names {
+		if equalFold(line[:c], n) {
+			return true
+		}
 	}
 	return false
 }
