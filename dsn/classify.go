@@ -191,6 +191,9 @@ var overrides = []struct {
 	// (see rhost-facebook-03).
 	{"email preferences of the person", Filtered},
 	{"refused due to recipient preferences", Filtered},
+	// QUIRK: EZweb says the account is disabled in a paragraph of its
+	// own and "user unknown" next to the address (see lhost-ezweb-02).
+	{"account is disabled", Suspend},
 }
 
 // definitiveStatus are status codes whose meaning is specific enough to
@@ -286,7 +289,7 @@ func classify(rc *Recipient, text, context string) {
 		return
 	}
 	for _, o := range overrides {
-		if strings.Contains(text, o.phrase) || strings.Contains(context, o.phrase) {
+		if strings.Contains(text, o.phrase) || strings.Contains(context, o.phrase) || strings.Contains(rc.prose, o.phrase) {
 			rc.Reason = o.reason
 			return
 		}
@@ -334,7 +337,7 @@ func classify(rc *Recipient, text, context string) {
 		// A recipient refused after the RCPT command, under a status
 		// other than a bad-address one, is refused by a filter.
 		r = Filtered
-	case (r == UserUnknown || r == HostUnknown || r == Filtered || r == SecurityError) && cmd == cmdMail:
+	case (r == UserUnknown || r == HostUnknown || r == Filtered || (r == SecurityError && phrase == "access denied")) && cmd == cmdMail:
 		r = Rejected
 	case (r == UserUnknown || r == HostUnknown || r == Filtered || r == SecurityError) && (cmd == cmdHelo || cmd == cmdConnect):
 		// Refused before any command: the connecting host is blocked.
@@ -402,7 +405,7 @@ var phraseTable = []struct {
 	{NetworkError, []string{"dns error", "name service error", "malformed or unexpected name server reply", "dns query failed"}},
 	{Expired, []string{
 		"did not accept our requests to connect", "will be retried", "failing for a long time",
-		"retry time not reached", "message expired", "timed out", "delivery time expired",
+		"retry time not reached", "message expired", "not delivered within", "timed out", "delivery time expired",
 		"could not be delivered within", "too long in queue", "delivery expired",
 	}},
 	{NotAccept, []string{

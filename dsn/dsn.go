@@ -109,6 +109,9 @@ type Recipient struct {
 	diagType string
 	// statusComment is the comment after the Status code, if any.
 	statusComment string
+	// prose is the whole explanation of a single-recipient bounce, in
+	// lower case, searched for overrides only.
+	prose string
 	// lowerDiag and lowerContext are Diagnostic and context in lower
 	// case; lowerContext is set early when already known.
 	lowerDiag, lowerContext string

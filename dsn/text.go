@@ -228,9 +228,10 @@ func parseText(m *message, rep *Report) {
 		}
 		addrs = keep
 	}
-	var cmd string
+	var cmd, prose string
 	if len(addrs) == 1 {
 		cmd = smtpCommand(lowerExplain)
+		prose = lowerExplain
 	}
 	// Where each recipient is named: a segment runs from the line naming
 	// a recipient to the line naming another one.
@@ -276,13 +277,13 @@ func parseText(m *message, rep *Report) {
 				break
 			}
 		}
-		if ds < 0 || strings.TrimSpace(strings.ReplaceAll(explain[ds:de], a.addr, "")) == "" {
+		if ds < 0 || strings.Trim(strings.ReplaceAll(explain[ds:de], a.addr, ""), " \t\n<>:") == "" {
 			// The line names the address only and nothing follows:
 			// the whole explanation is all there is.
 			ds, de = 0, len(explain)
 		}
 		diag := explain[ds:de]
-		rc := Recipient{Address: a.addr, Diagnostic: diag, Action: "failed", command: cmd}
+		rc := Recipient{Address: a.addr, Diagnostic: diag, Action: "failed", command: cmd, prose: prose}
 		if diag != explain {
 			rc.context, rc.lowerContext = explain, lowerExplain
 		}
@@ -485,6 +486,7 @@ func addContext(m *message, rep *Report) {
 	if len(rep.Recipients) == 1 {
 		rc := &rep.Recipients[0]
 		rc.command = smtpCommand(lower)
+		rc.prose = lower
 		if rc.context == "" && rc.Diagnostic == "" {
 			rc.context = explain
 		}
