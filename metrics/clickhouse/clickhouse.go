@@ -169,9 +169,31 @@ func (s *Store) deadline(ctx context.Context) (context.Context, context.CancelFu
 	return context.WithTimeout(ctx, s.opts.Timeout)
 }
 
-// errorf wraps err with the package prefix and the server address.
+// Server error codes after which the store sets itself up again.
+const (
+	codeUnknownTable    = 60
+	codeUnknownDatabase = 81
+)
+
+// errorf wraps err with the package prefix and the server address. When the
+// server has lost the database or the table (it came back empty), the
+// connection is dropped, so that the next call creates and migrates again.
 func (s *Store) errorf(what string, err error) error {
+	var ex *ch.Exception
+	if errors.As(err, &ex) && (ex.Code == codeUnknownTable || ex.Code == codeUnknownDatabase) {
+		s.forget()
+	}
 	return fmt.Errorf("clickhouse: %s: %s: %w", s.opts.Addr, what, err)
+}
+
+// forget drops the connection; the next call connects and migrates again.
+func (s *Store) forget() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
 }
 
 // Ping reports whether the server answers; its error names the address.
@@ -202,7 +224,7 @@ func (s *Store) Close() error {
 	err := s.conn.Close()
 	s.conn = nil
 	if err != nil {
-		return s.errorf("close", err)
+		return fmt.Errorf("clickhouse: %s: close: %w", s.opts.Addr, err)
 	}
 	return nil
 }

@@ -220,6 +220,31 @@ func TestFirstStoredWins(t *testing.T) {
 	check("after OPTIMIZE FINAL")
 }
 
+// A server that comes back without the database (a wiped data directory)
+// costs one failed call; the next sets the database up again.
+func TestDatabaseLost(t *testing.T) {
+	o := testOptions(t)
+	s := openStore(t, o)
+	defer s.Close()
+	events := sentEvents(t, 10, testDay)
+	if err := s.Append(testCtx(t), events); err != nil {
+		t.Fatal(err)
+	}
+	conn, _ := s.ready(testCtx(t))
+	if err := conn.Exec(testCtx(t), "DROP DATABASE "+o.Database); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(testCtx(t), events); err == nil {
+		t.Fatal("Append into a dropped database: nil error")
+	}
+	if err := s.Append(testCtx(t), events); err != nil {
+		t.Fatalf("Append after the database was lost: %v, want it set up again", err)
+	}
+	if got := sentTotal(t, s); got != 10 {
+		t.Errorf("sent = %d, want 10", got)
+	}
+}
+
 // A call spanning several days is inserted one day (partition) at a time.
 func TestAppendSplitsByDay(t *testing.T) {
 	o := testOptions(t)
