@@ -388,7 +388,7 @@ var phraseTable = []struct {
 	{BadReputation, []string{"user complaints"}},
 	{FailedSTARTTLS, []string{"does not support tls"}},
 	{PolicyViolation, []string{"content presents a potential"}},
-	{Blocked, []string{"connection refused by", "service refuse"}},
+	{Blocked, []string{"connection refused by", "service refuse", "no access from mail server"}},
 	// QUIRK: Orange (France) refuses spam with "Mail rejete" and a
 	// code of its own (see rhost-franceptt-04).
 	{SpamDetected, []string{"mail rejete"}},

@@ -250,6 +250,18 @@ func parseText(m *message, rep *Report) {
 	slices.SortFunc(marks, func(x, y found) int { return x.pos - y.pos })
 	segment := func(k int) (start, end int) {
 		start = strings.LastIndexByte(explain[:marks[k].pos], '\n') + 1
+		// QUIRK: a Sendmail transcript gives the dialogue before the
+		// line naming the recipient ("While talking to …", ">>> MAIL
+		// From:", "<<< 550 …"); it belongs to that recipient (see
+		// lhost-v5sendmail-07).
+		for start > 0 {
+			prev := strings.LastIndexByte(explain[:start-1], '\n') + 1
+			line := strings.TrimLeft(lowerExplain[prev:start-1], " \t")
+			if !strings.HasPrefix(line, ">>> ") && !strings.HasPrefix(line, "<<< ") && !strings.HasPrefix(line, "while talking to") {
+				break
+			}
+			start = prev
+		}
 		end = len(explain)
 		for j := k + 1; j < len(marks); j++ {
 			if !strings.EqualFold(marks[j].addr, marks[k].addr) {
