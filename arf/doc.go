@@ -5,7 +5,7 @@
 // It is a pure parser: it reads an io.Reader (or a byte slice, ParseBytes),
 // does no other I/O and keeps no package-level mutable state, so it is safe
 // for concurrent use. It reads at most MaxSize bytes, follows MIME nesting
-// eight levels deep and at most 64 parts per multipart, and never panics.
+// eight levels deep and at most 64 MIME parts in all, and never panics.
 //
 // Parse is meant to run on every incoming bounce before the bounce parser:
 // a message that is no complaint is turned away with ErrNotFeedback after

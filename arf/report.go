@@ -21,10 +21,10 @@ var ErrMalformed = errors.New("arf: malformed report")
 
 // Providers, the values of Report.Provider.
 const (
-	ProviderJMRP   = "jmrp"  // Microsoft Junk Mail Reporting Program
-	ProviderYahoo  = "yahoo" // Yahoo Complaint Feedback Loop
-	ProviderMailRu = "mailru"
-	ProviderAOL    = "aol"
+	ProviderJMRP   = "jmrp"   // Microsoft Junk Mail Reporting Program
+	ProviderYahoo  = "yahoo"  // Yahoo Complaint Feedback Loop
+	ProviderMailRu = "mailru" // Mail.ru feedback loop
+	ProviderAOL    = "aol"    // AOL feedback loop (SComp)
 )
 
 // Values of Report.RecipientRecoveredFrom.
@@ -67,8 +67,8 @@ type Report struct {
 	ReportedDomain     []string  // RFC 5965 §3.2
 	ReportedURI        []string  // RFC 5965 §3.2
 	Incidents          int       // RFC 5965 §3.2; 0 when absent
-	// AuthenticationResults is the report's Authentication-Results field
-	// (RFC 5965 §3.2), as given.
+	// AuthenticationResults is the report's first Authentication-Results
+	// field (RFC 5965 §3.2), unfolded.
 	AuthenticationResults string
 
 	// RFC 6591 authentication failure fields.
