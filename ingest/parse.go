@@ -144,13 +144,30 @@ func lineEnd(b []byte) int {
 
 // isMboxFrom reports whether the line at the start of b is an mbox
 // separator rather than a body line starting with "From ": "From ", a
-// sender and a date (at least three words).
+// sender and a date (at least three words, with a time or a year).
 func isMboxFrom(b []byte) bool {
 	if !bytes.HasPrefix(b, []byte("From ")) {
 		return false
 	}
 	line := b[:lineEnd(b)]
-	return len(bytes.Fields(line)) >= 3 && !bytes.Contains(line, []byte(":  ")) && bytes.IndexByte(line[5:], ' ') > 0
+	if len(bytes.Fields(line)) < 3 {
+		return false
+	}
+	run := 0
+	for i, c := range line {
+		switch {
+		case c >= '0' && c <= '9':
+			run++
+			if run >= 4 {
+				return true // a year
+			}
+		case c == ':' && run > 0 && i+1 < len(line) && line[i+1] >= '0' && line[i+1] <= '9':
+			return true // a time
+		default:
+			run = 0
+		}
+	}
+	return false
 }
 
 func feedbackResults(fb *arf.Report) []Result {
