@@ -125,14 +125,15 @@ func (p *parser) reportFields(body []byte) {
 func (p *parser) originalHeader(hdr []byte) {
 	o := &p.rep.Original
 	var dec mime.WordDecoder
+	// decode decodes RFC 2047 encoded words (when their charset is known)
+	// and replaces invalid UTF-8, such as raw 8-bit text.
 	decode := func(v string) string {
-		if !strings.Contains(v, "=?") {
-			return v
+		if strings.Contains(v, "=?") {
+			if d, err := dec.DecodeHeader(v); err == nil {
+				v = d
+			}
 		}
-		if d, err := dec.DecodeHeader(v); err == nil {
-			return d
-		}
-		return v
+		return strings.ToValidUTF8(v, "\uFFFD")
 	}
 	forEachField(hdr, func(name, raw []byte) bool {
 		n := strings.ToLower(string(name))

@@ -2,6 +2,7 @@ package arf
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -604,4 +605,22 @@ func TestOddsBounded(t *testing.T) {
 	if n := strings.Count(err.Error(), "Source-Port"); n != maxOdds {
 		t.Errorf("error lists %d oddities, want %d: %v", n, maxOdds, err)
 	}
+}
+
+// TestEncodedParts: transfer-encoded report and original parts are decoded;
+// raw 8-bit header text becomes valid UTF-8.
+func TestEncodedParts(t *testing.T) {
+	const original = "From: news@example.com\r\nTo: lee@example.org\r\nSubject: caf\xe9\r\nMessage-ID: <b64@example.com>\r\n\r\nbody\r\n"
+	msg := "Content-Type: multipart/report; report-type=feedback-report; boundary=b\n\n" +
+		"--b\nContent-Type: message/feedback-report\nContent-Transfer-Encoding: quoted-printable\n\n" +
+		"Feedback-Type: abuse\nUser-Agent: t/1\nVersion: 1\nOriginal-Rcpt-To: lee=40example.org\n\n" +
+		"--b\nContent-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\n" +
+		base64.StdEncoding.EncodeToString([]byte(original)) + "\n--b--\n"
+	r, err := Parse(strings.NewReader(msg))
+	if r == nil || err != nil {
+		t.Fatalf("Parse = %v, %v", r, err)
+	}
+	eqList(t, "Recipients", r.Recipients, []string{"lee@example.org"})
+	eq(t, "Original.MessageID", r.Original.MessageID, "b64@example.com")
+	eq(t, "Original.Subject", r.Original.Subject, "caf\uFFFD")
 }
