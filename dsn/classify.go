@@ -112,9 +112,8 @@ func ClassifyReply(code int, enhanced, text string) (reason Reason, hard bool) {
 	if code >= 200 && code < 300 || statusClass(rc.Status) == '2' {
 		return Delivered, false
 	}
-	if code >= 400 && code < 500 || statusClass(rc.Status) == '4' {
-		rc.Action = "delayed"
-	}
+	// A synchronous reply is not a delay that expired: the action stays
+	// "failed" so that an unexplained 4xx is Undefined, not Expired.
 	classifyRecipient(&rc)
 	st := rc.Status
 	if st == "" && code >= 500 {

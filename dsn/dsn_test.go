@@ -230,3 +230,11 @@ func TestSplitMultipartNesting(t *testing.T) {
 		t.Errorf("nested: %v", err)
 	}
 }
+
+func TestClassifyReplyTemporaryUnknown(t *testing.T) {
+	// An unexplained synchronous 4xx has no known cause; it is not a
+	// queue expiry.
+	if r, hard := ClassifyReply(451, "", "try later"); r == Expired || hard {
+		t.Errorf("ClassifyReply(451, try later) = %q, %v", r, hard)
+	}
+}
