@@ -169,6 +169,12 @@ func smtpCommand(lower string) string {
 			continue
 		}
 		for _, p := range g.phrases {
+			// strings.Index is much faster than LastIndex; most
+			// phrases are absent, so look backwards only for those
+			// present.
+			if i := strings.Index(lower, p); i < 0 {
+				continue
+			}
 			if i := strings.LastIndex(lower, p); i > at {
 				best, at = g.cmd, i
 			}
