@@ -125,15 +125,14 @@ func (p *parser) reportFields(body []byte) {
 func (p *parser) originalHeader(hdr []byte) {
 	o := &p.rep.Original
 	var dec mime.WordDecoder
-	// decode decodes RFC 2047 encoded words (when their charset is known)
-	// and replaces invalid UTF-8, such as raw 8-bit text.
+	// decode decodes RFC 2047 encoded words when their charset is known.
 	decode := func(v string) string {
 		if strings.Contains(v, "=?") {
 			if d, err := dec.DecodeHeader(v); err == nil {
-				v = d
+				return strings.ToValidUTF8(d, "\uFFFD")
 			}
 		}
-		return strings.ToValidUTF8(v, "\uFFFD")
+		return v
 	}
 	forEachField(hdr, func(name, raw []byte) bool {
 		n := strings.ToLower(string(name))

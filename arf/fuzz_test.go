@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzParse checks that Parse never panics and that its results keep their
@@ -49,6 +50,11 @@ func FuzzParse(f *testing.F) {
 		for _, a := range r.Recipients {
 			if !strings.Contains(a, "@") {
 				t.Errorf("recipient %q is no address", a)
+			}
+		}
+		for _, s := range append([]string{r.FeedbackType, r.UserAgent, r.Original.From, r.Original.To, r.Original.Subject, r.Original.MessageID}, r.Recipients...) {
+			if !utf8.ValidString(s) {
+				t.Errorf("invalid UTF-8 in %q", s)
 			}
 		}
 		if r.SourcePort < 0 || r.SourcePort > 65535 {

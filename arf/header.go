@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"strings"
+	"unicode/utf8"
 )
 
 // Header blocks are scanned here without go-message: the top-level header
@@ -189,12 +190,16 @@ func forEachField(hdr []byte, fn func(name, value []byte) bool) {
 	flush()
 }
 
-// unfold returns the raw header value v unfolded (RFC 5322 §2.2.3) and
-// trimmed of surrounding white space.
+// unfold returns the raw header value v unfolded (RFC 5322 §2.2.3),
+// trimmed of surrounding white space, with invalid UTF-8 (raw 8-bit text in
+// an unknown charset) replaced.
 func unfold(v []byte) string {
 	v = bytes.TrimSpace(v)
 	if bytes.IndexAny(v, "\r\n") < 0 {
-		return string(v)
+		if utf8.Valid(v) {
+			return string(v)
+		}
+		return string(bytes.ToValidUTF8(v, []byte("\uFFFD")))
 	}
 	var b strings.Builder
 	b.Grow(len(v))
@@ -203,7 +208,7 @@ func unfold(v []byte) string {
 			b.WriteByte(c)
 		}
 	}
-	return b.String()
+	return strings.ToValidUTF8(b.String(), "\uFFFD")
 }
 
 // containsFold reports whether s contains the lower-case ASCII string sub,
