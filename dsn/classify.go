@@ -185,20 +185,27 @@ func smtpCommand(lower string) string {
 
 // overrides are phrases that decide the reason whatever the status code
 // says.
+// An override with mta set applies only to bounces whose text contains it;
+// with notMTA set, only to others.
 var overrides = []struct {
-	phrase string
-	reason Reason
+	phrase      string
+	reason      Reason
+	mta, notMTA string
 }{
 	// QUIRK: qmail gives the status of its retries (#4.4.1) to a
 	// connection it never made (see lhost-qmail-07).
-	{"wasn't able to establish an smtp connection", NetworkError},
+	{phrase: "wasn't able to establish an smtp connection", reason: NetworkError, mta: "qmail-send"},
+	// QUIRK: qmail appends "in the queue too long" to the last error,
+	// which stays the cause; qmail-like MTAs (X2) report the expiry
+	// itself (see lhost-x2-05).
+	{phrase: "in the queue too long", reason: Expired, notMTA: "qmail-send"},
 	// QUIRK: Facebook refuses by the recipient's preferences under 5.1.1
 	// (see rhost-facebook-03).
-	{"email preferences of the person", Filtered},
-	{"refused due to recipient preferences", Filtered},
+	{phrase: "email preferences of the person", reason: Filtered},
+	{phrase: "refused due to recipient preferences", reason: Filtered},
 	// QUIRK: EZweb says the account is disabled in a paragraph of its
 	// own and "user unknown" next to the address (see lhost-ezweb-02).
-	{"account is disabled", Suspend},
+	{phrase: "account is disabled", reason: Suspend},
 }
 
 // definitiveStatus are status codes whose meaning is specific enough to
@@ -294,10 +301,15 @@ func classify(rc *Recipient, text, context string) {
 		return
 	}
 	for _, o := range overrides {
-		if strings.Contains(text, o.phrase) || strings.Contains(context, o.phrase) || strings.Contains(rc.prose, o.phrase) {
-			rc.Reason = o.reason
-			return
+		if !strings.Contains(text, o.phrase) && !strings.Contains(context, o.phrase) && !strings.Contains(rc.prose, o.phrase) {
+			continue
 		}
+		whole := rc.prose + context
+		if o.mta != "" && !strings.Contains(whole, o.mta) || o.notMTA != "" && strings.Contains(whole, o.notMTA) {
+			continue
+		}
+		rc.Reason = o.reason
+		return
 	}
 	if r, ok := definitiveStatus[rc.Status]; ok {
 		rc.Reason = r
@@ -515,7 +527,7 @@ var phraseTable = []struct {
 	{SystemError, []string{
 		"system error", "internal error", "server error", "local error", "temporary error",
 		"try again later", "service unavailable", "i/o error", "system config error",
-		"unable to contact ldap",
+		"unable to contact ldap", "could not load",
 	}},
 	{Expired, []string{"retry timeout exceeded", "in the queue too long", "expired", "given up", "too long", "timeout exceeded", "has not been delivered"}},
 }
