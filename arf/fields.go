@@ -15,8 +15,8 @@ func (p *parser) reportFields(body []byte) {
 	r := &p.rep
 	var arrival, received string
 	for len(body) > 0 {
-		// QUIRK: a blank line before or between the fields; RFC 5965
-		// §3 has one block — seen in reports reformatted by forwarders.
+		// QUIRK: blank lines before or between the fields, where
+		// RFC 5965 §3 has one block — see testdata/malformed.eml.
 		line, next := nextLine(body, 0)
 		if len(line) == 0 {
 			body = body[next:]
@@ -292,8 +292,8 @@ func contains(list []string, a string) bool {
 // redacted reports whether the address a was redacted by the reporter.
 func redacted(a string) bool {
 	// QUIRK: AOL and Yahoo replace the recipient with a placeholder such as
-	// "redacted@aol.com" or "[redacted]" — see testdata/aol-abuse.eml and
-	// testdata/yahoo-redacted.eml.
+	// "redacted@…", Microsoft masks it with x's — see testdata/aol-abuse.eml,
+	// yahoo-cfl.eml and jmrp-report.eml.
 	l := strings.ToLower(a)
 	if strings.Contains(l, "redacted") {
 		return true

@@ -241,10 +241,8 @@ func (p *parser) walk(e *message.Entity, depth int) {
 		}
 		p.fields = true
 		p.reportFields(body)
-	case "message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers",
-		// QUIRK: some reporters label the headers-only part
-		// message/rfc822-headers (RFC 5965 §2 (d) says text/rfc822-headers).
-		"message/rfc822-headers":
+	case "message/rfc822", "text/rfc822-headers", // RFC 5965 §2 (d)
+		"message/global", "message/global-headers": // RFC 6532, RFC 6533
 		if p.orig {
 			return
 		}
