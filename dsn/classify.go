@@ -406,6 +406,13 @@ var phraseTable = []struct {
 	{FailedSTARTTLS, []string{"does not support tls"}},
 	{PolicyViolation, []string{"content presents a potential"}},
 	{Blocked, []string{"connection refused by", "service refuse", "no access from mail server"}},
+	// QUIRK: a refusal at connection for missing reverse DNS is a block
+	// of the host; elsewhere reverse DNS means RequirePTR (see
+	// lhost-exim-46, lhost-exim-34).
+	{Blocked, []string{"missing reverse dns"}},
+	// QUIRK: fml's loop alert for a duplicated Message-ID (see
+	// lhost-fml-03).
+	{SystemError, []string{"duplicated message-id"}},
 	// QUIRK: Orange (France) refuses spam with "Mail rejete" and a
 	// code of its own (see rhost-franceptt-04).
 	{SpamDetected, []string{"mail rejete"}},

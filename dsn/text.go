@@ -24,7 +24,7 @@ var bounceSubjects = []string{
 	"returned mail", "mail delivery", "delivery problem", "could not be delivered",
 	"not delivered", "delivery notification", "nondeliverable", "non-deliverable",
 	"non delivery", "mail system error", "rejected", "warning", "delayed",
-	"delivery report", "bounce", "failed", "error", "returned", "notice",
+	"delivery report", "bounce", "failed", "error", "returned", "notice", "loop alert",
 }
 
 // looksLikeBounce reports whether a message without a delivery-status part
@@ -88,6 +88,7 @@ var originalMarkers = []string{
 	"content-type: text/rfc822-headers",
 	"-- the header",
 	"original message headers",
+	"original mail as follows",
 }
 
 // splitOriginal splits the text of a prose bounce into the explanation and
