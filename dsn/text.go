@@ -324,7 +324,7 @@ func parseText(m *message, rep *Report) {
 // temporary: Exim gives up on "retry timeout exceeded" and Gmail on a
 // "temporary failure" without a permanent code.
 func isTemporary(lower string) bool {
-	for _, p := range []string{"temporary failure", "retry timeout exceeded", "have been failing for a long time"} {
+	for _, p := range []string{"details of temporary failure", "retry timeout exceeded", "have been failing for a long time"} {
 		if strings.Contains(lower, p) {
 			return true
 		}
@@ -484,10 +484,10 @@ func addContext(m *message, rep *Report) {
 	for i := range rep.Recipients {
 		rc := &rep.Recipients[i]
 		rc.context = paragraphOf(explain, lower, lowerASCII(rc.Address))
-		if rc.Diagnostic == "" && rc.context != "" && (rc.Status == "" || rc.Status[2:] == "0.0") {
-			// QUIRK: Diagnostic-Code is missing and Status generic;
-			// the text holds the server's reply (see
-			// lhost-opensmtpd-17).
+		if rc.context != "" && replyStatus(rc.Diagnostic) == "" && (rc.Status == "" || rc.Status[2:] == "0.0") {
+			// QUIRK: Diagnostic-Code is missing or without a code and
+			// Status generic; the text holds the server's reply (see
+			// lhost-opensmtpd-17, lhost-sendmail-18).
 			if st := replyStatus(rc.context); st != "" {
 				rc.Status = st
 			}
