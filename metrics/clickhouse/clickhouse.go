@@ -138,7 +138,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// Try once now so that a reachable server is ready at once; failure is
 	// not an error here.
 	if _, err := s.ready(ctx); err != nil && !errors.Is(err, ErrClosed) {
-		o.Logger.Warn("clickhouse not reachable yet; will retry on use", "addr", o.Addr, "err", err)
+		o.Logger.Warn("clickhouse not ready yet; will retry on use", "addr", o.Addr, "err", err)
 	}
 	return s, nil
 }
