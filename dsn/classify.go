@@ -653,13 +653,13 @@ func reasonFromStatus(st string) Reason {
 	case "7.7", "7.8", "7.9", "7.10", "7.11", "7.12", "7.14", "7.15", "7.16", "7.17", "7.18", "7.19", "7.29", "7.30":
 		return SecurityError
 	case "7.13":
-		return Suspend // user account disabled (RFC 3463 registry)
+		return Suspend // user account disabled (IANA registry)
 	case "7.20", "7.21", "7.22", "7.23", "7.24", "7.26", "7.27":
 		return AuthFailure // DKIM/SPF/DMARC (RFC 7372)
 	case "7.25":
 		return RequirePTR // reverse DNS validation failed (RFC 7372)
 	case "7.28":
-		return SpamDetected // mail flood detected
+		return SpamDetected // mail flood detected (IANA registry)
 	case "7.3", "7.4", "7.5", "7.6":
 		return SecurityError
 	case "7.0":

@@ -34,7 +34,7 @@ type field struct {
 type header []field
 
 // get returns the first value of the named field, "" when absent. Names
-// compare case-insensitively (RFC 5322 §1.2.2).
+// compare case-insensitively.
 func (h header) get(name string) string {
 	for _, f := range h {
 		if strings.EqualFold(f.name, name) {
@@ -362,17 +362,4 @@ func normalizeNewlines(s string) string {
 	}
 	s = strings.ReplaceAll(s, "\r\n", "\n")
 	return strings.ReplaceAll(s, "\r", "\n")
-}
-
-// walk calls fn for p and every part below it, depth first.
-func (p *part) walk(fn func(*part) bool) bool {
-	if !fn(p) {
-		return false
-	}
-	for _, c := range p.parts {
-		if !c.walk(fn) {
-			return false
-		}
-	}
-	return true
 }

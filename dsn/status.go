@@ -11,7 +11,6 @@ type message struct {
 	text     string // first human-readable part, decoded
 	textPart *part
 	orig     header // headers of the returned original, nil when absent
-	origText string // where the original starts in text, when quoted inline
 }
 
 // scan finds the delivery-status part, the first text part and the
@@ -21,7 +20,7 @@ func (m *message) scan() {
 	walk = func(p *part, inOrig bool) {
 		switch p.ctype {
 		case "message/delivery-status", "message/global-delivery-status":
-			// RFC 3464 §2, RFC 6533 §6.
+			// RFC 3464 §2, RFC 6533.
 			if m.status == nil && !inOrig {
 				m.status = p
 			}
@@ -35,14 +34,13 @@ func (m *message) scan() {
 			}
 			return
 		case "text/rfc822-headers", "message/rfc822-headers", "message/global-headers":
-			// RFC 6522 §4 (text/rfc822-headers), RFC 6533 §6.3.
+			// RFC 6522 (text/rfc822-headers), RFC 6533 (message/global-headers).
 			if m.orig == nil {
 				m.orig, _ = parseHeader(p.decoded())
 			}
 			return
 		}
-		if !inOrig && m.textPart == nil && len(p.parts) == 0 &&
-			(p.ctype == "text/plain" || strings.HasPrefix(p.ctype, "text/plain")) {
+		if !inOrig && m.textPart == nil && len(p.parts) == 0 && p.ctype == "text/plain" {
 			m.textPart = p
 		}
 		for _, c := range p.parts {
@@ -51,17 +49,9 @@ func (m *message) scan() {
 	}
 	walk(m.root, false)
 	if m.textPart == nil {
-		// No text/plain: take the first text/* leaf, HTML included.
-		m.root.walk(func(p *part) bool {
-			if p.ctype == "message/rfc822" {
-				return false
-			}
-			if len(p.parts) == 0 && strings.HasPrefix(p.ctype, "text/") && p.ctype != "text/rfc822-headers" {
-				m.textPart = p
-				return false
-			}
-			return true
-		})
+		// No text/plain: take the first other text leaf (HTML) outside
+		// the returned original.
+		m.textPart = firstText(m.root)
 	}
 	if m.textPart != nil {
 		m.text = m.textPart.decoded()
@@ -69,6 +59,23 @@ func (m *message) scan() {
 			m.text = stripTags(m.text)
 		}
 	}
+}
+
+// firstText returns the first text/* leaf below p that is not inside a
+// returned message, nil if none.
+func firstText(p *part) *part {
+	switch {
+	case p.ctype == "message/rfc822" || p.ctype == "message/global":
+		return nil
+	case len(p.parts) == 0 && strings.HasPrefix(p.ctype, "text/") && p.ctype != "text/rfc822-headers":
+		return p
+	}
+	for _, c := range p.parts {
+		if t := firstText(c); t != nil {
+			return t
+		}
+	}
+	return nil
 }
 
 // original fills rep.Original from the returned original's headers.
@@ -236,7 +243,8 @@ func firstWord(s string) string {
 }
 
 // actionFromStatus guesses the action from the status class (RFC 3463
-// §3.1) when the Action field is missing.
+// §2: 2 success, 4 persistent transient failure, 5 permanent failure)
+// when the Action field is missing.
 func actionFromStatus(st string) string {
 	switch {
 	case strings.HasPrefix(st, "2"):
