@@ -238,3 +238,14 @@ func TestClassifyReplyTemporaryUnknown(t *testing.T) {
 		t.Errorf("ClassifyReply(451, try later) = %q, %v", r, hard)
 	}
 }
+
+func TestParseOrdinaryMailIsNotBounce(t *testing.T) {
+	for _, msg := range []string{
+		"From: billing@example.com\nTo: a@example.org\nSubject: Error in your invoice\n\nPlease write to help@example.com.\n",
+		"From: friend@example.com\nTo: a@example.org\nSubject: Re: the warning we got\n\nSee you.\n",
+	} {
+		if rep, err := ParseBytes([]byte(msg)); !errors.Is(err, ErrNotBounce) {
+			t.Errorf("ParseBytes(%.40q) = %+v, %v; want ErrNotBounce", msg, rep, err)
+		}
+	}
+}

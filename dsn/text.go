@@ -15,7 +15,7 @@ import (
 var bounceSenders = []string{
 	"mailer-daemon", "postmaster", "mail delivery", "mail-daemon", "maildaemon",
 	"mailer_daemon", "mail administrator", "mail system", "nobody", "bounce",
-	"daemon", "mmdf", "smtp", "root@",
+	"daemon", "mmdf",
 }
 
 // bounceSubjects are lower-case phrases of bounce subjects.
@@ -23,8 +23,8 @@ var bounceSubjects = []string{
 	"undeliver", "undelivered", "delivery fail", "delivery status", "failure notice",
 	"returned mail", "mail delivery", "delivery problem", "could not be delivered",
 	"not delivered", "delivery notification", "nondeliverable", "non-deliverable",
-	"non delivery", "mail system error", "rejected", "warning", "delayed",
-	"delivery report", "bounce", "failed", "error", "returned", "notice", "loop alert",
+	"non delivery", "mail system error", "delivery report", "bounce", "loop alert",
+	"mail error", "delivery failure", "returned to sender", "delivery warning",
 }
 
 // looksLikeBounce reports whether a message without a delivery-status part
