@@ -541,6 +541,85 @@ func testTenantIsolation(t *testing.T, s *suite) {
 	}
 }
 
+// Values that mean something in SQL are data like any other.
+func testQuotedValues(t *testing.T, s *suite) {
+	st := s.open(t)
+	odd := []string{"it's", `a"b`, `back\slash`, "100%", "a_b", "x' OR '1'='1", "--", "é"}
+	var es []ev
+	for i, v := range odd {
+		es = append(es, ev{id: fmt.Sprintf("%d'--", i), kind: metrics.KindSent, account: v, campaign: v, msg: v})
+	}
+	appendOK(t, st, mkAll(t, es...))
+	for _, v := range odd {
+		q := window()
+		q.Account = v
+		q.GroupBy = []metrics.GroupBy{metrics.GroupCampaign}
+		r := stats(t, st, q)
+		checkCounts(t, fmt.Sprintf("totals of account %q", v), r.Totals, sent(1))
+		checkGroups(t, q, r.Groups, []row{{[]string{v}, sent(1)}})
+	}
+	checkCounts(t, "totals", totals(t, st, window()), sent(int64(len(odd))))
+}
+
+// An unknown dimension is an error, never a query built from it.
+func testGroupByUnknown(t *testing.T, s *suite) {
+	st := s.open(t)
+	appendOK(t, st, mixed(t))
+	for _, by := range []metrics.GroupBy{"bogus", "time", "account; DROP TABLE events", "1"} {
+		q := window()
+		q.GroupBy = []metrics.GroupBy{metrics.GroupDay, by}
+		if r, err := st.Stats(ctx(t), q); err == nil {
+			t.Errorf("Stats(%s) = %+v, want an error", fmtQuery(q), r)
+		}
+	}
+	checkCounts(t, "totals afterwards", totals(t, st, window()), mixedCounts)
+}
+
+// Statistics and Known answer while appends run, and see each append
+// whole or not at all.
+func testConcurrentReadsAndWrites(t *testing.T, s *suite) {
+	st := s.open(t)
+	const batches, size = 10, 500
+	c := ctx(t)
+	done := make(chan error, 1)
+	go func() {
+		defer close(done)
+		for b := range batches {
+			var events []metrics.Event
+			for i := range size {
+				events = append(events, mk(t, ev{id: fmt.Sprintf("%d-%d", b, i), kind: metrics.KindSent,
+					at: time.Duration(i) * time.Second}))
+			}
+			if err := st.Append(c, events); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	probe := []metrics.Event{mk(t, ev{id: "0-0", kind: metrics.KindSent})}
+	for finished := false; !finished; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+			finished = true
+		default:
+		}
+		r, err := st.Stats(c, window())
+		if err != nil {
+			t.Fatalf("Stats during appends: %v", err)
+		}
+		if r.Totals.Sent%size != 0 {
+			t.Errorf("Stats during appends: sent %d, not a whole number of %d-event batches", r.Totals.Sent, size)
+		}
+		if _, err := st.Known(c, probe); err != nil {
+			t.Fatalf("Known during appends: %v", err)
+		}
+	}
+	checkCounts(t, "totals", totals(t, st, window()), sent(batches*size))
+}
+
 func testEmpty(t *testing.T, s *suite) {
 	st := s.open(t)
 	for _, by := range [][]metrics.GroupBy{nil, {}, {metrics.GroupDay}, metrics.GroupBys} {

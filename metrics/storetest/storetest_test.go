@@ -2,6 +2,7 @@ package storetest_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -66,6 +67,11 @@ func (s *memStore) Known(_ context.Context, events []metrics.Event) (map[metrics
 }
 
 func (s *memStore) Stats(_ context.Context, q metrics.StatsQuery) (*metrics.StatsResult, error) {
+	for _, g := range q.GroupBy {
+		if !slices.Contains(metrics.GroupBys, g) {
+			return nil, fmt.Errorf("memstore: unknown group_by %q", g)
+		}
+	}
 	d := s.data
 	d.mu.Lock()
 	defer d.mu.Unlock()
