@@ -247,15 +247,12 @@ func migrate(ctx context.Context, o Options, q queries) (driver.Conn, error) {
 		return nil, fail("read schema_migrations", err)
 	}
 
-	for _, m := range migrations {
-		if applied[m.version] {
-			continue
-		}
-		if server.less(m.requires) {
-			o.Logger.Info("clickhouse migration waits for a newer server",
-				"migration", m.name, "requires", m.requires.String(), "server", server.String())
-			continue
-		}
+	apply, waiting := plan(migrations, applied, server)
+	for _, m := range waiting {
+		o.Logger.Info("clickhouse migration waits for a newer server",
+			"migration", m.name, "requires", m.requires.String(), "server", server.String())
+	}
+	for _, m := range apply {
 		for _, stmt := range m.statements {
 			if err := conn.Exec(ctx, stmt); err != nil {
 				return nil, fail("migration "+m.name, err)
@@ -272,6 +269,21 @@ func migrate(ctx context.Context, o Options, q queries) (driver.Conn, error) {
 	}
 	ok = true
 	return conn, nil
+}
+
+// plan splits the migrations not yet applied into those to apply now, in
+// order, and those waiting for a newer server than server.
+func plan(migrations []migration, applied map[uint32]bool, server version) (apply, waiting []migration) {
+	for _, m := range migrations {
+		switch {
+		case applied[m.version]:
+		case server.less(m.requires):
+			waiting = append(waiting, m)
+		default:
+			apply = append(apply, m)
+		}
+	}
+	return apply, waiting
 }
 
 // applyRetention sets the events TTL from Options.Retention on servers that

@@ -107,3 +107,32 @@ func TestColumnValues(t *testing.T) {
 		t.Error("unknown kind: nil error")
 	}
 }
+
+func TestPlan(t *testing.T) {
+	ms := []migration{{version: 1, name: "0001_events"}, {version: 2, name: "0002_codecs", requires: version{20, 3}},
+		{version: 3, name: "0003_more"}}
+	names := func(ms []migration) string {
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.name)
+		}
+		return strings.Join(out, ",")
+	}
+	for _, tc := range []struct {
+		server         version
+		applied        map[uint32]bool
+		apply, waiting string
+	}{
+		{version{18, 16}, nil, "0001_events,0003_more", "0002_codecs"},
+		{version{18, 16}, map[uint32]bool{1: true, 3: true}, "", "0002_codecs"},
+		{version{20, 3}, map[uint32]bool{1: true, 3: true}, "0002_codecs", ""},
+		{version{25, 1}, nil, "0001_events,0002_codecs,0003_more", ""},
+		{version{25, 1}, map[uint32]bool{1: true, 2: true, 3: true}, "", ""},
+	} {
+		apply, waiting := plan(ms, tc.applied, tc.server)
+		if names(apply) != tc.apply || names(waiting) != tc.waiting {
+			t.Errorf("plan(server %s, applied %v) = apply %q, waiting %q; want %q, %q",
+				tc.server, tc.applied, names(apply), names(waiting), tc.apply, tc.waiting)
+		}
+	}
+}
