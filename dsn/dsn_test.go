@@ -249,3 +249,26 @@ func TestParseOrdinaryMailIsNotBounce(t *testing.T) {
 		}
 	}
 }
+
+func TestParsePathological(t *testing.T) {
+	// A header folded over many lines and a body naming many addresses
+	// are parsed in linear time, and the recipients are capped.
+	var b strings.Builder
+	b.WriteString("From: MAILER-DAEMON@mx.example\nSubject: Undelivered Mail\nX-Long: a\n")
+	for i := 0; i < 100000; i++ {
+		b.WriteString(" continued\n")
+	}
+	b.WriteString("\nThe following addresses had permanent fatal errors:\n")
+	for i := 0; i < 50000; i++ {
+		b.WriteString("<user")
+		b.WriteString(strings.Repeat("x", i%7))
+		b.WriteString(string(rune('a'+i%26)) + "@example.com>: 550 5.1.1 User unknown\n")
+	}
+	rep, err := ParseBytes([]byte(b.String()))
+	if err != nil {
+		t.Fatalf("ParseBytes: %v", err)
+	}
+	if n := len(rep.Recipients); n == 0 || n > maxTextRecipients {
+		t.Errorf("got %d recipients, want 1..%d", n, maxTextRecipients)
+	}
+}

@@ -23,6 +23,8 @@ const (
 	maxParts = 256
 	// maxHeaderFields caps the header fields kept per header block.
 	maxHeaderFields = 512
+	// maxRecipients caps the recipients reported for one message.
+	maxRecipients = 1000
 )
 
 // field is one header field, its value unfolded.
@@ -57,37 +59,71 @@ func (h header) has(name string) bool {
 // parseHeader parses the header block at the start of s (LF line endings)
 // and returns it with the rest of s after the blank line that ends it. A
 // line that is neither a field nor a continuation ends the block, the way
-// lenient readers treat a missing blank line.
+// lenient readers treat a missing blank line. Folded values are unfolded
+// once, at the end of the field (RFC 5322 §2.2.3), so that a field of many
+// continuation lines costs linear time.
 func parseHeader(s string) (header, string) {
 	h := make(header, 0, 16)
-	for len(s) > 0 {
-		line, rest := cutLine(s)
-		if line == "" {
-			return h, rest
+	cur := -1            // index in h of the field being read
+	vstart, vend := 0, 0 // its value's span in s
+	flush := func() {
+		if cur >= 0 {
+			h[cur].value = unfold(s[vstart:vend])
 		}
-		if line[0] == ' ' || line[0] == '\t' {
-			// Continuation of the previous field (RFC 5322 §2.2.3).
-			if n := len(h); n > 0 {
-				h[n-1].value = h[n-1].value + " " + strings.TrimSpace(line)
+		cur = -1
+	}
+	for pos := 0; pos < len(s); {
+		line, rest := cutLine(s[pos:])
+		next := len(s) - len(rest)
+		switch {
+		case line == "":
+			flush()
+			return h, rest
+		case line[0] == ' ' || line[0] == '\t':
+			if cur >= 0 {
+				vend = pos + len(line)
 			}
-			s = rest
+			pos = next
 			continue
 		}
 		colon := strings.IndexByte(line, ':')
 		if colon <= 0 || !isFieldName(line[:colon]) {
-			// QUIRK: RFC 5322 §2.1 — some bounces start the body without
-			// a blank line (see lhost-x1-01); treat this line as body.
-			return h, s
+			// QUIRK: RFC 5322 §2.1 — some bounces start the body
+			// without a blank line; treat this line as body.
+			flush()
+			return h, s[pos:]
 		}
+		flush()
 		if len(h) < maxHeaderFields {
-			h = append(h, field{
-				name:  strings.TrimSpace(line[:colon]),
-				value: strings.TrimSpace(line[colon+1:]),
-			})
+			h = append(h, field{name: strings.TrimSpace(line[:colon])})
+			cur = len(h) - 1
+			vstart, vend = pos+colon+1, pos+len(line)
 		}
-		s = rest
+		pos = next
 	}
+	flush()
 	return h, ""
+}
+
+// unfold joins the lines of a folded header value with single spaces.
+func unfold(v string) string {
+	if strings.IndexByte(v, '\n') < 0 {
+		return strings.TrimSpace(v)
+	}
+	var b strings.Builder
+	b.Grow(len(v))
+	for v != "" {
+		var line string
+		line, v = cutLine(v)
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(line)
+	}
+	return b.String()
 }
 
 // isFieldName reports whether s is a plausible header field name (RFC 5322

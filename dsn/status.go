@@ -98,6 +98,7 @@ func (m *message) original(rep *Report) {
 func parseDeliveryStatus(m *message, rep *Report) {
 	body := m.status.decoded()
 	var cur *Recipient
+groups:
 	for len(body) > 0 {
 		h, rest := parseHeader(body)
 		if len(h) == 0 {
@@ -130,6 +131,9 @@ func parseDeliveryStatus(m *message, rep *Report) {
 			// a new recipient.
 			if cur == nil || (name == "final-recipient" && cur.Address != "") ||
 				(name == "original-recipient" && cur.ORCPT != "") {
+				if len(rep.Recipients) >= maxRecipients {
+					break groups
+				}
 				cur = newRecipient(rep)
 			}
 			switch name {

@@ -132,6 +132,10 @@ func splitOriginalLower(text string) (explain, lowerExplain, orig string) {
 	return text[:start], lower[:start], strings.TrimLeft(rest, "\n ")
 }
 
+// maxTextRecipients caps the addresses taken from prose: a bounce names a
+// few, and every one costs a pass over the text.
+const maxTextRecipients = 100
+
 // parseText extracts recipients from a prose bounce.
 func parseText(m *message, rep *Report) {
 	text := m.text
@@ -186,7 +190,7 @@ func parseText(m *message, rep *Report) {
 				break
 			}
 		}
-		if !dup {
+		if !dup && len(*list) < maxTextRecipients {
 			*list = append(*list, found{a.addr, a.pos})
 		}
 	}
@@ -195,8 +199,8 @@ func parseText(m *message, rep *Report) {
 	}
 	named := len(addrs) > 0
 	if len(addrs) == 0 && m.orig != nil {
-		// QUIRK: the text names no address (see lhost-exim-24); the
-		// recipient is the To of the returned original.
+		// QUIRK: the text names no address (see lhost-exim-07, "save
+		// to xxxx"); the recipient is the To of the returned original.
 		if a := cleanAddress(firstAddress(m.orig.get("To"))); a != "" {
 			addrs = append(addrs, found{a, len(explain)})
 		}
@@ -206,6 +210,9 @@ func parseText(m *message, rep *Report) {
 		// the addresses found in the text that it lists, in text order,
 		// and add the ones the text does not name.
 		listed := findAddresses(xf)
+		if len(listed) > maxTextRecipients {
+			listed = listed[:maxTextRecipients]
+		}
 		var keep []found
 		for _, a := range addrs {
 			for _, l := range listed {
