@@ -2,14 +2,8 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"strings"
 	"testing"
-	"time"
-
-	ch "github.com/ClickHouse/clickhouse-go/v2"
 
 	"repute/internal/testenv"
 )
@@ -23,23 +17,7 @@ func TestMigrateNeedsAddress(t *testing.T) {
 }
 
 func TestMigrateCommand(t *testing.T) {
-	addr := testenv.ClickHouse(t)
-	var b [6]byte
-	rand.Read(b[:])
-	db := "repute_test_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		conn, err := ch.Open(&ch.Options{Addr: []string{addr}})
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
-			t.Errorf("drop %s: %v", db, err)
-		}
-	})
+	addr, db := testenv.ClickHouseDatabase(t)
 	t.Setenv("REPUTE_CLICKHOUSE", addr) // the environment works as well as the flag
 	for i := 0; i < 2; i++ {
 		var stdout, stderr bytes.Buffer

@@ -6,8 +6,14 @@
 package testenv
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"testing"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 )
 
 // Environment variables set by scripts/test.sh from scripts/testenv.sh up.
@@ -34,4 +40,30 @@ func lookup(t testing.TB, variable, service string) string {
 	}
 	t.Skipf("%s not configured: run make test", service)
 	return ""
+}
+
+// ClickHouseDatabase returns the address of the test ClickHouse server and a
+// fresh database name of the test's own (repute_test_<random>), which the
+// code under test creates (clickhouse.Open and Migrate do) and which is
+// dropped when the test ends. Skips or fails like ClickHouse.
+func ClickHouseDatabase(t testing.TB) (addr, database string) {
+	t.Helper()
+	addr = ClickHouse(t)
+	var b [6]byte
+	rand.Read(b[:])
+	database = "repute_test_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		conn, err := ch.Open(&ch.Options{Addr: []string{addr}, DialTimeout: 10 * time.Second})
+		if err != nil {
+			t.Errorf("testenv: drop %s: %v", database, err)
+			return
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+database); err != nil {
+			t.Errorf("testenv: drop %s: %v", database, err)
+		}
+	})
+	return addr, database
 }

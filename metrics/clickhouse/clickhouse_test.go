@@ -2,8 +2,6 @@ package clickhouse
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -28,24 +26,8 @@ func testCtx(t testing.TB) context.Context {
 // dropped when the test ends.
 func testOptions(t testing.TB) Options {
 	t.Helper()
-	addr := testenv.ClickHouse(t)
-	var b [6]byte
-	rand.Read(b[:])
-	o := Options{Addr: addr, Database: "repute_test_" + hex.EncodeToString(b[:]), Timeout: time.Minute}
-	t.Cleanup(func() {
-		conn, err := o.connect("")
-		if err != nil {
-			t.Errorf("drop test database: %v", err)
-			return
-		}
-		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+o.Database); err != nil {
-			t.Errorf("drop test database %s: %v", o.Database, err)
-		}
-	})
-	return o
+	addr, db := testenv.ClickHouseDatabase(t)
+	return Options{Addr: addr, Database: db, Timeout: time.Minute}
 }
 
 func openStore(t testing.TB, o Options) *Store {
