@@ -272,3 +272,17 @@ func TestParsePathological(t *testing.T) {
 		t.Errorf("got %d recipients, want 1..%d", n, maxTextRecipients)
 	}
 }
+
+func TestParseRepeatedAddress(t *testing.T) {
+	// One address named on every line of a long text: the places
+	// searched per address are capped, so this stays linear.
+	var b strings.Builder
+	b.WriteString("From: MAILER-DAEMON@mx.example\nSubject: Undelivered Mail\n\n")
+	for i := 0; i < 200000; i++ {
+		b.WriteString("<same@example.com> failed\n")
+	}
+	rep, err := ParseBytes([]byte(b.String()))
+	if err != nil || len(rep.Recipients) != 1 || rep.Recipients[0].Address != "same@example.com" {
+		t.Fatalf("ParseBytes = %+v, %v", rep, err)
+	}
+}

@@ -136,6 +136,13 @@ func splitOriginalLower(text string) (explain, lowerExplain, orig string) {
 // few, and every one costs a pass over the text.
 const maxTextRecipients = 100
 
+// maxExplain bounds the human-readable text of a DSN searched for each
+// recipient's paragraph.
+const maxExplain = 64 << 10
+
+// maxMarks caps the places per address where the text names it.
+const maxMarks = 16
+
 // parseText extracts recipients from a prose bounce.
 func parseText(m *message, rep *Report) {
 	text := m.text
@@ -246,7 +253,7 @@ func parseText(m *message, rep *Report) {
 	var marks []found
 	for _, a := range addrs {
 		la := lowerASCII(a.addr)
-		for off := 0; off < len(lowerExplain); {
+		for off, n := 0, 0; off < len(lowerExplain) && n < maxMarks; n++ {
 			i := strings.Index(lowerExplain[off:], la)
 			if i < 0 {
 				break
@@ -488,6 +495,10 @@ func addContext(m *message, rep *Report) {
 		return
 	}
 	explain, lower, _ := splitOriginalLower(m.text)
+	if len(explain) > maxExplain {
+		// Every recipient searches the text for its paragraph.
+		explain, lower = explain[:maxExplain], lower[:maxExplain]
+	}
 	for i := range rep.Recipients {
 		rc := &rep.Recipients[i]
 		rc.context = paragraphOf(explain, lower, lowerASCII(rc.Address))
