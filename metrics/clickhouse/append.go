@@ -39,8 +39,8 @@ func insertSQL(table string) string {
 // A repeat of an event stored by an earlier call (or by another writer at
 // the same moment) is inserted again; every query reads with FINAL and so
 // counts it once, keeping the first stored (see README.md), and merges of
-// the ReplacingMergeTree reclaim the space. A
-// failed call may have inserted some of its batches; retrying it is safe.
+// the ReplacingMergeTree reclaim the space. A failed call may have inserted
+// some of its batches; retrying it is safe.
 func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -93,7 +93,7 @@ func sendBatch(ctx context.Context, conn driver.Conn, table string, events []met
 	return nil
 }
 
-// kindValues maps a kind to its Enum8 value in 0001_events.sql (1-based, in
+// kindValue maps a kind to its Enum8 value in 0001_events.sql (1-based, in
 // the order of metrics.Kinds).
 func kindValue(k metrics.Kind) (int8, error) {
 	for i, known := range metrics.Kinds {
