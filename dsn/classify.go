@@ -184,9 +184,8 @@ func smtpCommand(lower string) string {
 }
 
 // overrides are phrases that decide the reason whatever the status code
-// says.
-// An override with mta set applies only to bounces whose text contains it;
-// with notMTA set, only to others.
+// says. An override with mta set applies only to bounces whose text
+// contains it; one with notMTA set, only to the others.
 var overrides = []struct {
 	phrase      string
 	reason      Reason
@@ -283,11 +282,12 @@ func failedAttempts(text string) bool {
 // maxContext bounds the prose searched for phrases.
 const maxContext = 4096
 
-// classify sets rc.Reason from, in order: a specific status code (it is
-// structured); the lower-case diagnostic text, which names the cause more
-// precisely than a generic code; the lower-case context (prose around the
-// recipient); the status code's subject; the SMTP command that failed;
-// the action.
+// classify sets rc.Reason from, in order: a local delivery agent's
+// failure and a few overriding phrases; a specific status code (it is
+// structured); the phrases of the lower-case diagnostic text, which names
+// the cause more precisely than a generic code, adjusted by the SMTP
+// command that failed; the lower-case context (prose around the
+// recipient); the action; the status code's subject; the command alone.
 func classify(rc *Recipient, text, context string) {
 	if statusClass(rc.Status) == '2' || rc.Action == "delivered" || rc.Action == "relayed" || rc.Action == "expanded" {
 		rc.Reason = Delivered
@@ -304,8 +304,8 @@ func classify(rc *Recipient, text, context string) {
 		if !strings.Contains(text, o.phrase) && !strings.Contains(context, o.phrase) && !strings.Contains(rc.prose, o.phrase) {
 			continue
 		}
-		whole := rc.prose + context
-		if o.mta != "" && !strings.Contains(whole, o.mta) || o.notMTA != "" && strings.Contains(whole, o.notMTA) {
+		byMTA := func(s string) bool { return strings.Contains(rc.prose, s) || strings.Contains(context, s) }
+		if o.mta != "" && !byMTA(o.mta) || o.notMTA != "" && byMTA(o.notMTA) {
 			continue
 		}
 		rc.Reason = o.reason
@@ -351,8 +351,9 @@ func classify(rc *Recipient, text, context string) {
 	case r == UserUnknown && cmd != cmdRcpt && !strings.HasPrefix(rc.Status[min(2, len(rc.Status)):], "1.") &&
 		(phrase == "user unknown" || phrase == "unknown user" || phrase == "no such user" ||
 			(phrase == "user doesn't have" && rc.ReplyCode == "")):
-		// A recipient refused after the RCPT command, under a status
-		// other than a bad-address one, is refused by a filter.
+		// "User unknown" said anywhere but in reply to RCPT TO, under
+		// a status other than a bad-address one: the address was
+		// accepted, a filter refused the message.
 		r = Filtered
 	case (r == UserUnknown || r == HostUnknown || r == Filtered || (r == SecurityError && phrase == "access denied")) && cmd == cmdMail:
 		r = Rejected
@@ -372,9 +373,6 @@ func classify(rc *Recipient, text, context string) {
 		case cmdConnect, cmdHelo:
 			r = Blocked
 		}
-	}
-	if r == "" && rc.Action == "delayed" {
-		r = Expired
 	}
 	if r == "" {
 		r = Undefined
