@@ -286,3 +286,42 @@ func TestParseRepeatedAddress(t *testing.T) {
 		t.Fatalf("ParseBytes = %+v, %v", rep, err)
 	}
 }
+
+func TestParseSuccessAndDelay(t *testing.T) {
+	const tmpl = `From: MAILER-DAEMON@mx.example.net
+Subject: Delivery Status Notification
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b"
+
+--b
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: rfc822; someone@example.com
+Action: ACTION
+Status: STATUS
+
+--b--
+`
+	for _, tt := range []struct {
+		action, status string
+		kind           Kind
+		reason         Reason
+	}{
+		{"delivered", "2.0.0", KindSuccess, Delivered},
+		{"relayed", "2.0.0", KindSuccess, Delivered},
+		{"delayed", "4.4.7", KindDelay, Expired},
+		{"delayed", "4.2.2", KindDelay, MailboxFull},
+	} {
+		msg := strings.NewReplacer("ACTION", tt.action, "STATUS", tt.status).Replace(tmpl)
+		rep, err := ParseBytes([]byte(msg))
+		if err != nil {
+			t.Fatalf("%s %s: %v", tt.action, tt.status, err)
+		}
+		rc := rep.Recipients[0]
+		if rep.Kind != tt.kind || rc.Reason != tt.reason || rc.Status != tt.status || rc.Hard {
+			t.Errorf("%s %s: kind %q, recipient %+v; want %q %q", tt.action, tt.status, rep.Kind, rc, tt.kind, tt.reason)
+		}
+	}
+}
