@@ -325,3 +325,39 @@ Status: STATUS
 		}
 	}
 }
+
+func TestParseGlobalDSN(t *testing.T) {
+	// RFC 6533: message/global-delivery-status with a UTF-8 address.
+	msg := `From: MAILER-DAEMON@mx.example.net
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=global-delivery-status; boundary="b"
+
+--b
+Content-Type: message/global-delivery-status
+
+Reporting-MTA: dns; mx.example.net
+
+Final-Recipient: utf-8; 用户@例子.广告
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 mailbox unavailable
+
+--b
+Content-Type: message/global-headers
+
+Message-ID: <g1@example.net>
+
+--b--
+`
+	rep, err := ParseBytes([]byte(msg))
+	if err != nil {
+		t.Fatalf("ParseBytes: %v", err)
+	}
+	if len(rep.Recipients) != 1 || rep.Recipients[0].Address != "用户@例子.广告" || rep.Recipients[0].Reason != UserUnknown {
+		t.Errorf("recipients = %+v", rep.Recipients)
+	}
+	if rep.Original.MessageID != "g1@example.net" {
+		t.Errorf("Original.MessageID = %q", rep.Original.MessageID)
+	}
+}
