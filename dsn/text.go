@@ -502,15 +502,21 @@ func addContext(m *message, rep *Report) {
 	for i := range rep.Recipients {
 		rc := &rep.Recipients[i]
 		rc.context = paragraphOf(explain, lower, lowerASCII(rc.Address))
-		if rc.context != "" && replyStatus(rc.Diagnostic) == "" && (rc.Status == "" || rc.Status[2:] == "0.0") {
+		if replyStatus(rc.Diagnostic) == "" && (rc.Status == "" || rc.Status[2:] == "0.0") {
 			// QUIRK: Diagnostic-Code is missing or without a code and
-			// Status generic; the text holds the server's reply (see
-			// lhost-opensmtpd-17, lhost-sendmail-18).
-			if st := replyStatus(rc.context); st != "" {
+			// Status generic; the text holds the server's reply, in
+			// the recipient's paragraph (see lhost-opensmtpd-17) or,
+			// for a single recipient, in a transcript (see
+			// lhost-sendmail-18).
+			src := rc.context
+			if len(rep.Recipients) == 1 && replyStatus(src) == "" {
+				src = explain
+			}
+			if st := replyStatus(src); st != "" && (rc.Status == "" || st[0] == rc.Status[0]) {
 				rc.Status = st
 			}
 			if rc.ReplyCode == "" {
-				rc.ReplyCode = findReplyCode(rc.context)
+				rc.ReplyCode = findReplyCode(src)
 			}
 		}
 	}
