@@ -165,7 +165,7 @@ func parseString(msg string) (*Report, error) {
 	rep := &Report{}
 	switch {
 	case m.status != nil:
-		parseDeliveryStatus(m, rep)
+		parseDeliveryStatus(m.status.decoded(), rep)
 		if len(rep.Recipients) == 0 {
 			parseText(m, rep)
 		} else {
@@ -173,7 +173,12 @@ func parseString(msg string) (*Report, error) {
 			addContext(m, rep)
 		}
 	case looksLikeBounce(m):
-		parseText(m, rep)
+		if fields := pastedStatus(m.text); fields != "" {
+			parseDeliveryStatus(fields, rep)
+		}
+		if len(rep.Recipients) == 0 {
+			parseText(m, rep)
+		}
 	case isAutoReply(root.header):
 		parseAutoReply(m, rep)
 	default:

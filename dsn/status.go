@@ -93,10 +93,9 @@ func (m *message) original(rep *Report) {
 	}
 }
 
-// parseDeliveryStatus reads the per-message and per-recipient fields of a
-// delivery-status part (RFC 3464 §2.2, §2.3).
-func parseDeliveryStatus(m *message, rep *Report) {
-	body := m.status.decoded()
+// parseDeliveryStatus reads the per-message and per-recipient fields of the
+// body of a delivery-status part (RFC 3464 §2.2, §2.3).
+func parseDeliveryStatus(body string, rep *Report) {
 	var cur *Recipient
 groups:
 	for len(body) > 0 {
@@ -264,4 +263,20 @@ func plainAddress(a string) bool {
 	at := strings.LastIndexByte(a, '@')
 	return at > 0 && at < len(a)-1 && a[0] != '@' && a[0] != '|' && a[0] != '/' &&
 		!strings.ContainsAny(a, " \t:") && strings.IndexByte(a[at:], '.') > 0
+}
+
+// pastedStatus returns the delivery-status fields pasted into the text of
+// a bounce, from the line where they start, "" when there are none.
+// QUIRK: Amazon WorkMail sends a text part with a "Technical report" that
+// holds the fields of a DSN (see lhost-amazonworkmail-02).
+func pastedStatus(text string) string {
+	lower := lowerASCII(text)
+	i := strings.Index(lower, "\nfinal-recipient:")
+	if i < 0 || !strings.Contains(lower[i:], "\nstatus:") {
+		return ""
+	}
+	if j := strings.LastIndex(lower[:i], "\nreporting-mta:"); j >= 0 && !strings.Contains(lower[j:i], "\n\n") {
+		i = j
+	}
+	return text[i+1:]
 }
