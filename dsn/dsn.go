@@ -173,7 +173,7 @@ func parseString(msg string) (*Report, error) {
 			addContext(m, rep)
 		}
 	case looksLikeBounce(m):
-		if fields := pastedStatus(m.text); fields != "" {
+		if fields := pastedStatus(m.text, m.lowerText()); fields != "" {
 			parseDeliveryStatus(fields, rep)
 		}
 		if len(rep.Recipients) == 0 {

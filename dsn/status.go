@@ -11,6 +11,16 @@ type message struct {
 	text     string // first human-readable part, decoded
 	textPart *part
 	orig     header // headers of the returned original, nil when absent
+	lower    string // text in lower case, once asked for
+	lowered  bool
+}
+
+// lowerText returns m.text in lower case, computing it once.
+func (m *message) lowerText() string {
+	if !m.lowered {
+		m.lower, m.lowered = lowerASCII(m.text), true
+	}
+	return m.lower
 }
 
 // scan finds the delivery-status part, the first text part and the
@@ -269,8 +279,7 @@ func plainAddress(a string) bool {
 // a bounce, from the line where they start, "" when there are none.
 // QUIRK: Amazon WorkMail sends a text part with a "Technical report" that
 // holds the fields of a DSN (see lhost-amazonworkmail-02).
-func pastedStatus(text string) string {
-	lower := lowerASCII(text)
+func pastedStatus(text, lower string) string {
 	i := strings.Index(lower, "\nfinal-recipient:")
 	if i < 0 || !strings.Contains(lower[i:], "\nstatus:") {
 		return ""

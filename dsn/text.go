@@ -46,11 +46,10 @@ func looksLikeBounce(m *message) bool {
 	if h.has("X-Failed-Recipients") {
 		return true
 	}
-	text := m.text
+	text := m.lowerText()
 	if len(text) > 4096 {
 		text = text[:4096]
 	}
-	text = lowerASCII(text)
 	for _, s := range bounceBodies {
 		if strings.Contains(text, s) {
 			return true
@@ -96,14 +95,13 @@ var originalMarkers = []string{
 // at the first line holding a marker phrase, or at the first header line
 // (Return-Path, Received) that starts a paragraph.
 func splitOriginal(text string) (explain, orig string) {
-	explain, _, orig = splitOriginalLower(text)
+	explain, _, orig = splitOriginalLower(text, lowerASCII(text))
 	return explain, orig
 }
 
-// splitOriginalLower is splitOriginal that also returns the explanation
-// in lower case.
-func splitOriginalLower(text string) (explain, lowerExplain, orig string) {
-	lower := lowerASCII(text)
+// splitOriginalLower is splitOriginal given the text in lower case too; it
+// also returns the explanation in lower case.
+func splitOriginalLower(text, lower string) (explain, lowerExplain, orig string) {
 	var grams gramSet
 	grams.add(lower)
 	cut := len(text)
@@ -145,11 +143,12 @@ const maxMarks = 16
 
 // parseText extracts recipients from a prose bounce.
 func parseText(m *message, rep *Report) {
-	text := m.text
+	text, lower := m.text, m.lowerText()
 	if text == "" {
 		text = m.root.decoded()
+		lower = lowerASCII(text)
 	}
-	explain, lowerExplain, orig := splitOriginalLower(text)
+	explain, lowerExplain, orig := splitOriginalLower(text, lower)
 	if m.orig == nil && orig != "" {
 		h, _ := parseHeader(orig)
 		if len(h) > 0 {
@@ -494,7 +493,7 @@ func addContext(m *message, rep *Report) {
 	if m.text == "" {
 		return
 	}
-	explain, lower, _ := splitOriginalLower(m.text)
+	explain, lower, _ := splitOriginalLower(m.text, m.lowerText())
 	if len(explain) > maxExplain {
 		// Every recipient searches the text for its paragraph.
 		explain, lower = explain[:maxExplain], lower[:maxExplain]
