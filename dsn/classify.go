@@ -543,16 +543,13 @@ func reasonFromText(text string) (Reason, string) {
 	if text == "" {
 		return "", ""
 	}
-	// Long texts are first summarised as a set of trigrams so that most
+	// The text is first summarised as a set of trigrams so that most
 	// phrases are ruled out without a scan.
-	var grams *gramSet
-	if len(text) > 128 {
-		grams = new(gramSet)
-		grams.add(text)
-	}
+	var grams gramSet
+	grams.add(text)
 	for _, row := range phraseTable {
 		for _, p := range row.phrases {
-			if grams != nil && !grams.mayContain(p) {
+			if !grams.mayContain(p) {
 				continue
 			}
 			if strings.Contains(text, p) {
