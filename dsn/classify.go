@@ -512,6 +512,7 @@ var phraseTable = []struct {
 		"user doesn't have", "recipient rejected", "addressee unknown", "is not a valid",
 		"mailbox does not exist", "account not found", "undeliverable address", "no valid recipients",
 		"unknown in local recipient table", "address is correct", "not our customer",
+		"recipientnotfound", "not found by smtp address lookup",
 	}},
 	{Rejected, []string{
 		"sender address rejected", "sender rejected", "domain of sender", "sender domain",

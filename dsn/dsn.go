@@ -222,13 +222,15 @@ func finish(rep *Report) {
 		if rc.Status == "" {
 			rc.Status = SyntheticStatus(rc.Reason, rc.Action == "delayed" || rc.temporary || strings.HasPrefix(rc.ReplyCode, "4"))
 		}
+		rc.Hard = isHard(rc.Reason, rc.Status)
+		action := rc.Action
 		if rc.Reason == Expired && rc.Action == "failed" {
 			// A message that expired in the queue was delayed until
-			// the MTA gave up (RFC 3464 §2.3.3 has no "expired").
+			// the MTA gave up (RFC 3464 §2.3.3 has no "expired"); the
+			// report is still a final failure.
 			rc.Action = "delayed"
 		}
-		rc.Hard = isHard(rc.Reason, rc.Status)
-		switch rc.Action {
+		switch action {
 		case "delayed":
 			delayed++
 		case "delivered", "relayed", "expanded":

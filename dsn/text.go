@@ -80,6 +80,7 @@ var originalMarkers = []string{
 	"the header of the original message",
 	"--- original message",
 	"unsent message below",
+	"unsent message follows",
 	"message text follows",
 	"returned message follows",
 	"----- returned message",
