@@ -79,23 +79,23 @@ func ParseBytes(b []byte) ([]Result, error) {
 
 // parseOne parses a single message.
 func parseOne(b []byte) ([]Result, error) {
-	fb, err := arf.Parse(bytes.NewReader(b))
-	switch {
-	case err == nil || (fb != nil && errors.Is(err, arf.ErrMalformed)):
-		return feedbackResults(fb), nil
-	case !errors.Is(err, arf.ErrNotFeedback):
-		// Not a usable complaint; it may still be a bounce.
+	// arf rules out a non-complaint from the top-level header alone, so
+	// trying it first costs bounces little.
+	fb, err := arf.ParseBytes(b)
+	if fb != nil {
+		return feedbackResults(fb), err // err, if any, says what was odd
 	}
+	// Not a usable complaint (ErrNotFeedback or worse): it may still be
+	// a bounce.
 	rep, err := dsn.ParseBytes(b)
-	if errors.Is(err, dsn.ErrNotBounce) {
+	switch {
+	case errors.Is(err, dsn.ErrNotBounce):
 		return nil, nil
-	}
-	if rep == nil {
+	case rep == nil:
 		return nil, err
 	}
-	if errors.Is(err, dsn.ErrNoRecipient) {
-		err = nil // nothing to report per recipient; not a failure of ours
-	}
+	// With dsn.ErrNoRecipient there are no results but an error: the
+	// caller quarantines the message instead of dropping it silently.
 	return bounceResults(rep), err
 }
 

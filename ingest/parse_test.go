@@ -178,3 +178,13 @@ func TestCorrelation(t *testing.T) {
 		}
 	}
 }
+
+func TestParseMessageNoRecipient(t *testing.T) {
+	// A bounce that names nobody gives no results but an error, so that
+	// the caller can quarantine it rather than drop it.
+	msg := "From: MAILER-DAEMON@mx.example.net\nSubject: Undelivered Mail Returned to Sender\n\nSomething failed.\n"
+	res, err := ParseMessage(strings.NewReader(msg))
+	if len(res) != 0 || err == nil {
+		t.Errorf("ParseMessage = %+v, %v; want no results and an error", res, err)
+	}
+}

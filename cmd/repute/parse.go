@@ -50,7 +50,7 @@ func runParse(args []string, stdout, stderr io.Writer) int {
 	enc.SetEscapeHTML(false)
 	status := 0
 	for _, name := range files {
-		res, err := parseInput(name)
+		res, odd, err := parseInput(name)
 		if err != nil {
 			fmt.Fprintf(stderr, "repute parse: %s: %v\n", name, err)
 			status = 1
@@ -58,6 +58,10 @@ func runParse(args []string, stdout, stderr io.Writer) int {
 				return status
 			}
 			continue
+		}
+		if odd != nil {
+			// A warning: the results are usable.
+			fmt.Fprintf(stderr, "repute parse: %s: warning: %v\n", name, odd)
 		}
 		if res == nil {
 			res = []ingest.Result{}
@@ -74,22 +78,23 @@ func runParse(args []string, stdout, stderr io.Writer) int {
 	return status
 }
 
-// parseInput reads one input and parses it. Problems of the content (an
-// odd but usable message) are not errors: the results say what was found.
-func parseInput(name string) ([]ingest.Result, error) {
+// parseInput reads one input and parses it. It returns the results, what
+// was odd about the content (a warning: the results are still usable) and
+// the error that made the input unreadable.
+func parseInput(name string) (res []ingest.Result, odd, err error) {
 	var r io.Reader = os.Stdin
 	if name != "-" {
 		f, err := os.Open(name)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		defer f.Close()
 		r = f
 	}
 	b, err := io.ReadAll(io.LimitReader(r, ingest.MaxMessageSize+1))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	res, _ := ingest.ParseBytes(b)
-	return res, nil
+	res, odd = ingest.ParseBytes(b)
+	return res, odd, nil
 }
