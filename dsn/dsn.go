@@ -97,6 +97,11 @@ type Recipient struct {
 	// Hard is true only for a permanent failure of the address itself.
 	Hard bool
 
+	scratch // what classification needs, cleared once it is done
+}
+
+// scratch is what Parse gathers about a recipient to classify it.
+type scratch struct {
 	// context is prose about this recipient found outside the
 	// diagnostic (the human-readable part of a DSN), used to classify.
 	context string
@@ -238,6 +243,7 @@ func finish(rep *Report) {
 		default:
 			failed++
 		}
+		rc.scratch = scratch{} // do not keep the message's texts alive
 	}
 	if rep.Kind == "" {
 		switch {

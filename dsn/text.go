@@ -310,7 +310,7 @@ func parseText(m *message, rep *Report) {
 			ds, de = 0, len(explain)
 		}
 		diag := explain[ds:de]
-		rc := Recipient{Address: a.addr, Diagnostic: diag, Action: "failed", command: cmd, prose: prose}
+		rc := Recipient{Address: a.addr, Diagnostic: diag, Action: "failed", scratch: scratch{command: cmd, prose: prose}}
 		if diag != explain {
 			rc.context, rc.lowerContext = explain, lowerExplain
 		}
