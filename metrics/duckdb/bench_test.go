@@ -104,3 +104,54 @@ func BenchmarkRawAppend(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*benchBatch)/total.Seconds(), "events/s")
 }
+
+// BenchmarkKnown asks about 10,000 events, half of them stored, in a
+// store of 500,000 events over one day.
+func BenchmarkKnown(b *testing.B) {
+	s, err := duckdb.Open(filepath.Join(b.TempDir(), "repute.duckdb"), duckdb.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 50 {
+		if err := s.Append(ctx, benchEvents(b, i, benchBatch)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ask := append(benchEvents(b, 10, benchBatch/2), benchEvents(b, 1000, benchBatch/2)...)
+	b.ResetTimer()
+	for range b.N {
+		known, err := s.Known(ctx, ask)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(known) != benchBatch/2 {
+			b.Fatalf("Known: %d, want %d", len(known), benchBatch/2)
+		}
+	}
+}
+
+// BenchmarkStats groups 500,000 events of one day by hour and ISP.
+func BenchmarkStats(b *testing.B) {
+	s, err := duckdb.Open(filepath.Join(b.TempDir(), "repute.duckdb"), duckdb.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 50 {
+		if err := s.Append(ctx, benchEvents(b, i, benchBatch)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	day := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	q := metrics.StatsQuery{From: day, To: day.Add(24 * time.Hour),
+		GroupBy: []metrics.GroupBy{metrics.GroupHour, metrics.GroupISP}}
+	b.ResetTimer()
+	for range b.N {
+		if _, err := s.Stats(ctx, q); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -29,12 +29,13 @@ var queries embed.FS
 
 // queryTexts holds the statements of queries/, by file name.
 type queryTexts struct {
-	append, appendExact, staging, known, stats string
+	appendNew, appendSpan, appendExact, staging, known, stats string
 }
 
 func loadQueries() (queryTexts, error) {
 	var q queryTexts
-	for name, dst := range map[string]*string{"append": &q.append, "append_exact": &q.appendExact,
+	for name, dst := range map[string]*string{"append_new": &q.appendNew,
+		"append_span": &q.appendSpan, "append_exact": &q.appendExact,
 		"staging": &q.staging, "known": &q.known, "stats": &q.stats} {
 		b, err := queries.ReadFile("queries/" + name + ".sql")
 		if err != nil {
@@ -191,10 +192,12 @@ func appendRows(a *duckdb.Appender, events []metrics.Event) error {
 // Append stores events, idempotently on (account, event_id), in one
 // transaction: when it returns nil every event is committed and queryable.
 //
-// The batch goes through the Appender into the staging table, then into
-// events by queries/append.sql, which looks for stored duplicates within the
-// batch's time span only; when the primary key finds one elsewhere, the
-// batch is appended again by queries/append_exact.sql.
+// The batch, without its repeated keys, goes through the Appender into the
+// staging table, then into events by the first of three statements that
+// the primary key lets through: queries/append_new.sql (no event stored
+// yet), append_span.sql (drops those stored within the batch's time span)
+// and append_exact.sql (drops those stored at any time: a full join, hence
+// the last resort).
 func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -204,46 +207,56 @@ func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 	if s.closed {
 		return errors.New("duckdb: append: store closed")
 	}
-	first, last := timeSpan(events)
-	err := s.inTx(ctx, func() error {
-		if err := s.stage(ctx, events); err != nil {
-			return err
-		}
-		_, err := s.write.ExecContext(ctx, s.sql.append, first, last)
-		return err
-	})
-	var derr *duckdb.Error
-	if errors.As(err, &derr) && derr.Type == duckdb.ErrorTypeConstraint {
-		s.log.Debug("duckdb: batch holds a key stored at another time, appending it exactly",
-			"events", len(events))
-		err = s.inTx(ctx, func() error {
-			if err := s.stage(ctx, events); err != nil {
-				return err
-			}
-			_, err := s.write.ExecContext(ctx, s.sql.appendExact)
-			return err
-		})
-	}
-	if err != nil {
+	if err := s.append(ctx, unique(events)); err != nil {
 		return fmt.Errorf("duckdb: append %d events: %w", len(events), err)
 	}
 	return nil
 }
 
+func (s *Store) append(ctx context.Context, events []metrics.Event) error {
+	// The staging table is temporary: filling and emptying it writes no log.
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := s.write.ExecContext(dctx, "DELETE FROM staging"); err != nil {
+			s.log.Warn("duckdb: empty staging table", "err", err)
+		}
+	}()
+	if err := s.stage(ctx, events); err != nil {
+		return err
+	}
+	first, last := timeSpan(events)
+	tries := []struct {
+		query string
+		args  []any
+	}{
+		{s.sql.appendNew, nil},
+		{s.sql.appendSpan, []any{first, last}},
+		{s.sql.appendExact, nil},
+	}
+	var err error
+	for _, try := range tries {
+		err = s.inTx(ctx, func() error {
+			_, err := s.write.ExecContext(ctx, try.query, try.args...)
+			return err
+		})
+		var derr *duckdb.Error
+		if !errors.As(err, &derr) || derr.Type != duckdb.ErrorTypeConstraint {
+			break
+		}
+	}
+	return err
+}
+
 // inTx runs fn in a transaction on the write connection and commits it, or
-// rolls it back when fn or the commit fails. The staging table is emptied
-// before the commit; a rollback empties it too.
+// rolls it back when fn or the commit fails.
 func (s *Store) inTx(ctx context.Context, fn func() error) error {
 	if _, err := s.write.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return err
 	}
 	err := fn()
 	if err == nil {
-		_, err = s.write.ExecContext(ctx, "DELETE FROM staging")
-	}
-	if err == nil {
-		_, err = s.write.ExecContext(ctx, "COMMIT")
-		if err == nil {
+		if _, err = s.write.ExecContext(ctx, "COMMIT"); err == nil {
 			return nil
 		}
 	}
@@ -255,6 +268,27 @@ func (s *Store) inTx(ctx context.Context, fn func() error) error {
 		s.log.Warn("duckdb: rollback failed", "err", rerr)
 	}
 	return err
+}
+
+// unique returns events without repeated keys, keeping the first of each;
+// events itself when no key repeats.
+func unique(events []metrics.Event) []metrics.Event {
+	seen := make(map[metrics.Key]struct{}, len(events))
+	for i := range events {
+		k := events[i].Key()
+		if _, dup := seen[k]; dup {
+			out := append([]metrics.Event(nil), events[:i]...)
+			for _, e := range events[i+1:] {
+				if _, dup := seen[e.Key()]; !dup {
+					seen[e.Key()] = struct{}{}
+					out = append(out, e)
+				}
+			}
+			return out
+		}
+		seen[k] = struct{}{}
+	}
+	return events
 }
 
 // stage appends events to the staging table with the Appender.

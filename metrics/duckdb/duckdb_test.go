@@ -91,3 +91,33 @@ func TestClosedStore(t *testing.T) {
 		t.Error("Append on a closed store: no error")
 	}
 }
+
+// A cancelled append stores nothing and leaves the store usable.
+func TestAppendCancelled(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "repute.duckdb"))
+	defer s.Close()
+	events := benchEvents(t, 0, 5000)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Append(ctx, events); err == nil {
+		t.Fatal("Append with a cancelled context: no error")
+	}
+	q := metrics.StatsQuery{From: events[0].Time.Add(-48 * time.Hour), To: events[0].Time.Add(48 * time.Hour)}
+	r, err := s.Stats(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Totals != (metrics.Counts{}) {
+		t.Errorf("after a cancelled append: totals %+v, want none", r.Totals)
+	}
+	if err := s.Append(context.Background(), events); err != nil {
+		t.Fatalf("Append after a cancelled one: %v", err)
+	}
+	known, err := s.Known(context.Background(), events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(known) != len(events) {
+		t.Errorf("Known after append: %d of %d events", len(known), len(events))
+	}
+}
