@@ -88,8 +88,8 @@ func parseHeader(s string) (header, string) {
 		}
 		colon := strings.IndexByte(line, ':')
 		if colon <= 0 || !isFieldName(line[:colon]) {
-			// QUIRK: RFC 5322 §2.1 — some bounces start the body
-			// without a blank line; treat this line as body.
+			// Lenient: RFC 5322 §2.1 wants an empty line before the
+			// body; a line that is no field ends the header anyway.
 			flush()
 			return h, s[pos:]
 		}
@@ -343,7 +343,8 @@ func decodeQP(s string) string {
 			i += 2
 		default:
 			// QUIRK: RFC 2045 §6.7 — a soft break followed by trailing
-			// white space, or a stray "="; keep what is readable.
+			// white space (see lhost-amavis-03), or a stray "="; keep
+			// what is readable.
 			j := i + 1
 			for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
 				j++
