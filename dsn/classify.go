@@ -363,6 +363,12 @@ func classify(rc *Recipient, text, context string) {
 	case r == UserUnknown && phrase == "does not exist" && domainBefore(text, phrase):
 		r = HostUnknown // "example.com does not exist" (see lhost-exim-37)
 	}
+	if r == NetworkError && rc.Status == "" && strings.HasPrefix(rc.ReplyCode, "4") && rc.prose != "" {
+		// A prose bounce whose last word from the remote host was a
+		// temporary refusal: the MTA retried until the message expired
+		// (see lhost-zoho-05).
+		r = Expired
+	}
 	if r == "" {
 		r = reasonFromStatus(rc.Status)
 	}

@@ -180,7 +180,7 @@ func parseText(m *message, rep *Report) {
 	var addrs, weakAddrs []found
 	for _, a := range findAddresses(explain) {
 		la := lowerASCII(a.addr)
-		if isSkipped(la) {
+		if isSkipped(la) || inIDField(lowerExplain, a.pos) {
 			continue
 		}
 		list := &addrs
@@ -344,6 +344,15 @@ func isTemporary(lower string) bool {
 		}
 	}
 	return false
+}
+
+// inIDField reports whether offset i of the lower-case text is on a
+// Message-ID, In-Reply-To or References line, whose values look like
+// addresses but are not (see lhost-zoho-05).
+func inIDField(lower string, i int) bool {
+	line := strings.TrimLeft(lower[strings.LastIndexByte(lower[:i], '\n')+1:i], " \t")
+	return strings.HasPrefix(line, "message-id:") || strings.HasPrefix(line, "in-reply-to:") ||
+		strings.HasPrefix(line, "references:")
 }
 
 // isSkipped reports whether the lower-case address a belongs to a role
