@@ -1,8 +1,17 @@
 // Package duckdb is the embedded metrics.Store: one DuckDB file, one
-// process (DuckDB locks the file). Events go in through DuckDB's Appender
-// into a staging table and from there into events, whose primary key
-// (account, event_id) keeps each event once; statistics are one SQL
-// statement per call.
+// process (DuckDB locks the file).
+//
+// Events go in through DuckDB's Appender into a temporary staging table and
+// from there into events, whose primary key (account, event_id) keeps each
+// event once, in one committed transaction per Append (DuckDB syncs its
+// write-ahead log at commit). DuckDB plans INSERT OR IGNORE as a join
+// against the whole table, so Append first tries a plain insert, then an
+// anti-join over the batch's time span, and only then OR IGNORE (see
+// Store.Append). Statistics are one SQL statement per call.
+//
+// Divergence: Known looks for stored events only within the candidates'
+// time span, as metrics.KnownChecker allows; a key stored at another time is
+// not reported as known, though Append still stores it once.
 //
 // The schema is in migrations/, applied at Open; the statements are in
 // queries/. Both are embedded.
@@ -48,7 +57,8 @@ func loadQueries() (queryTexts, error) {
 
 // Options configure a Store. The zero value works.
 type Options struct {
-	// Logger receives migration notes; nil means silent.
+	// Logger receives applied migrations and failed rollbacks; nil means
+	// silent.
 	Logger *slog.Logger
 }
 

@@ -2,6 +2,9 @@ package duckdb_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -119,5 +122,52 @@ func TestAppendCancelled(t *testing.T) {
 	}
 	if len(known) != len(events) {
 		t.Errorf("Known after append: %d of %d events", len(known), len(events))
+	}
+}
+
+// TestAppendSurvivesCrash appends in a child process that exits without
+// closing the store (as kill -9 would leave it: no checkpoint, only the
+// write-ahead log), then reopens the file here.
+func TestAppendSurvivesCrash(t *testing.T) {
+	if path := os.Getenv("REPUTE_DUCKDB_CRASH_CHILD"); path != "" {
+		s, err := duckdb.Open(path, duckdb.Options{})
+		if err != nil {
+			fmt.Println("open:", err)
+			os.Exit(2)
+		}
+		if err := s.Append(context.Background(), benchEvents(t, 0, 3000)); err != nil {
+			fmt.Println("append:", err)
+			os.Exit(2)
+		}
+		os.Exit(0) // no Close
+	}
+	path := filepath.Join(t.TempDir(), "repute.duckdb")
+	for range 2 { // the second run appends the same events again
+		cmd := exec.Command(os.Args[0], "-test.run=^TestAppendSurvivesCrash$")
+		cmd.Env = append(os.Environ(), "REPUTE_DUCKDB_CRASH_CHILD="+path)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+	}
+	s := open(t, path)
+	defer s.Close()
+	events := benchEvents(t, 0, 3000)
+	known, err := s.Known(context.Background(), events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Stats(context.Background(), metrics.StatsQuery{
+		From: events[0].Time.Add(-48 * time.Hour), To: events[0].Time.Add(48 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, n := range []int64{r.Totals.Sent, r.Totals.Delivered, r.Totals.BouncedHard,
+		r.Totals.OpenedHuman, r.Totals.OpenedMachine, r.Totals.Clicked} {
+		total += n
+	}
+	if len(known) != len(events) || total != int64(len(events)) {
+		t.Errorf("after two crashed appends of %d events: %d known, %d counted; want %d each",
+			len(events), len(known), total, len(events))
 	}
 }
