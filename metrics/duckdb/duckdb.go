@@ -1,13 +1,12 @@
 // Package duckdb is the embedded metrics.Store: one DuckDB file, one
 // process (DuckDB locks the file).
 //
-// Events go in through DuckDB's Appender into a temporary staging table and
-// from there into events, whose primary key (account, event_id) keeps each
-// event once, in one committed transaction per Append (DuckDB syncs its
-// write-ahead log at commit). DuckDB plans INSERT OR IGNORE as a join
-// against the whole table, so Append first tries a plain insert, then an
-// anti-join over the batch's time span, and only then OR IGNORE (see
-// Store.Append). Statistics are one SQL statement per call.
+// Events go in through DuckDB's Appender, in one committed transaction per
+// Append (DuckDB syncs its write-ahead log at commit); the primary key
+// (account, event_id) keeps each event once. DuckDB plans INSERT OR IGNORE as a join
+// against the whole table, so Append first tries the Appender straight into
+// events, then an anti-join over the batch's time span, and only then OR
+// IGNORE (see Store.Append). Statistics are one SQL statement per call.
 //
 // Divergence: Known looks for stored events only within the candidates'
 // time span, as metrics.KnownChecker allows; a key stored at another time is
@@ -38,13 +37,12 @@ var queries embed.FS
 
 // queryTexts holds the statements of queries/, by file name.
 type queryTexts struct {
-	appendNew, appendSpan, appendExact, staging, known, stats string
+	appendSpan, appendExact, staging, known, stats string
 }
 
 func loadQueries() (queryTexts, error) {
 	var q queryTexts
-	for name, dst := range map[string]*string{"append_new": &q.appendNew,
-		"append_span": &q.appendSpan, "append_exact": &q.appendExact,
+	for name, dst := range map[string]*string{"append_span": &q.appendSpan, "append_exact": &q.appendExact,
 		"staging": &q.staging, "known": &q.known, "stats": &q.stats} {
 		b, err := queries.ReadFile("queries/" + name + ".sql")
 		if err != nil {
@@ -202,12 +200,13 @@ func appendRows(a *duckdb.Appender, events []metrics.Event) error {
 // Append stores events, idempotently on (account, event_id), in one
 // transaction: when it returns nil every event is committed and queryable.
 //
-// The batch, without its repeated keys, goes through the Appender into the
-// staging table, then into events by the first of three statements that
-// the primary key lets through: queries/append_new.sql (no event stored
-// yet), append_span.sql (drops those stored within the batch's time span)
-// and append_exact.sql (drops those stored at any time: a full join, hence
-// the last resort).
+// The batch, without its repeated keys, first goes through the Appender
+// straight into events. When the primary key refuses it (some event is
+// stored already), it goes through the Appender into the staging table and
+// from there into events by queries/append_span.sql (which drops the events
+// stored within the batch's time span) or, when the primary key still
+// refuses, by append_exact.sql (which drops those stored at any time: a
+// join against the whole table, hence the last resort).
 func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -224,6 +223,13 @@ func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 }
 
 func (s *Store) append(ctx context.Context, events []metrics.Event) error {
+	// First try: every event is new, appended straight into events. The
+	// Appender reports a duplicate key as an untyped error; any failure
+	// leads to the staging path, which reports what is really wrong.
+	err := s.inTx(ctx, func() error { return s.appendTo(ctx, "", "events", events) })
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
 	// The staging table is temporary: filling and emptying it writes no log.
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -232,30 +238,27 @@ func (s *Store) append(ctx context.Context, events []metrics.Event) error {
 			s.log.Warn("duckdb: empty staging table", "err", err)
 		}
 	}()
-	if err := s.stage(ctx, events); err != nil {
+	if err := s.appendTo(ctx, "temp", "staging", events); err != nil {
 		return err
 	}
 	first, last := timeSpan(events)
-	tries := []struct {
-		query string
-		args  []any
-	}{
-		{s.sql.appendNew, nil},
-		{s.sql.appendSpan, []any{first, last}},
-		{s.sql.appendExact, nil},
-	}
-	var err error
-	for _, try := range tries {
+	err = s.inTx(ctx, func() error {
+		_, err := s.write.ExecContext(ctx, s.sql.appendSpan, first, last)
+		return err
+	})
+	if isConstraint(err) {
 		err = s.inTx(ctx, func() error {
-			_, err := s.write.ExecContext(ctx, try.query, try.args...)
+			_, err := s.write.ExecContext(ctx, s.sql.appendExact)
 			return err
 		})
-		var derr *duckdb.Error
-		if !errors.As(err, &derr) || derr.Type != duckdb.ErrorTypeConstraint {
-			break
-		}
 	}
 	return err
+}
+
+// isConstraint reports whether err is DuckDB refusing a constraint.
+func isConstraint(err error) bool {
+	var derr *duckdb.Error
+	return errors.As(err, &derr) && derr.Type == duckdb.ErrorTypeConstraint
 }
 
 // inTx runs fn in a transaction on the write connection and commits it, or
@@ -301,10 +304,11 @@ func unique(events []metrics.Event) []metrics.Event {
 	return events
 }
 
-// stage appends events to the staging table with the Appender.
-func (s *Store) stage(ctx context.Context, events []metrics.Event) error {
+// appendTo appends events to the table catalog.main.table with the
+// Appender.
+func (s *Store) appendTo(ctx context.Context, catalog, table string, events []metrics.Event) error {
 	return s.write.Raw(func(dc any) error {
-		a, err := duckdb.NewAppender(dc.(driver.Conn), "temp", "main", "staging")
+		a, err := duckdb.NewAppender(dc.(driver.Conn), catalog, "main", table)
 		if err != nil {
 			return err
 		}

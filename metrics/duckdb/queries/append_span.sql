@@ -1,7 +1,8 @@
--- The second try of Append, for a batch holding stored events: $1 and $2
--- are the batch's earliest and latest time, and the anti-join drops the
--- rows stored at the same time (a repeated fact has the same time, and zone
--- maps keep the scan to the batch's time span). A key stored at another
+-- The second try of Append, for a batch holding stored events (in the
+-- temporary table staging, without repeated keys): $1 and $2 are the
+-- batch's earliest and latest time, and the anti-join drops the rows stored
+-- within that span (a repeated fact has the same time, and zone maps keep
+-- the scan to the span). A key stored at another
 -- time makes the primary key refuse the statement; Append then runs
 -- append_exact.sql.
 INSERT INTO events
