@@ -2,6 +2,7 @@ package dsn
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 )
@@ -132,7 +133,7 @@ const maxDiagnostic = 1024
 func Parse(r io.Reader) (*Report, error) {
 	buf, err := io.ReadAll(io.LimitReader(r, MaxMessageSize+1))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("dsn: read message: %w", err)
 	}
 	var odd error
 	if len(buf) > MaxMessageSize {
