@@ -162,9 +162,9 @@ func (s *server) postEvents(w http.ResponseWriter, r *http.Request) {
 	var items []item
 	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mediaType == "application/x-ndjson" {
-		items = splitNDJSON(body)
+		items = decodeNDJSON(body)
 	} else {
-		items, err = splitArray(body)
+		items, err = decodeArray(body)
 		if err != nil {
 			s.rejected.WithLabelValues("malformed_json").Inc()
 			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error()+"; nothing was stored")
@@ -176,14 +176,18 @@ func (s *server) postEvents(w http.ResponseWriter, r *http.Request) {
 	now := s.opts.Now()
 	resp := postResponse{Rejected: []rejection{}}
 	events := make([]metrics.Event, 0, len(items))
-	for _, it := range items {
-		e, problem, err := s.decodeItem(it.raw, p, now)
+	for i := range items {
+		it := &items[i]
+		problem, err := "malformed_item", it.err
+		if err == nil {
+			problem, err = s.validate(&it.event, p, now)
+		}
 		if err != nil {
 			s.rejected.WithLabelValues(problem).Inc()
 			resp.Rejected = append(resp.Rejected, rejection{Index: it.index, Error: err.Error()})
 			continue
 		}
-		events = append(events, e)
+		events = append(events, it.event)
 	}
 	if len(events) == 0 {
 		if len(items) == 0 {
@@ -210,17 +214,21 @@ func (s *server) postEvents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, resp)
 }
 
-// item is one posted event, not yet decoded, with its position: the index
-// in the array or the 0-based line number in NDJSON.
+// item is one posted event with its position: the index in the array or
+// the 0-based line number in NDJSON. err says why it could not be decoded.
 type item struct {
 	index int
-	raw   []byte
+	event metrics.Event
+	err   error
 }
 
-// splitArray splits a JSON array into its elements. Any syntax error in the
-// body fails the whole body: a truncated array is not half-stored.
-func splitArray(body []byte) ([]item, error) {
+// decodeArray decodes a JSON array of events. A syntax error anywhere fails
+// the whole body, so a truncated array is not half-stored; an element that
+// is well-formed JSON but not a valid event (unknown field, wrong type,
+// invalid UTF-8) is one bad item.
+func decodeArray(body []byte) ([]item, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
 	tok, err := dec.Token()
 	if err != nil {
 		return nil, err
@@ -230,11 +238,20 @@ func splitArray(body []byte) ([]item, error) {
 	}
 	var items []item
 	for i := 0; dec.More(); i++ {
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, fmt.Errorf("item %d: %w", i, err)
+		it := item{index: i}
+		start := dec.InputOffset()
+		if err := dec.Decode(&it.event); err != nil {
+			if isSyntaxError(err) {
+				return nil, fmt.Errorf("item %d: %w", i, err)
+			}
+			// The decoder read the whole value before it failed to
+			// store it, so the next element is still in reach.
+			it.err = fmt.Errorf("malformed event: %v", err)
 		}
-		items = append(items, item{index: i, raw: raw})
+		if !utf8.Valid(body[start:dec.InputOffset()]) {
+			it.err = errInvalidUTF8
+		}
+		items = append(items, it)
 	}
 	if _, err := dec.Token(); err != nil {
 		return nil, err
@@ -245,57 +262,65 @@ func splitArray(body []byte) ([]item, error) {
 	return items, nil
 }
 
-// splitNDJSON splits NDJSON into lines; blank lines are skipped but
-// counted, so an index is always the 0-based line number.
-func splitNDJSON(body []byte) []item {
+func isSyntaxError(err error) bool {
+	var syntax *json.SyntaxError
+	return errors.As(err, &syntax) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// encoding/json would silently turn invalid UTF-8 into U+FFFD; what is
+// stored must be what was sent, so such an item is refused instead.
+var errInvalidUTF8 = errors.New("invalid UTF-8 in the item")
+
+// decodeNDJSON decodes one event a line; blank lines are skipped but
+// counted, so an index is always the 0-based line number, and a malformed
+// line is one bad item.
+func decodeNDJSON(body []byte) []item {
 	var items []item
 	for i, line := range bytes.Split(body, []byte("\n")) {
 		line = bytes.TrimSpace(line)
 		if len(line) == 0 {
 			continue
 		}
-		items = append(items, item{index: i, raw: line})
+		it := item{index: i}
+		dec := json.NewDecoder(bytes.NewReader(line))
+		dec.DisallowUnknownFields()
+		switch err := dec.Decode(&it.event); {
+		case !utf8.Valid(line):
+			it.err = errInvalidUTF8
+		case err != nil:
+			it.err = fmt.Errorf("malformed event: %v", err)
+		case dec.More():
+			it.err = errors.New("malformed event: more than one JSON value on the line")
+		}
+		items = append(items, it)
 	}
 	return items
 }
 
-// decodeItem decodes and validates one event for principal p. problem is a
-// short label for the rejection metric.
-func (s *server) decodeItem(raw []byte, p Principal, now time.Time) (e metrics.Event, problem string, err error) {
-	// encoding/json would silently turn invalid UTF-8 into U+FFFD; what is
-	// stored must be what was sent, so refuse it instead.
-	if !utf8.Valid(raw) {
-		return e, "invalid_utf8", errors.New("invalid UTF-8 in the item")
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&e); err != nil {
-		return e, "malformed_item", fmt.Errorf("malformed event: %v", err)
-	}
-	if dec.More() {
-		return e, "malformed_item", errors.New("malformed event: more than one JSON value")
-	}
+// validate checks and normalizes a decoded event for principal p. problem
+// is a short label for the rejection metric.
+func (s *server) validate(e *metrics.Event, p Principal, now time.Time) (problem string, err error) {
 	if !p.Admin {
 		switch e.Account {
 		case "":
 			e.Account = p.Account
 		case p.Account:
 		default:
-			return e, "wrong_account", fmt.Errorf("account %q is not the key's account %q", e.Account, p.Account)
+			return "wrong_account", fmt.Errorf("account %q is not the key's account %q", e.Account, p.Account)
 		}
 	}
 	if e.Source == "" {
 		e.Source = "http"
 	}
 	if err := e.Normalize(s.opts.ISPs, now); err != nil {
-		var ve *metrics.ValidationError
 		label := "invalid_event"
+		var ve *metrics.ValidationError
 		if errors.As(err, &ve) {
 			label = "invalid_" + ve.Field
 		}
-		return e, label, errors.New(strings.TrimPrefix(err.Error(), "metrics: "))
+		return label, errors.New(strings.TrimPrefix(err.Error(), "metrics: "))
 	}
-	return e, "", nil
+	return "", nil
 }
 
 // statsRow is one group (or the totals) of GET /v1/stats.

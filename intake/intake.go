@@ -8,7 +8,6 @@ package intake
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -112,11 +111,7 @@ func (p *Pipeline) Submit(ctx context.Context, events []metrics.Event) (Result, 
 		p.m.duplicates.Add(float64(res.Duplicates))
 		return res, nil
 	}
-	payload, err := json.Marshal(fresh)
-	if err != nil {
-		return Result{}, fmt.Errorf("intake: encode events: %w", err)
-	}
-	if err := p.spool.Append(payload); err != nil {
+	if err := p.spool.Append(metrics.AppendEvents(nil, fresh)); err != nil {
 		return Result{}, fmt.Errorf("intake: spool: %w", err)
 	}
 	for _, e := range fresh {
@@ -155,8 +150,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 func (p *Pipeline) drain(ctx context.Context, payloads [][]byte) error {
 	var events []metrics.Event
 	for _, payload := range payloads {
-		var batch []metrics.Event
-		if err := json.Unmarshal(payload, &batch); err != nil {
+		batch, err := metrics.DecodeEvents(payload)
+		if err != nil {
 			// The spool checksums every record, so this is a bug, not a
 			// torn write; fail loudly rather than skip.
 			return fmt.Errorf("intake: decode spooled events: %w", err)

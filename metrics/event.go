@@ -192,56 +192,54 @@ func (e *Event) Normalize(isps ISPMap, now time.Time) error {
 	return nil
 }
 
-// stringFields lists every string field with its name and bound, in the
-// canonical order ComputeID hashes them.
-func (e *Event) stringFields() []struct {
+// stringField is one string field of Event: its JSON name, where it is
+// and its size bound.
+type stringField struct {
 	name  string
-	value *string
-	max   int
-} {
-	type f = struct {
-		name  string
-		value *string
-		max   int
-	}
-	return []f{
-		{"event_id", &e.EventID, maxShortField},
-		{"kind", (*string)(&e.Kind), maxShortField},
-		{"source", &e.Source, maxShortField},
-		{"source_ref", &e.SourceRef, maxLongField},
-		{"account", &e.Account, maxShortField},
-		{"sender_domain", &e.SenderDomain, maxShortField},
-		{"sending_ip", &e.SendingIP, maxShortField},
-		{"campaign", &e.Campaign, maxShortField},
-		{"message_id", &e.MessageID, maxShortField * 2},
-		{"recipient", &e.Recipient, maxShortField * 2},
-		{"recipient_domain", &e.RecipientDomain, maxShortField},
-		{"isp", &e.ISP, maxShortField},
-		{"bounce_type", &e.BounceType, maxShortField},
-		{"reason", &e.Reason, maxShortField},
-		{"status", &e.Status, maxShortField},
-		{"diagnostic", &e.Diagnostic, maxLongField},
-		{"remote_mta", &e.RemoteMTA, maxShortField},
-		{"correlation", &e.Correlation, maxShortField},
-		{"feedback_type", &e.FeedbackType, maxShortField},
-		{"feedback_provider", &e.FeedbackProvider, maxShortField},
-		{"recipient_recovered_from", &e.RecipientRecoveredFrom, maxShortField},
-		{"user_agent", &e.UserAgent, maxLongField},
-		{"client_ip", &e.ClientIP, maxShortField},
-		{"machine_reason", &e.MachineReason, maxShortField},
-		{"url", &e.URL, maxLongField},
-		{"evidence_id", &e.EvidenceID, maxShortField},
-	}
+	get   func(e *Event) *string
+	bound int
+}
+
+// stringFields lists every string field in the canonical order ComputeID
+// hashes them. It is read-only.
+var stringFields = []stringField{
+	{"event_id", func(e *Event) *string { return &e.EventID }, maxShortField},
+	{"kind", func(e *Event) *string { return (*string)(&e.Kind) }, maxShortField},
+	{"source", func(e *Event) *string { return &e.Source }, maxShortField},
+	{"source_ref", func(e *Event) *string { return &e.SourceRef }, maxLongField},
+	{"account", func(e *Event) *string { return &e.Account }, maxShortField},
+	{"sender_domain", func(e *Event) *string { return &e.SenderDomain }, maxShortField},
+	{"sending_ip", func(e *Event) *string { return &e.SendingIP }, maxShortField},
+	{"campaign", func(e *Event) *string { return &e.Campaign }, maxShortField},
+	{"message_id", func(e *Event) *string { return &e.MessageID }, maxShortField * 2},
+	{"recipient", func(e *Event) *string { return &e.Recipient }, maxShortField * 2},
+	{"recipient_domain", func(e *Event) *string { return &e.RecipientDomain }, maxShortField},
+	{"isp", func(e *Event) *string { return &e.ISP }, maxShortField},
+	{"bounce_type", func(e *Event) *string { return &e.BounceType }, maxShortField},
+	{"reason", func(e *Event) *string { return &e.Reason }, maxShortField},
+	{"status", func(e *Event) *string { return &e.Status }, maxShortField},
+	{"diagnostic", func(e *Event) *string { return &e.Diagnostic }, maxLongField},
+	{"remote_mta", func(e *Event) *string { return &e.RemoteMTA }, maxShortField},
+	{"correlation", func(e *Event) *string { return &e.Correlation }, maxShortField},
+	{"feedback_type", func(e *Event) *string { return &e.FeedbackType }, maxShortField},
+	{"feedback_provider", func(e *Event) *string { return &e.FeedbackProvider }, maxShortField},
+	{"recipient_recovered_from", func(e *Event) *string { return &e.RecipientRecoveredFrom }, maxShortField},
+	{"user_agent", func(e *Event) *string { return &e.UserAgent }, maxLongField},
+	{"client_ip", func(e *Event) *string { return &e.ClientIP }, maxShortField},
+	{"machine_reason", func(e *Event) *string { return &e.MachineReason }, maxShortField},
+	{"url", func(e *Event) *string { return &e.URL }, maxLongField},
+	{"evidence_id", func(e *Event) *string { return &e.EvidenceID }, maxShortField},
 }
 
 func (e *Event) checkStrings() error {
-	for _, f := range e.stringFields() {
-		if !utf8.ValidString(*f.value) {
+	for _, f := range stringFields {
+		v := *f.get(e)
+		if !utf8.ValidString(v) {
 			return &ValidationError{Field: f.name, Err: ErrInvalidUTF8}
 		}
-		if len(*f.value) > f.max {
+		if len(v) > f.bound {
 			return &ValidationError{Field: f.name, Err: ErrFieldTooLong,
-				Value: fmt.Sprintf("%d bytes, at most %d", len(*f.value), f.max)}
+				Value: fmt.Sprintf("%d bytes, at most %d", len(v), f.bound)}
 		}
 	}
 	return nil
@@ -255,22 +253,20 @@ func (e *Event) checkStrings() error {
 // and its bytes; time is RFC 3339 in UTC with whole seconds, reply_code
 // decimal, machine "0" or "1". Call it on a normalized event.
 func (e *Event) ComputeID() string {
-	h := sha256.New()
-	var lenBuf [binary.MaxVarintLen64]byte
+	buf := make([]byte, 0, 512)
 	put := func(name, value string) {
-		h.Write([]byte(name))
-		h.Write([]byte{0})
-		n := binary.PutUvarint(lenBuf[:], uint64(len(value)))
-		h.Write(lenBuf[:n])
-		h.Write([]byte(value))
+		buf = append(buf, name...)
+		buf = append(buf, 0)
+		buf = binary.AppendUvarint(buf, uint64(len(value)))
+		buf = append(buf, value...)
 	}
 	put("time", e.Time.UTC().Format(time.RFC3339))
-	for _, f := range e.stringFields() {
+	for _, f := range stringFields {
 		switch f.name {
 		case "event_id", "recipient_domain", "isp":
 			continue
 		}
-		put(f.name, *f.value)
+		put(f.name, *f.get(e))
 	}
 	put("reply_code", strconv.Itoa(int(e.ReplyCode)))
 	machine := "0"
@@ -278,7 +274,7 @@ func (e *Event) ComputeID() string {
 		machine = "1"
 	}
 	put("machine", machine)
-	sum := h.Sum(nil)
+	sum := sha256.Sum256(buf)
 	return hex.EncodeToString(sum[:16])
 }
 

@@ -1,0 +1,46 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkPostEvents measures decoding and validating a 10,000-event POST
+// (the spool and the store are not in it).
+func BenchmarkPostEvents(b *testing.B) {
+	type ev struct {
+		Account      string `json:"account"`
+		Kind         string `json:"kind"`
+		Time         string `json:"time"`
+		Recipient    string `json:"recipient"`
+		SenderDomain string `json:"sender_domain"`
+		Campaign     string `json:"campaign"`
+		MessageID    string `json:"message_id"`
+	}
+	events := make([]ev, 10_000)
+	for i := range events {
+		events[i] = ev{"acme", "delivered", "2026-11-25T10:00:00Z", fmt.Sprintf("user%d@gmail.com", i),
+			"news.example.com", "winter", fmt.Sprintf("<%d@example.com>", i)}
+	}
+	body, _ := json.Marshal(events)
+	h := newTestHandler(&testing.T{}, &fakeSubmitter{}, &fakeStats{}, 0)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "/v1/events", strings.NewReader(string(body)))
+		req.Header.Set("Authorization", "Bearer "+adminKey)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusAccepted {
+			b.Fatalf("status %d", rec.Code)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(events))/b.Elapsed().Seconds(), "events/s")
+	_ = time.Now
+}
