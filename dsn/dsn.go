@@ -222,7 +222,7 @@ func finish(rep *Report) {
 			}
 			classify(rc, rc.lowerDiag, rc.lowerContext)
 			if rc.Diagnostic == "" {
-				rc.Diagnostic = rc.context
+				rc.Diagnostic = bounded(rc.context)
 			}
 		}
 		if rc.Status == "" {
@@ -264,7 +264,11 @@ func finish(rep *Report) {
 func bounded(s string) string {
 	s = collapseSpace(s)
 	if len(s) > maxDiagnostic {
-		s = s[:maxDiagnostic]
+		n := maxDiagnostic
+		for n > 0 && s[n]&0xC0 == 0x80 {
+			n-- // do not cut a UTF-8 sequence
+		}
+		s = s[:n]
 	}
 	return s
 }
