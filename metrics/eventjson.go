@@ -1,0 +1,186 @@
+package metrics
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"unicode/utf8"
+)
+
+// UnmarshalJSON decodes an event, refusing fields it does not know (a
+// misspelt "recipent" is an error, not a silently empty recipient).
+//
+// Intake decodes every posted event, and encoding/json's reflection is the
+// largest cost of it; so a flat object of exactly-named keys with plain
+// values is decoded by a small scanner here, and anything else — escapes,
+// nulls, odd spellings, errors — by encoding/json, which therefore decides
+// every error message and every corner case. FuzzEventUnmarshalJSON holds
+// the two to the same results.
+func (e *Event) UnmarshalJSON(data []byte) error {
+	saved := *e
+	if e.decodeFlat(data) {
+		return nil
+	}
+	*e = saved
+	type plain Event // the same fields, without this method
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode((*plain)(e)); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("metrics: more than one JSON value")
+	}
+	return nil
+}
+
+// flatField sets one field from its raw JSON value; false means "not
+// plain: let encoding/json decide".
+type flatField func(e *Event, raw []byte) bool
+
+// flatFields maps JSON names to setters. It is read-only.
+var flatFields = func() map[string]flatField {
+	m := map[string]flatField{
+		"time": func(e *Event, raw []byte) bool {
+			return raw[0] == '"' && e.Time.UnmarshalJSON(raw) == nil
+		},
+		"reply_code": func(e *Event, raw []byte) bool {
+			if raw[0] < '0' || raw[0] > '9' || (raw[0] == '0' && len(raw) > 1) {
+				return false
+			}
+			n, err := strconv.ParseUint(string(raw), 10, 16)
+			e.ReplyCode = uint16(n)
+			return err == nil
+		},
+		"machine": func(e *Event, raw []byte) bool {
+			switch string(raw) {
+			case "true":
+				e.Machine = true
+			case "false":
+				e.Machine = false
+			default:
+				return false
+			}
+			return true
+		},
+	}
+	for _, f := range stringFields {
+		get := f.get
+		m[f.name] = func(e *Event, raw []byte) bool {
+			if raw[0] != '"' {
+				return false
+			}
+			*get(e) = string(raw[1 : len(raw)-1])
+			return true
+		}
+	}
+	return m
+}()
+
+// decodeFlat decodes data if it is a flat object whose keys are all exact
+// field names and whose values are plain: strings without escapes, valid
+// UTF-8 and no control characters, unsigned integers, true or false.
+func (e *Event) decodeFlat(data []byte) bool {
+	s := scanner{b: data}
+	s.space()
+	if !s.consume('{') {
+		return false
+	}
+	s.space()
+	if s.consume('}') {
+		s.space()
+		return s.done()
+	}
+	for {
+		s.space()
+		key, ok := s.plainString()
+		if !ok {
+			return false
+		}
+		set := flatFields[string(key[1:len(key)-1])]
+		if set == nil {
+			return false
+		}
+		s.space()
+		if !s.consume(':') {
+			return false
+		}
+		s.space()
+		raw, ok := s.plainValue()
+		if !ok || !set(e, raw) {
+			return false
+		}
+		s.space()
+		if s.consume('}') {
+			s.space()
+			return s.done()
+		}
+		if !s.consume(',') {
+			return false
+		}
+	}
+}
+
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scanner) consume(c byte) bool {
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+func (s *scanner) done() bool { return s.i == len(s.b) }
+
+// plainString returns a string token, quotes included, if it has no
+// escapes, no control characters and is valid UTF-8.
+func (s *scanner) plainString() ([]byte, bool) {
+	if !s.consume('"') {
+		return nil, false
+	}
+	start := s.i - 1
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			s.i++
+			tok := s.b[start:s.i]
+			return tok, utf8.Valid(tok)
+		case c == '\\' || c < 0x20:
+			return nil, false
+		}
+		s.i++
+	}
+	return nil, false
+}
+
+// plainValue returns a plain string, an unsigned integer, true or false.
+func (s *scanner) plainValue() ([]byte, bool) {
+	if s.i >= len(s.b) {
+		return nil, false
+	}
+	if s.b[s.i] == '"' {
+		return s.plainString()
+	}
+	start := s.i
+	for s.i < len(s.b) && (s.b[s.i] >= '0' && s.b[s.i] <= '9' || s.b[s.i] >= 'a' && s.b[s.i] <= 'z') {
+		s.i++
+	}
+	return s.b[start:s.i], s.i > start
+}

@@ -1,0 +1,108 @@
+package metrics
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// reflective decodes as encoding/json alone would, unknown fields refused.
+func reflective(data []byte) (Event, error) {
+	type plain Event
+	var e Event
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode((*plain)(&e))
+	if err == nil && dec.More() {
+		err = json.Unmarshal([]byte("x"), new(int)) // any error: both must fail
+	}
+	return e, err
+}
+
+var eventJSONSamples = []string{
+	`{"kind":"sent","time":"2026-11-25T10:00:00Z","account":"acme","recipient":"a@example.com"}`,
+	` { "kind" : "opened" , "machine" : true , "reply_code" : 250 , "time" : "2026-11-25T10:00:00+09:00" } `,
+	`{}`,
+	`{"kind":"sent","recipent":"typo"}`,
+	`{"Kind":"sent"}`,
+	`{"kind":"s\u00e9nt","diagnostic":"550 \"quoted\""}`,
+	`{"kind":null,"machine":null,"reply_code":null,"time":null}`,
+	`{"reply_code":65536}`,
+	`{"reply_code":-1}`,
+	`{"reply_code":1e2}`,
+	`{"reply_code":007}`,
+	`{"machine":"true"}`,
+	`{"time":"yesterday"}`,
+	`{"time":12}`,
+	`{"kind":"sent","kind":"delivered"}`,
+	`{"campaign":"` + strings.Repeat("é", 10) + `"}`,
+	"{\"campaign\":\"tab\there\"}",
+	"{\"campaign\":\"bad \xff utf8\"}",
+	`{"kind":5}`,
+	`{"kind":"sent",}`,
+	`{"kind":"sent"} {}`,
+	`[]`,
+	`"sent"`,
+}
+
+func TestEventUnmarshalJSONMatchesEncodingJSON(t *testing.T) {
+	for _, sample := range eventJSONSamples {
+		checkSameAsEncodingJSON(t, []byte(sample))
+	}
+	var e Event
+	if err := json.Unmarshal([]byte(eventJSONSamples[0]), &e); err != nil || e.Recipient != "a@example.com" || e.Kind != KindSent {
+		t.Errorf("decoded %+v, %v", e, err)
+	}
+	if err := json.Unmarshal([]byte(`{"recipent":"x"}`), &e); err == nil || !strings.Contains(err.Error(), "recipent") {
+		t.Errorf("unknown field: %v, want an error naming it", err)
+	}
+}
+
+func checkSameAsEncodingJSON(t *testing.T, data []byte) {
+	t.Helper()
+	want, wantErr := reflective(data)
+	var got Event
+	gotErr := got.UnmarshalJSON(data)
+	if (gotErr != nil) != (wantErr != nil) {
+		t.Fatalf("%q: error %v, encoding/json says %v", data, gotErr, wantErr)
+	}
+	if gotErr == nil && !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q:\n got %+v\nwant %+v", data, got, want)
+	}
+}
+
+func FuzzEventUnmarshalJSON(f *testing.F) {
+	for _, s := range eventJSONSamples {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			return // the array decoder rejects the body before an event sees it
+		}
+		checkSameAsEncodingJSON(t, data)
+	})
+}
+
+func BenchmarkEventUnmarshalJSON(b *testing.B) {
+	data := []byte(`{"account":"acme","kind":"delivered","time":"2026-11-25T10:00:00Z","recipient":"user1@gmail.com",` +
+		`"sender_domain":"news.example.com","campaign":"winter","message_id":"<1@example.com>"}`)
+	b.Run("flat", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var e Event
+			if err := e.UnmarshalJSON(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := reflective(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
