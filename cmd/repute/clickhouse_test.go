@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -74,12 +73,13 @@ func (p *cuttableProxy) setDown(down bool) {
 }
 
 func TestServeOnClickHouseSurvivesAnOutage(t *testing.T) {
-	proxy := newCuttableProxy(t, testenv.ClickHouse(t))
+	addr, database := testenv.ClickHouseDatabase(t)
+	proxy := newCuttableProxy(t, addr)
 	cfg := defaultServeConfig()
 	cfg.Data = t.TempDir()
 	cfg.AdminKey = "admin"
 	cfg.ClickHouse = proxy.addr()
-	cfg.ClickHouseDatabase = fmt.Sprintf("repute_serve_test_%d", time.Now().UnixNano())
+	cfg.ClickHouseDatabase = database
 	base := startApp(t, cfg)
 	c := client{t, base, "admin"}
 

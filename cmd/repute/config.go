@@ -70,28 +70,38 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig, configFile *string) {
 	fs.StringVar(&cfg.ClickHousePassword, "clickhouse-password", cfg.ClickHousePassword, "ClickHouse password (better: REPUTE_CLICKHOUSE_PASSWORD)")
 }
 
-// loadServeConfig applies the default, the file, the environment and the
-// flags, in rising precedence. getenv is os.Getenv outside tests; usage
-// receives the flags' help and errors.
-func loadServeConfig(args []string, getenv func(string) string, usage io.Writer) (serveConfig, *flag.FlagSet, error) {
-	cfg := defaultServeConfig()
-	var configFile string
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(usage)
-	fs.Usage = func() {
-		fmt.Fprint(usage, `Usage: repute serve [flags]
-
-Serves the HTTP API (POST /v1/events, GET /v1/stats, /healthz, /readyz,
-/metrics), keeps accepted events in the on-disk spool and drains them into
-the store: DuckDB in the data directory, or ClickHouse with --clickhouse.
-
-Each flag is also REPUTE_<FLAG> in the environment (upper case, - → _) and
+const configHelp = `Each flag is also REPUTE_<FLAG> in the environment (upper case, - → _) and
 a key of the YAML file (- → _); a flag overrides the environment, which
 overrides the file, which overrides the default. REPUTE_ADMIN_KEY holds the
 admin key; see repute.example.yaml for accounts and their keys.
 
 Flags:
-`)
+`
+
+const serveUsage = `Usage: repute serve [flags]
+
+Serves the HTTP API (POST /v1/events, GET /v1/stats, /healthz, /readyz,
+/metrics), keeps accepted events in the on-disk spool and drains them into
+the store: DuckDB in the data directory, or ClickHouse with --clickhouse.
+
+` + configHelp
+
+// loadServeConfig applies the default, the file, the environment and the
+// flags, in rising precedence. getenv is os.Getenv outside tests; usage
+// receives the flags' help and errors.
+func loadServeConfig(args []string, getenv func(string) string, usage io.Writer) (serveConfig, *flag.FlagSet, error) {
+	return loadConfig("serve", serveUsage, args, getenv, usage)
+}
+
+// loadConfig is loadServeConfig for any command that reads serve's
+// configuration (migrate does: the same file tells where ClickHouse is).
+func loadConfig(command, help string, args []string, getenv func(string) string, usage io.Writer) (serveConfig, *flag.FlagSet, error) {
+	cfg := defaultServeConfig()
+	var configFile string
+	fs := flag.NewFlagSet(command, flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.Usage = func() {
+		fmt.Fprint(usage, help)
 		fs.PrintDefaults()
 	}
 	serveFlags(fs, &cfg, &configFile)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -25,5 +27,17 @@ func TestMigrateCommand(t *testing.T) {
 		if code != 0 || !strings.Contains(stdout.String(), "up to date") {
 			t.Fatalf("migrate #%d = %d, stdout %q, stderr %q; want 0, up to date", i+1, code, stdout.String(), stderr.String())
 		}
+	}
+}
+
+func TestMigrateReadsServeConfigFile(t *testing.T) {
+	addr, db := testenv.ClickHouseDatabase(t)
+	file := filepath.Join(t.TempDir(), "repute.yaml")
+	if err := os.WriteFile(file, []byte("clickhouse: "+addr+"\nclickhouse_database: "+db+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := runMigrate([]string{"--config", file}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), db) {
+		t.Errorf("migrate --config = %d, stdout %q, stderr %q; want 0 naming %s", code, stdout.String(), stderr.String(), db)
 	}
 }
