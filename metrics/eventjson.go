@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -71,16 +72,17 @@ var flatFields = func() map[string]flatField {
 			if raw[0] != '"' {
 				return false
 			}
-			*get(e) = string(raw[1 : len(raw)-1])
-			return true
+			v, ok := unquote(raw)
+			*get(e) = v
+			return ok
 		}
 	}
 	return m
 }()
 
 // decodeFlat decodes data if it is a flat object whose keys are all exact
-// field names and whose values are plain: strings without escapes, valid
-// UTF-8 and no control characters, unsigned integers, true or false.
+// field names and whose values are plain: strings of valid UTF-8 without
+// control characters or surrogate escapes, unsigned integers, true or false.
 func (e *Event) decodeFlat(data []byte) bool {
 	s := scanner{b: data}
 	s.space()
@@ -95,7 +97,7 @@ func (e *Event) decodeFlat(data []byte) bool {
 	for {
 		s.space()
 		key, ok := s.plainString()
-		if !ok {
+		if !ok || bytes.IndexByte(key, '\\') >= 0 {
 			return false
 		}
 		set := flatFields[string(key[1:len(key)-1])]
@@ -149,7 +151,7 @@ func (s *scanner) consume(c byte) bool {
 func (s *scanner) done() bool { return s.i == len(s.b) }
 
 // plainString returns a string token, quotes included, if it has no
-// escapes, no control characters and is valid UTF-8.
+// control characters and is valid UTF-8.
 func (s *scanner) plainString() ([]byte, bool) {
 	if !s.consume('"') {
 		return nil, false
@@ -162,12 +164,63 @@ func (s *scanner) plainString() ([]byte, bool) {
 			s.i++
 			tok := s.b[start:s.i]
 			return tok, utf8.Valid(tok)
-		case c == '\\' || c < 0x20:
+		case c == '\\':
+			s.i++ // the escaped byte cannot end the string
+		case c < 0x20:
 			return nil, false
 		}
 		s.i++
 	}
 	return nil, false
+}
+
+// unquote returns the value of a string token. It declines (false) the
+// \u escapes of UTF-16 surrogates, whose repair encoding/json does its own
+// way, and anything malformed.
+func unquote(tok []byte) (string, bool) {
+	body := tok[1 : len(tok)-1]
+	if bytes.IndexByte(body, '\\') < 0 {
+		return string(body), true
+	}
+	out := make([]byte, 0, len(body))
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		if i == len(body) {
+			return "", false
+		}
+		switch body[i] {
+		case '"', '\\', '/':
+			out = append(out, body[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			if i+5 > len(body) {
+				return "", false
+			}
+			r, err := strconv.ParseUint(string(body[i+1:i+5]), 16, 32)
+			if err != nil || utf16.IsSurrogate(rune(r)) {
+				return "", false
+			}
+			out = utf8.AppendRune(out, rune(r))
+			i += 4
+		default:
+			return "", false
+		}
+	}
+	return string(out), true
 }
 
 // plainValue returns a plain string, an unsigned integer, true or false.
