@@ -2,15 +2,13 @@
 // process (DuckDB locks the file).
 //
 // Events go in through DuckDB's Appender, in one committed transaction per
-// Append (DuckDB syncs its write-ahead log at commit); the primary key
-// (account, event_id) keeps each event once. DuckDB plans INSERT OR IGNORE as a join
-// against the whole table, so Append first tries the Appender straight into
-// events, then an anti-join over the batch's time span, and only then OR
-// IGNORE (see Store.Append). Statistics are one SQL statement per call.
-//
-// Divergence: Known looks for stored events only within the candidates'
-// time span, as metrics.KnownChecker allows; a key stored at another time is
-// not reported as known, though Append still stores it once.
+// Append (DuckDB syncs its write-ahead log at commit). Each event is stored
+// once by (account, event_id): appends are serialised, and each first looks
+// up which of its events are stored already, through a key_hash column (the
+// low 64 bits of the MD5 of the key) whose matches are then compared
+// exactly. migrations/0002_key_hash.sql says why this replaced a primary
+// key. Known uses the same lookup. Statistics are one SQL statement per
+// call.
 //
 // The schema is in migrations/, applied at Open; the statements are in
 // queries/. Both are embedded.
@@ -18,9 +16,11 @@ package duckdb
 
 import (
 	"context"
+	"crypto/md5"
 	"database/sql"
 	"database/sql/driver"
 	"embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,13 +37,12 @@ var queries embed.FS
 
 // queryTexts holds the statements of queries/, by file name.
 type queryTexts struct {
-	appendSpan, appendExact, staging, known, stats string
+	known, stats string
 }
 
 func loadQueries() (queryTexts, error) {
 	var q queryTexts
-	for name, dst := range map[string]*string{"append_span": &q.appendSpan, "append_exact": &q.appendExact,
-		"staging": &q.staging, "known": &q.known, "stats": &q.stats} {
+	for name, dst := range map[string]*string{"known": &q.known, "stats": &q.stats} {
 		b, err := queries.ReadFile("queries/" + name + ".sql")
 		if err != nil {
 			return q, fmt.Errorf("duckdb: query %s: %w", name, err)
@@ -107,13 +106,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.write, err = s.db.Conn(ctx)
-	if err == nil {
-		_, err = s.write.ExecContext(ctx, s.sql.staging)
-	}
 	if err != nil {
-		if s.write != nil {
-			s.write.Close()
-		}
 		s.db.Close()
 		s.connector.Close()
 		return nil, fmt.Errorf("duckdb: connect: %w", err)
@@ -181,6 +174,14 @@ var columns = []column{
 	{"machine_reason", func(e *metrics.Event) driver.Value { return e.MachineReason }},
 	{"url", func(e *metrics.Event) driver.Value { return e.URL }},
 	{"evidence_id", func(e *metrics.Event) driver.Value { return e.EvidenceID }},
+	{"key_hash", func(e *metrics.Event) driver.Value { return keyHash(e.Key()) }},
+}
+
+// keyHash returns the key_hash of k: md5_number_lower(account || chr(0) ||
+// event_id) in DuckDB, the low 64 bits of the MD5 read little-endian.
+func keyHash(k metrics.Key) uint64 {
+	sum := md5.Sum([]byte(k.Account + "\x00" + k.EventID))
+	return binary.LittleEndian.Uint64(sum[8:])
 }
 
 // appendRows appends events with a through the column list.
@@ -199,14 +200,8 @@ func appendRows(a *duckdb.Appender, events []metrics.Event) error {
 
 // Append stores events, idempotently on (account, event_id), in one
 // transaction: when it returns nil every event is committed and queryable.
-//
-// The batch, without its repeated keys, first goes through the Appender
-// straight into events. When the primary key refuses it (some event is
-// stored already), it goes through the Appender into the staging table and
-// from there into events by queries/append_span.sql (which drops the events
-// stored within the batch's time span) or, when the primary key still
-// refuses, by append_exact.sql (which drops those stored at any time: a
-// join against the whole table, hence the last resort).
+// Appends are serialised, so the events found new are still new when they
+// are appended.
 func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -216,58 +211,41 @@ func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 	if s.closed {
 		return errors.New("duckdb: append: store closed")
 	}
-	if err := s.append(ctx, unique(events)); err != nil {
+	if err := s.append(ctx, events); err != nil {
 		return fmt.Errorf("duckdb: append %d events: %w", len(events), err)
 	}
 	return nil
 }
 
 func (s *Store) append(ctx context.Context, events []metrics.Event) error {
-	// First try: every event is new, appended straight into events. The
-	// Appender reports a duplicate key as an untyped error; any failure
-	// leads to the staging path, which reports what is really wrong.
-	err := s.inTx(ctx, func() error { return s.appendTo(ctx, "", "events", events) })
-	if err == nil || ctx.Err() != nil {
+	stored, err := s.stored(ctx, s.write, events)
+	if err != nil {
 		return err
 	}
-	// The staging table is temporary: filling and emptying it writes no log.
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := s.write.ExecContext(dctx, "DELETE FROM staging"); err != nil {
-			s.log.Warn("duckdb: empty staging table", "err", err)
+	fresh := make([]metrics.Event, 0, len(events))
+	for _, e := range events {
+		if !stored[e.Key()] {
+			stored[e.Key()] = true // a key repeated within the batch
+			fresh = append(fresh, e)
 		}
-	}()
-	if err := s.appendTo(ctx, "temp", "staging", events); err != nil {
-		return err
 	}
-	first, last := timeSpan(events)
-	err = s.inTx(ctx, func() error {
-		_, err := s.write.ExecContext(ctx, s.sql.appendSpan, first, last)
-		return err
-	})
-	if isConstraint(err) {
-		err = s.inTx(ctx, func() error {
-			_, err := s.write.ExecContext(ctx, s.sql.appendExact)
-			return err
-		})
+	if len(fresh) == 0 {
+		return nil
 	}
-	return err
-}
-
-// isConstraint reports whether err is DuckDB refusing a constraint.
-func isConstraint(err error) bool {
-	var derr *duckdb.Error
-	return errors.As(err, &derr) && derr.Type == duckdb.ErrorTypeConstraint
-}
-
-// inTx runs fn in a transaction on the write connection and commits it, or
-// rolls it back when fn or the commit fails.
-func (s *Store) inTx(ctx context.Context, fn func() error) error {
 	if _, err := s.write.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return err
 	}
-	err := fn()
+	err = s.write.Raw(func(dc any) error {
+		a, err := duckdb.NewAppender(dc.(driver.Conn), "", "", "events")
+		if err != nil {
+			return err
+		}
+		if err := appendRows(a, fresh); err != nil {
+			a.Close()
+			return err
+		}
+		return a.CloseWithCancel(ctx)
+	})
 	if err == nil {
 		if _, err = s.write.ExecContext(ctx, "COMMIT"); err == nil {
 			return nil
@@ -283,85 +261,50 @@ func (s *Store) inTx(ctx context.Context, fn func() error) error {
 	return err
 }
 
-// unique returns events without repeated keys, keeping the first of each;
-// events itself when no key repeats.
-func unique(events []metrics.Event) []metrics.Event {
-	seen := make(map[metrics.Key]struct{}, len(events))
+// querier is what stored needs of a *sql.DB or *sql.Conn.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// stored returns the keys of events that are stored, by key hash and then
+// exactly.
+func (s *Store) stored(ctx context.Context, q querier, events []metrics.Event) (map[metrics.Key]bool, error) {
+	hashes := make([]uint64, len(events))
 	for i := range events {
-		k := events[i].Key()
-		if _, dup := seen[k]; dup {
-			out := append([]metrics.Event(nil), events[:i]...)
-			for _, e := range events[i+1:] {
-				if _, dup := seen[e.Key()]; !dup {
-					seen[e.Key()] = struct{}{}
-					out = append(out, e)
-				}
-			}
-			return out
-		}
-		seen[k] = struct{}{}
+		hashes[i] = keyHash(events[i].Key())
 	}
-	return events
-}
-
-// appendTo appends events to the table catalog.main.table with the
-// Appender.
-func (s *Store) appendTo(ctx context.Context, catalog, table string, events []metrics.Event) error {
-	return s.write.Raw(func(dc any) error {
-		a, err := duckdb.NewAppender(dc.(driver.Conn), catalog, "main", table)
-		if err != nil {
-			return err
-		}
-		if err := appendRows(a, events); err != nil {
-			a.Close()
-			return err
-		}
-		return a.CloseWithCancel(ctx)
-	})
-}
-
-// timeSpan returns the earliest and latest time of events, in UTC.
-func timeSpan(events []metrics.Event) (first, last time.Time) {
-	first, last = events[0].Time, events[0].Time
-	for _, e := range events[1:] {
-		if e.Time.Before(first) {
-			first = e.Time
-		}
-		if e.Time.After(last) {
-			last = e.Time
-		}
-	}
-	return first.UTC(), last.UTC()
-}
-
-// Known returns the keys of events already stored. It looks only at
-// stored events within the candidates' time span: a stored event with the
-// same key but another time is not reported (the same fact has the same
-// time; metrics.KnownChecker allows this narrowing).
-func (s *Store) Known(ctx context.Context, events []metrics.Event) (map[metrics.Key]bool, error) {
-	known := map[metrics.Key]bool{}
-	if len(events) == 0 {
-		return known, nil
-	}
-	accounts := make([]string, len(events))
-	ids := make([]string, len(events))
-	for i, e := range events {
-		accounts[i], ids[i] = e.Account, e.EventID
-	}
-	first, last := timeSpan(events)
-	rows, err := s.db.QueryContext(ctx, s.sql.known, accounts, ids, first, last)
+	rows, err := q.QueryContext(ctx, s.sql.known, hashes)
 	if err != nil {
-		return nil, fmt.Errorf("duckdb: known: %w", err)
+		return nil, err
 	}
 	defer rows.Close()
+	matches := map[metrics.Key]bool{}
 	for rows.Next() {
 		var k metrics.Key
 		if err := rows.Scan(&k.Account, &k.EventID); err != nil {
-			return nil, fmt.Errorf("duckdb: known: %w", err)
+			return nil, err
 		}
-		known[k] = true
+		matches[k] = true
 	}
 	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	stored := make(map[metrics.Key]bool, len(matches))
+	for i := range events {
+		if k := events[i].Key(); matches[k] {
+			stored[k] = true
+		}
+	}
+	return stored, nil
+}
+
+// Known returns the keys of events already stored.
+func (s *Store) Known(ctx context.Context, events []metrics.Event) (map[metrics.Key]bool, error) {
+	if len(events) == 0 {
+		return map[metrics.Key]bool{}, nil
+	}
+	known, err := s.stored(ctx, s.db, events)
+	if err != nil {
 		return nil, fmt.Errorf("duckdb: known: %w", err)
 	}
 	return known, nil

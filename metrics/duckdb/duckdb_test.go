@@ -39,8 +39,7 @@ func open(t *testing.T, path string) *duckdb.Store {
 }
 
 // A key stored at one time and appended again at another is still one
-// event (the fast path's anti-join looks only at the batch's time span; the
-// primary key catches the rest), and the other events of that batch land.
+// event (the first stored wins), and the other events of that batch land.
 func TestAppendSameKeyOtherTime(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "repute.duckdb"))
 	defer s.Close()

@@ -1,8 +1,7 @@
--- The stored keys among the candidates: $1 accounts and $2 event ids, as
--- two lists of the same length, pairwise; $3 and $4 bound the time of the
--- stored events to look at (the candidates' earliest and latest time).
-SELECT e.account, e.event_id
-FROM events AS e
-JOIN (SELECT unnest($1::VARCHAR[]) AS account, unnest($2::VARCHAR[]) AS event_id) AS k
-  ON e.account = k.account AND e.event_id = k.event_id
-WHERE e.time BETWEEN $3 AND $4
+-- The stored rows whose key hash is among $1 (a list of key hashes, see
+-- migrations/0002_key_hash.sql), as (account, event_id) for the caller to
+-- compare exactly. The inner scan reads only key_hash; the outer one reads
+-- the keys of the few matching rows, by rowid.
+SELECT account, event_id
+FROM events
+WHERE rowid IN (SELECT rowid FROM events WHERE key_hash IN (SELECT unnest($1::UBIGINT[])))
