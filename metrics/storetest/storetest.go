@@ -13,6 +13,22 @@
 // Every subtest opens its own store. The suite closes every store it gets
 // from Open or Reopen (except the one it hands to Reopen, which Reopen
 // closes), so the harness must not register a Close of its own.
+//
+// Beyond the rules of metrics.Counts and metrics.StatsQuery, the suite
+// holds a backend to these:
+//   - Append is idempotent on (account, event_id) within a call, across
+//     calls, across Reopen and between concurrent callers, and an event is
+//     queryable as soon as Append returns; a read never sees half a batch.
+//   - Stats never returns nil Groups (an empty slice instead), rejects an
+//     unknown GroupBy with an error, and takes query bounds as instants (a
+//     bound inside a second or in another time zone is exact).
+//   - A dimension an event lacks groups under "", which sorts first; keys
+//     sort as strings.
+//   - Known reports the stored keys among the candidates (a key mapped to
+//     false counts as absent).
+//
+// Event times are fixed (around 2026-11-24T10:00:00Z), so results do not
+// depend on the clock.
 package storetest
 
 import (
