@@ -227,6 +227,13 @@ type item struct {
 // is well-formed JSON but not a valid event (unknown field, wrong type,
 // invalid UTF-8) is one bad item.
 func decodeArray(body []byte) ([]item, error) {
+	if events, ok := metrics.DecodeEventsJSON(body); ok {
+		items := make([]item, len(events))
+		for i := range events {
+			items[i] = item{index: i, event: events[i]}
+		}
+		return items, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	tok, err := dec.Token()

@@ -112,3 +112,32 @@ func BenchmarkEventUnmarshalJSON(b *testing.B) {
 		}
 	})
 }
+
+func FuzzDecodeEventsJSON(f *testing.F) {
+	f.Add([]byte("[" + eventJSONSamples[0] + "," + eventJSONSamples[1] + "]"))
+	f.Add([]byte(" [ ] "))
+	for _, s := range eventJSONSamples {
+		f.Add([]byte("[" + s + "]"))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, ok := DecodeEventsJSON(data)
+		if !ok {
+			return // the caller falls back to encoding/json
+		}
+		type plain Event
+		var want []plain
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&want); err != nil || dec.More() {
+			t.Fatalf("%q: fast path took what encoding/json refuses (%v)", data, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: %d events, encoding/json %d", data, len(got), len(want))
+		}
+		for i := range got {
+			if !reflect.DeepEqual(got[i], Event(want[i])) {
+				t.Fatalf("%q: event %d:\n got %+v\nwant %+v", data, i, got[i], want[i])
+			}
+		}
+	})
+}
