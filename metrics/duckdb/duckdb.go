@@ -7,7 +7,8 @@
 // up which of its events are stored already, through a key_hash column (the
 // low 64 bits of the MD5 of the key) whose matches are then compared
 // exactly. migrations/0002_key_hash.sql says why this replaced a primary
-// key. Known uses the same lookup. Statistics are one SQL statement per
+// key; 0003_append_lock.sql how appends through two Stores over one file
+// stay apart. Known uses the same lookup. Statistics are one SQL statement per
 // call.
 //
 // The schema is in migrations/, applied at Open; the statements are in
@@ -200,8 +201,10 @@ func appendRows(a *duckdb.Appender, events []metrics.Event) error {
 
 // Append stores events, idempotently on (account, event_id), in one
 // transaction: when it returns nil every event is committed and queryable.
-// Appends are serialised, so the events found new are still new when they
-// are appended.
+// Appends through one Store are serialised; in each, the events found new
+// are still new when they are appended, because the transaction first
+// updates the append_lock row, so that a concurrent append through another
+// Store over the same file conflicts and is retried.
 func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -211,13 +214,56 @@ func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 	if s.closed {
 		return errors.New("duckdb: append: store closed")
 	}
-	if err := s.append(ctx, events); err != nil {
+	// A conflict means another writer's transaction holds the lock row:
+	// wait for it (with a growing pause) and try again, as long as ctx
+	// allows.
+	pause := time.Millisecond
+	var err error
+	for {
+		err = s.append(ctx, events)
+		var derr *duckdb.Error
+		if !errors.As(err, &derr) || derr.Type != duckdb.ErrorTypeTransaction {
+			break
+		}
+		s.log.Debug("duckdb: append conflicts with another writer, retrying", "pause", pause, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("duckdb: append %d events: %w (after %v)", len(events), ctx.Err(), err)
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 100*time.Millisecond)
+	}
+	if err != nil {
 		return fmt.Errorf("duckdb: append %d events: %w", len(events), err)
 	}
 	return nil
 }
 
+// append runs one transaction of Append on the write connection.
 func (s *Store) append(ctx context.Context, events []metrics.Event) error {
+	if _, err := s.write.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		return err
+	}
+	err := s.appendInTx(ctx, events)
+	if err == nil {
+		if _, err = s.write.ExecContext(ctx, "COMMIT"); err == nil {
+			return nil
+		}
+	}
+	// Roll back with a context of its own, so that a cancelled ctx still
+	// leaves the connection clean for the next call.
+	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, rerr := s.write.ExecContext(rctx, "ROLLBACK"); rerr != nil {
+		s.log.Warn("duckdb: rollback failed", "err", rerr)
+	}
+	return err
+}
+
+func (s *Store) appendInTx(ctx context.Context, events []metrics.Event) error {
+	if _, err := s.write.ExecContext(ctx, "UPDATE append_lock SET appends = appends + 1"); err != nil {
+		return err
+	}
 	stored, err := s.stored(ctx, s.write, events)
 	if err != nil {
 		return err
@@ -232,10 +278,7 @@ func (s *Store) append(ctx context.Context, events []metrics.Event) error {
 	if len(fresh) == 0 {
 		return nil
 	}
-	if _, err := s.write.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
-		return err
-	}
-	err = s.write.Raw(func(dc any) error {
+	return s.write.Raw(func(dc any) error {
 		a, err := duckdb.NewAppender(dc.(driver.Conn), "", "", "events")
 		if err != nil {
 			return err
@@ -246,19 +289,6 @@ func (s *Store) append(ctx context.Context, events []metrics.Event) error {
 		}
 		return a.CloseWithCancel(ctx)
 	})
-	if err == nil {
-		if _, err = s.write.ExecContext(ctx, "COMMIT"); err == nil {
-			return nil
-		}
-	}
-	// Roll back with a context of its own, so that a cancelled ctx still
-	// leaves the connection clean for the next call.
-	rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, rerr := s.write.ExecContext(rctx, "ROLLBACK"); rerr != nil {
-		s.log.Warn("duckdb: rollback failed", "err", rerr)
-	}
-	return err
 }
 
 // querier is what stored needs of a *sql.DB or *sql.Conn.

@@ -170,3 +170,39 @@ func TestAppendSurvivesCrash(t *testing.T) {
 			len(events), len(known), total, len(events))
 	}
 }
+
+// Two Stores over one file in one process share DuckDB's instance (its
+// instance cache); appends through both still store each event once.
+func TestTwoStoresOneFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "repute.duckdb")
+	a, b := open(t, path), open(t, path)
+	defer a.Close()
+	defer b.Close()
+	events := benchEvents(t, 0, 2000)
+	ctx := context.Background()
+	for round := range 5 {
+		batch := events[round*400 : round*400+400]
+		errs := make(chan error, 2)
+		for _, s := range []*duckdb.Store{a, b} {
+			go func() { errs <- s.Append(ctx, batch) }()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+		}
+	}
+	known, err := a.Known(ctx, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.Stats(ctx, metrics.StatsQuery{From: events[0].Time.Add(-48 * time.Hour), To: events[0].Time.Add(48 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.Totals
+	total := c.Sent + c.Delivered + c.BouncedHard + c.OpenedHuman + c.Clicked
+	if len(known) != len(events) || total != int64(len(events)) {
+		t.Errorf("%d events appended through two stores: %d known, %d counted", len(events), len(known), total)
+	}
+}
