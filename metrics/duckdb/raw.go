@@ -15,9 +15,9 @@ import (
 )
 
 // RawAppend measures the ceiling of Append: it creates a fresh DuckDB file
-// at path (which must not exist), with a scratch table of the events
-// columns and no key, and appends events with the plain Appender, without
-// deduplication. It returns the time from creating the Appender to the
+// at path (which must not exist) with a scratch table of the columns of
+// events, and appends events to it with the plain Appender, in one
+// transaction, without looking for duplicates. It returns the time from creating the Appender to the
 // rows being committed. The file is left for the caller to remove.
 func RawAppend(ctx context.Context, path string, events []metrics.Event) (time.Duration, error) {
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
