@@ -92,17 +92,11 @@ var originalMarkers = []string{
 }
 
 // splitOriginal splits the text of a prose bounce into the explanation and
-// the quoted original (headers first), "" when none is found. The cut is
+// the quoted original (headers first), "" when none is found; lower is the
+// text in lower case and lowerExplain the explanation in lower case. The cut is
 // at the first line holding a marker phrase, or at the first header line
 // (Return-Path, Received) that starts a paragraph.
-func splitOriginal(text string) (explain, orig string) {
-	explain, _, orig = splitOriginalLower(text, lowerASCII(text))
-	return explain, orig
-}
-
-// splitOriginalLower is splitOriginal given the text in lower case too; it
-// also returns the explanation in lower case.
-func splitOriginalLower(text, lower string) (explain, lowerExplain, orig string) {
+func splitOriginal(text, lower string) (explain, lowerExplain, orig string) {
 	var grams gramSet
 	grams.add(lower)
 	cut := len(text)
@@ -149,7 +143,7 @@ func parseText(m *message, rep *Report) {
 		text = m.root.decoded()
 		lower = lowerASCII(text)
 	}
-	explain, lowerExplain, orig := splitOriginalLower(text, lower)
+	explain, lowerExplain, orig := splitOriginal(text, lower)
 	if m.orig == nil && orig != "" {
 		h, _ := parseHeader(orig)
 		if len(h) > 0 {
@@ -503,7 +497,7 @@ func addContext(m *message, rep *Report) {
 	if m.text == "" {
 		return
 	}
-	explain, lower, _ := splitOriginalLower(m.text, m.lowerText())
+	explain, lower, _ := splitOriginal(m.text, m.lowerText())
 	if len(explain) > maxExplain {
 		// Every recipient searches the text for its paragraph.
 		explain, lower = explain[:maxExplain], lower[:maxExplain]
