@@ -361,3 +361,23 @@ Message-ID: <g1@example.net>
 		t.Errorf("Original.MessageID = %q", rep.Original.MessageID)
 	}
 }
+
+func TestIsAutoReply(t *testing.T) {
+	for _, tt := range []struct {
+		hdr  string
+		want bool
+	}{
+		{"Auto-Submitted: auto-replied\nSubject: Away until May 5", true},
+		{"Subject: Auto reply: Nyaan", true},
+		{"Subject: Out of Office: hello", true},
+		{"Subject: Automatic reply: hello", true},
+		{"Auto-Submitted: auto-generated\nSubject: news", false},
+		{"Subject: vacation photos", false},
+		{"Subject: our autoreply settings", false},
+	} {
+		h, _ := parseHeader(tt.hdr + "\n\n")
+		if got := isAutoReply(h); got != tt.want {
+			t.Errorf("isAutoReply(%q) = %v, want %v", tt.hdr, got, tt.want)
+		}
+	}
+}

@@ -428,8 +428,10 @@ func isAutoReply(h header) bool {
 		return true
 	}
 	subj := lowerASCII(h.get("Subject"))
-	for _, p := range []string{"auto reply", "auto-reply", "autoreply", "out of office", "out of the office", "automatic reply", "vacation"} {
-		if strings.HasPrefix(subj, p) || strings.Contains(subj, p+":") {
+	// Without the headers, only a subject that says so: "Auto reply:",
+	// "Automatic reply:", "Out of Office: …".
+	for _, p := range []string{"auto reply:", "auto-reply:", "autoreply:", "automatic reply:", "vacation reply:", "out of office", "out of the office"} {
+		if strings.HasPrefix(subj, p) || strings.Contains(subj, " "+p) {
 			return true
 		}
 	}
