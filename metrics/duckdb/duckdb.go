@@ -144,7 +144,8 @@ type column struct {
 	value func(e *metrics.Event) driver.Value
 }
 
-// columns lists every column of events (migrations/0001_events.sql).
+// columns lists every column of events in table order (as migration 0002
+// leaves it): the Appender fills them by position.
 var columns = []column{
 	{"event_id", func(e *metrics.Event) driver.Value { return e.EventID }},
 	{"time", func(e *metrics.Event) driver.Value { return e.Time.UTC() }},

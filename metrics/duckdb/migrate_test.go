@@ -3,6 +3,7 @@ package duckdb
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strconv"
@@ -135,5 +136,36 @@ func TestKeyHashCollision(t *testing.T) {
 	}
 	if r.Totals != (metrics.Counts{Sent: 2}) {
 		t.Errorf("totals = %+v, want sent 2 (the forged row and the new event)", r.Totals)
+	}
+}
+
+// The Appender fills columns by position: columns must list the table's
+// columns in their order.
+func TestColumnsMatchTable(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "repute.duckdb"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rows, err := s.db.Query(`SELECT column_name FROM information_schema.columns
+		WHERE table_name = 'events' ORDER BY ordinal_position`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var table []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		table = append(table, name)
+	}
+	var ours []string
+	for _, c := range columns {
+		ours = append(ours, c.name)
+	}
+	if fmt.Sprint(ours) != fmt.Sprint(table) {
+		t.Errorf("columns:\n got %v\nwant %v (the table)", ours, table)
 	}
 }
