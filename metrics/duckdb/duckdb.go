@@ -216,14 +216,15 @@ func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 		return errors.New("duckdb: append: store closed")
 	}
 	// A conflict means another writer's transaction holds the lock row:
-	// wait for it (with a growing pause) and try again, as long as ctx
-	// allows.
+	// wait for it (with a growing pause, about 10 s in all) and try again,
+	// as long as ctx allows.
+	const tries = 100
 	pause := time.Millisecond
 	var err error
-	for {
+	for try := 1; ; try++ {
 		err = s.append(ctx, events)
 		var derr *duckdb.Error
-		if !errors.As(err, &derr) || derr.Type != duckdb.ErrorTypeTransaction {
+		if try == tries || !errors.As(err, &derr) || derr.Type != duckdb.ErrorTypeTransaction {
 			break
 		}
 		s.log.Debug("duckdb: append conflicts with another writer, retrying", "pause", pause, "err", err)
