@@ -122,6 +122,20 @@ func testDuplicatesConcurrentWriters(t *testing.T, s *suite) {
 	checkCounts(t, "totals", totals(t, st, window()), metrics.Counts{Sent: n})
 }
 
+// Identity is (account, event_id) alone: an id sent again with another
+// time (a client reusing its own ids) is still one event, whichever of the
+// two a backend keeps, even days and partitions apart.
+func testDuplicatesAtAnotherTime(t *testing.T, s *suite) {
+	st := s.open(t)
+	appendOK(t, st, mkAll(t, ev{id: "a", kind: metrics.KindSent}, ev{id: "b", kind: metrics.KindSent}))
+	appendOK(t, st, mkAll(t, ev{id: "a", kind: metrics.KindSent, at: 72 * time.Hour},
+		ev{id: "c", kind: metrics.KindSent, at: 72 * time.Hour}))
+	checkCounts(t, "totals", totals(t, st, window()), sent(3))
+	st = s.reopen(t)
+	appendOK(t, st, mkAll(t, ev{id: "b", kind: metrics.KindSent, at: -48 * time.Hour}))
+	checkCounts(t, "totals after reopen", totals(t, st, window()), sent(3))
+}
+
 func testLargeBatch(t *testing.T, s *suite) {
 	st := s.open(t)
 	const n = 10000

@@ -73,6 +73,7 @@ var tests = []struct {
 	{"DuplicatesAcrossBatches", testDuplicatesAcrossBatches},
 	{"DuplicatesAcrossReopen", testDuplicatesAcrossReopen},
 	{"DuplicatesConcurrentWriters", testDuplicatesConcurrentWriters},
+	{"DuplicatesAtAnotherTime", testDuplicatesAtAnotherTime},
 	{"LargeBatch", testLargeBatch},
 	{"TimeWindow", testTimeWindow},
 	{"TimeWindowSubSecondBounds", testTimeWindowSubSecond},
