@@ -140,7 +140,7 @@ func Parse(r io.Reader) (*Report, error) {
 		buf = buf[:MaxMessageSize]
 		odd = ErrTruncated
 	}
-	rep, err := parseString(normalizeNewlines(string(buf)))
+	rep, err := parseBytes(buf)
 	if err != nil {
 		return rep, err
 	}
@@ -154,24 +154,28 @@ func ParseBytes(b []byte) (*Report, error) {
 		b = b[:MaxMessageSize]
 		odd = ErrTruncated
 	}
-	rep, err := parseString(normalizeNewlines(string(b)))
+	rep, err := parseBytes(b)
 	if err != nil {
 		return rep, err
 	}
 	return rep, odd
 }
 
-// parseString parses a whole message with LF line endings.
-func parseString(msg string) (*Report, error) {
-	var w walker
-	root := w.parse(msg, 0)
-	m := &message{root: root}
+// parseBytes parses a whole message.
+func parseBytes(b []byte) (*Report, error) {
+	m := &message{}
+	// The message is copied into the arena, with LF line endings: the
+	// Report must not share memory with the caller's slice.
+	msg := m.a.message(b)
+	w := walker{a: &m.a}
+	w.parse(&m.root, msg, 0)
+	root := &m.root
 	m.scan()
 
 	rep := &Report{}
 	switch {
 	case m.status != nil:
-		parseDeliveryStatus(m.status.decoded(), rep)
+		parseDeliveryStatus(&m.a, m.status.decoded(&m.a), rep)
 		if len(rep.Recipients) == 0 {
 			parseText(m, rep)
 		} else {
@@ -180,7 +184,7 @@ func parseString(msg string) (*Report, error) {
 		}
 	case looksLikeBounce(m):
 		if fields := pastedStatus(m.text, m.lowerText()); fields != "" {
-			parseDeliveryStatus(fields, rep)
+			parseDeliveryStatus(&m.a, fields, rep)
 		}
 		if len(rep.Recipients) == 0 {
 			parseText(m, rep)
@@ -198,17 +202,17 @@ func parseString(msg string) (*Report, error) {
 		}
 		return rep, ErrNoRecipient
 	}
-	finish(rep)
+	finish(&m.a, rep)
 	return rep, nil
 }
 
 // finish classifies every recipient that still lacks a reason and sets the
 // report kind from the actions.
-func finish(rep *Report) {
+func finish(a *arena, rep *Report) {
 	failed, delayed, ok := 0, 0, 0
 	for i := range rep.Recipients {
 		rc := &rep.Recipients[i]
-		rc.Diagnostic = bounded(rc.Diagnostic)
+		rc.Diagnostic = a.bounded(rc.Diagnostic)
 		if rep.Kind == KindAutoReply {
 			rc.Reason = Vacation
 			continue
@@ -216,13 +220,13 @@ func finish(rep *Report) {
 		if rc.Reason == "" {
 			// The diagnostic is classified with its white space
 			// collapsed, so that phrases match across line breaks.
-			rc.lowerDiag = lowerASCII(rc.Diagnostic)
+			rc.lowerDiag = a.lower(rc.Diagnostic)
 			if rc.lowerContext == "" {
-				rc.lowerContext = lowerASCII(rc.context)
+				rc.lowerContext = a.lower(rc.context)
 			}
 			classify(rc, rc.lowerDiag, rc.lowerContext)
 			if rc.Diagnostic == "" {
-				rc.Diagnostic = bounded(rc.context)
+				rc.Diagnostic = a.bounded(rc.context)
 			}
 		}
 		if rc.Status == "" {
@@ -261,8 +265,8 @@ func finish(rep *Report) {
 }
 
 // bounded collapses white space and caps the length of a diagnostic.
-func bounded(s string) string {
-	s = collapseSpace(s)
+func (a *arena) bounded(s string) string {
+	s = a.collapseSpace(s)
 	if len(s) > maxDiagnostic {
 		n := maxDiagnostic
 		for n > 0 && s[n]&0xC0 == 0x80 {
@@ -275,7 +279,7 @@ func bounded(s string) string {
 
 // collapseSpace replaces every run of white space with one space and trims
 // the ends; it returns s itself when nothing changes.
-func collapseSpace(s string) string {
+func (a *arena) collapseSpace(s string) string {
 	s = strings.TrimSpace(s)
 	clean := true
 	for i := 0; i < len(s); i++ {
@@ -288,20 +292,27 @@ func collapseSpace(s string) string {
 	if clean {
 		return s
 	}
-	var b strings.Builder
-	b.Grow(len(s))
-	space := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == ' ' || c == '\n' || c == '\t' || c == '\r' {
-			space = true
-			continue
+	// s is trimmed: every run of white space is between two words.
+	start := a.reserve(len(s))
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && !isCollapsed(s[j]) {
+			j++
 		}
-		if space {
-			b.WriteByte(' ')
-			space = false
+		a.text.WriteString(s[i:j])
+		if j == len(s) {
+			break
 		}
-		b.WriteByte(c)
+		a.text.WriteByte(' ')
+		for j < len(s) && isCollapsed(s[j]) {
+			j++
+		}
+		i = j
 	}
-	return b.String()
+	return a.since(start)
+}
+
+// isCollapsed reports whether collapseSpace turns c into a space.
+func isCollapsed(c byte) bool {
+	return c == ' ' || c == '\n' || c == '\t' || c == '\r'
 }

@@ -375,7 +375,7 @@ func TestIsAutoReply(t *testing.T) {
 		{"Subject: vacation photos", false},
 		{"Subject: our autoreply settings", false},
 	} {
-		h, _ := parseHeader(tt.hdr + "\n\n")
+		h, _ := new(arena).parseHeader(tt.hdr + "\n\n")
 		if got := isAutoReply(h); got != tt.want {
 			t.Errorf("isAutoReply(%q) = %v, want %v", tt.hdr, got, tt.want)
 		}

@@ -7,8 +7,9 @@ import (
 
 // The MIME layer here is deliberately small: it parses a message held in
 // one string once, and every header value and body is a substring of it
-// unless it had to be unfolded or decoded. That keeps allocation per
-// message low (see the ingest benchmark).
+// unless it had to be unfolded or decoded, in which case it is built in
+// the parse's arena. That keeps allocation per message low (see the
+// ingest benchmark).
 
 // Limits applied to every message (STYLE.md §1: parsers cap their input).
 const (
@@ -61,16 +62,21 @@ func (h header) has(name string) bool {
 // line that is neither a field nor a continuation ends the block, the way
 // lenient readers treat a missing blank line. Folded values are unfolded
 // once, at the end of the field (RFC 5322 §2.2.3), so that a field of many
-// continuation lines costs linear time.
-func parseHeader(s string) (header, string) {
-	h := make(header, 0, 16)
-	cur := -1            // index in h of the field being read
+// continuation lines costs linear time. The fields are appended to
+// a.fields and the header is the slice of them, capped so that nothing
+// appends to it.
+func (a *arena) parseHeader(s string) (header, string) {
+	first := len(a.fields)
+	cur := -1            // index in a.fields of the field being read
 	vstart, vend := 0, 0 // its value's span in s
 	flush := func() {
 		if cur >= 0 {
-			h[cur].value = unfold(s[vstart:vend])
+			a.fields[cur].value = a.unfold(s[vstart:vend])
 		}
 		cur = -1
+	}
+	done := func() header {
+		return a.fields[first:len(a.fields):len(a.fields)]
 	}
 	for pos := 0; pos < len(s); {
 		line, rest := cutLine(s[pos:])
@@ -78,7 +84,7 @@ func parseHeader(s string) (header, string) {
 		switch {
 		case line == "":
 			flush()
-			return h, rest
+			return done(), rest
 		case line[0] == ' ' || line[0] == '\t':
 			if cur >= 0 {
 				vend = pos + len(line)
@@ -91,39 +97,38 @@ func parseHeader(s string) (header, string) {
 			// Lenient: RFC 5322 §2.1 wants an empty line before the
 			// body; a line that is no field ends the header anyway.
 			flush()
-			return h, s[pos:]
+			return done(), s[pos:]
 		}
 		flush()
-		if len(h) < maxHeaderFields {
-			h = append(h, field{name: strings.TrimSpace(line[:colon])})
-			cur = len(h) - 1
+		if len(a.fields)-first < maxHeaderFields {
+			a.fields = append(a.fields, field{name: strings.TrimSpace(line[:colon])})
+			cur = len(a.fields) - 1
 			vstart, vend = pos+colon+1, pos+len(line)
 		}
 		pos = next
 	}
 	flush()
-	return h, ""
+	return done(), ""
 }
 
 // unfold joins the lines of a folded header value with single spaces.
-func unfold(v string) string {
+func (a *arena) unfold(v string) string {
 	if strings.IndexByte(v, '\n') < 0 {
 		return strings.TrimSpace(v)
 	}
-	var b strings.Builder
-	b.Grow(len(v))
+	start := a.reserve(len(v))
 	for v != "" {
 		var line string
 		line, v = cutLine(v)
 		if line = strings.TrimSpace(line); line == "" {
 			continue
 		}
-		if b.Len() > 0 {
-			b.WriteByte(' ')
+		if a.text.Len() > start {
+			a.text.WriteByte(' ')
 		}
-		b.WriteString(line)
+		a.text.WriteString(line)
 	}
-	return b.String()
+	return a.since(start)
 }
 
 // isFieldName reports whether s is a plausible header field name (RFC 5322
@@ -152,7 +157,7 @@ func cutLine(s string) (line, rest string) {
 
 // mediaType returns the lower-cased type/subtype of a Content-Type value,
 // "text/plain" when absent (RFC 2045 §5.2).
-func mediaType(ct string) string {
+func (a *arena) mediaType(ct string) string {
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
@@ -160,7 +165,7 @@ func mediaType(ct string) string {
 	if ct == "" {
 		return "text/plain"
 	}
-	return lowerASCII(ct)
+	return a.lower(ct)
 }
 
 // param returns the value of a Content-Type parameter (RFC 2045 §5.1),
@@ -199,47 +204,56 @@ type part struct {
 	header header
 	ctype  string // lower-cased media type
 	body   string // raw body, still transfer-encoded
-	parts  []*part
+	parts  []part
 }
 
 // walker parses a message into parts, counting them against maxParts.
 type walker struct {
+	a *arena
 	n int
 }
 
-// parse parses the entity s (header and body) at nesting depth d.
-func (w *walker) parse(s string, d int) *part {
-	h, body := parseHeader(s)
-	p := &part{header: h, ctype: mediaType(h.get("Content-Type")), body: body}
+// parse parses the entity s (header and body) at nesting depth d into p.
+func (w *walker) parse(p *part, s string, d int) {
+	h, body := w.a.parseHeader(s)
+	*p = part{header: h, ctype: w.a.mediaType(h.get("Content-Type")), body: body}
 	w.n++
 	if d >= maxDepth || w.n >= maxParts {
-		return p
+		return
 	}
 	switch {
 	case strings.HasPrefix(p.ctype, "multipart/"):
 		b := param(h.get("Content-Type"), "boundary")
 		if b == "" {
-			return p
+			return
 		}
-		subs := splitMultipart(body, b)
-		if len(subs) == 0 {
+		// The bodies go on a stack shared by the whole walk: the parts
+		// below push theirs above these and pop them when done.
+		first := len(w.a.subs)
+		w.a.subs = splitMultipart(w.a.subs, body, b)
+		if len(w.a.subs) == first {
 			// QUIRK: RFC 2046 §5.1.1 — the parts use another boundary
 			// than the header declares (see rhost-franceptt-07); take
 			// the first delimiter-like line.
 			if g := guessBoundary(body); g != "" {
-				subs = splitMultipart(body, g)
+				w.a.subs = splitMultipart(w.a.subs, body, g)
 			}
 		}
-		for _, sub := range subs {
+		subs := w.a.subs[first:]
+		p.parts = w.a.takeParts(len(subs))
+		for i, sub := range subs {
 			if w.n >= maxParts {
+				p.parts = p.parts[:i]
 				break
 			}
-			p.parts = append(p.parts, w.parse(sub, d+1))
+			w.parse(&p.parts[i], sub, d+1)
 		}
+		w.a.subs = w.a.subs[:first]
 	case p.ctype == "message/rfc822" || p.ctype == "message/global":
-		p.parts = append(p.parts, w.parse(p.decoded(), d+1))
+		body := p.decoded(w.a)
+		p.parts = w.a.takeParts(1)
+		w.parse(&p.parts[0], body, d+1)
 	}
-	return p
 }
 
 // atLineStart reports whether offset i of s starts a line, allowing
@@ -265,20 +279,19 @@ func guessBoundary(body string) string {
 	return ""
 }
 
-// splitMultipart returns the bodies between the delimiter lines of a
-// multipart body (RFC 2046 §5.1.1). A missing close delimiter ends the
-// last part at the end of input.
-func splitMultipart(body, boundary string) []string {
-	delim := "--" + boundary
-	var parts []string
+// splitMultipart appends to parts the bodies between the delimiter lines
+// of a multipart body (RFC 2046 §5.1.1). A missing close delimiter ends
+// the last part at the end of input.
+func splitMultipart(parts []string, body, boundary string) []string {
+	first := len(parts)
 	start := -1
 	for pos := 0; pos < len(body); {
-		i := strings.Index(body[pos:], delim)
+		i := indexDelimiter(body[pos:], boundary)
 		if i < 0 {
 			break
 		}
 		i += pos
-		pos = i + len(delim)
+		pos = i + 2 + len(boundary)
 		if !atLineStart(body, i) {
 			continue
 		}
@@ -298,7 +311,7 @@ func splitMultipart(body, boundary string) []string {
 		}
 		_, rest := cutLine(body[pos:])
 		start = len(body) - len(rest)
-		if len(parts) >= maxParts {
+		if len(parts)-first >= maxParts {
 			return parts
 		}
 	}
@@ -308,55 +321,76 @@ func splitMultipart(body, boundary string) []string {
 	return parts
 }
 
+// indexDelimiter returns the offset in s of the first "--" followed by
+// boundary, -1 if none. It saves building "--"+boundary.
+func indexDelimiter(s, boundary string) int {
+	for pos := 0; ; {
+		i := strings.Index(s[pos:], boundary)
+		if i < 0 {
+			return -1
+		}
+		i += pos
+		if i >= 2 && s[i-2] == '-' && s[i-1] == '-' {
+			return i - 2
+		}
+		pos = i + 1
+	}
+}
+
 // decoded returns the body with its Content-Transfer-Encoding undone
 // (RFC 2045 §6). Undecodable input is returned as far as it decoded.
-func (p *part) decoded() string {
-	switch lowerASCII(strings.TrimSpace(p.header.get("Content-Transfer-Encoding"))) {
-	case "base64":
-		return decodeBase64(p.body)
-	case "quoted-printable":
-		return decodeQP(p.body)
+func (p *part) decoded(a *arena) string {
+	cte := strings.TrimSpace(p.header.get("Content-Transfer-Encoding"))
+	switch {
+	case equalFoldASCII(cte, "base64"):
+		return a.decodeBase64(p.body)
+	case equalFoldASCII(cte, "quoted-printable"):
+		return a.decodeQP(p.body)
 	}
 	return p.body
 }
 
 // decodeQP decodes quoted-printable text (RFC 2045 §6.7) leniently: an
 // "=" not followed by two hex digits or a line break is kept as is.
-func decodeQP(s string) string {
+func (a *arena) decodeQP(s string) string {
 	if strings.IndexByte(s, '=') < 0 {
 		return s
 	}
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '=' {
-			b = append(b, c)
-			continue
+	start := a.reserve(len(s))
+	for {
+		// Copy the run up to the next "=" as it is.
+		i := strings.IndexByte(s, '=')
+		if i < 0 {
+			a.text.WriteString(s)
+			break
 		}
+		a.text.WriteString(s[:i])
+		s = s[i:]
 		switch {
-		case i+1 < len(s) && s[i+1] == '\n':
-			i++ // soft line break
-		case i+2 < len(s) && s[i+1] == '\r' && s[i+2] == '\n':
-			i += 2
-		case i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
-			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
-			i += 2
+		case len(s) > 1 && s[1] == '\n':
+			s = s[2:] // soft line break
+		case len(s) > 2 && s[1] == '\r' && s[2] == '\n':
+			s = s[3:]
+		case len(s) > 2 && isHex(s[1]) && isHex(s[2]):
+			a.text.WriteByte(unhex(s[1])<<4 | unhex(s[2]))
+			s = s[3:]
 		default:
 			// QUIRK: RFC 2045 §6.7 — a soft break followed by trailing
 			// white space (see lhost-amavis-03), or a stray "="; keep
 			// what is readable.
-			j := i + 1
+			j := 1
 			for j < len(s) && (s[j] == ' ' || s[j] == '\t') {
 				j++
 			}
 			if j < len(s) && s[j] == '\n' {
-				i = j
+				s = s[j+1:]
 				continue
 			}
-			b = append(b, c)
+			a.text.WriteByte('=')
+			s = s[1:]
 		}
 	}
-	return normalizeNewlines(string(b))
+	return a.lf(a.since(start))
 }
 
 func isHex(c byte) bool {
@@ -372,24 +406,38 @@ func unhex(c byte) byte {
 
 // decodeBase64 decodes base64 text, skipping white space and stopping at
 // the first character outside the alphabet.
-func decodeBase64(s string) string {
-	clean := make([]byte, 0, len(s))
+func (a *arena) decodeBase64(s string) string {
+	start := a.reserve(base64.RawStdEncoding.DecodedLen(len(s)))
+	// Decode in blocks through buffers on the stack: a block is a
+	// multiple of 4 characters, so it decodes as it would within the
+	// whole text.
+	var clean [1024]byte
+	var out [768]byte
+	n := 0
+	flush := func() {
+		if n%4 == 1 {
+			n-- // a lone last character carries no whole byte
+		}
+		m, _ := base64.RawStdEncoding.Decode(out[:], clean[:n])
+		a.text.Write(out[:m])
+		n = 0
+	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/':
-			clean = append(clean, c)
+			clean[n] = c
+			n++
+			if n == len(clean) {
+				flush()
+			}
 		case c == '=' || c == '\n' || c == '\r' || c == ' ' || c == '\t':
 		default:
 			i = len(s)
 		}
 	}
-	if len(clean)%4 == 1 {
-		clean = clean[:len(clean)-1]
-	}
-	out := make([]byte, base64.RawStdEncoding.DecodedLen(len(clean)))
-	n, _ := base64.RawStdEncoding.Decode(out, clean)
-	return normalizeNewlines(string(out[:n]))
+	flush()
+	return a.lf(a.since(start))
 }
 
 // normalizeNewlines turns CRLF and lone CR into LF.
@@ -399,4 +447,52 @@ func normalizeNewlines(s string) string {
 	}
 	s = strings.ReplaceAll(s, "\r\n", "\n")
 	return strings.ReplaceAll(s, "\r", "\n")
+}
+
+// equalFoldASCII reports whether s and t are equal ignoring the case of
+// ASCII letters only, as comparing their lowerASCII forms would.
+func equalFoldASCII(s, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if lowerByte(s[i]) != lowerByte(t[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// hasPrefixFold reports whether lowerASCII(s) starts with the lower-case
+// prefix p.
+func hasPrefixFold(s, p string) bool {
+	return len(s) >= len(p) && equalFoldASCII(s[:len(p)], p)
+}
+
+// hasSuffixFold reports whether lowerASCII(s) ends with the lower-case
+// suffix p.
+func hasSuffixFold(s, p string) bool {
+	return len(s) >= len(p) && equalFoldASCII(s[len(s)-len(p):], p)
+}
+
+// containsFold reports whether lowerASCII(s) contains the lower-case
+// pattern p, without building the lower-case copy. It is meant for short
+// texts such as header values.
+func containsFold(s, p string) bool {
+	if p == "" {
+		return true
+	}
+	for i := 0; i+len(p) <= len(s); i++ {
+		if lowerByte(s[i]) == p[0] && equalFoldASCII(s[i:i+len(p)], p) {
+			return true
+		}
+	}
+	return false
+}
+
+func lowerByte(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }

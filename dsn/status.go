@@ -6,7 +6,8 @@ import (
 
 // message is a parsed notification with the parts Parse cares about.
 type message struct {
-	root     *part
+	a        arena // memory of the parse
+	root     part
 	status   *part  // message/delivery-status or message/global-delivery-status
 	text     string // first human-readable part, decoded
 	textPart *part
@@ -18,7 +19,7 @@ type message struct {
 // lowerText returns m.text in lower case, computing it once.
 func (m *message) lowerText() string {
 	if !m.lowered {
-		m.lower, m.lowered = lowerASCII(m.text), true
+		m.lower, m.lowered = m.a.lower(m.text), true
 	}
 	return m.lower
 }
@@ -39,34 +40,34 @@ func (m *message) scan() {
 			if m.orig == nil && len(p.parts) > 0 {
 				m.orig = p.parts[0].header
 			}
-			for _, c := range p.parts {
-				walk(c, true)
+			for i := range p.parts {
+				walk(&p.parts[i], true)
 			}
 			return
 		case "text/rfc822-headers", "message/rfc822-headers", "message/global-headers":
 			// RFC 6522 (text/rfc822-headers), RFC 6533 (message/global-headers).
 			if m.orig == nil {
-				m.orig, _ = parseHeader(p.decoded())
+				m.orig, _ = m.a.parseHeader(p.decoded(&m.a))
 			}
 			return
 		}
 		if !inOrig && m.textPart == nil && len(p.parts) == 0 && p.ctype == "text/plain" {
 			m.textPart = p
 		}
-		for _, c := range p.parts {
-			walk(c, inOrig)
+		for i := range p.parts {
+			walk(&p.parts[i], inOrig)
 		}
 	}
-	walk(m.root, false)
+	walk(&m.root, false)
 	if m.textPart == nil {
 		// No text/plain: take the first other text leaf (HTML) outside
 		// the returned original.
-		m.textPart = firstText(m.root)
+		m.textPart = firstText(&m.root)
 	}
 	if m.textPart != nil {
-		m.text = m.textPart.decoded()
+		m.text = m.textPart.decoded(&m.a)
 		if m.textPart.ctype == "text/html" {
-			m.text = stripTags(m.text)
+			m.text = m.a.stripTags(m.text)
 		}
 	}
 }
@@ -80,8 +81,8 @@ func firstText(p *part) *part {
 	case len(p.parts) == 0 && strings.HasPrefix(p.ctype, "text/") && p.ctype != "text/rfc822-headers":
 		return p
 	}
-	for _, c := range p.parts {
-		if t := firstText(c); t != nil {
+	for i := range p.parts {
+		if t := firstText(&p.parts[i]); t != nil {
 			return t
 		}
 	}
@@ -105,11 +106,11 @@ func (m *message) original(rep *Report) {
 
 // parseDeliveryStatus reads the per-message and per-recipient fields of the
 // body of a delivery-status part (RFC 3464 §2.2, §2.3).
-func parseDeliveryStatus(body string, rep *Report) {
+func parseDeliveryStatus(a *arena, body string, rep *Report) {
 	var cur *Recipient
 groups:
 	for len(body) > 0 {
-		h, rest := parseHeader(body)
+		h, rest := a.parseHeader(body)
 		if len(h) == 0 {
 			// Skip a blank or non-field line between groups.
 			_, rest = cutLine(body)
@@ -120,7 +121,7 @@ groups:
 		cur = nil // each group of fields is one recipient (RFC 3464 §2.1)
 		for _, f := range h {
 			v := f.value
-			name := lowerASCII(f.name)
+			name := statusField(f.name)
 			switch name {
 			case "reporting-mta":
 				rep.ReportingMTA = typedValue(v)
@@ -155,7 +156,7 @@ groups:
 					cur.Address = cleanAddress(typedValue(v))
 				}
 			case "action":
-				cur.Action = lowerASCII(firstWord(v))
+				cur.Action = a.lower(firstWord(v))
 			case "status":
 				cur.Status = findStatus(v)
 				// A comment after the code explains it (RFC 3464
@@ -169,7 +170,7 @@ groups:
 			case "diagnostic-code":
 				cur.Diagnostic = typedValue(v)
 				if i := strings.IndexByte(v, ';'); i > 0 {
-					cur.diagType = lowerASCII(strings.TrimSpace(v[:i]))
+					cur.diagType = a.lower(strings.TrimSpace(v[:i]))
 				}
 			}
 		}
@@ -215,6 +216,24 @@ groups:
 			rc.Action = actionFromStatus(rc.Status)
 		}
 	}
+}
+
+// statusFields are the names of the delivery-status fields
+// parseDeliveryStatus reads, in lower case.
+var statusFields = []string{
+	"reporting-mta", "original-envelope-id", "original-recipient", "final-recipient",
+	"x-actual-recipient", "action", "status", "remote-mta", "diagnostic-code",
+}
+
+// statusField returns the lower-case name of a field parseDeliveryStatus
+// reads, "" for any other field. It saves a lower-case copy of every name.
+func statusField(name string) string {
+	for _, f := range statusFields {
+		if equalFoldASCII(name, f) {
+			return f
+		}
+	}
+	return ""
 }
 
 func newRecipient(rep *Report) *Recipient {

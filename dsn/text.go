@@ -31,15 +31,15 @@ var bounceSubjects = []string{
 // is a bounce written in prose.
 func looksLikeBounce(m *message) bool {
 	h := m.root.header
-	from := lowerASCII(h.get("From"))
+	from := h.get("From")
 	for _, s := range bounceSenders {
-		if strings.Contains(from, s) {
+		if containsFold(from, s) {
 			return true
 		}
 	}
-	subj := lowerASCII(h.get("Subject"))
+	subj := h.get("Subject")
 	for _, s := range bounceSubjects {
-		if strings.Contains(subj, s) {
+		if containsFold(subj, s) {
 			return true
 		}
 	}
@@ -140,12 +140,12 @@ const maxMarks = 16
 func parseText(m *message, rep *Report) {
 	text, lower := m.text, m.lowerText()
 	if text == "" {
-		text = m.root.decoded()
-		lower = lowerASCII(text)
+		text = m.root.decoded(&m.a)
+		lower = m.a.lower(text)
 	}
 	explain, lowerExplain, orig := splitOriginal(text, lower)
 	if m.orig == nil && orig != "" {
-		h, _ := parseHeader(orig)
+		h, _ := m.a.parseHeader(orig)
 		if len(h) > 0 {
 			m.orig = h
 		}
@@ -154,16 +154,17 @@ func parseText(m *message, rep *Report) {
 	// own sender and recipient and the original's sender. They are used
 	// only when the text names no other address (see lhost-qmail-08,
 	// where the sender bounced to itself).
-	var weak []string
+	var weakBuf [6]string // the slices below start on the stack
+	weak := weakBuf[:0]
 	for _, v := range []string{m.root.header.get("From"), m.root.header.get("To")} {
 		if a := cleanAddress(v); a != "" {
-			weak = append(weak, lowerASCII(a))
+			weak = append(weak, a)
 		}
 	}
 	if m.orig != nil {
 		for _, name := range []string{"From", "Return-Path", "Sender", "Reply-To"} {
 			if a := cleanAddress(m.orig.get(name)); a != "" {
-				weak = append(weak, lowerASCII(a))
+				weak = append(weak, a)
 			}
 		}
 	}
@@ -171,15 +172,21 @@ func parseText(m *message, rep *Report) {
 		addr string
 		pos  int
 	}
-	var addrs, weakAddrs []found
-	for _, a := range findAddresses(explain) {
-		la := lowerASCII(a.addr)
-		if isSkipped(la) || inIDField(lowerExplain, a.pos) {
+	var addrBuf, weakAddrBuf [4]found
+	addrs, weakAddrs := addrBuf[:0], weakAddrBuf[:0]
+	for off := 0; ; {
+		addr, pos, next := nextAddress(explain, off)
+		if addr == "" {
+			break
+		}
+		off = next
+		if isSkipped(addr) || inIDField(lowerExplain, pos) {
 			continue
 		}
+		a := found{addr, pos}
 		list := &addrs
 		for _, w := range weak {
-			if la == w {
+			if equalFoldASCII(a.addr, w) {
 				list = &weakAddrs
 				break
 			}
@@ -244,9 +251,10 @@ func parseText(m *message, rep *Report) {
 	}
 	// Where each recipient is named: a segment runs from the line naming
 	// a recipient to the line naming another one.
-	var marks []found
+	var markBuf [8]found
+	marks := markBuf[:0]
 	for _, a := range addrs {
-		la := lowerASCII(a.addr)
+		la := m.a.lower(a.addr)
 		for off, n := 0, 0; off < len(lowerExplain) && n < maxMarks; n++ {
 			i := strings.Index(lowerExplain[off:], la)
 			if i < 0 {
@@ -311,7 +319,7 @@ func parseText(m *message, rep *Report) {
 		rc.Status = replyStatus(diag)
 		rc.ReplyCode = findReplyCode(diag)
 		rc.temporary = isTemporary(lowerExplain[ds:de])
-		if strings.HasSuffix(lowerASCII(a.addr), "@googlegroups.com") {
+		if hasSuffixFold(a.addr, "@googlegroups.com") {
 			// QUIRK: Google Groups refuses posts from non-members in
 			// the language of the sender, naming no code; the group
 			// exists, the sender was refused (see
@@ -349,13 +357,14 @@ func inIDField(lower string, i int) bool {
 		strings.HasPrefix(line, "references:")
 }
 
-// isSkipped reports whether the lower-case address a belongs to a role
+// isSkipped reports whether the address a, in any case, belongs to a role
 // that never is a failed recipient.
 func isSkipped(a string) bool {
 	local, _, _ := strings.Cut(a, "@")
-	switch local {
-	case "postmaster", "mailer-daemon", "abuse", "root", "noreply", "no-reply", "hostmaster":
-		return true
+	for _, role := range []string{"postmaster", "mailer-daemon", "abuse", "root", "noreply", "no-reply", "hostmaster"} {
+		if equalFoldASCII(local, role) {
+			return true
+		}
 	}
 	return false
 }
@@ -368,7 +377,21 @@ type addrPos struct {
 // findAddresses returns the email addresses in s with their offsets.
 func findAddresses(s string) []addrPos {
 	var out []addrPos
-	for i := 0; i < len(s); i++ {
+	for off := 0; ; {
+		addr, pos, next := nextAddress(s, off)
+		if addr == "" {
+			return out
+		}
+		out = append(out, addrPos{addr, pos})
+		off = next
+	}
+}
+
+// nextAddress returns the first email address in s at or after offset
+// from, its offset and the offset to look for the next one at; addr is ""
+// when there is none.
+func nextAddress(s string, from int) (addr string, pos, next int) {
+	for i := from; i < len(s); i++ {
 		if s[i] != '@' {
 			continue
 		}
@@ -395,10 +418,9 @@ func findAddresses(s string) []addrPos {
 			i = end - 1
 			continue
 		}
-		out = append(out, addrPos{s[start:end], start})
-		i = end - 1
+		return s[start:end], start, end
 	}
-	return out
+	return "", 0, len(s)
 }
 
 func isLocalChar(c byte) bool {
@@ -411,29 +433,43 @@ func isDomainChar(c byte) bool {
 
 // firstAddress returns the first address of an address-list header value.
 func firstAddress(v string) string {
-	if a := findAddresses(v); len(a) > 0 {
-		return a[0].addr
-	}
-	return ""
+	a, _, _ := nextAddress(v, 0)
+	return a
 }
 
 // isAutoReply reports whether the header block is an automatic reply
 // (RFC 3834 §5: Auto-Submitted: auto-replied) or one of the common
 // non-standard markers.
 func isAutoReply(h header) bool {
-	if as := lowerASCII(h.get("Auto-Submitted")); strings.HasPrefix(as, "auto-replied") {
+	if hasPrefixFold(h.get("Auto-Submitted"), "auto-replied") {
 		return true
 	}
 	if h.has("X-Autoreply") || h.has("X-Autorespond") || strings.EqualFold(h.get("Precedence"), "auto_reply") {
 		return true
 	}
-	subj := lowerASCII(h.get("Subject"))
+	subj := h.get("Subject")
 	// Without the headers, only a subject that says so: "Auto reply:",
 	// "Automatic reply:", "Out of Office: …".
 	for _, p := range []string{"auto reply:", "auto-reply:", "autoreply:", "automatic reply:", "vacation reply:", "out of office", "out of the office"} {
-		if strings.HasPrefix(subj, p) || strings.Contains(subj, " "+p) {
+		if hasPrefixFold(subj, p) || containsSpaceFold(subj, p) {
 			return true
 		}
+	}
+	return false
+}
+
+// containsSpaceFold reports whether lowerASCII(s) contains " "+p, p in
+// lower case.
+func containsSpaceFold(s, p string) bool {
+	for i := strings.IndexByte(s, ' '); i >= 0; {
+		if hasPrefixFold(s[i+1:], p) {
+			return true
+		}
+		j := strings.IndexByte(s[i+1:], ' ')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
 	}
 	return false
 }
@@ -470,10 +506,9 @@ func verpToken(h header) string {
 }
 
 // stripTags removes HTML tags, leaving the text with line breaks at
-// block elements.
-func stripTags(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
+// block elements, and replaces the common entities.
+func (a *arena) stripTags(s string) string {
+	start := a.reserve(len(s))
 	in := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -481,15 +516,57 @@ func stripTags(s string) string {
 		case c == '<':
 			in = true
 			if i+3 < len(s) && (strings.EqualFold(s[i+1:i+3], "br") || strings.EqualFold(s[i+1:i+2], "p") || strings.EqualFold(s[i+1:i+3], "di") || strings.EqualFold(s[i+1:i+3], "tr")) {
-				b.WriteByte('\n')
+				a.text.WriteByte('\n')
 			}
 		case c == '>' && in:
 			in = false
 		case !in:
-			b.WriteByte(c)
+			// Copy the run of text up to the next tag at once.
+			j := strings.IndexByte(s[i:], '<')
+			if j < 0 {
+				j = len(s) - i
+			}
+			a.text.WriteString(s[i : i+j])
+			i += j - 1
 		}
 	}
-	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&", "&nbsp;", " ", "&quot;", `"`).Replace(b.String())
+	return a.replaceEntities(a.since(start))
+}
+
+// entities are the HTML entities stripTags replaces, in the order a
+// strings.Replacer would try them.
+var entities = []struct{ name, char string }{
+	{"&lt;", "<"}, {"&gt;", ">"}, {"&amp;", "&"}, {"&nbsp;", " "}, {"&quot;", `"`},
+}
+
+// replaceEntities replaces the entities of s in one pass from left to
+// right, as strings.NewReplacer would, without building a Replacer each
+// time.
+func (a *arena) replaceEntities(s string) string {
+	if strings.IndexByte(s, '&') < 0 {
+		return s
+	}
+	start := a.reserve(len(s))
+	for {
+		i := strings.IndexByte(s, '&')
+		if i < 0 {
+			a.text.WriteString(s)
+			break
+		}
+		a.text.WriteString(s[:i])
+		s = s[i:]
+		n := 1 // a lone "&" is kept
+		repl := "&"
+		for _, e := range entities {
+			if strings.HasPrefix(s, e.name) {
+				n, repl = len(e.name), e.char
+				break
+			}
+		}
+		a.text.WriteString(repl)
+		s = s[n:]
+	}
+	return a.since(start)
 }
 
 // addContext gives every recipient of a DSN the paragraph of the
@@ -506,7 +583,7 @@ func addContext(m *message, rep *Report) {
 	}
 	for i := range rep.Recipients {
 		rc := &rep.Recipients[i]
-		rc.context = paragraphOf(explain, lower, lowerASCII(rc.Address))
+		rc.context, rc.lowerContext = paragraphOf(explain, lower, m.a.lower(rc.Address))
 		if replyStatus(rc.Diagnostic) == "" && (rc.Status == "" || rc.Status[2:] == "0.0") {
 			// QUIRK: Diagnostic-Code is missing or without a code and
 			// Status generic; the text holds the server's reply, in
@@ -530,25 +607,25 @@ func addContext(m *message, rep *Report) {
 		rc.command = smtpCommand(lower)
 		rc.prose = lower
 		if rc.context == "" && rc.Diagnostic == "" {
-			rc.context = explain
+			rc.context, rc.lowerContext = explain, lower
 		}
 	}
 }
 
 // paragraphOf returns the paragraph of text that names addr (lower is
 // text in lower case), extended by the next paragraph when the first holds
-// little more than the address.
-func paragraphOf(text, lower, addr string) string {
+// little more than the address, and the paragraph in lower case.
+func paragraphOf(text, lower, addr string) (para, lowerPara string) {
 	i := strings.Index(lower, addr)
 	if i < 0 || addr == "" {
-		return ""
+		return "", ""
 	}
 	start := strings.LastIndexByte(text[:i], '\n') + 1
 	end := paragraphEnd(text, i)
 	if len(strings.TrimSpace(text[start:end])) < len(addr)+8 && end < len(text) {
 		end = paragraphEnd(text, end+1)
 	}
-	return text[start:end]
+	return text[start:end], lower[start:end]
 }
 
 // paragraphEnd returns the offset of the blank line ending the paragraph
