@@ -28,6 +28,19 @@ type arena struct {
 	parts []part
 	// subs is a stack of the multipart bodies being walked.
 	subs []string
+
+	// First chunks, enough for most messages, allocated with the arena.
+	fieldBuf [64]field
+	partBuf  [16]part
+	subsBuf  [16]string
+}
+
+// init points the slices of a at its first chunks. An arena must not be
+// copied once initialised.
+func (a *arena) init() {
+	a.fields = a.fieldBuf[:0]
+	a.parts = a.partBuf[:]
+	a.subs = a.subsBuf[:0]
 }
 
 // minChunk is the smallest chunk of string bytes the arena allocates.

@@ -69,20 +69,44 @@ var syntheticCodes = map[Reason]int{
 // when the message carries none: 5.0.9NN, or 4.0.9NN when temporary.
 // Delivered, Vacation and Feedback have no status code.
 func SyntheticStatus(r Reason, temporary bool) string {
-	n, ok := syntheticCodes[r]
-	if !ok {
-		if r == Delivered {
-			return "2.0.0"
-		}
+	class, n, ok := syntheticCode(r, temporary)
+	switch {
+	case !ok && r == Delivered:
+		return "2.0.0"
+	case !ok:
 		return ""
-	}
-	if temporary {
-		if r == Filtered {
-			n = 924
-		}
+	case class == '4':
 		return "4.0." + strconv.Itoa(n)
 	}
 	return "5.0." + strconv.Itoa(n)
+}
+
+// syntheticStatus is SyntheticStatus built in the arena.
+func (a *arena) syntheticStatus(r Reason, temporary bool) string {
+	class, n, ok := syntheticCode(r, temporary)
+	if !ok {
+		return SyntheticStatus(r, temporary) // a constant
+	}
+	var buf [16]byte
+	b := strconv.AppendInt(append(buf[:0], class, '.', '0', '.'), int64(n), 10)
+	start := a.reserve(len(b))
+	a.text.Write(b)
+	return a.since(start)
+}
+
+// syntheticCode returns the class digit and the detail number of the
+// synthetic status code of r; ok is false when r has none.
+func syntheticCode(r Reason, temporary bool) (class byte, n int, ok bool) {
+	n, ok = syntheticCodes[r]
+	switch {
+	case !ok:
+		return 0, 0, false
+	case temporary && r == Filtered:
+		return '4', 924, true
+	case temporary:
+		return '4', n, true
+	}
+	return '5', n, true
 }
 
 // isHard reports whether a reason with a status is a hard bounce: a

@@ -164,6 +164,7 @@ func ParseBytes(b []byte) (*Report, error) {
 // parseBytes parses a whole message.
 func parseBytes(b []byte) (*Report, error) {
 	m := &message{}
+	m.a.init()
 	// The message is copied into the arena, with LF line endings: the
 	// Report must not share memory with the caller's slice.
 	msg := m.a.message(b)
@@ -230,7 +231,7 @@ func finish(a *arena, rep *Report) {
 			}
 		}
 		if rc.Status == "" {
-			rc.Status = SyntheticStatus(rc.Reason, rc.Action == "delayed" || rc.temporary || strings.HasPrefix(rc.ReplyCode, "4"))
+			rc.Status = a.syntheticStatus(rc.Reason, rc.Action == "delayed" || rc.temporary || strings.HasPrefix(rc.ReplyCode, "4"))
 		}
 		rc.Hard = isHard(rc.Reason, rc.Status)
 		action := rc.Action

@@ -67,13 +67,13 @@ func (h header) has(name string) bool {
 // appends to it.
 func (a *arena) parseHeader(s string) (header, string) {
 	first := len(a.fields)
-	cur := -1            // index in a.fields of the field being read
+	reading := false     // whether the last field's value is being read
 	vstart, vend := 0, 0 // its value's span in s
 	flush := func() {
-		if cur >= 0 {
-			a.fields[cur].value = a.unfold(s[vstart:vend])
+		if reading {
+			a.fields[len(a.fields)-1].value = a.unfold(s[vstart:vend])
 		}
-		cur = -1
+		reading = false
 	}
 	done := func() header {
 		return a.fields[first:len(a.fields):len(a.fields)]
@@ -86,7 +86,7 @@ func (a *arena) parseHeader(s string) (header, string) {
 			flush()
 			return done(), rest
 		case line[0] == ' ' || line[0] == '\t':
-			if cur >= 0 {
+			if reading {
 				vend = pos + len(line)
 			}
 			pos = next
@@ -101,8 +101,17 @@ func (a *arena) parseHeader(s string) (header, string) {
 		}
 		flush()
 		if len(a.fields)-first < maxHeaderFields {
+			if len(a.fields) == cap(a.fields) {
+				// Start a new chunk and move there the fields of this
+				// header read so far; the headers before keep the old
+				// one.
+				n := len(a.fields) - first
+				chunk := make([]field, n, max(2*n, 64))
+				copy(chunk, a.fields[first:])
+				a.fields, first = chunk, 0
+			}
 			a.fields = append(a.fields, field{name: strings.TrimSpace(line[:colon])})
-			cur = len(a.fields) - 1
+			reading = true
 			vstart, vend = pos+colon+1, pos+len(line)
 		}
 		pos = next

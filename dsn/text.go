@@ -168,10 +168,6 @@ func parseText(m *message, rep *Report) {
 			}
 		}
 	}
-	type found struct {
-		addr string
-		pos  int
-	}
 	var addrBuf, weakAddrBuf [4]found
 	addrs, weakAddrs := addrBuf[:0], weakAddrBuf[:0]
 	for off := 0; ; {
@@ -183,23 +179,10 @@ func parseText(m *message, rep *Report) {
 		if isSkipped(addr) || inIDField(lowerExplain, pos) {
 			continue
 		}
-		a := found{addr, pos}
-		list := &addrs
-		for _, w := range weak {
-			if equalFoldASCII(a.addr, w) {
-				list = &weakAddrs
-				break
-			}
-		}
-		dup := false
-		for _, f := range *list {
-			if strings.EqualFold(f.addr, a.addr) {
-				dup = true
-				break
-			}
-		}
-		if !dup && len(*list) < maxTextRecipients {
-			*list = append(*list, found{a.addr, a.pos})
+		if slices.ContainsFunc(weak, func(w string) bool { return equalFoldASCII(addr, w) }) {
+			weakAddrs = addFound(weakAddrs, found{addr, pos})
+		} else {
+			addrs = addFound(addrs, found{addr, pos})
 		}
 	}
 	if len(addrs) == 0 {
@@ -334,6 +317,26 @@ func parseText(m *message, rep *Report) {
 		}
 		rep.Recipients = append(rep.Recipients, rc)
 	}
+}
+
+// found is an address named in a text and its offset there.
+type found struct {
+	addr string
+	pos  int
+}
+
+// addFound appends a to list unless the list holds it already (in any
+// case) or is full.
+func addFound(list []found, a found) []found {
+	for _, f := range list {
+		if strings.EqualFold(f.addr, a.addr) {
+			return list
+		}
+	}
+	if len(list) >= maxTextRecipients {
+		return list
+	}
+	return append(list, a)
 }
 
 // isTemporary reports whether lower-case prose says the failure was

@@ -61,6 +61,15 @@ func ParseMessage(r io.Reader) ([]Result, error) {
 
 // ParseBytes is ParseMessage over input in memory.
 func ParseBytes(b []byte) ([]Result, error) {
+	if start := mboxStart(b); nextSeparator(b, start) < 0 {
+		// One message (or none), as SplitMbox would find, without
+		// building its slice: an allocation less per message counts
+		// when parsing in parallel.
+		if start < len(b) {
+			return parseOne(b[start:])
+		}
+		return nil, nil
+	}
 	msgs := SplitMbox(b)
 	if len(msgs) == 1 {
 		return parseOne(msgs[0])
@@ -106,11 +115,34 @@ func parseOne(b []byte) ([]Result, error) {
 // returned as is.
 func SplitMbox(b []byte) [][]byte {
 	var out [][]byte
-	start := 0
-	if isMboxFrom(b) {
-		start = lineEnd(b)
+	start := mboxStart(b)
+	for {
+		i := nextSeparator(b, start)
+		if i < 0 {
+			break
+		}
+		out = append(out, b[start:i])
+		start = i + lineEnd(b[i:])
 	}
-	for pos := start; pos < len(b); {
+	if start < len(b) {
+		out = append(out, b[start:])
+	}
+	return out
+}
+
+// mboxStart returns the offset of the first message of b: after the
+// separator line when b starts with one.
+func mboxStart(b []byte) int {
+	if isMboxFrom(b) {
+		return lineEnd(b)
+	}
+	return 0
+}
+
+// nextSeparator returns the offset of the first separator line at or
+// after pos that begins a message after the first, -1 if none.
+func nextSeparator(b []byte, pos int) int {
+	for pos < len(b) {
 		i := bytes.Index(b[pos:], []byte("From "))
 		if i < 0 {
 			break
@@ -120,14 +152,9 @@ func SplitMbox(b []byte) [][]byte {
 		if i == 0 || (b[i-1] != '\n' && b[i-1] != '\r') || !isMboxFrom(b[i:]) {
 			continue
 		}
-		out = append(out, b[start:i])
-		start = i + lineEnd(b[i:])
-		pos = start
+		return i
 	}
-	if start < len(b) {
-		out = append(out, b[start:])
-	}
-	return out
+	return -1
 }
 
 // lineEnd returns the offset just after the first line of b.
