@@ -3,6 +3,7 @@ package dsn
 import (
 	"bytes"
 	"strings"
+	"unsafe"
 )
 
 // arena is the memory one parse builds its strings and slices in: the
@@ -16,7 +17,7 @@ import (
 // parser keeps no mutable state beyond the call. It is append-only: what
 // it has handed out is never written again, so strings and slices stay
 // valid (and immutable) when it moves on to a new chunk. The strings of a
-// Report point into it, as they would into a copy of the message.
+// Report point into it (or into the message, when Parse read it itself).
 type arena struct {
 	// text holds the bytes of the strings built so far in the current
 	// chunk; strings.Builder guarantees that the strings it returned are
@@ -30,8 +31,8 @@ type arena struct {
 	subs []string
 
 	// First chunks, enough for most messages, allocated with the arena.
-	fieldBuf [64]field
-	partBuf  [16]part
+	fieldBuf [48]field
+	partBuf  [8]part
 	subsBuf  [16]string
 }
 
@@ -44,7 +45,7 @@ func (a *arena) init() {
 }
 
 // minChunk is the smallest chunk of string bytes the arena allocates.
-const minChunk = 4 << 10
+const minChunk = 2 << 10
 
 // reserve makes room for n more bytes of text, starting a new chunk when
 // the current one is too small, and returns the offset writing starts at.
@@ -108,10 +109,19 @@ func indexUpper(s string) int {
 }
 
 // message returns b as a string with CRLF and lone CR turned into LF
-// (see normalizeNewlines), copied into a chunk with room to spare for the
-// strings the parse builds next.
-func (a *arena) message(b []byte) string {
-	start := a.reserve(len(b) + len(b)/2 + minChunk)
+// (see normalizeNewlines). When b has no CR the string is b itself, not a
+// copy: view is then set, and the caller must neither change b while the
+// string is in use nor let the string outlive its own use of b (see
+// arena.detach). Otherwise b is copied into a chunk with room to spare for
+// the strings the parse builds next.
+func (a *arena) message(b []byte) (s string, view bool) {
+	if bytes.IndexByte(b, '\r') < 0 {
+		// Most of what the parse builds is a lower-case copy of part
+		// of the text; make room for it.
+		a.reserve(len(b)/2 + 256)
+		return unsafe.String(unsafe.SliceData(b), len(b)), true
+	}
+	start := a.reserve(len(b) + len(b)/2 + 256)
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\r')
 		if i < 0 {
@@ -125,7 +135,7 @@ func (a *arena) message(b []byte) string {
 			b = b[1:]
 		}
 	}
-	return a.since(start)
+	return a.since(start), false
 }
 
 // lf returns s with CRLF and lone CR turned into LF, s itself when it has

@@ -140,7 +140,7 @@ func Parse(r io.Reader) (*Report, error) {
 		buf = buf[:MaxMessageSize]
 		odd = ErrTruncated
 	}
-	rep, err := parseBytes(buf)
+	rep, err := parseBytes(buf, false) // buf is ours: the Report may share it
 	if err != nil {
 		return rep, err
 	}
@@ -154,20 +154,30 @@ func ParseBytes(b []byte) (*Report, error) {
 		b = b[:MaxMessageSize]
 		odd = ErrTruncated
 	}
-	rep, err := parseBytes(b)
+	rep, err := parseBytes(b, true)
 	if err != nil {
 		return rep, err
 	}
 	return rep, odd
 }
 
-// parseBytes parses a whole message.
-func parseBytes(b []byte) (*Report, error) {
+// parseBytes parses a whole message. When shared is set, b belongs to the
+// caller and the Report gets its own copy of its strings.
+func parseBytes(b []byte, shared bool) (*Report, error) {
 	m := &message{}
 	m.a.init()
-	// The message is copied into the arena, with LF line endings: the
-	// Report must not share memory with the caller's slice.
-	msg := m.a.message(b)
+	msg, view := m.a.message(b)
+	rep, err := m.parse(msg)
+	if rep != nil && view && shared {
+		// The strings of rep may point into b, which the caller is
+		// free to change or reuse once we return.
+		m.a.detach(rep)
+	}
+	return rep, err
+}
+
+// parse parses a whole message with LF line endings.
+func (m *message) parse(msg string) (*Report, error) {
 	w := walker{a: &m.a}
 	w.parse(&m.root, msg, 0)
 	root := &m.root
@@ -262,6 +272,43 @@ func finish(a *arena, rep *Report) {
 		default:
 			rep.Kind = KindBounce
 		}
+	}
+}
+
+// detach copies the strings of rep into the arena, so that none points
+// into the message any more.
+func (a *arena) detach(rep *Report) {
+	n := 0
+	rep.eachString(func(s *string) { n += len(*s) })
+	a.reserve(n)
+	rep.eachString(func(s *string) {
+		start := a.text.Len()
+		a.text.WriteString(*s)
+		*s = a.since(start)
+	})
+}
+
+// eachString calls f with every string field of rep but the kinds and
+// reasons, which are constants.
+func (rep *Report) eachString(f func(*string)) {
+	f(&rep.ReportingMTA)
+	f(&rep.ENVID)
+	f(&rep.VERP)
+	o := &rep.Original
+	f(&o.MessageID)
+	f(&o.CorrelationID)
+	f(&o.From)
+	f(&o.To)
+	f(&o.Subject)
+	for i := range rep.Recipients {
+		rc := &rep.Recipients[i]
+		f(&rc.Address)
+		f(&rc.ORCPT)
+		f(&rc.Action)
+		f(&rc.Status)
+		f(&rc.ReplyCode)
+		f(&rc.Diagnostic)
+		f(&rc.RemoteMTA)
 	}
 }
 

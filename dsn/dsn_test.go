@@ -1,11 +1,15 @@
 package dsn
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func parseFile(t *testing.T, name string) (*Report, error) {
@@ -379,5 +383,51 @@ func TestIsAutoReply(t *testing.T) {
 		if got := isAutoReply(h); got != tt.want {
 			t.Errorf("isAutoReply(%q) = %v, want %v", tt.hdr, got, tt.want)
 		}
+	}
+}
+
+// TestParseBytesKeepsNoInput checks that no string of a Report points
+// into the slice given to ParseBytes, which the caller may change or
+// reuse afterwards (the parser reads the slice in place; see
+// arena.detach).
+func TestParseBytesKeepsNoInput(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.eml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no testdata: %v", err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Without CR the input is not copied.
+		b = bytes.ReplaceAll(b, []byte("\r"), nil)
+		rep, _ := ParseBytes(b)
+		if rep == nil {
+			continue
+		}
+		lo := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+		hi := lo + uintptr(len(b))
+		var walk func(v reflect.Value, path string)
+		walk = func(v reflect.Value, path string) {
+			switch v.Kind() {
+			case reflect.String:
+				s := v.String()
+				if p := uintptr(unsafe.Pointer(unsafe.StringData(s))); s != "" && p >= lo && p < hi {
+					t.Errorf("%s: %s points into the input", f, path)
+				}
+			case reflect.Struct:
+				for i := range v.NumField() {
+					walk(v.Field(i), path+"."+v.Type().Field(i).Name)
+				}
+			case reflect.Slice:
+				for i := range v.Len() {
+					walk(v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+				}
+			case reflect.Pointer:
+				walk(v.Elem(), path)
+			}
+		}
+		walk(reflect.ValueOf(rep), "Report")
 	}
 }
