@@ -28,20 +28,32 @@ const (
 	maxRecipients = 1000
 )
 
-// field is one header field, its value unfolded.
+// field is one header field.
 type field struct {
 	name, value string
+	// a is set while value is still folded: most folded fields
+	// (Received, DKIM-Signature) are never read, so unfolded reads
+	// unfolds the value in a's memory the first time it is asked for.
+	a *arena
+}
+
+// unfolded returns the value of f, unfolded.
+func (f *field) unfolded() string {
+	if f.a != nil {
+		f.value, f.a = f.a.unfold(f.value), nil
+	}
+	return f.value
 }
 
 // header is a parsed header block in message order.
 type header []field
 
-// get returns the first value of the named field, "" when absent. Names
-// compare case-insensitively.
+// get returns the first value of the named field, unfolded, "" when
+// absent. Names compare case-insensitively.
 func (h header) get(name string) string {
-	for _, f := range h {
-		if strings.EqualFold(f.name, name) {
-			return f.value
+	for i := range h {
+		if strings.EqualFold(h[i].name, name) {
+			return h[i].unfolded()
 		}
 	}
 	return ""
@@ -61,8 +73,8 @@ func (h header) has(name string) bool {
 // and returns it with the rest of s after the blank line that ends it. A
 // line that is neither a field nor a continuation ends the block, the way
 // lenient readers treat a missing blank line. Folded values are unfolded
-// once, at the end of the field (RFC 5322 §2.2.3), so that a field of many
-// continuation lines costs linear time. The fields are appended to
+// when first read (RFC 5322 §2.2.3), so that a field of many continuation
+// lines costs linear time. The fields are appended to
 // a.fields and the header is the slice of them, capped so that nothing
 // appends to it.
 func (a *arena) parseHeader(s string) (header, string) {
@@ -71,7 +83,12 @@ func (a *arena) parseHeader(s string) (header, string) {
 	vstart, vend := 0, 0 // its value's span in s
 	flush := func() {
 		if reading {
-			a.fields[len(a.fields)-1].value = a.unfold(s[vstart:vend])
+			f := &a.fields[len(a.fields)-1]
+			if v := s[vstart:vend]; strings.IndexByte(v, '\n') < 0 {
+				f.value = strings.TrimSpace(v)
+			} else {
+				f.value, f.a = v, a
+			}
 		}
 		reading = false
 	}
@@ -122,9 +139,6 @@ func (a *arena) parseHeader(s string) (header, string) {
 
 // unfold joins the lines of a folded header value with single spaces.
 func (a *arena) unfold(v string) string {
-	if strings.IndexByte(v, '\n') < 0 {
-		return strings.TrimSpace(v)
-	}
 	start := a.reserve(len(v))
 	for v != "" {
 		var line string

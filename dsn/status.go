@@ -119,9 +119,12 @@ groups:
 		}
 		body = rest
 		cur = nil // each group of fields is one recipient (RFC 3464 §2.1)
-		for _, f := range h {
-			v := f.value
-			name := statusField(f.name)
+		for i := range h {
+			name := statusField(h[i].name)
+			if name == "" {
+				continue // other per-message or per-recipient fields
+			}
+			v := h[i].unfolded()
 			switch name {
 			case "reporting-mta":
 				rep.ReportingMTA = typedValue(v)
