@@ -118,10 +118,10 @@ func (a *arena) message(b []byte) (s string, view bool) {
 	if bytes.IndexByte(b, '\r') < 0 {
 		// Most of what the parse builds is a lower-case copy of part
 		// of the text; make room for it.
-		a.reserve(len(b)/3 + 512)
+		a.reserve(len(b)/4 + 256)
 		return unsafe.String(unsafe.SliceData(b), len(b)), true
 	}
-	start := a.reserve(len(b) + len(b)/3 + 512)
+	start := a.reserve(len(b) + len(b)/4 + 256)
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\r')
 		if i < 0 {
