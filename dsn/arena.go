@@ -10,8 +10,9 @@ import (
 // message with LF line endings, unfolded header values, decoded bodies,
 // lower-case copies, header fields and MIME parts. It turns what would be
 // an allocation per field, part or copy into a few per message: the
-// benchmark in ../ingest shows that allocation count, more than bytes, is
-// what keeps the parser from scaling across cores.
+// benchmark in ../ingest shows that allocation, its count first and then
+// its bytes (how often the collector runs), is what keeps the parser from
+// scaling across cores.
 //
 // An arena belongs to a single Parse call and is never shared, so the
 // parser keeps no mutable state beyond the call. It is append-only: what
@@ -108,11 +109,11 @@ func indexUpper(s string) int {
 	return -1
 }
 
-// message returns b as a string with CRLF and lone CR turned into LF
-// (see normalizeNewlines). When b has no CR the string is b itself, not a
-// copy: view is then set, and the caller must neither change b while the
-// string is in use nor let the string outlive its own use of b (see
-// arena.detach). Otherwise b is copied into a chunk with room to spare for
+// message returns b as a string with CRLF and lone CR turned into LF (see
+// lf). When b has no CR, the string is b itself rather than a copy of it,
+// and view is set: the parse only reads b, and whatever outlives the parse
+// must be copied out of it (see detach), since b is the caller's to change
+// afterwards. Otherwise b is copied into a chunk with room to spare for
 // the strings the parse builds next.
 func (a *arena) message(b []byte) (s string, view bool) {
 	if bytes.IndexByte(b, '\r') < 0 {

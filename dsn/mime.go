@@ -31,9 +31,9 @@ const (
 // field is one header field.
 type field struct {
 	name, value string
-	// a is set while value is still folded: most folded fields
-	// (Received, DKIM-Signature) are never read, so unfolded reads
-	// unfolds the value in a's memory the first time it is asked for.
+	// a is set while value is still folded. Most folded fields
+	// (Received, DKIM-Signature) are never read, so a value is
+	// unfolded, in a's memory, the first time it is (see unfolded).
 	a *arena
 }
 
@@ -73,8 +73,8 @@ func (h header) has(name string) bool {
 // and returns it with the rest of s after the blank line that ends it. A
 // line that is neither a field nor a continuation ends the block, the way
 // lenient readers treat a missing blank line. Folded values are unfolded
-// when first read (RFC 5322 §2.2.3), so that a field of many continuation
-// lines costs linear time. The fields are appended to
+// once, when first read (RFC 5322 §2.2.3), so that a field of many
+// continuation lines costs linear time. The fields are appended to
 // a.fields and the header is the slice of them, capped so that nothing
 // appends to it.
 func (a *arena) parseHeader(s string) (header, string) {
@@ -461,15 +461,6 @@ func (a *arena) decodeBase64(s string) string {
 	}
 	flush()
 	return a.lf(a.since(start))
-}
-
-// normalizeNewlines turns CRLF and lone CR into LF.
-func normalizeNewlines(s string) string {
-	if strings.IndexByte(s, '\r') < 0 {
-		return s
-	}
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	return strings.ReplaceAll(s, "\r", "\n")
 }
 
 // equalFoldASCII reports whether s and t are equal ignoring the case of
