@@ -191,8 +191,8 @@ groups:
 			case rc.ORCPT != "" && plainAddress(rc.ORCPT):
 				rc.Address = rc.ORCPT
 			case rc.Address != "":
-				if a := findAddresses(rc.Address); len(a) > 0 {
-					rc.Address = a[0].addr
+				if a := firstAddress(rc.Address); a != "" {
+					rc.Address = a
 				}
 			}
 		}

@@ -168,7 +168,7 @@ func parseText(m *message, rep *Report) {
 			}
 		}
 	}
-	var addrBuf, weakAddrBuf [4]found
+	var addrBuf, weakAddrBuf [4]addrPos
 	addrs, weakAddrs := addrBuf[:0], weakAddrBuf[:0]
 	for off := 0; ; {
 		addr, pos, next := nextAddress(explain, off)
@@ -180,9 +180,9 @@ func parseText(m *message, rep *Report) {
 			continue
 		}
 		if slices.ContainsFunc(weak, func(w string) bool { return equalFoldASCII(addr, w) }) {
-			weakAddrs = addFound(weakAddrs, found{addr, pos})
+			weakAddrs = addFound(weakAddrs, addrPos{addr, pos})
 		} else {
-			addrs = addFound(addrs, found{addr, pos})
+			addrs = addFound(addrs, addrPos{addr, pos})
 		}
 	}
 	if len(addrs) == 0 {
@@ -193,18 +193,19 @@ func parseText(m *message, rep *Report) {
 		// QUIRK: the text names no address (see lhost-exim-07, "save
 		// to xxxx"); the recipient is the To of the returned original.
 		if a := cleanAddress(firstAddress(m.orig.get("To"))); a != "" {
-			addrs = append(addrs, found{a, len(explain)})
+			addrs = append(addrs, addrPos{a, len(explain)})
 		}
 	}
 	if xf := m.root.header.get("X-Failed-Recipients"); xf != "" && (named || len(addrs) == 0) {
 		// Exim and Google name the failed recipients in a header; keep
 		// the addresses found in the text that it lists, in text order,
 		// and add the ones the text does not name.
-		listed := findAddresses(xf)
+		var listedBuf, keepBuf [4]addrPos // the lists start on the stack
+		listed := appendAddresses(listedBuf[:0], xf)
 		if len(listed) > maxTextRecipients {
 			listed = listed[:maxTextRecipients]
 		}
-		var keep []found
+		keep := keepBuf[:0]
 		for _, a := range addrs {
 			for _, l := range listed {
 				if strings.EqualFold(l.addr, a.addr) {
@@ -222,7 +223,7 @@ func parseText(m *message, rep *Report) {
 				}
 			}
 			if !dup {
-				keep = append(keep, found{l.addr, len(explain)})
+				keep = append(keep, addrPos{l.addr, len(explain)})
 			}
 		}
 		addrs = keep
@@ -234,7 +235,7 @@ func parseText(m *message, rep *Report) {
 	}
 	// Where each recipient is named: a segment runs from the line naming
 	// a recipient to the line naming another one.
-	var markBuf [8]found
+	var markBuf [8]addrPos
 	marks := markBuf[:0]
 	for _, a := range addrs {
 		la := m.a.lower(a.addr)
@@ -243,11 +244,11 @@ func parseText(m *message, rep *Report) {
 			if i < 0 {
 				break
 			}
-			marks = append(marks, found{a.addr, off + i})
+			marks = append(marks, addrPos{a.addr, off + i})
 			off += i + len(la)
 		}
 	}
-	slices.SortFunc(marks, func(x, y found) int { return x.pos - y.pos })
+	slices.SortFunc(marks, func(x, y addrPos) int { return x.pos - y.pos })
 	segment := func(k int) (start, end int) {
 		start = strings.LastIndexByte(explain[:marks[k].pos], '\n') + 1
 		// QUIRK: a Sendmail transcript gives the dialogue before the
@@ -271,6 +272,7 @@ func parseText(m *message, rep *Report) {
 		}
 		return start, end
 	}
+	rep.Recipients = slices.Grow(rep.Recipients, len(addrs))
 	for _, a := range addrs {
 		// The diagnostic of a recipient is its first segment that holds
 		// a reply code, else its first segment (see lhost-mailru-03,
@@ -289,7 +291,7 @@ func parseText(m *message, rep *Report) {
 				break
 			}
 		}
-		if ds < 0 || strings.Trim(strings.ReplaceAll(explain[ds:de], a.addr, ""), " \t\n<>:") == "" {
+		if ds < 0 || onlyAddress(explain[ds:de], a.addr) {
 			// The line names the address only and nothing follows:
 			// the whole explanation is all there is.
 			ds, de = 0, len(explain)
@@ -319,15 +321,9 @@ func parseText(m *message, rep *Report) {
 	}
 }
 
-// found is an address named in a text and its offset there.
-type found struct {
-	addr string
-	pos  int
-}
-
 // addFound appends a to list unless the list holds it already (in any
 // case) or is full.
-func addFound(list []found, a found) []found {
+func addFound(list []addrPos, a addrPos) []addrPos {
 	for _, f := range list {
 		if strings.EqualFold(f.addr, a.addr) {
 			return list
@@ -337,6 +333,24 @@ func addFound(list []found, a found) []found {
 		return list
 	}
 	return append(list, a)
+}
+
+// onlyAddress reports whether seg holds nothing but addr, any number of
+// times, and white space, angle brackets and colons: what
+// strings.Trim(strings.ReplaceAll(seg, addr, ""), " \t\n<>:") == "" says,
+// without building the string.
+func onlyAddress(seg, addr string) bool {
+	for seg != "" {
+		switch {
+		case addr != "" && strings.HasPrefix(seg, addr):
+			seg = seg[len(addr):]
+		case strings.IndexByte(" \t\n<>:", seg[0]) >= 0:
+			seg = seg[1:]
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // isTemporary reports whether lower-case prose says the failure was
@@ -372,20 +386,21 @@ func isSkipped(a string) bool {
 	return false
 }
 
+// addrPos is an address named in a text and its offset there.
 type addrPos struct {
 	addr string
 	pos  int
 }
 
-// findAddresses returns the email addresses in s with their offsets.
-func findAddresses(s string) []addrPos {
-	var out []addrPos
+// appendAddresses appends to dst the email addresses in s with their
+// offsets.
+func appendAddresses(dst []addrPos, s string) []addrPos {
 	for off := 0; ; {
 		addr, pos, next := nextAddress(s, off)
 		if addr == "" {
-			return out
+			return dst
 		}
-		out = append(out, addrPos{addr, pos})
+		dst = append(dst, addrPos{addr, pos})
 		off = next
 	}
 }
