@@ -56,6 +56,19 @@ type Report struct {
 	// Structured is true when the result comes from a machine-readable
 	// delivery-status part rather than from text heuristics.
 	Structured bool
+
+	// first is room for the first recipient, allocated with the report:
+	// most reports have one (see addRecipient).
+	first [1]Recipient
+}
+
+// addRecipient appends rc to rep.Recipients and returns it there.
+func (rep *Report) addRecipient(rc Recipient) *Recipient {
+	if rep.Recipients == nil {
+		rep.Recipients = rep.first[:0]
+	}
+	rep.Recipients = append(rep.Recipients, rc)
+	return &rep.Recipients[len(rep.Recipients)-1]
 }
 
 // Original holds header values of the message that bounced, as far as the

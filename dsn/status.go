@@ -201,6 +201,7 @@ groups:
 		}
 		out = append(out, rc)
 	}
+	clear(rep.Recipients[len(out):]) // keep nothing of the dropped groups
 	rep.Recipients = out
 	for i := range rep.Recipients {
 		rc := &rep.Recipients[i]
@@ -240,8 +241,7 @@ func statusField(name string) string {
 }
 
 func newRecipient(rep *Report) *Recipient {
-	rep.Recipients = append(rep.Recipients, Recipient{})
-	return &rep.Recipients[len(rep.Recipients)-1]
+	return rep.addRecipient(Recipient{})
 }
 
 // typedValue strips the type prefix of a DSN field ("rfc822; a@b",

@@ -272,7 +272,9 @@ func parseText(m *message, rep *Report) {
 		}
 		return start, end
 	}
-	rep.Recipients = slices.Grow(rep.Recipients, len(addrs))
+	if len(addrs) > 1 {
+		rep.Recipients = slices.Grow(rep.Recipients, len(addrs))
+	}
 	for _, a := range addrs {
 		// The diagnostic of a recipient is its first segment that holds
 		// a reply code, else its first segment (see lhost-mailru-03,
@@ -317,7 +319,7 @@ func parseText(m *message, rep *Report) {
 			rc.Status = replyStatus(explain)
 			rc.ReplyCode = findReplyCode(explain)
 		}
-		rep.Recipients = append(rep.Recipients, rc)
+		rep.addRecipient(rc)
 	}
 }
 
@@ -500,7 +502,7 @@ func parseAutoReply(m *message, rep *Report) {
 	if a == "" {
 		return
 	}
-	rep.Recipients = append(rep.Recipients, Recipient{
+	rep.addRecipient(Recipient{
 		Address:    a,
 		Diagnostic: m.text,
 		Reason:     Vacation,
