@@ -15,4 +15,5 @@ echo "== intake → ClickHouse ($REPUTE_TEST_CLICKHOUSE)"
 bin/repute bench intake --clickhouse "$REPUTE_TEST_CLICKHOUSE"
 
 echo "== parsers"
-go test -run '^$' -bench . -benchmem ./ingest/ ./dsn/ ./arf/
+go test -run '^$' -bench . -benchmem -cpu 1,2 ./ingest/
+go test -run '^$' -bench . -benchmem ./dsn/ ./arf/
