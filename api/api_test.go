@@ -46,7 +46,7 @@ func (f *fakeStats) Stats(_ context.Context, q metrics.StatsQuery) (*metrics.Sta
 	return &f.result, nil
 }
 
-func newTestHandler(t *testing.T, sub *fakeSubmitter, st *fakeStats, maxBody int64) http.Handler {
+func newTestHandler(t testing.TB, sub *fakeSubmitter, st *fakeStats, maxBody int64) http.Handler {
 	t.Helper()
 	keys, err := NewKeys(adminKey, []AccountKeys{{Name: "acme", Keys: []string{HashKey(acmeKey)}}})
 	if err != nil {

@@ -1,7 +1,6 @@
 package dsn
 
 import (
-	"bytes"
 	"strings"
 	"unsafe"
 )
@@ -116,27 +115,17 @@ func indexUpper(s string) int {
 // afterwards. Otherwise b is copied into a chunk with room to spare for
 // the strings the parse builds next.
 func (a *arena) message(b []byte) (s string, view bool) {
-	if bytes.IndexByte(b, '\r') < 0 {
+	s = unsafe.String(unsafe.SliceData(b), len(b))
+	if strings.IndexByte(s, '\r') < 0 {
 		// Most of what the parse builds is a lower-case copy of part
 		// of the text; make room for it.
 		a.reserve(len(b)/4 + 256)
-		return unsafe.String(unsafe.SliceData(b), len(b)), true
+		return s, true
 	}
-	start := a.reserve(len(b) + len(b)/4 + 256)
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\r')
-		if i < 0 {
-			a.text.Write(b)
-			break
-		}
-		a.text.Write(b[:i])
-		a.text.WriteByte('\n')
-		b = b[i+1:]
-		if len(b) > 0 && b[0] == '\n' {
-			b = b[1:]
-		}
-	}
-	return a.since(start), false
+	// Room for the copy and, as above, for what the parse builds next;
+	// lf then writes into it. s is read only until lf returns.
+	a.reserve(len(b) + len(b)/4 + 256)
+	return a.lf(s), false
 }
 
 // lf returns s with CRLF and lone CR turned into LF, s itself when it has

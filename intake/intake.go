@@ -106,18 +106,16 @@ func (p *Pipeline) Submit(ctx context.Context, events []metrics.Event) (Result, 
 		}
 		fresh = kept
 	}
+	if len(fresh) > 0 {
+		if err := p.spool.Append(metrics.AppendEvents(nil, fresh)); err != nil {
+			return Result{}, fmt.Errorf("intake: spool: %w", err)
+		}
+		for _, e := range fresh {
+			p.queued[e.Key()] = true
+			p.m.accepted.WithLabelValues(string(e.Kind), e.Source).Inc()
+		}
+	}
 	res := Result{Duplicates: len(events) - len(fresh)}
-	if len(fresh) == 0 {
-		p.m.duplicates.Add(float64(res.Duplicates))
-		return res, nil
-	}
-	if err := p.spool.Append(metrics.AppendEvents(nil, fresh)); err != nil {
-		return Result{}, fmt.Errorf("intake: spool: %w", err)
-	}
-	for _, e := range fresh {
-		p.queued[e.Key()] = true
-		p.m.accepted.WithLabelValues(string(e.Kind), e.Source).Inc()
-	}
 	p.m.duplicates.Add(float64(res.Duplicates))
 	return res, nil
 }

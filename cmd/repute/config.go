@@ -89,13 +89,13 @@ the store: DuckDB in the data directory, or ClickHouse with --clickhouse.
 // loadServeConfig applies the default, the file, the environment and the
 // flags, in rising precedence. getenv is os.Getenv outside tests; usage
 // receives the flags' help and errors.
-func loadServeConfig(args []string, getenv func(string) string, usage io.Writer) (serveConfig, *flag.FlagSet, error) {
+func loadServeConfig(args []string, getenv func(string) string, usage io.Writer) (serveConfig, error) {
 	return loadConfig("serve", serveUsage, args, getenv, usage)
 }
 
 // loadConfig is loadServeConfig for any command that reads serve's
 // configuration (migrate does: the same file tells where ClickHouse is).
-func loadConfig(command, help string, args []string, getenv func(string) string, usage io.Writer) (serveConfig, *flag.FlagSet, error) {
+func loadConfig(command, help string, args []string, getenv func(string) string, usage io.Writer) (serveConfig, error) {
 	cfg := defaultServeConfig()
 	var configFile string
 	fs := flag.NewFlagSet(command, flag.ContinueOnError)
@@ -108,10 +108,10 @@ func loadConfig(command, help string, args []string, getenv func(string) string,
 	// First pass: only to learn --config. The second pass, last, makes the
 	// flags win over the file and the environment.
 	if err := fs.Parse(args); err != nil {
-		return cfg, fs, err
+		return cfg, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, fs, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if configFile == "" {
 		configFile = getenv("REPUTE_CONFIG")
@@ -119,13 +119,13 @@ func loadConfig(command, help string, args []string, getenv func(string) string,
 	if configFile != "" {
 		raw, err := os.ReadFile(configFile)
 		if err != nil {
-			return cfg, fs, fmt.Errorf("serve: config: %w", err)
+			return cfg, fmt.Errorf("config: %w", err)
 		}
 		dec := yaml.NewDecoder(bytes.NewReader(raw))
 		dec.KnownFields(true) // a misspelt key is an error, not a silent default
 		// yaml.v3 reports io.EOF for an empty file: no settings, no error.
 		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return cfg, fs, fmt.Errorf("serve: config %s: %w", configFile, err)
+			return cfg, fmt.Errorf("config %s: %w", configFile, err)
 		}
 	}
 	var envErr error
@@ -136,32 +136,32 @@ func loadConfig(command, help string, args []string, getenv func(string) string,
 		name := "REPUTE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v := getenv(name); v != "" && envErr == nil {
 			if err := f.Value.Set(v); err != nil {
-				envErr = fmt.Errorf("serve: %s=%q: %w", name, v, err)
+				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
 			}
 		}
 	})
 	if envErr != nil {
-		return cfg, fs, envErr
+		return cfg, envErr
 	}
 	cfg.AdminKey = getenv("REPUTE_ADMIN_KEY")
 	if err := fs.Parse(args); err != nil {
-		return cfg, fs, err
+		return cfg, err
 	}
-	return cfg, fs, cfg.validate()
+	return cfg, cfg.validate()
 }
 
 func (c serveConfig) validate() error {
 	switch {
 	case c.Listen == "":
-		return errors.New("serve: --listen is empty")
+		return errors.New("--listen is empty")
 	case c.Data == "":
-		return errors.New("serve: --data is empty")
+		return errors.New("--data is empty")
 	case c.MaxBodyBytes <= 0:
-		return fmt.Errorf("serve: --max-body-bytes %d must be positive", c.MaxBodyBytes)
+		return fmt.Errorf("--max-body-bytes %d must be positive", c.MaxBodyBytes)
 	case c.SpoolMaxBytes <= 0:
-		return fmt.Errorf("serve: --spool-max-bytes %d must be positive", c.SpoolMaxBytes)
+		return fmt.Errorf("--spool-max-bytes %d must be positive", c.SpoolMaxBytes)
 	case c.ShutdownTimeout <= 0:
-		return fmt.Errorf("serve: --shutdown-timeout %v must be positive", c.ShutdownTimeout)
+		return fmt.Errorf("--shutdown-timeout %v must be positive", c.ShutdownTimeout)
 	}
 	return nil
 }

@@ -19,7 +19,7 @@ func TestConfigPrecedence(t *testing.T) {
 		"REPUTE_MAX_BODY_BYTES": "200",
 		"REPUTE_ADMIN_KEY":      "secret",
 	}
-	cfg, _, err := loadServeConfig([]string{"--config", file, "--max-body-bytes", "300"},
+	cfg, err := loadServeConfig([]string{"--config", file, "--max-body-bytes", "300"},
 		func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -55,11 +55,11 @@ func TestConfigErrors(t *testing.T) {
 		"stray argument": {"extra"},
 		"not a number":   {"--max-body-bytes", "lots"},
 	} {
-		if _, _, err := loadServeConfig(args, noenv, io.Discard); err == nil {
+		if _, err := loadServeConfig(args, noenv, io.Discard); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
-	if _, _, err := loadServeConfig(nil, func(k string) string {
+	if _, err := loadServeConfig(nil, func(k string) string {
 		if k == "REPUTE_MAX_BODY_BYTES" {
 			return "lots"
 		}
@@ -70,7 +70,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestExampleConfigLoads(t *testing.T) {
-	cfg, _, err := loadServeConfig([]string{"--config", "../../repute.example.yaml"}, func(string) string { return "" }, io.Discard)
+	cfg, err := loadServeConfig([]string{"--config", "../../repute.example.yaml"}, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

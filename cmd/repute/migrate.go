@@ -33,7 +33,7 @@ clickhouse settings matter here. The embedded DuckDB store needs no migrate.
 const migrateTimeout = 2 * time.Minute
 
 func runMigrate(args []string, stdout, stderr io.Writer) int {
-	cfg, _, err := loadConfig("migrate", migrateUsage, args, os.Getenv, stderr)
+	cfg, err := loadConfig("migrate", migrateUsage, args, os.Getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}

@@ -34,17 +34,17 @@ func init() {
 }
 
 func runServe(args []string, stdout, stderr io.Writer) int {
-	cfg, _, err := loadServeConfig(args, os.Getenv, stderr)
+	cfg, err := loadServeConfig(args, os.Getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "repute:", err)
+		fmt.Fprintln(stderr, "repute serve:", err)
 		return 2
 	}
 	log, err := newLogger(stderr, cfg.LogLevel)
 	if err != nil {
-		fmt.Fprintln(stderr, "repute:", err)
+		fmt.Fprintln(stderr, "repute serve:", err)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
