@@ -9,8 +9,8 @@ import (
 	"testing"
 )
 
-// corpusDir is the shared bounce corpus (see its README.md).
-const corpusDir = "../../shared/corpus/bounces"
+// corpusDir is the repository's copy of the bounce corpus (see its README.md).
+const corpusDir = "../testdata/bounces"
 
 type corpusEntry struct {
 	File    string `json:"file"`
@@ -24,7 +24,7 @@ type corpusEntry struct {
 func loadCorpus(t testing.TB) []corpusEntry {
 	b, err := os.ReadFile(filepath.Join(corpusDir, "labels.json"))
 	if errors.Is(err, os.ErrNotExist) {
-		t.Skipf("corpus not found at %s: skipping", corpusDir)
+		t.Fatalf("bounce corpus missing at %s: %v", corpusDir, err)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,7 @@ import (
 )
 
 // Reason is the classification of a failure: the taxonomy of the bounce
-// corpus (../shared/corpus/bounces/README.md).
+// corpus (testdata/bounces/README.md).
 type Reason string
 
 // Reasons. Hard bounces are only UserUnknown, HostUnknown, HasMoved and

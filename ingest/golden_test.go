@@ -12,7 +12,7 @@ import (
 )
 
 // The golden test scores ParseMessage over the bounce corpus exactly as
-// ../shared/corpus/bounces/README.md defines it, and fails when any figure
+// testdata/bounces/README.md (the repository's copy of the corpus) defines it, and fails when any figure
 // falls below the floor recorded in testdata/accuracy.json (a ratchet).
 // Run with -update to record higher figures, -diff to list every miss.
 
@@ -22,7 +22,7 @@ var (
 )
 
 const (
-	corpusDir    = "../../shared/corpus/bounces"
+	corpusDir    = "../testdata/bounces"
 	accuracyFile = "testdata/accuracy.json"
 )
 
@@ -57,11 +57,13 @@ func (a accuracy) fields() []struct {
 	}
 }
 
-// corpusRoot returns the corpus directory or skips the test.
+// corpusRoot returns the corpus directory. The corpus is part of the
+// repository (testdata/bounces), so a missing one is a failure, never a
+// skip.
 func corpusRoot(tb testing.TB) string {
 	tb.Helper()
 	if _, err := os.Stat(filepath.Join(corpusDir, "labels.json")); err != nil {
-		tb.Skipf("bounce corpus not found at ../shared/corpus/bounces (relative to the repository): %v", err)
+		tb.Fatalf("bounce corpus missing at testdata/bounces (repository root): %v", err)
 	}
 	return corpusDir
 }
