@@ -122,10 +122,19 @@ func isHard(r Reason, status string) bool {
 }
 
 // ClassifyReply classifies an SMTP reply: its code (RFC 5321 §4.2, 0 when
-// unknown), its enhanced status code (RFC 3463, "" when none) and its
-// text. The sender uses it on synchronous rejections; Parse uses the same
-// rules for every recipient of a notification.
-func ClassifyReply(code int, enhanced, text string) (reason Reason, hard bool) {
+// unknown), its enhanced status code (RFC 3463, "" when none), its text,
+// and the phase of the transaction it answered (PhaseUnknown when the
+// caller does not know). The sender calls it with the command it sent, so
+// that "550 User unknown" in reply to RCPT TO is the hard UserUnknown it
+// is. Parse applies the same rules to every recipient of a notification.
+func ClassifyReply(code int, enhanced, text string, phase Phase) (reason Reason, hard bool) {
+	reason, hard, _ = DefaultLexicon().ClassifyReply(code, enhanced, text, phase)
+	return reason, hard
+}
+
+// ClassifyReply is the package's ClassifyReply with this lexicon, and
+// what decided.
+func (l *Lexicon) ClassifyReply(code int, enhanced, text string, phase Phase) (Reason, bool, Evidence) {
 	rc := Recipient{Diagnostic: text, Status: findStatus(enhanced), Action: "failed"}
 	if code > 0 {
 		rc.ReplyCode = strconv.Itoa(code)
@@ -134,61 +143,131 @@ func ClassifyReply(code int, enhanced, text string) (reason Reason, hard bool) {
 		rc.Status = findStatus(text)
 	}
 	if code >= 200 && code < 300 || statusClass(rc.Status) == '2' {
-		return Delivered, false
+		return Delivered, false, Evidence{Rule: RuleSuccess}
 	}
+	rc.command = phase
 	// A synchronous reply is not a delay that expired: the action stays
-	// "failed" so that an unexplained 4xx is Undefined, not Expired.
-	classifyRecipient(&rc)
+	// "failed" so that an unexplained 4xx is not Expired.
+	norm := strings.Join(strings.Fields(lowerText(text)), " ")
+	classify(&rc, norm, "", l)
 	st := rc.Status
 	if st == "" && code >= 500 {
 		st = "5"
 	}
-	return rc.Reason, isHard(rc.Reason, st)
+	return rc.Reason, isHard(rc.Reason, st), rc.Evidence
 }
 
-// SMTP commands a failure can be attributed to.
+// Phase is the stage of the SMTP transaction a reply answered (RFC 5321
+// §3.1–§3.3, §4.1.1).
+type Phase string
+
+// The phases of an SMTP transaction.
 const (
-	cmdConnect = "CONN"
-	cmdHelo    = "HELO"
-	cmdMail    = "MAIL"
-	cmdRcpt    = "RCPT"
-	cmdData    = "DATA"
+	PhaseUnknown   Phase = ""
+	PhaseConnect   Phase = "connect"     // the greeting (RFC 5321 §3.1)
+	PhaseHelo      Phase = "helo"        // EHLO or HELO (§4.1.1.1)
+	PhaseMail      Phase = "mail"        // MAIL FROM (§4.1.1.2)
+	PhaseRcpt      Phase = "rcpt"        // RCPT TO (§4.1.1.3)
+	PhaseData      Phase = "data"        // the DATA command itself (§4.1.1.4)
+	PhaseEndOfData Phase = "end-of-data" // the final "." after the content (§4.1.1.4)
 )
 
-// commandMarkers map lower-case phrases that MTAs use to say which SMTP
-// command a reply answered to the command. Each group is guarded by a word
-// all its phrases contain, so that most texts are ruled out cheaply.
-var commandMarkers = []struct {
+// afterAcceptance reports whether a refusal in phase p came after the
+// server had accepted the recipient: at DATA or at the end of data.
+func (p Phase) afterAcceptance() bool { return p == PhaseData || p == PhaseEndOfData }
+
+// phaseMarkers are the words with which MTAs say which command a reply
+// answered, lower case, grouped under a word all of a group's phrases
+// contain so that most texts are ruled out cheaply. When a text holds
+// several, the last one wins: transcripts list the commands in order.
+var phaseMarkers = []struct {
 	guard   string
-	cmd     string
+	phase   Phase
 	phrases []string
 }{
-	{"data", cmdData, []string{
-		"in reply to end of data command", "in reply to data command", "after end of data",
-		">>> data", "did not like our final data", "did not like our data",
-	}},
-	{"after i sent", cmdData, []string{"failed after i sent the message"}},
-	{"rcpt", cmdRcpt, []string{"in reply to rcpt to command", "after rcpt to", ">>> rcpt to", "did not like our rcpt to", "smtp:rcpt"}},
-	{"my name", cmdHelo, []string{"my name was rejected"}},
-	{"recipient", cmdRcpt, []string{"does not like recipient"}},
-	{"mail from", cmdMail, []string{"in reply to mail from command", "after mail from", ">>> mail from", "did not like our mail from"}},
-	{"sender", cmdMail, []string{"sender was rejected"}},
-	{"ehlo", cmdHelo, []string{"in reply to ehlo command", "after ehlo"}},
-	{"helo", cmdHelo, []string{"in reply to helo command", "after helo"}},
-	{"connect", cmdConnect, []string{"after initial connection", "while connected to"}},
+	// Postfix smtp(8) bounces: "(in reply to RCPT TO command)".
+	{"in reply to", PhaseRcpt, []string{"in reply to rcpt to command"}},
+	{"in reply to", PhaseEndOfData, []string{"in reply to end of data command"}},
+	{"in reply to", PhaseData, []string{"in reply to data command"}},
+	{"in reply to", PhaseMail, []string{"in reply to mail from command"}},
+	{"in reply to", PhaseHelo, []string{"in reply to ehlo command", "in reply to helo command", "in reply to lhlo command"}},
+	// Postfix: a server whose greeting refused us "refused to talk to me".
+	{"refused to talk", PhaseConnect, []string{"refused to talk to me"}},
+	// Exim: "SMTP error from remote mail server after RCPT TO:<a@b>:",
+	// "after end of data", "after MAIL FROM:<…>", "after initial
+	// connection", "after EHLO host"; with PIPELINING "after pipelined
+	// RCPT TO". Newer Exim: "SMTP error from remote server for RCPT TO
+	// command".
+	{"after", PhaseRcpt, []string{"after rcpt to", "after pipelined rcpt to"}},
+	{"after", PhaseEndOfData, []string{"after end of data", "after sending data block"}},
+	{"after", PhaseData, []string{"after data", "after pipelined data"}},
+	{"after", PhaseMail, []string{"after mail from", "after pipelined mail from"}},
+	{"after", PhaseHelo, []string{"after ehlo", "after helo"}},
+	{"after", PhaseConnect, []string{"after initial connection"}},
+	{" command", PhaseRcpt, []string{"for rcpt to command"}},
+	{" command", PhaseMail, []string{"for mail from command"}},
+	{" command", PhaseData, []string{"for data command"}},
+	// Sendmail and Courier quote the dialogue: ">>> RCPT To:<a@b>" then
+	// "<<< 550 …".
+	{">>>", PhaseRcpt, []string{">>> rcpt to"}},
+	{">>>", PhaseMail, []string{">>> mail from"}},
+	{">>>", PhaseData, []string{">>> data"}},
+	{">>>", PhaseHelo, []string{">>> ehlo", ">>> helo"}},
+	// qmail-remote: "a.b.c does not like recipient.", "Connected to
+	// 192.0.2.1 but sender was rejected.", "… but my name was
+	// rejected.", "… but greeting failed.", "… failed on DATA
+	// command.", "… failed after I sent the message."; qmail-send's
+	// summary: "most progress was RCPT TO response".
+	{"recipient", PhaseRcpt, []string{"does not like recipient"}},
+	{"rejected", PhaseMail, []string{"sender was rejected"}},
+	{"rejected", PhaseHelo, []string{"my name was rejected"}},
+	{"greeting", PhaseConnect, []string{"but greeting failed"}},
+	{"data", PhaseData, []string{"failed on data command"}},
+	{"after i sent", PhaseEndOfData, []string{"failed after i sent the message"}},
+	{"most progress", PhaseRcpt, []string{"most progress was rcpt to"}},
+	{"most progress", PhaseMail, []string{"most progress was mail from"}},
+	{"most progress", PhaseData, []string{"most progress was data"}},
+	{"most progress", PhaseHelo, []string{"most progress was helo", "most progress was ehlo"}},
+	{"most progress", PhaseConnect, []string{"most progress was connect"}},
+	// DragonFly's dma: "host did not like our RCPT TO: 550 …".
+	{"did not like our", PhaseRcpt, []string{"did not like our rcpt to"}},
+	{"did not like our", PhaseMail, []string{"did not like our mail from"}},
+	{"did not like our", PhaseData, []string{"did not like our data"}},
+	{"did not like our", PhaseEndOfData, []string{"did not like our final data"}},
+	// 1&1's Exim says "SMTP error from remote server for TEXT command"
+	// for the message text; m-FILTER (Digital Arts) writes
+	// "-------SMTP command" and the command on the next line.
+	{" command", PhaseEndOfData, []string{"for text command"}},
+	{"smtp command", PhaseRcpt, []string{"smtp command rcpt to", "smtp command: rcpt to"}},
+	{"smtp command", PhaseMail, []string{"smtp command mail from", "smtp command: mail from"}},
+	{"smtp command", PhaseData, []string{"smtp command data", "smtp command: data"}},
+	// Sun/Oracle Messaging Server: "Remote SMTP server has rejected
+	// address".
+	{"rejected address", PhaseRcpt, []string{"server has rejected address"}},
+	// The words of Postfix smtpd's own restriction replies name what
+	// they refused: "Recipient address rejected: …" answers RCPT TO,
+	// "Sender address rejected" MAIL FROM, "Helo command rejected"
+	// EHLO, "Client host rejected" the connection (postconf(5),
+	// smtpd_*_restrictions).
+	{"rejected", PhaseRcpt, []string{"recipient address rejected"}},
+	{"rejected", PhaseMail, []string{"sender address rejected"}},
+	{"rejected", PhaseHelo, []string{"helo command rejected"}},
+	{"rejected", PhaseConnect, []string{"client host rejected"}},
+	// Gmail as the sending MTA: "The recipient server did not accept
+	// our requests to connect."
+	{"connect", PhaseConnect, []string{"did not accept our requests to connect"}},
 }
 
-// smtpCommand returns the SMTP command the lower-case text attributes the
-// failure to, "" when it names none. The last marker wins: transcripts
-// list the commands in order.
-func smtpCommand(lower string) string {
+// phaseOf returns the phase the lower-case text says a reply answered and
+// the words that say it, PhaseUnknown when it names none.
+func phaseOf(lower string) (Phase, string) {
 	var grams *gramSet
 	if len(lower) > 256 {
 		grams = new(gramSet)
 		grams.add(lower)
 	}
-	best, at := "", -1
-	for _, g := range commandMarkers {
+	best, words, at := PhaseUnknown, "", -1
+	for _, g := range phaseMarkers {
 		if grams != nil && !grams.mayContain(g.guard) || !strings.Contains(lower, g.guard) {
 			continue
 		}
@@ -200,39 +279,52 @@ func smtpCommand(lower string) string {
 				continue
 			}
 			if i := strings.LastIndex(lower, p); i > at {
-				best, at = g.cmd, i
+				best, words, at = g.phase, p, i
 			}
 		}
 	}
-	return best
+	return best, words
 }
 
-// overrides are phrases that decide the reason whatever the status code
-// says. An override with mta set applies only to bounces whose text
-// contains it; one with notMTA set, only to the others.
-var overrides = []struct {
-	phrase      string
-	reason      Reason
-	mta, notMTA string
-}{
-	// QUIRK: qmail gives the status of its retries (#4.4.1) to a
-	// connection it never made (see lhost-qmail-07).
-	{phrase: "wasn't able to establish an smtp connection", reason: NetworkError, mta: "qmail-send"},
-	// QUIRK: qmail appends "in the queue too long" to the last error,
-	// which stays the cause; qmail-like MTAs (X2) report the expiry
-	// itself (see lhost-x2-05).
-	{phrase: "in the queue too long", reason: Expired, notMTA: "qmail-send"},
-	// QUIRK: Facebook refuses by the recipient's preferences under 5.1.1
-	// (see rhost-facebook-03).
-	{phrase: "email preferences of the person", reason: Filtered},
-	{phrase: "refused due to recipient preferences", reason: Filtered},
-	// QUIRK: EZweb says the account is disabled in a paragraph of its
-	// own and "user unknown" next to the address (see lhost-ezweb-02).
-	{phrase: "account is disabled", reason: Suspend},
+// Evidence says what decided a recipient's Reason, for `repute parse
+// --explain` and for anyone who asks why an address was blocklisted.
+type Evidence struct {
+	// Phase is the SMTP phase the refusal answered, PhaseUnknown when
+	// nothing said; PhaseWords are the words that said it.
+	Phase      Phase  `json:"phase,omitempty"`
+	PhaseWords string `json:"phase_words,omitempty"`
+	// Rule names the step that decided (the Rule constants).
+	Rule string `json:"rule"`
+	// Status and ReplyCode are the codes the step used, if any.
+	Status    string `json:"status,omitempty"`
+	ReplyCode string `json:"reply_code,omitempty"`
+	// Phrase is the lexicon phrase found, and Entry where it is
+	// written ("lexicon.txt:120", or the configuration).
+	Phrase string `json:"phrase,omitempty"`
+	Entry  string `json:"entry,omitempty"`
+	// RecastFrom is the reason the phrase named when the phase (or a
+	// temporary last reply) changed it.
+	RecastFrom Reason `json:"recast_from,omitempty"`
 }
+
+// The steps of classification, in the order they are tried (Evidence.Rule).
+const (
+	RuleSuccess       = "success"        // Action delivered/relayed/expanded or a 2.X.X status
+	RuleLocalDelivery = "local-delivery" // an X-Unix diagnostic: a local delivery agent failed
+	RuleFinal         = "lexicon-final"  // a phrase of a final group
+	RuleStatus        = "status"         // an enhanced code whose meaning is precise (RFC 3463)
+	RuleLexicon       = "lexicon"        // a phrase of the reply, diagnostic or prose
+	RuleStatusSubject = "status-subject" // the enhanced code's class.subject.detail
+	RuleReplyCode     = "reply-code"     // the basic reply code (RFC 5321 §4.2.3)
+	RulePhase         = "phase"          // the phase alone (MAIL: the sender; connection: the host)
+	RuleDelayed       = "delayed"        // a delay that gave no cause has expired
+	RuleOnHold        = "onhold"         // a diagnostic that nothing recognised
+	RuleUndefined     = "undefined"      // nothing to go on
+)
 
 // definitiveStatus are status codes whose meaning is specific enough to
-// win over the diagnostic text (RFC 3463 §3).
+// win over the diagnostic's words (RFC 3463 §3; RFC 7372 for x.7.23–x.7.27;
+// the IANA registry for x.7.13).
 var definitiveStatus = map[string]Reason{
 	"5.1.1": UserUnknown, "4.1.1": UserUnknown,
 	"5.1.2": HostUnknown,
@@ -243,16 +335,10 @@ var definitiveStatus = map[string]Reason{
 	"5.3.4":  MesgTooBig,
 	"5.3.2":  NotAccept,
 	"4.4.5":  SystemFull,
-	"4.4.1":  Expired,
 	"5.7.13": Suspend,
 	"5.7.25": RequirePTR,
 	"5.7.26": AuthFailure, "5.7.23": AuthFailure,
 	"5.7.27": NotAccept,
-}
-
-// classifyRecipient sets rc.Reason from its status code and diagnostic.
-func classifyRecipient(rc *Recipient) {
-	classify(rc, lowerASCII(rc.Diagnostic), "")
 }
 
 // serverReply returns the part of a lower-case diagnostic from the first
@@ -278,7 +364,8 @@ func serverReply(text string) string {
 }
 
 // domainBefore reports whether the word before phrase in text is a
-// domain name rather than an address.
+// domain name rather than an address: "example.com does not exist" is
+// about the domain.
 func domainBefore(text, phrase string) bool {
 	i := strings.Index(text, phrase)
 	if i <= 0 {
@@ -291,304 +378,196 @@ func domainBefore(text, phrase string) bool {
 	return strings.Count(w, ".") >= 1 && !strings.ContainsAny(w, "@'\"") && len(w) > 3
 }
 
-// failedAttempts reports whether lower-case text says delivery failed
-// after a number of attempts ("delivery failed 20 attempts").
-func failedAttempts(text string) bool {
-	i := strings.Index(text, "failed ")
-	if i < 0 {
-		return false
-	}
-	rest := text[i+len("failed "):]
-	n := digits(rest)
-	return n > 0 && strings.HasPrefix(rest[n:], " attempts")
-}
-
 // maxContext bounds the prose searched for phrases.
 const maxContext = 4096
 
-// classify sets rc.Reason from, in order: a local delivery agent's
-// failure and a few overriding phrases; a specific status code (it is
-// structured); the phrases of the lower-case diagnostic text, which names
-// the cause more precisely than a generic code, adjusted by the SMTP
-// command that failed; the lower-case context (prose around the
-// recipient); the action; the status code's subject; the command alone.
-func classify(rc *Recipient, text, context string) {
+// classify sets rc.Reason and rc.Evidence from the evidence, in this
+// order: success; a local delivery agent's failure; the lexicon's
+// final phrases; an enhanced status code whose meaning is precise;
+// the lexicon's phrases in the remote server's reply, the whole
+// diagnostic, then the prose about the recipient, adjusted by the SMTP
+// phase; the enhanced code's class.subject.detail; the reply code; the
+// phase alone; the action. text and context are lower case with white
+// space collapsed.
+func classify(rc *Recipient, text, context string, lex *Lexicon) {
+	ev := &rc.Evidence
+	decide := func(r Reason, rule string) {
+		rc.Reason, ev.Rule = r, rule
+	}
 	if statusClass(rc.Status) == '2' || rc.Action == "delivered" || rc.Action == "relayed" || rc.Action == "expanded" {
-		rc.Reason = Delivered
+		decide(Delivered, RuleSuccess)
 		return
 	}
-	if rc.diagType == "x-unix" || strings.Contains(text, "procmail") {
-		// A local delivery agent failed (RFC 3464 §2.3.6: an X-Unix
-		// diagnostic is its exit status), whatever code the MTA chose
-		// (see lhost-postfix-01, lhost-sendmail-55).
-		rc.Reason = MailerError
-		return
-	}
-	for _, o := range overrides {
-		if !strings.Contains(text, o.phrase) && !strings.Contains(context, o.phrase) && !strings.Contains(rc.prose, o.phrase) {
-			continue
-		}
-		byMTA := func(s string) bool { return strings.Contains(rc.prose, s) || strings.Contains(context, s) }
-		if o.mta != "" && !byMTA(o.mta) || o.notMTA != "" && byMTA(o.notMTA) {
-			continue
-		}
-		rc.Reason = o.reason
-		return
-	}
-	if r, ok := definitiveStatus[rc.Status]; ok {
-		rc.Reason = r
+	if rc.diagType == "x-unix" {
+		// RFC 3464 §2.3.6: an X-Unix diagnostic is the exit status of
+		// the local delivery agent (procmail, a pipe), whatever code
+		// the MTA chose.
+		decide(MailerError, RuleLocalDelivery)
 		return
 	}
 	if len(context) > maxContext {
 		context = context[:maxContext]
 	}
-	cmd := smtpCommand(text)
-	if cmd == "" {
-		cmd = rc.command
-	}
-	if cmd == "" && context != text {
-		cmd = smtpCommand(context)
-	}
 	reply := serverReply(text)
-	r, phrase := reasonFromText(reply)
-	if r == "" && reply != "" {
-		// The server's reply names no cause: its status code does
-		// better than the rest of the text (see lhost-postfix-75,
-		// whose transcript mentions STARTTLS).
-		r = reasonFromStatus(rc.Status)
+	// The texts searched for phrases, most precise first: the server's
+	// reply, the whole diagnostic, the prose about the recipient. The
+	// reply is the end of the diagnostic, so the diagnostic's trigrams
+	// serve both.
+	srcs := lexSources{texts: [3]string{reply, text, context}}
+	if reply == text {
+		srcs.texts[1] = ""
 	}
-	if r == "" && reply != text {
-		r, phrase = reasonFromText(text)
+	if context == text {
+		srcs.texts[2] = ""
 	}
-	if r == "" && failedAttempts(text) {
-		r = Expired // see lhost-imailserver-04
+	srcs.textGrams.add(text)
+	srcs.contextGrams.add(srcs.texts[2])
+	find := func(finalOnly bool, from, to int) (lexMatch, bool) {
+		return srcs.find(lex, finalOnly, from, to)
 	}
-	if r == "" && context != text {
-		r, phrase = reasonFromText(context)
+	if m, ok := find(true, 0, 3); ok {
+		ev.Phrase, ev.Entry = m.phrase, m.entry
+		decide(m.reason, RuleFinal)
+		return
 	}
-	if r == "" && rc.Action == "delayed" {
-		// A delay with nothing said but a code: it expired (see
-		// rfc3464-07).
-		r = Expired
+	if r, ok := definitiveStatus[rc.Status]; ok {
+		ev.Status = rc.Status
+		decide(r, RuleStatus)
+		return
 	}
+
+	phase, words := phaseOf(text)
+	if phase == PhaseUnknown {
+		phase = rc.command
+	}
+	if phase == PhaseUnknown && context != text {
+		phase, words = phaseOf(context)
+	}
+	ev.Phase, ev.PhaseWords = phase, words
+
+	m, ok := find(false, 0, 1)
+	if !ok && (reply == "" || reasonFromStatus(rc.Status) == "") {
+		// When the remote server's own reply names no cause, the
+		// status code it sent says more than the words of the MTA
+		// that wrote the bounce around it; without a reply, those
+		// words are all there is.
+		m, ok = find(false, 1, 3)
+	}
+	if ok {
+		ev.Phrase, ev.Entry = m.phrase, m.entry
+		r := recast(m.reason, m.phrase, text, phase)
+		if r != m.reason {
+			ev.RecastFrom = m.reason
+		}
+		if r == NetworkError && rc.Status == "" && strings.HasPrefix(rc.ReplyCode, "4") && rc.prose != "" {
+			// A prose bounce whose last word from the remote host
+			// was a temporary refusal: the MTA retried until the
+			// message expired (qmail, Exim and Zoho write such
+			// bounces when they give up).
+			ev.RecastFrom, r = r, Expired
+		}
+		decide(r, RuleLexicon)
+		return
+	}
+	if r := reasonFromStatus(rc.Status); r != "" {
+		ev.Status = rc.Status
+		decide(r, RuleStatusSubject)
+		return
+	}
+	if r := reasonFromReplyCode(rc.ReplyCode); r != "" {
+		ev.ReplyCode = rc.ReplyCode
+		decide(r, RuleReplyCode)
+		return
+	}
+	switch phase {
+	case PhaseMail:
+		decide(Rejected, RulePhase) // the sender was refused
+		return
+	case PhaseConnect, PhaseHelo:
+		decide(Blocked, RulePhase) // the connecting host was refused
+		return
+	}
+	if rc.Action == "delayed" {
+		// A delay with nothing said but a code: the MTA kept trying
+		// until it gave up.
+		decide(Expired, RuleDelayed)
+		return
+	}
+	if reply != "" || serverReply(context) != "" {
+		// The server replied with words nothing here recognises: the
+		// failure is on hold for a person (or a lexicon entry) to
+		// decide, which is not the same as a report that says nothing.
+		decide(OnHold, RuleOnHold)
+		return
+	}
+	decide(Undefined, RuleUndefined)
+}
+
+// lexSources are the texts classify searches for phrases, with their
+// trigrams.
+type lexSources struct {
+	texts                   [3]string // reply, diagnostic, context
+	textGrams, contextGrams gramSet
+}
+
+// find returns the first match in texts[from:to].
+func (s *lexSources) find(lex *Lexicon, finalOnly bool, from, to int) (lexMatch, bool) {
+	for i := from; i < to; i++ {
+		g := &s.textGrams
+		if i == 2 {
+			g = &s.contextGrams
+		}
+		if m, ok := lex.match(s.texts[i], g, finalOnly); ok {
+			return m, true
+		}
+	}
+	return lexMatch{}, false
+}
+
+// recast adjusts the reason a phrase named by the phase the refusal
+// answered; phase evidence only ever narrows, and an unknown phase
+// changes nothing.
+func recast(r Reason, phrase, text string, phase Phase) Reason {
 	switch {
-	case r == UserUnknown && cmd != cmdRcpt && !strings.HasPrefix(rc.Status[min(2, len(rc.Status)):], "1.") &&
-		(phrase == "user unknown" || phrase == "unknown user" || phrase == "no such user" ||
-			(phrase == "user doesn't have" && rc.ReplyCode == "")):
-		// "User unknown" said anywhere but in reply to RCPT TO, under
-		// a status other than a bad-address one: the address was
-		// accepted, a filter refused the message.
-		r = Filtered
-	case (r == UserUnknown || r == HostUnknown || r == Filtered || (r == SecurityError && phrase == "access denied")) && cmd == cmdMail:
-		r = Rejected
-	case (r == UserUnknown || r == HostUnknown || r == Filtered || r == SecurityError) && (cmd == cmdHelo || cmd == cmdConnect):
-		// Refused before any command: the connecting host is blocked.
-		r = Blocked
+	case (r == UserUnknown || r == HostUnknown || r == Filtered || (r == SecurityError && phrase == "access denied")) && phase == PhaseMail:
+		// Refused at MAIL FROM: the words are about the sender.
+		return Rejected
+	case (r == UserUnknown || r == HostUnknown || r == Filtered || r == SecurityError) && (phase == PhaseHelo || phase == PhaseConnect):
+		// Refused before any recipient was named: the connecting host
+		// is blocked.
+		return Blocked
 	case r == UserUnknown && phrase == "does not exist" && domainBefore(text, phrase):
-		r = HostUnknown // "example.com does not exist" (see lhost-exim-37)
+		return HostUnknown // "example.com does not exist": the words are about the domain
+	case r == UserUnknown && phase.afterAcceptance():
+		// The recipient was accepted at RCPT TO: a "user unknown"
+		// after DATA is a filter's verdict on the message, not a dead
+		// address (Sendmail milters, content gateways).
+		return Filtered
 	}
-	if r == NetworkError && rc.Status == "" && strings.HasPrefix(rc.ReplyCode, "4") && rc.prose != "" {
-		// A prose bounce whose last word from the remote host was a
-		// temporary refusal: the MTA retried until the message expired
-		// (see lhost-zoho-05).
-		r = Expired
-	}
-	if r == "" {
-		r = reasonFromStatus(rc.Status)
-	}
-	if r == "" {
-		switch cmd {
-		case cmdMail:
-			r = Rejected
-		case cmdConnect, cmdHelo:
-			r = Blocked
-		}
-	}
-	if r == "" {
-		r = Undefined
-	}
-	rc.Reason = r
+	return r
 }
 
-// phraseTable lists each reason with the lower-case phrases that name it
-// in a diagnostic. Rows are checked in order and the first match wins, so
-// the most specific phrases come first; a reason may appear in several
-// rows to give some of its phrases priority.
-var phraseTable = []struct {
-	reason  Reason
-	phrases []string
-}{
-	// Specific phrases that would otherwise be caught by broader ones
-	// further down.
-	{MailerError, []string{"procmail", "couldn't create", "mailer error", "command failed", "exit code", "pipe to", "delivery program", "local delivery failed"}},
-	{UserUnknown, []string{"not listed in domino directory", "not listed in public name", "user not listed", "address couldn't be found", "recipient address rejected: access denied"}},
-	{NoRelaying, []string{
-		"relay access denied", "relaying denied", "relay denied", "not permitted to relay",
-		"unable to relay", "relay not permitted", "relaying not allowed", "no relaying",
-		"relay not allowed", "not a gateway", "we do not relay", "relaying mail to",
-		"relay prohibited", "cannot relay", "insecure mail relay", "not configured to relay",
-	}},
-	{HostUnknown, []string{"host or domain name not found", "account or domain may not exist"}},
-	{SpamDetected, []string{"blacklisted url"}},
-	{BadReputation, []string{"user complaints"}},
-	{FailedSTARTTLS, []string{"does not support tls"}},
-	{PolicyViolation, []string{"content presents a potential"}},
-	{Blocked, []string{"connection refused by", "service refuse", "no access from mail server"}},
-	// QUIRK: a refusal at connection for missing reverse DNS is a block
-	// of the host; elsewhere reverse DNS means RequirePTR (see
-	// lhost-exim-46, lhost-exim-34).
-	{Blocked, []string{"missing reverse dns"}},
-	// QUIRK: fml's loop alert for a duplicated Message-ID (see
-	// lhost-fml-03).
-	{SystemError, []string{"duplicated message-id"}},
-	// QUIRK: Orange (France) refuses spam with "Mail rejete" and a
-	// code of its own (see rhost-franceptt-04).
-	{SpamDetected, []string{"mail rejete"}},
-	{NetworkError, []string{"wasn't able to establish an smtp connection"}},
-	{SystemError, []string{"unable to contact ldap"}},
-	{Filtered, []string{"email preferences of the person"}},
-	{Rejected, []string{"'send mail as'", "not a registered gateway user"}},
-	{SecurityError, []string{"delivery not authorized"}},
-	{ContentError, []string{"media error"}},
-	{OnHold, []string{"on hold"}},
-	{SpamDetected, []string{"spam classification"}},
-	{NotCompliantRFC, []string{"multiple addresses in from"}},
-	{TooManyConn, []string{"frequency limited"}},
-	{NetworkError, []string{"dns error", "name service error", "malformed or unexpected name server reply", "dns query failed"}},
-	{Expired, []string{
-		"did not accept our requests to connect", "will be retried", "failing for a long time",
-		"retry time not reached", "message expired", "not delivered within", "timed out", "delivery time expired",
-		"could not be delivered within", "too long in queue", "delivery expired",
-	}},
-	{NotAccept, []string{
-		"does not accept mail", "null mx", "not accepting mail", "accepts no mail",
-		"no mx record", "no mx found", "couldn't find a mail exchanger", "couldn't find any host",
-	}},
-	{RequirePTR, []string{
-		"no ptr record", "reverse dns", "reverse lookup", "no reverse", "ptr record",
-		"rdns", "cannot find your hostname", "reverse address", "cannot resolve your address",
-		"ip name lookup failed", "hostname does not match", "mismatches client ip",
-		"unverifyable sending ip",
-	}},
-	{AuthFailure, []string{
-		"dmarc", "spf check", "spf fail", "spf record", "spf:", "sender policy framework", "spf)",
-		"dkim", "authentication checks failed", "unauthenticated email", "authentication information",
-		"is not authorized to send", "does not designate",
-	}},
-	{NotCompliantRFC, []string{"rfc 5322", "rfc5322", "rfc 2822", "rfc2822", "duplicate header", "not rfc compliant"}},
-	{BadReputation, []string{"poor reputation", "bad reputation", "low reputation", "sender reputation", "ip reputation", "reputation is"}},
-	{Blocked, []string{
-		"client host blocked", "spamhaus.org/query", "blocked using", "client host rejected",
-		"blacklist", "blocklist", "block list", "black list", "dnsbl", "has been blocked",
-		"ip address blacklisted", "invalid ip for sending", "ip blocked", "blocked ip",
-		"my name was rejected",
-	}},
-	{VirusDetected, []string{"virus", "malware", "infected", "security policies"}},
-	{SpamDetected, []string{
-		"spam", "junk mail", "unsolicited", "bulk mail", "message content rejected", "ube",
-		"content filter", "blacklisted url", "url blacklist",
-	}},
-	{Blocked, []string{
-		"listed in", "rbl", "your ip", "ip address", "your host", "connection refused by",
-		"not allowed to send from", "banned", "sender ip", "connecting ip", "ip is",
-		"host is blocked", "refused to talk", "connections from",
-	}},
-	{PolicyViolation, []string{
-		"policy violation", "violates our policy", "policy reasons", "local policy",
-		"acceptable use", "prohibited", "not permitted by policy", "protocol violation",
-	}},
-	{FailedSTARTTLS, []string{"starttls", "tls required", "encryption required"}},
-	{SecurityError, []string{
-		"authentication required", "authentication failed", "auth failed", "certificate",
-		"must authenticate", "smtp auth", "insecure", "not authenticated", "unauthenticated senders",
-	}},
-	{TooManyConn, []string{
-		"too many connections", "too many simultaneous", "connection limit", "too many recipients",
-		"too many messages", "frequency limited", "connection frequency",
-	}},
-	{Speeding, []string{"rate limit", "sending rate", "temporarily deferred", "throttl", "too fast"}},
-	{HasMoved, []string{"has moved", "address has changed", "no longer with", "forwarding address"}},
-	{MailboxFull, []string{
-		"mailbox full", "mailbox is full", "over quota", "quota exceeded", "exceeded storage",
-		"insufficient disk space on user", "mailbox size limit", "mailbox exceeds", "full mailbox",
-		"account is full", "quota", "box full", "mail box full", "user is over", "mailbox exceeded",
-		"exceeds the size limit of the mailbox", "not enough storage space", "mailfolder is full",
-	}},
-	{SystemFull, []string{"system full", "disk full", "out of disk", "insufficient system storage", "queue full", "insufficient disk space"}},
-	{Suspend, []string{
-		"suspended", "disabled", "inactive", "deactivated", "not active", "frozen",
-		"account has been locked", "is locked", "account expired", "expired account",
-	}},
-	{ExceedLimit, []string{"too large for this recipient", "recipsizelimit", "exceeds the maximum", "limit exceeded"}},
-	{ContentError, []string{"headers too large", "content error", "illegal character", "header error", "invalid header", "8-bit"}},
-	{MesgTooBig, []string{
-		"message too large", "message too big", "message size exceeds", "message is too large",
-		"message is too big", "size limit", "exceeds size", "message length exceeds", "too large",
-	}},
-	{HostUnknown, []string{
-		"host unknown", "unknown host", "host not found", "domain not found", "no such domain",
-		"domain does not exist", "name or service not known", "unrouteable mail domain",
-		"unrouteable address", "host or domain name not found", "nxdomain", "domain name not found",
-		"invalid domain", "unknown domain", "domain is not", "no route to host", "domain may not exist",
-	}},
-	{UserUnknown, []string{
-		"user unknown", "unknown user", "no such user", "no such mailbox", "mailbox not found",
-		"does not exist", "doesn't exist", "unknown recipient", "recipient unknown",
-		"invalid recipient", "user not found", "recipient name is not recognized",
-		"did not reach the following recipient", "address is possibly incorrect", "no valid recipients",
-		"no mailbox", "not a valid mailbox", "mailbox unavailable", "unknown address", "bad address",
-		"invalid address", "no such recipient", "account does not exist", "unknown local part",
-		"unknown or illegal alias", "recipient not found", "no account", "invalid mailbox",
-		"user doesn't have", "recipient rejected", "addressee unknown", "is not a valid",
-		"mailbox does not exist", "account not found", "undeliverable address", "no valid recipients",
-		"unknown in local recipient table", "address is correct", "not our customer",
-		"recipientnotfound", "not found by smtp address lookup",
-	}},
-	{Rejected, []string{
-		"sender address rejected", "sender rejected", "domain of sender", "sender domain",
-		"envelope sender", "sender verify failed", "sender is", "from address", "sender not",
-		"return path", "purported responsible address", "mail rejected by destination",
-	}},
-	{SecurityError, []string{"access denied"}},
-	{Filtered, []string{
-		"filtered", "rejected by", "refused by", "not accept", "recipient refused",
-		"content rejected", "denied",
-	}},
-	{SyntaxError, []string{"syntax error", "command unrecognized", "unrecognized command"}},
-	{NetworkError, []string{
-		"network error", "connection refused", "could not connect", "unable to connect", "loop",
-		"lookup failed", "temporary failure in name resolution", "no route", "host not reachable",
-		"not reachable", "lookup failure",
-	}},
-	{SystemError, []string{
-		"system error", "internal error", "server error", "local error", "temporary error",
-		"try again later", "service unavailable", "i/o error", "system config error",
-		"unable to contact ldap", "could not load",
-	}},
-	{Expired, []string{"retry timeout exceeded", "in the queue too long", "expired", "given up", "too long", "timeout exceeded", "has not been delivered"}},
-}
-
-// reasonFromText returns the first reason whose phrase occurs in the
-// lower-case text and the phrase, "" when none does.
-func reasonFromText(text string) (Reason, string) {
-	if text == "" {
-		return "", ""
+// reasonFromReplyCode maps a basic reply code to a reason where RFC 5321
+// §4.2.2–§4.2.3 (and the RFCs that added codes) give it one meaning;
+// the many-purpose codes (421, 450, 550, 554) decide nothing alone.
+func reasonFromReplyCode(code string) Reason {
+	switch code {
+	case "500", "501", "502", "503", "504", "555":
+		return SyntaxError // syntax, unknown command, bad sequence, unknown parameter
+	case "451":
+		return SystemError // local error in processing
+	case "452":
+		return SystemFull // insufficient system storage
+	case "552":
+		return MailboxFull // exceeded storage allocation
+	case "553":
+		return UserUnknown // mailbox name not allowed (a malformed address)
+	case "530", "535", "538":
+		return SecurityError // authentication required / failed (RFC 4954 §6)
+	case "521", "556":
+		return NotAccept // the host or domain accepts no mail (RFC 7504)
 	}
-	// The text is first summarised as a set of trigrams so that most
-	// phrases are ruled out without a scan.
-	var grams gramSet
-	grams.add(text)
-	for _, row := range phraseTable {
-		for _, p := range row.phrases {
-			if !grams.mayContain(p) {
-				continue
-			}
-			if strings.Contains(text, p) {
-				return row.reason, p
-			}
-		}
-	}
-	return "", ""
+	return ""
 }
 
 // gramSet is a bitmap of hashed byte trigrams.

@@ -18,17 +18,36 @@
 // when present), each with the text from the line naming it to the line
 // naming the next one. Text heuristics are a labelled fallback; every
 // workaround for a real-world deviation is marked "QUIRK:" in the source
-// with the corpus sample behind it.
+// with the behaviour it encodes (a corpus sample may be named as an example).
 //
 // # Classification
 //
-// A recipient's Reason comes from, in order: a specific enhanced status
-// code (RFC 3463: 5.1.1, 5.2.2, 5.7.26, …); the phrases of the remote
-// server's reply, then of the whole diagnostic, then of the prose about the
-// recipient; the subject of the status code; the SMTP command that failed
-// (a refusal of MAIL FROM is about the sender, one before any command about
-// the connecting host); and the action (a delay with no cause has expired).
-// ClassifyReply applies the same rules to a bare SMTP reply.
+// Each recipient's Reason is decided from the evidence in a fixed order,
+// and Recipient.Evidence records what decided (`repute parse --explain`):
+//
+//  1. the structure: Action and Status (RFC 3464), and the reply code and
+//     RFC 3463 enhanced code found in the diagnostic; a success is
+//     Delivered, an X-Unix diagnostic a local delivery agent's failure;
+//  2. the lexicon's final phrases (words more precise than any code);
+//  3. an enhanced code whose meaning is precise (5.1.1, 5.2.2, 5.7.26, …);
+//  4. the SMTP phase the refusal answered, recognised from the way each
+//     MTA reports it (Postfix "in reply to RCPT TO command", Exim "after
+//     end of data", Sendmail ">>> DATA", qmail "does not like
+//     recipient", …) or given by the caller of ClassifyReply; an unknown
+//     phase changes nothing;
+//  5. the lexicon's phrases in the remote server's reply, then the whole
+//     diagnostic, then the prose about the recipient, adjusted by the
+//     phase: "user unknown" refused after DATA is Filtered (the address
+//     had been accepted), a refusal at MAIL FROM is about the sender
+//     (Rejected), one before any recipient about the host (Blocked);
+//  6. the enhanced code's class.subject.detail (RFC 3463 and the IANA
+//     registry), then the basic reply code where RFC 5321 gives it one
+//     meaning, then the phase alone;
+//  7. a delay that says nothing more has Expired; a reply that nothing
+//     recognised is OnHold; no evidence at all is Undefined.
+//
+// The lexicon is data (lexicon.txt, embedded; see Lexicon), extended by
+// operators through Parser.Lexicon without rebuilding.
 //
 // Hard is true only for a permanent failure of the address itself:
 // UserUnknown, HostUnknown, HasMoved, and NotAccept with a 5xx status.
@@ -39,9 +58,9 @@
 //   - When Status is generic or wrong and the Diagnostic-Code reply holds
 //     another enhanced code, the reply's code is reported (RFC 3464 says
 //     Status is authoritative; real MTAs put 5.0.0 or 4.4.7 there).
-//   - A recipient whose message was refused after DATA, or with a generic
-//     status, for "user unknown" is reported Filtered, not UserUnknown: the
-//     address was accepted at RCPT TO.
+//   - A recipient whose message was refused after DATA for "user unknown"
+//     is reported Filtered, not UserUnknown: the address was accepted at
+//     RCPT TO. Without evidence of the phase, "user unknown" is UserUnknown.
 //   - An Expired failure is reported with Action "delayed" (the MTA retried
 //     until it gave up), as the corpus labels do.
 //   - When a message carries no status code, Status is the corpus'

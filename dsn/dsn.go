@@ -110,6 +110,8 @@ type Recipient struct {
 	Reason Reason
 	// Hard is true only for a permanent failure of the address itself.
 	Hard bool
+	// Evidence says what decided Reason.
+	Evidence Evidence
 
 	scratch // what classification needs, cleared once it is done
 }
@@ -119,9 +121,9 @@ type scratch struct {
 	// context is prose about this recipient found outside the
 	// diagnostic (the human-readable part of a DSN), used to classify.
 	context string
-	// command is the SMTP command the bounce as a whole says failed,
+	// command is the SMTP phase the bounce as a whole says failed,
 	// when it does not say so per recipient.
-	command string
+	command Phase
 	// temporary is set when prose says the failure was temporary.
 	temporary bool
 	// diagType is the lower-cased type of Diagnostic-Code (smtp, x-unix).
@@ -139,11 +141,32 @@ type scratch struct {
 // maxDiagnostic bounds Recipient.Diagnostic.
 const maxDiagnostic = 1024
 
+// Parser parses notifications and classifies their recipients with a
+// lexicon. The zero Parser uses the built-in lexicon; a Parser is safe for
+// concurrent use.
+type Parser struct {
+	// Lexicon is the phrase table; nil means DefaultLexicon.
+	Lexicon *Lexicon
+}
+
+func (p Parser) lexicon() *Lexicon {
+	if p.Lexicon == nil {
+		return defaultLexicon
+	}
+	return p.Lexicon
+}
+
 // Parse reads a message and returns what it reports. It returns
 // ErrNotBounce when the message is not a notification, and otherwise a
 // Report together with a non-nil error when something was odd
 // (ErrTruncated, ErrNoRecipient). Parse is safe for concurrent use.
-func Parse(r io.Reader) (*Report, error) {
+func Parse(r io.Reader) (*Report, error) { return Parser{}.Parse(r) }
+
+// ParseBytes is Parse over a message already in memory.
+func ParseBytes(b []byte) (*Report, error) { return Parser{}.ParseBytes(b) }
+
+// Parse is the package's Parse with p's lexicon.
+func (p Parser) Parse(r io.Reader) (*Report, error) {
 	buf, err := io.ReadAll(io.LimitReader(r, MaxMessageSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("dsn: read message: %w", err)
@@ -153,21 +176,21 @@ func Parse(r io.Reader) (*Report, error) {
 		buf = buf[:MaxMessageSize]
 		odd = ErrTruncated
 	}
-	rep, err := parseBytes(buf, false) // buf is ours: the Report may share it
+	rep, err := parseBytes(buf, false, p.lexicon()) // buf is ours: the Report may share it
 	if err != nil {
 		return rep, err
 	}
 	return rep, odd
 }
 
-// ParseBytes is Parse over a message already in memory.
-func ParseBytes(b []byte) (*Report, error) {
+// ParseBytes is the package's ParseBytes with p's lexicon.
+func (p Parser) ParseBytes(b []byte) (*Report, error) {
 	var odd error
 	if len(b) > MaxMessageSize {
 		b = b[:MaxMessageSize]
 		odd = ErrTruncated
 	}
-	rep, err := parseBytes(b, true)
+	rep, err := parseBytes(b, true, p.lexicon())
 	if err != nil {
 		return rep, err
 	}
@@ -176,8 +199,8 @@ func ParseBytes(b []byte) (*Report, error) {
 
 // parseBytes parses a whole message. When shared is set, b belongs to the
 // caller and the Report gets its own copy of its strings.
-func parseBytes(b []byte, shared bool) (*Report, error) {
-	m := &message{}
+func parseBytes(b []byte, shared bool, lex *Lexicon) (*Report, error) {
+	m := &message{lex: lex}
 	m.a.init()
 	msg, view := m.a.message(b)
 	rep, err := m.parse(msg)
@@ -226,13 +249,13 @@ func (m *message) parse(msg string) (*Report, error) {
 		}
 		return rep, ErrNoRecipient
 	}
-	finish(&m.a, rep)
+	finish(&m.a, rep, m.lex)
 	return rep, nil
 }
 
 // finish classifies every recipient that still lacks a reason and sets the
 // report kind from the actions.
-func finish(a *arena, rep *Report) {
+func finish(a *arena, rep *Report, lex *Lexicon) {
 	failed, delayed, ok := 0, 0, 0
 	for i := range rep.Recipients {
 		rc := &rep.Recipients[i]
@@ -242,13 +265,13 @@ func finish(a *arena, rep *Report) {
 			continue
 		}
 		if rc.Reason == "" {
-			// The diagnostic is classified with its white space
+			// The texts are classified with their white space
 			// collapsed, so that phrases match across line breaks.
 			rc.lowerDiag = a.lower(rc.Diagnostic)
 			if rc.lowerContext == "" {
 				rc.lowerContext = a.lower(rc.context)
 			}
-			classify(rc, rc.lowerDiag, rc.lowerContext)
+			classify(rc, rc.lowerDiag, a.collapseSpace(rc.lowerContext), lex)
 			if rc.Diagnostic == "" {
 				rc.Diagnostic = a.bounded(rc.context)
 			}
@@ -322,6 +345,10 @@ func (rep *Report) eachString(f func(*string)) {
 		f(&rc.ReplyCode)
 		f(&rc.Diagnostic)
 		f(&rc.RemoteMTA)
+		// The other strings of Evidence are the lexicon's or
+		// constants.
+		f(&rc.Evidence.Status)
+		f(&rc.Evidence.ReplyCode)
 	}
 }
 

@@ -181,7 +181,7 @@ func TestClassifyReply(t *testing.T) {
 		{0, "", "", Undefined, false},
 	}
 	for _, tt := range tests {
-		r, hard := ClassifyReply(tt.code, tt.enhanced, tt.text)
+		r, hard := ClassifyReply(tt.code, tt.enhanced, tt.text, PhaseUnknown)
 		if r != tt.reason || hard != tt.hard {
 			t.Errorf("ClassifyReply(%d, %q, %q) = %q, %v; want %q, %v", tt.code, tt.enhanced, tt.text, r, hard, tt.reason, tt.hard)
 		}
@@ -238,7 +238,7 @@ func TestSplitMultipartNesting(t *testing.T) {
 func TestClassifyReplyTemporaryUnknown(t *testing.T) {
 	// An unexplained synchronous 4xx has no known cause; it is not a
 	// queue expiry.
-	if r, hard := ClassifyReply(451, "", "try later"); r == Expired || hard {
+	if r, hard := ClassifyReply(451, "", "try later", PhaseUnknown); r == Expired || hard {
 		t.Errorf("ClassifyReply(451, try later) = %q, %v", r, hard)
 	}
 }

@@ -37,9 +37,9 @@ Diagnostic-Code: smtp; 550 5.1.1 <gone@example.com>: User unknown
 }
 
 func ExampleClassifyReply() {
-	reason, hard := dsn.ClassifyReply(550, "5.7.1", "Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org")
+	reason, hard := dsn.ClassifyReply(550, "5.7.1", "Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org", dsn.PhaseRcpt)
 	fmt.Println(reason, hard)
-	reason, hard = dsn.ClassifyReply(552, "5.2.2", "Mailbox full")
+	reason, hard = dsn.ClassifyReply(552, "5.2.2", "Mailbox full", dsn.PhaseRcpt)
 	fmt.Println(reason, hard)
 	// Output:
 	// blocked false

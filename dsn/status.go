@@ -6,7 +6,8 @@ import (
 
 // message is a parsed notification with the parts Parse cares about.
 type message struct {
-	a        arena // memory of the parse
+	a        arena    // memory of the parse
+	lex      *Lexicon // classifies the recipients
 	root     part
 	status   *part  // message/delivery-status or message/global-delivery-status
 	text     string // first human-readable part, decoded

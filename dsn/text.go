@@ -228,9 +228,10 @@ func parseText(m *message, rep *Report) {
 		}
 		addrs = keep
 	}
-	var cmd, prose string
+	var cmd Phase
+	var prose string
 	if len(addrs) == 1 {
-		cmd = smtpCommand(lowerExplain)
+		cmd, _ = phaseOf(lowerExplain)
 		prose = lowerExplain
 	}
 	// Where each recipient is named: a segment runs from the line naming
@@ -624,7 +625,7 @@ func addContext(m *message, rep *Report) {
 	}
 	if len(rep.Recipients) == 1 {
 		rc := &rep.Recipients[0]
-		rc.command = smtpCommand(lower)
+		rc.command, _ = phaseOf(lower)
 		rc.prose = lower
 		if rc.context == "" && rc.Diagnostic == "" {
 			rc.context, rc.lowerContext = explain, lower
