@@ -177,113 +177,124 @@ const (
 func (p Phase) afterAcceptance() bool { return p == PhaseData || p == PhaseEndOfData }
 
 // phaseMarkers are the words with which MTAs say which command a reply
-// answered, lower case, grouped under a word all of a group's phrases
-// contain so that most texts are ruled out cheaply. When a text holds
-// several, the last one wins: transcripts list the commands in order.
+// answered, lower case.
 var phaseMarkers = []struct {
-	guard   string
 	phase   Phase
 	phrases []string
 }{
 	// Postfix smtp(8) bounces: "(in reply to RCPT TO command)".
-	{"in reply to", PhaseRcpt, []string{"in reply to rcpt to command"}},
-	{"in reply to", PhaseEndOfData, []string{"in reply to end of data command"}},
-	{"in reply to", PhaseData, []string{"in reply to data command"}},
-	{"in reply to", PhaseMail, []string{"in reply to mail from command"}},
-	{"in reply to", PhaseHelo, []string{"in reply to ehlo command", "in reply to helo command", "in reply to lhlo command"}},
+	{PhaseRcpt, []string{"in reply to rcpt to command"}},
+	{PhaseEndOfData, []string{"in reply to end of data command"}},
+	{PhaseData, []string{"in reply to data command"}},
+	{PhaseMail, []string{"in reply to mail from command"}},
+	{PhaseHelo, []string{"in reply to ehlo command", "in reply to helo command", "in reply to lhlo command"}},
 	// Postfix: a server whose greeting refused us "refused to talk to me".
-	{"refused to talk", PhaseConnect, []string{"refused to talk to me"}},
+	{PhaseConnect, []string{"refused to talk to me"}},
 	// Exim: "SMTP error from remote mail server after RCPT TO:<a@b>:",
 	// "after end of data", "after MAIL FROM:<…>", "after initial
 	// connection", "after EHLO host"; with PIPELINING "after pipelined
 	// RCPT TO". Newer Exim: "SMTP error from remote server for RCPT TO
 	// command".
-	{"after", PhaseRcpt, []string{"after rcpt to", "after pipelined rcpt to"}},
-	{"after", PhaseEndOfData, []string{"after end of data", "after sending data block"}},
-	{"after", PhaseData, []string{"after data", "after pipelined data"}},
-	{"after", PhaseMail, []string{"after mail from", "after pipelined mail from"}},
-	{"after", PhaseHelo, []string{"after ehlo", "after helo"}},
-	{"after", PhaseConnect, []string{"after initial connection"}},
-	{" command", PhaseRcpt, []string{"for rcpt to command"}},
-	{" command", PhaseMail, []string{"for mail from command"}},
-	{" command", PhaseData, []string{"for data command"}},
+	{PhaseRcpt, []string{"after rcpt to", "after pipelined rcpt to"}},
+	{PhaseEndOfData, []string{"after end of data", "after sending data block"}},
+	{PhaseData, []string{"after data", "after pipelined data"}},
+	{PhaseMail, []string{"after mail from", "after pipelined mail from"}},
+	{PhaseHelo, []string{"after ehlo", "after helo"}},
+	{PhaseConnect, []string{"after initial connection"}},
+	{PhaseRcpt, []string{"for rcpt to command"}},
+	{PhaseMail, []string{"for mail from command"}},
+	{PhaseData, []string{"for data command"}},
 	// Sendmail and Courier quote the dialogue: ">>> RCPT To:<a@b>" then
 	// "<<< 550 …".
-	{">>>", PhaseRcpt, []string{">>> rcpt to"}},
-	{">>>", PhaseMail, []string{">>> mail from"}},
-	{">>>", PhaseData, []string{">>> data"}},
-	{">>>", PhaseHelo, []string{">>> ehlo", ">>> helo"}},
+	{PhaseRcpt, []string{">>> rcpt to"}},
+	{PhaseMail, []string{">>> mail from"}},
+	{PhaseData, []string{">>> data"}},
+	{PhaseHelo, []string{">>> ehlo", ">>> helo"}},
 	// qmail-remote: "a.b.c does not like recipient.", "Connected to
 	// 192.0.2.1 but sender was rejected.", "… but my name was
 	// rejected.", "… but greeting failed.", "… failed on DATA
 	// command.", "… failed after I sent the message."; qmail-send's
 	// summary: "most progress was RCPT TO response".
-	{"recipient", PhaseRcpt, []string{"does not like recipient"}},
-	{"rejected", PhaseMail, []string{"sender was rejected"}},
-	{"rejected", PhaseHelo, []string{"my name was rejected"}},
-	{"greeting", PhaseConnect, []string{"but greeting failed"}},
-	{"data", PhaseData, []string{"failed on data command"}},
-	{"after i sent", PhaseEndOfData, []string{"failed after i sent the message"}},
-	{"most progress", PhaseRcpt, []string{"most progress was rcpt to"}},
-	{"most progress", PhaseMail, []string{"most progress was mail from"}},
-	{"most progress", PhaseData, []string{"most progress was data"}},
-	{"most progress", PhaseHelo, []string{"most progress was helo", "most progress was ehlo"}},
-	{"most progress", PhaseConnect, []string{"most progress was connect"}},
+	{PhaseRcpt, []string{"does not like recipient"}},
+	{PhaseMail, []string{"sender was rejected"}},
+	{PhaseHelo, []string{"my name was rejected"}},
+	{PhaseConnect, []string{"but greeting failed"}},
+	{PhaseData, []string{"failed on data command"}},
+	{PhaseEndOfData, []string{"failed after i sent the message"}},
+	{PhaseRcpt, []string{"most progress was rcpt to"}},
+	{PhaseMail, []string{"most progress was mail from"}},
+	{PhaseData, []string{"most progress was data"}},
+	{PhaseHelo, []string{"most progress was helo", "most progress was ehlo"}},
+	{PhaseConnect, []string{"most progress was connect"}},
 	// DragonFly's dma: "host did not like our RCPT TO: 550 …".
-	{"did not like our", PhaseRcpt, []string{"did not like our rcpt to"}},
-	{"did not like our", PhaseMail, []string{"did not like our mail from"}},
-	{"did not like our", PhaseData, []string{"did not like our data"}},
-	{"did not like our", PhaseEndOfData, []string{"did not like our final data"}},
+	{PhaseRcpt, []string{"did not like our rcpt to"}},
+	{PhaseMail, []string{"did not like our mail from"}},
+	{PhaseData, []string{"did not like our data"}},
+	{PhaseEndOfData, []string{"did not like our final data"}},
 	// 1&1's Exim says "SMTP error from remote server for TEXT command"
 	// for the message text; m-FILTER (Digital Arts) writes
 	// "-------SMTP command" and the command on the next line.
-	{" command", PhaseEndOfData, []string{"for text command"}},
-	{"smtp command", PhaseRcpt, []string{"smtp command rcpt to", "smtp command: rcpt to"}},
-	{"smtp command", PhaseMail, []string{"smtp command mail from", "smtp command: mail from"}},
-	{"smtp command", PhaseData, []string{"smtp command data", "smtp command: data"}},
+	{PhaseEndOfData, []string{"for text command"}},
+	{PhaseRcpt, []string{"smtp command rcpt to", "smtp command: rcpt to"}},
+	{PhaseMail, []string{"smtp command mail from", "smtp command: mail from"}},
+	{PhaseData, []string{"smtp command data", "smtp command: data"}},
 	// Sun/Oracle Messaging Server: "Remote SMTP server has rejected
 	// address".
-	{"rejected address", PhaseRcpt, []string{"server has rejected address"}},
+	{PhaseRcpt, []string{"server has rejected address"}},
 	// The words of Postfix smtpd's own restriction replies name what
 	// they refused: "Recipient address rejected: …" answers RCPT TO,
 	// "Sender address rejected" MAIL FROM, "Helo command rejected"
 	// EHLO, "Client host rejected" the connection (postconf(5),
 	// smtpd_*_restrictions).
-	{"rejected", PhaseRcpt, []string{"recipient address rejected"}},
-	{"rejected", PhaseMail, []string{"sender address rejected"}},
-	{"rejected", PhaseHelo, []string{"helo command rejected"}},
-	{"rejected", PhaseConnect, []string{"client host rejected"}},
+	{PhaseRcpt, []string{"recipient address rejected"}},
+	{PhaseMail, []string{"sender address rejected"}},
+	{PhaseHelo, []string{"helo command rejected"}},
+	{PhaseConnect, []string{"client host rejected"}},
 	// Gmail as the sending MTA: "The recipient server did not accept
 	// our requests to connect."
-	{"connect", PhaseConnect, []string{"did not accept our requests to connect"}},
+	{PhaseConnect, []string{"did not accept our requests to connect"}},
+}
+
+// phaseIndex indexes the phrases of phaseMarkers by their first three
+// bytes, so that phaseOf reads a text once.
+var phaseIndex, phasePhrases = func() (*trigramIndex, []phasePhrase) {
+	x := new(trigramIndex)
+	var list []phasePhrase
+	for _, g := range phaseMarkers {
+		for _, p := range g.phrases {
+			x.add(p, int32(len(list)))
+			list = append(list, phasePhrase{p, g.phase})
+		}
+	}
+	return x, list
+}()
+
+type phasePhrase struct {
+	text  string
+	phase Phase
 }
 
 // phaseOf returns the phase the lower-case text says a reply answered and
-// the words that say it, PhaseUnknown when it names none.
+// the words that say it, PhaseUnknown when it names none. The last marker
+// in the text wins: transcripts list the commands in order.
 func phaseOf(lower string) (Phase, string) {
-	var grams *gramSet
-	if len(lower) > 256 {
-		grams = new(gramSet)
-		grams.add(lower)
-	}
-	best, words, at := PhaseUnknown, "", -1
-	for _, g := range phaseMarkers {
-		if grams != nil && !grams.mayContain(g.guard) || !strings.Contains(lower, g.guard) {
+	best := -1
+	for i := 0; i+3 <= len(lower); i++ {
+		h := trigramKey(lower[i], lower[i+1], lower[i+2])
+		if !phaseIndex.has(h) {
 			continue
 		}
-		for _, p := range g.phrases {
-			// strings.Index is much faster than LastIndex; most
-			// phrases are absent, so look backwards only for those
-			// present.
-			if i := strings.Index(lower, p); i < 0 {
-				continue
-			}
-			if i := strings.LastIndex(lower, p); i > at {
-				best, words, at = g.phase, p, i
+		for _, id := range phaseIndex.buckets[h] {
+			if strings.HasPrefix(lower[i:], phasePhrases[id].text) {
+				best = int(id)
+				break
 			}
 		}
 	}
-	return best, words
+	if best < 0 {
+		return PhaseUnknown, ""
+	}
+	return phasePhrases[best].phase, phasePhrases[best].text
 }
 
 // Evidence says what decided a recipient's Reason, for `repute parse
@@ -323,8 +334,12 @@ const (
 )
 
 // definitiveStatus are status codes whose meaning is specific enough to
-// win over the diagnostic's words (RFC 3463 §3; RFC 7372 for x.7.23–x.7.27;
-// the IANA registry for x.7.13).
+// win over the diagnostic's words (RFC 3463 §3; RFC 7372 for x.7.23–x.7.26;
+// RFC 5248 for x.7.13). Codes that servers are known to use for something
+// else than the registry says are left to the words: Microsoft sends 5.1.10
+// for any unknown recipient (RESOLVER.ADR.RecipientNotFound), not only for
+// a null MX (RFC 7505), and Sendmail sends 5.7.27 for the recipient's null
+// MX where RFC 7505 means the sender's.
 var definitiveStatus = map[string]Reason{
 	"5.1.1": UserUnknown, "4.1.1": UserUnknown,
 	"5.1.2": HostUnknown,
@@ -338,7 +353,6 @@ var definitiveStatus = map[string]Reason{
 	"5.7.13": Suspend,
 	"5.7.25": RequirePTR,
 	"5.7.26": AuthFailure, "5.7.23": AuthFailure,
-	"5.7.27": NotAccept,
 }
 
 // serverReply returns the part of a lower-case diagnostic from the first
@@ -409,19 +423,13 @@ func classify(rc *Recipient, text, context string, lex *Lexicon) {
 		context = context[:maxContext]
 	}
 	reply := serverReply(text)
-	// The texts searched for phrases, most precise first: the server's
-	// reply, the whole diagnostic, the prose about the recipient. The
-	// reply is the end of the diagnostic, so the diagnostic's trigrams
-	// serve both.
-	srcs := lexSources{texts: [3]string{reply, text, context}}
+	srcs := lexSources{reply, text, context}
 	if reply == text {
-		srcs.texts[1] = ""
+		srcs[1] = ""
 	}
 	if context == text {
-		srcs.texts[2] = ""
+		srcs[2] = ""
 	}
-	srcs.textGrams.add(text)
-	srcs.contextGrams.add(srcs.texts[2])
 	find := func(finalOnly bool, from, to int) (lexMatch, bool) {
 		return srcs.find(lex, finalOnly, from, to)
 	}
@@ -493,7 +501,7 @@ func classify(rc *Recipient, text, context string, lex *Lexicon) {
 		decide(Expired, RuleDelayed)
 		return
 	}
-	if reply != "" || serverReply(context) != "" {
+	if reply != "" || rc.ReplyCode != "" && text != "" || serverReply(context) != "" {
 		// The server replied with words nothing here recognises: the
 		// failure is on hold for a person (or a lexicon entry) to
 		// decide, which is not the same as a report that says nothing.
@@ -503,21 +511,15 @@ func classify(rc *Recipient, text, context string, lex *Lexicon) {
 	decide(Undefined, RuleUndefined)
 }
 
-// lexSources are the texts classify searches for phrases, with their
-// trigrams.
-type lexSources struct {
-	texts                   [3]string // reply, diagnostic, context
-	textGrams, contextGrams gramSet
-}
+// lexSources are the texts classify searches for phrases, most precise
+// first: the remote server's reply, the whole diagnostic, the prose about
+// the recipient.
+type lexSources [3]string
 
-// find returns the first match in texts[from:to].
+// find returns the first match in s[from:to].
 func (s *lexSources) find(lex *Lexicon, finalOnly bool, from, to int) (lexMatch, bool) {
-	for i := from; i < to; i++ {
-		g := &s.textGrams
-		if i == 2 {
-			g = &s.contextGrams
-		}
-		if m, ok := lex.match(s.texts[i], g, finalOnly); ok {
+	for _, text := range s[from:to] {
+		if m, ok := lex.match(text, finalOnly); ok {
 			return m, true
 		}
 	}
@@ -603,42 +605,46 @@ func (g *gramSet) mayContain(p string) bool {
 	return g.has(p[0], p[1], p[2]) && g.has(p[m], p[m+1], p[m+2]) && g.has(p[n-3], p[n-2], p[n-1])
 }
 
-// reasonFromStatus maps an enhanced status code to a reason by its subject
-// and detail (RFC 3463 §3, and the IANA registry of enhanced status codes
-// for the later 5.7.x codes).
+// reasonFromStatus maps an enhanced status code to a reason by its
+// subject and detail: RFC 3463 §3 and every code of the IANA "Enumerated
+// Status Codes" registry (RFC 3886, 4468, 4865, 4954, 5248, 6531, 6710,
+// 7293, 7372, 7505, 8617, 8689). The x.0.0-style "other or undefined"
+// codes name a subject only, and the codes that are not failures
+// (x.1.5 destination address valid, x.1.9 relayed to a non-compliant
+// mailer, x.3.6 priority changed) decide nothing.
 func reasonFromStatus(st string) Reason {
 	if len(st) < 5 {
 		return ""
 	}
 	switch st[2:] {
-	case "1.1", "1.3", "1.4", "1.5":
-		return UserUnknown // bad destination mailbox address / syntax / ambiguous
+	case "1.1", "1.3", "1.4":
+		return UserUnknown // bad destination mailbox address, its syntax, ambiguous
 	case "1.2":
 		return HostUnknown // bad destination system address
 	case "1.6":
-		return HasMoved // destination mailbox has moved (RFC 3463 §3.2)
+		return HasMoved // destination mailbox has moved, no forwarding address
 	case "1.7", "1.8":
-		return Rejected // bad sender's mailbox / system address
+		return Rejected // bad sender's mailbox address syntax / system address
 	case "1.10":
 		return NotAccept // recipient address has null MX (RFC 7505)
 	case "2.1":
-		return Suspend // mailbox disabled
+		return Suspend // mailbox disabled, not accepting messages
 	case "2.2":
 		return MailboxFull
 	case "2.3":
 		return ExceedLimit // message length exceeds administrative limit
 	case "2.4":
 		return SystemError // mailing list expansion problem
+	case "3.0", "3.3", "3.5":
+		return SystemError // other mail system status, feature not supported, misconfigured
 	case "3.1":
-		return SystemFull
+		return SystemFull // mail system full
 	case "3.2":
 		return NotAccept // system not accepting network messages
 	case "3.4":
-		return MesgTooBig
-	case "3.0", "3.3", "3.5":
-		return SystemError
-	case "4.1", "4.2", "4.3", "4.6", "4.0":
-		return NetworkError
+		return MesgTooBig // message too big for system
+	case "4.0", "4.1", "4.2", "4.3", "4.6":
+		return NetworkError // routing, no answer, bad connection, directory failure, loop
 	case "4.4":
 		return HostUnknown // unable to route
 	case "4.5":
@@ -647,28 +653,46 @@ func reasonFromStatus(st string) Reason {
 		return Expired // delivery time expired
 	case "5.3":
 		return TooManyConn // too many recipients
-	case "5.1", "5.2", "5.4", "5.5", "5.6":
+	case "5.1", "5.2", "5.4", "5.5":
+		// Invalid command, syntax error, invalid arguments, wrong
+		// protocol version. (x.5.0 decides nothing: Sendmail falls
+		// back to it for server replies it cannot map.)
 		return SyntaxError
-	case "6.0", "6.1", "6.2", "6.3", "6.4", "6.5", "6.6":
+	case "5.6":
+		return SecurityError // authentication exchange line too long (RFC 4954)
+	case "6.0", "6.1", "6.2", "6.3", "6.4", "6.5", "6.6", "6.7", "6.8", "6.9", "6.10":
+		// Media and conversion (RFC 3463), content not available
+		// (RFC 4468), non-ASCII addresses or headers (RFC 6531).
 		return ContentError
+	case "7.0":
+		return PolicyViolation // other security or policy status
 	case "7.1":
 		return Blocked // delivery not authorized, message refused
 	case "7.2":
-		return Filtered
-	case "7.7", "7.8", "7.9", "7.10", "7.11", "7.12", "7.14", "7.15", "7.16", "7.17", "7.18", "7.19", "7.29", "7.30":
+		return Filtered // mailing list expansion prohibited
+	case "7.3", "7.4", "7.5", "7.6", "7.7", "7.8", "7.9", "7.10", "7.11", "7.12", "7.14", "7.19":
+		// Security conversion, cryptography, integrity; authentication
+		// (RFC 4954, 5248); RRVS test incomplete (RFC 7293).
 		return SecurityError
 	case "7.13":
-		return Suspend // user account disabled (IANA registry)
-	case "7.20", "7.21", "7.22", "7.23", "7.24", "7.26", "7.27":
-		return AuthFailure // DKIM/SPF/DMARC (RFC 7372)
+		return Suspend // user account disabled (RFC 5248)
+	case "7.15":
+		return PolicyViolation // priority level too low (RFC 6710)
+	case "7.16":
+		return MesgTooBig // message too big for the specified priority (RFC 6710)
+	case "7.17", "7.18":
+		return HasMoved // mailbox or domain owner has changed (RFC 7293)
+	case "7.20", "7.21", "7.22", "7.23", "7.24", "7.26", "7.29":
+		// DKIM, SPF, multiple checks (RFC 7372), ARC (RFC 8617).
+		return AuthFailure
 	case "7.25":
 		return RequirePTR // reverse DNS validation failed (RFC 7372)
+	case "7.27":
+		return Rejected // sender address has null MX (RFC 7505): the sender's problem
 	case "7.28":
-		return SpamDetected // mail flood detected (IANA registry)
-	case "7.3", "7.4", "7.5", "7.6":
-		return SecurityError
-	case "7.0":
-		return PolicyViolation
+		return Speeding // mail flood detected (IANA registry)
+	case "7.30":
+		return FailedSTARTTLS // REQUIRETLS support required (RFC 8689)
 	}
 	return ""
 }

@@ -61,6 +61,24 @@ type Lexicon struct {
 	// final is the number of leading groups marked final: their
 	// phrases decide before the status code and the phase are looked at.
 	final int
+
+	// entries are the phrases of all groups in the order they are
+	// tried; finalEntries of them belong to final groups.
+	entries      []lexEntry
+	finalEntries int
+	// index finds the entries that may start at a position of a text
+	// from the text's next three bytes, so that a text is matched in
+	// one pass whatever the size of the lexicon; patterns lists the
+	// /pattern/ entries, which the index cannot hold.
+	index    *trigramIndex
+	patterns []int32
+}
+
+// lexEntry is one phrase of a lexicon with its group's reason.
+type lexEntry struct {
+	*lexPhrase
+	reason Reason
+	final  bool
 }
 
 // lexGroup is one group of a lexicon.
@@ -145,12 +163,13 @@ func (l *Lexicon) Extend(front *Lexicon) *Lexicon {
 		return l
 	}
 	out := &Lexicon{}
-	// Over-status groups stay ahead of the others whatever their source.
+	// Final groups stay ahead of the others whatever their source.
 	out.groups = append(out.groups, front.groups[:front.final]...)
 	out.groups = append(out.groups, l.groups[:l.final]...)
 	out.final = len(out.groups)
 	out.groups = append(out.groups, front.groups[front.final:]...)
 	out.groups = append(out.groups, l.groups[l.final:]...)
+	out.build()
 	return out
 }
 
@@ -184,7 +203,30 @@ func compileLexicon(name string, groups []LexiconGroup, line func(g, p int) int)
 	}
 	l.groups = append(over, rest...)
 	l.final = len(over)
+	l.build()
 	return l, nil
+}
+
+// build lays the groups out as entries and indexes them.
+func (l *Lexicon) build() {
+	l.entries, l.patterns, l.finalEntries = nil, nil, 0
+	l.index = new(trigramIndex)
+	for gi := range l.groups {
+		g := &l.groups[gi]
+		for pi := range g.phrases {
+			id := int32(len(l.entries))
+			p := &g.phrases[pi]
+			l.entries = append(l.entries, lexEntry{lexPhrase: p, reason: g.reason, final: g.final})
+			if g.final {
+				l.finalEntries++
+			}
+			if p.re != nil {
+				l.patterns = append(l.patterns, id)
+			} else {
+				l.index.add(p.text, id)
+			}
+		}
+	}
 }
 
 // compilePhrase normalises one phrase or compiles one /pattern/.
@@ -203,8 +245,10 @@ func compilePhrase(p string) (lexPhrase, error) {
 		p = strings.TrimSuffix(p, "*")
 	}
 	p = strings.Join(strings.Fields(lowerText(p)), " ")
-	if p == "" {
-		return lexPhrase{}, fmt.Errorf("empty phrase")
+	if len(p) < 3 {
+		// The index keys a phrase by its first three bytes; a shorter
+		// one would match inside too many words anyway.
+		return lexPhrase{}, fmt.Errorf("phrase %q shorter than 3 bytes", p)
 	}
 	ph.text = p
 	return ph, nil
@@ -238,32 +282,85 @@ type lexMatch struct {
 	final  bool
 }
 
-// match returns the first group with a phrase in the normalised text.
-// When finalOnly is set only the final groups are tried.
-func (l *Lexicon) match(text string, grams *gramSet, finalOnly bool) (lexMatch, bool) {
-	if text == "" {
+// match returns the first entry, in lexicon order, found in the
+// normalised text. When finalOnly is set only the final groups' entries
+// are tried.
+func (l *Lexicon) match(text string, finalOnly bool) (lexMatch, bool) {
+	limit := int32(len(l.entries))
+	if finalOnly {
+		limit = int32(l.finalEntries)
+	}
+	if text == "" || limit == 0 {
 		return lexMatch{}, false
 	}
-	groups := l.groups
-	if finalOnly {
-		groups = groups[:l.final]
-	}
-	for gi := range groups {
-		g := &groups[gi]
-		for pi := range g.phrases {
-			p := &g.phrases[pi]
-			if p.re != nil {
-				if !p.re.MatchString(text) {
-					continue
-				}
-			} else if !grams.mayContain(p.text) || !containsPhrase(text, p.text, p.prefix) {
-				continue
+	best := limit // the lowest entry id found so far
+	for i := 0; i+3 <= len(text); i++ {
+		h := trigramKey(text[i], text[i+1], text[i+2])
+		if !l.index.has(h) {
+			continue
+		}
+		for _, id := range l.index.buckets[h] {
+			if id >= best {
+				break // ids are ascending
 			}
-			return lexMatch{reason: g.reason, phrase: p.text, entry: p.entry, final: g.final}, true
+			e := &l.entries[id]
+			if strings.HasPrefix(text[i:], e.text) && onBoundaries(text, i, e.text, e.prefix) {
+				best = id
+				break
+			}
+		}
+		if best == 0 {
+			break
 		}
 	}
-	return lexMatch{}, false
+	for _, id := range l.patterns {
+		if id >= best {
+			break
+		}
+		if l.entries[id].re.MatchString(text) {
+			best = id
+			break
+		}
+	}
+	if best == limit {
+		return lexMatch{}, false
+	}
+	e := &l.entries[best]
+	return lexMatch{reason: e.reason, phrase: e.text, entry: e.entry, final: e.final}, true
 }
+
+// onBoundaries reports whether phrase p found at offset i of text starts
+// and ends on word boundaries (see Lexicon); with prefix set it may end
+// inside a word.
+func onBoundaries(text string, i int, p string, prefix bool) bool {
+	if isWordByte(p[0]) && i > 0 && isWordByte(text[i-1]) {
+		return false
+	}
+	end := i + len(p)
+	return prefix || !isWordByte(p[len(p)-1]) || end == len(text) || !isWordByte(text[end])
+}
+
+// trigramIndex maps the first three bytes of each phrase, hashed, to the
+// ids of the phrases that start with them, in ascending order.
+type trigramIndex struct {
+	filter  [trigramSlots / 64]uint64
+	buckets [trigramSlots][]int32
+}
+
+// trigramSlots is the number of hash slots of a trigramIndex.
+const trigramSlots = 1 << 12
+
+func trigramKey(a, b, c byte) uint32 {
+	return (uint32(a)*961 + uint32(b)*31 + uint32(c)) & (trigramSlots - 1)
+}
+
+func (x *trigramIndex) add(p string, id int32) {
+	h := trigramKey(p[0], p[1], p[2])
+	x.filter[h>>6] |= 1 << (h & 63)
+	x.buckets[h] = append(x.buckets[h], id)
+}
+
+func (x *trigramIndex) has(h uint32) bool { return x.filter[h>>6]&(1<<(h&63)) != 0 }
 
 // containsPhrase reports whether text holds p on word boundaries (see
 // Lexicon); with prefix set the match may end inside a word.
@@ -287,10 +384,3 @@ func containsPhrase(text, p string, prefix bool) bool {
 
 // isWordByte reports whether c is an ASCII letter or digit.
 func isWordByte(c byte) bool { return isDigit(c) || isAlpha(c) }
-
-// textGrams summarises a text for Lexicon.match.
-func textGrams(text string) *gramSet {
-	g := new(gramSet)
-	g.add(text)
-	return g
-}
