@@ -306,7 +306,7 @@ type Evidence struct {
 	PhaseWords string `json:"phase_words,omitempty"`
 	// Rule names the step that decided (the Rule constants).
 	Rule string `json:"rule"`
-	// Status and ReplyCode are the codes the step used, if any.
+	// Status and ReplyCode are the codes the report gave.
 	Status    string `json:"status,omitempty"`
 	ReplyCode string `json:"reply_code,omitempty"`
 	// Phrase is the lexicon phrase found, and Entry where it is
@@ -405,6 +405,7 @@ const maxContext = 4096
 // space collapsed.
 func classify(rc *Recipient, text, context string, lex *Lexicon) {
 	ev := &rc.Evidence
+	ev.Status, ev.ReplyCode = rc.Status, rc.ReplyCode
 	decide := func(r Reason, rule string) {
 		rc.Reason, ev.Rule = r, rule
 	}
@@ -439,7 +440,6 @@ func classify(rc *Recipient, text, context string, lex *Lexicon) {
 		return
 	}
 	if r, ok := definitiveStatus[rc.Status]; ok {
-		ev.Status = rc.Status
 		decide(r, RuleStatus)
 		return
 	}
@@ -478,12 +478,10 @@ func classify(rc *Recipient, text, context string, lex *Lexicon) {
 		return
 	}
 	if r := reasonFromStatus(rc.Status); r != "" {
-		ev.Status = rc.Status
 		decide(r, RuleStatusSubject)
 		return
 	}
 	if r := reasonFromReplyCode(rc.ReplyCode); r != "" {
-		ev.ReplyCode = rc.ReplyCode
 		decide(r, RuleReplyCode)
 		return
 	}

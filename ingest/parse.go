@@ -40,6 +40,18 @@ type Result struct {
 	// RecipientRecoveredFrom says where a complaint's recipient came
 	// from (arf.Report.RecipientRecoveredFrom).
 	RecipientRecoveredFrom string `json:"recipientrecoveredfrom,omitempty"`
+	// Explain says what decided a bounce's reason, when the Parser was
+	// asked (repute parse --explain).
+	Explain *dsn.Evidence `json:"explain,omitempty"`
+}
+
+// Parser parses reports with options; the zero Parser is what
+// ParseMessage and ParseBytes use. A Parser is safe for concurrent use.
+type Parser struct {
+	// Lexicon classifies bounces; nil means dsn.DefaultLexicon.
+	Lexicon *dsn.Lexicon
+	// Explain fills Result.Explain.
+	Explain bool
 }
 
 // KindFeedback is the Result.Kind of a complaint.
@@ -51,33 +63,39 @@ const KindFeedback = "feedback"
 // results of every message in order. A message that is none of these
 // gives no results and no error. A non-nil error with results says what
 // was odd; the results are still usable.
-func ParseMessage(r io.Reader) ([]Result, error) {
+func ParseMessage(r io.Reader) ([]Result, error) { return Parser{}.ParseMessage(r) }
+
+// ParseBytes is ParseMessage over input in memory.
+func ParseBytes(b []byte) ([]Result, error) { return Parser{}.ParseBytes(b) }
+
+// ParseMessage is the package's ParseMessage with p's options.
+func (p Parser) ParseMessage(r io.Reader) ([]Result, error) {
 	b, err := io.ReadAll(io.LimitReader(r, MaxMessageSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("ingest: read message: %w", err)
 	}
-	return ParseBytes(b)
+	return p.ParseBytes(b)
 }
 
-// ParseBytes is ParseMessage over input in memory.
-func ParseBytes(b []byte) ([]Result, error) {
+// ParseBytes is the package's ParseBytes with p's options.
+func (p Parser) ParseBytes(b []byte) ([]Result, error) {
 	if start := mboxStart(b); nextSeparator(b, start) < 0 {
 		// One message (or none), as SplitMbox would find, without
 		// building its slice: an allocation less per message counts
 		// when parsing in parallel.
 		if start < len(b) {
-			return parseOne(b[start:])
+			return p.parseOne(b[start:])
 		}
 		return nil, nil
 	}
 	msgs := SplitMbox(b)
 	if len(msgs) == 1 {
-		return parseOne(msgs[0])
+		return p.parseOne(msgs[0])
 	}
 	var out []Result
 	var errs []error
 	for _, msg := range msgs {
-		res, err := parseOne(msg)
+		res, err := p.parseOne(msg)
 		out = append(out, res...)
 		if err != nil {
 			errs = append(errs, err)
@@ -87,7 +105,7 @@ func ParseBytes(b []byte) ([]Result, error) {
 }
 
 // parseOne parses a single message.
-func parseOne(b []byte) ([]Result, error) {
+func (p Parser) parseOne(b []byte) ([]Result, error) {
 	// arf rules out a non-complaint from the top-level header alone, so
 	// trying it first costs bounces little.
 	fb, err := arf.ParseBytes(b)
@@ -96,7 +114,7 @@ func parseOne(b []byte) ([]Result, error) {
 	}
 	// Not a usable complaint (ErrNotFeedback or worse): it may still be
 	// a bounce.
-	rep, err := dsn.ParseBytes(b)
+	rep, err := dsn.Parser{Lexicon: p.Lexicon}.ParseBytes(b)
 	switch {
 	case errors.Is(err, dsn.ErrNotBounce):
 		return nil, nil
@@ -105,7 +123,7 @@ func parseOne(b []byte) ([]Result, error) {
 	}
 	// With dsn.ErrNoRecipient there are no results but an error: the
 	// caller quarantines the message instead of dropping it silently.
-	return bounceResults(rep), err
+	return bounceResults(rep, p.Explain), err
 }
 
 // SplitMbox splits input holding several messages in mbox form: a line
@@ -221,7 +239,7 @@ func feedbackResults(fb *arf.Report) []Result {
 	return out
 }
 
-func bounceResults(rep *dsn.Report) []Result {
+func bounceResults(rep *dsn.Report, explain bool) []Result {
 	out := make([]Result, 0, len(rep.Recipients))
 	for _, rc := range rep.Recipients {
 		r := Result{
@@ -240,6 +258,10 @@ func bounceResults(rep *dsn.Report) []Result {
 			ENVID:          rep.ENVID,
 		}
 		r.Correlation = correlation(r)
+		if explain {
+			ev := rc.Evidence
+			r.Explain = &ev
+		}
 		out = append(out, r)
 	}
 	return out

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"repute/dsn"
 )
 
 // serveConfig is the configuration of `repute serve`. Every scalar is a
@@ -33,6 +35,9 @@ type serveConfig struct {
 	// Only in the file: structured values.
 	Accounts   []accountConfig   `yaml:"accounts"`
 	ISPDomains map[string]string `yaml:"isp_domains"`
+	// BouncePhrases are the operator's lexicon groups, tried before the
+	// built-in lexicon (dsn/lexicon.txt) when bounces are classified.
+	BouncePhrases []dsn.LexiconGroup `yaml:"bounce_phrases"`
 
 	// Only in the environment: REPUTE_ADMIN_KEY, a secret.
 	AdminKey string `yaml:"-"`
@@ -117,15 +122,8 @@ func loadConfig(command, help string, args []string, getenv func(string) string,
 		configFile = getenv("REPUTE_CONFIG")
 	}
 	if configFile != "" {
-		raw, err := os.ReadFile(configFile)
-		if err != nil {
-			return cfg, fmt.Errorf("config: %w", err)
-		}
-		dec := yaml.NewDecoder(bytes.NewReader(raw))
-		dec.KnownFields(true) // a misspelt key is an error, not a silent default
-		// yaml.v3 reports io.EOF for an empty file: no settings, no error.
-		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return cfg, fmt.Errorf("config %s: %w", configFile, err)
+		if err := readConfigFile(configFile, &cfg); err != nil {
+			return cfg, err
 		}
 	}
 	var envErr error
@@ -150,7 +148,39 @@ func loadConfig(command, help string, args []string, getenv func(string) string,
 	return cfg, cfg.validate()
 }
 
+// readConfigFile decodes a YAML configuration file into cfg. A misspelt key
+// is an error, not a silent default.
+func readConfigFile(name string, cfg *serveConfig) error {
+	raw, err := os.ReadFile(name)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	// yaml.v3 reports io.EOF for an empty file: no settings, no error.
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", name, err)
+	}
+	return nil
+}
+
+// lexicon returns the bounce lexicon: the operator's bounce_phrases in
+// front of the built-in one.
+func (c serveConfig) lexicon() (*dsn.Lexicon, error) {
+	if len(c.BouncePhrases) == 0 {
+		return dsn.DefaultLexicon(), nil
+	}
+	front, err := dsn.NewLexicon("config bounce_phrases", c.BouncePhrases)
+	if err != nil {
+		return nil, err
+	}
+	return dsn.DefaultLexicon().Extend(front), nil
+}
+
 func (c serveConfig) validate() error {
+	if _, err := c.lexicon(); err != nil {
+		return err
+	}
 	switch {
 	case c.Listen == "":
 		return errors.New("--listen is empty")

@@ -30,17 +30,38 @@ type parseOutput struct {
 func runParse(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("parse", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	explain := fs.Bool("explain", false, "add to each bounce result the evidence that decided its reason (phase, codes, lexicon phrase and entry)")
+	configFile := fs.String("config", "", "YAML configuration `file` whose bounce_phrases extend the lexicon (default $REPUTE_CONFIG)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: repute parse [FILE|-]...")
+		fmt.Fprintln(stderr, "Usage: repute parse [--explain] [--config FILE] [FILE|-]...")
 		fmt.Fprintln(stderr, "\nParses each input (a message, or several in mbox form; - or none is stdin)")
 		fmt.Fprintln(stderr, "and prints one result per recipient of every bounce, delay, success DSN,")
 		fmt.Fprintln(stderr, "automatic reply or complaint it holds, with the bounce corpus label names.")
+		fmt.Fprintln(stderr, "\nFlags:")
+		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
 		}
 		return 2
+	}
+	parser := ingest.Parser{Explain: *explain}
+	if *configFile == "" {
+		*configFile = os.Getenv("REPUTE_CONFIG")
+	}
+	if *configFile != "" {
+		cfg := defaultServeConfig()
+		if err := readConfigFile(*configFile, &cfg); err != nil {
+			fmt.Fprintf(stderr, "repute parse: %v\n", err)
+			return 2
+		}
+		lex, err := cfg.lexicon()
+		if err != nil {
+			fmt.Fprintf(stderr, "repute parse: config %s: %v\n", *configFile, err)
+			return 2
+		}
+		parser.Lexicon = lex
 	}
 	files := fs.Args()
 	if len(files) == 0 {
@@ -50,7 +71,7 @@ func runParse(args []string, stdout, stderr io.Writer) int {
 	enc.SetEscapeHTML(false)
 	status := 0
 	for _, name := range files {
-		res, odd, err := parseInput(name)
+		res, odd, err := parseInput(parser, name)
 		if err != nil {
 			fmt.Fprintf(stderr, "repute parse: %s: %v\n", name, err)
 			status = 1
@@ -81,7 +102,7 @@ func runParse(args []string, stdout, stderr io.Writer) int {
 // parseInput reads one input and parses it. It returns the results, what
 // was odd about the content (a warning: the results are still usable) and
 // the error that made the input unreadable.
-func parseInput(name string) (res []ingest.Result, odd, err error) {
+func parseInput(parser ingest.Parser, name string) (res []ingest.Result, odd, err error) {
 	var r io.Reader = os.Stdin
 	if name != "-" {
 		f, err := os.Open(name)
@@ -95,6 +116,6 @@ func parseInput(name string) (res []ingest.Result, odd, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	res, odd = ingest.ParseBytes(b)
+	res, odd = parser.ParseBytes(b)
 	return res, odd, nil
 }

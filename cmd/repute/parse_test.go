@@ -150,3 +150,48 @@ func TestParseMbox(t *testing.T) {
 		t.Errorf("results = %v", got)
 	}
 }
+
+// TestParseExplainAndConfigPhrases checks --explain and that the
+// configuration's bounce_phrases decide before the built-in lexicon.
+func TestParseExplainAndConfigPhrases(t *testing.T) {
+	bounce := strings.Replace(parseTestBounce,
+		"550 5.1.1 <nobody-here@example.com>: Recipient address rejected: User unknown",
+		"550 <nobody-here@example.com>: Konto gesperrt wegen Inaktivitaet (in reply to RCPT TO command)", 1)
+	bounce = strings.Replace(bounce, "Status: 5.1.1", "Status: 5.0.0", 1)
+	in := writeTemp(t, "b.eml", bounce)
+
+	var out, errb bytes.Buffer
+	if code := runParse([]string{"--explain", in}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, errb.String())
+	}
+	var res []struct {
+		Reason  string `json:"reason"`
+		Explain struct {
+			Phase, Rule, Phrase, Entry string
+		} `json:"explain"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || len(res) != 1 {
+		t.Fatalf("output %s: %v", out.String(), err)
+	}
+	if res[0].Reason != "onhold" || res[0].Explain.Phase != "rcpt" || res[0].Explain.Rule != "onhold" {
+		t.Errorf("without the operator's phrase: %+v", res[0])
+	}
+
+	cfg := writeTemp(t, "repute.yaml", "bounce_phrases:\n  - reason: suspend\n    phrases: [\"Konto gesperrt\", \"/wegen inaktivit(ae|ä)t/\"]\n")
+	out.Reset()
+	if code := runParse([]string{"--explain", "--config", cfg, in}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, errb.String())
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || len(res) != 1 {
+		t.Fatalf("output %s: %v", out.String(), err)
+	}
+	if e := res[0].Explain; res[0].Reason != "suspend" || e.Rule != "lexicon" || e.Phrase != "konto gesperrt" || e.Entry != "config bounce_phrases" {
+		t.Errorf("with the operator's phrase: %+v", res[0])
+	}
+
+	bad := writeTemp(t, "bad.yaml", "bounce_phrases:\n  - reason: nosuchreason\n    phrases: [\"x y z\"]\n")
+	errb.Reset()
+	if code := runParse([]string{"--config", bad, in}, &out, &errb); code != 2 || !strings.Contains(errb.String(), `unknown reason "nosuchreason"`) {
+		t.Errorf("bad config: exit %d, stderr %q", code, errb.String())
+	}
+}
