@@ -108,21 +108,92 @@ func splitOriginal(text, lower string) (explain, lowerExplain, orig string) {
 			cut = i
 		}
 	}
+	header := false
 	for _, h := range []string{"\nreturn-path:", "\nreceived: "} {
 		if i := strings.Index(lower[:cut], h); i > 0 && text[i+1] == h[1]-('a'-'A') {
-			cut = i + 1
+			cut, header = i+1, true
 		}
+	}
+	if i := headerBlock(lower[:cut]); i >= 0 {
+		cut, header = i, true
 	}
 	if cut == len(text) {
 		return text, lower, ""
 	}
 	start := strings.LastIndexByte(text[:cut], '\n') + 1
-	if text[cut] == 'R' && start == cut {
+	if header && start == cut {
 		// A header line: the original starts here.
 		return text[:cut], lower[:cut], text[cut:]
 	}
 	_, rest := cutLine(text[start:])
 	return text[:start], lower[:start], strings.TrimLeft(rest, "\n ")
+}
+
+// headerBlock returns the offset in the lower-case text of the first
+// block of header lines (RFC 5322 §2.2: "Name: value" at the start of a
+// line, continuation lines indented) that is the returned original's
+// header: three fields a message header has in a row, From: among them
+// (RFC 5322 §3.6 requires From: and Date:), or two when one of them only
+// a message header has (Received:, Return-Path:, Message-ID:,
+// MIME-Version:, List-*:). -1 when there is none. Bounces that summarise
+// the original ("  To: …", "  Subject: …") indent it, or give no From:
+// (IMail's "To:/CC:/Date:/Subject:", see lhost-imailserver-06), and are
+// not cut there.
+func headerBlock(lower string) int {
+	run, known, strong, from := 0, 0, false, false
+	for pos := 0; pos < len(lower); {
+		line := lower[pos:]
+		next := len(lower)
+		if i := strings.IndexByte(line, '\n'); i >= 0 {
+			line, next = line[:i], pos+i+1
+		}
+		switch {
+		case line != "" && (line[0] == ' ' || line[0] == '\t') && known > 0:
+			// A continuation of the field above.
+		case line != "" && isAlpha(line[0]):
+			name, _, ok := strings.Cut(line, ":")
+			name = strings.TrimRight(name, " \t")
+			if !ok || !isFieldName(name) {
+				known, strong, from = 0, false, false
+				break
+			}
+			if known == 0 {
+				run = pos
+			}
+			k, st := headerFieldKind(name)
+			if !k {
+				// An unknown field (X-…) in a block already started
+				// keeps it going; it starts none.
+				break
+			}
+			known++
+			strong = strong || st
+			from = from || name == "from"
+			if (known >= 3 && from) || (known >= 2 && strong) {
+				return run
+			}
+		default:
+			known, strong, from = 0, false, false
+		}
+		pos = next
+	}
+	return -1
+}
+
+// headerFieldKind reports whether a lower-case field name is one a
+// message header commonly holds, and whether only a message header (not a
+// bounce's summary of it) holds it.
+func headerFieldKind(name string) (known, strong bool) {
+	switch name {
+	case "received", "return-path", "message-id", "mime-version", "dkim-signature",
+		"delivered-to", "x-original-to", "authentication-results", "content-transfer-encoding",
+		"list-id", "list-post", "list-unsubscribe", "list-help", "list-subscribe", "list-archive",
+		"in-reply-to", "references", "errors-to", "precedence", "x-mailer", "user-agent":
+		return true, true
+	case "from", "to", "cc", "subject", "date", "reply-to", "sender", "content-type":
+		return true, false
+	}
+	return false, false
 }
 
 // maxTextRecipients caps the addresses taken from prose: a bounce names a
