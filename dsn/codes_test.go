@@ -9,12 +9,12 @@ func TestStatusNotations(t *testing.T) {
 		in, find, reply string // findStatus and replyStatus of in
 	}{
 		{"5.1.1", "5.1.1", "5.1.1"},
-		{"Remote host said: 550 5.1.1 unknown #5.1.1", "5.1.1", "5.1.1"}, // qmail
+		{"Remote host said: 550 5.1.1 unknown #5.1.1", "5.1.1", "5.1.1"},    // qmail
 		{"Sorry, no mailbox here by that name. (#5.1.1)", "5.1.1", "5.1.1"}, // qmail
 		{"#5.1.1", "5.1.1", "5.1.1"},
 		{"(5.1.1)", "5.1.1", "5.1.1"},
 		{"[5.1.1]", "5.1.1", "5.1.1"},
-		{"smtp; 550 5.1.1 <a@example.com>: User unknown", "5.1.1", "5.1.1"}, // Diagnostic-Code
+		{"smtp; 550 5.1.1 <a@example.com>: User unknown", "5.1.1", "5.1.1"},                      // Diagnostic-Code
 		{"550-5.1.1 The email account that you tried to reach does not exist", "5.1.1", "5.1.1"}, // Gmail
 		{"550-'5.7.1 refused'", "5.7.1", "5.7.1"},
 		{"smtp;550 5.2.2 mailbox full", "5.2.2", "5.2.2"},
