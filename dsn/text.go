@@ -638,7 +638,8 @@ var delaySubjects = []string{
 // send message for past 4 hours", "Will keep trying until message is 5
 // days old"), Postfix ("THIS IS A WARNING ONLY", "It will be retried
 // until"), qmail-style "still trying", Gmail ("will retry for 47 more
-// hours"), Exchange ("delivery has been delayed").
+// hours"), Exchange and Office 365 ("This message hasn't been delivered
+// yet. Delivery will continue to be attempted.").
 var delayPhrases = []string{
 	"has not yet been delivered", "have not yet received", "not yet been delivered",
 	"no action is required on your part", "delivery attempts will continue",
@@ -647,6 +648,7 @@ var delayPhrases = []string{
 	"this is a warning only", "warning message only", "only a temporary failure report", "do not need to re-send",
 	"no need to resend", "notification about a delay", "has been delayed",
 	"still undelivered after", "warning: message", "will try again",
+	"will continue to be attempted", "hasn't been delivered yet", "has not been delivered yet",
 }
 
 // finalPhrases say the MTA gave up: a report saying so is a final
