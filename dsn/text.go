@@ -98,6 +98,12 @@ var originalMarkers = []string{
 // (Return-Path, Received) that starts a paragraph.
 func splitOriginal(text, lower string) (explain, lowerExplain, orig string) {
 	var grams gramSet
+	return splitOriginalGrams(text, lower, &grams)
+}
+
+// splitOriginalGrams is splitOriginal that leaves in grams the trigrams
+// of lower, for the caller to rule out more phrases with.
+func splitOriginalGrams(text, lower string, grams *gramSet) (explain, lowerExplain, orig string) {
 	grams.add(lower)
 	cut := len(text)
 	for _, mk := range originalMarkers {
@@ -214,7 +220,8 @@ func parseText(m *message, rep *Report) {
 		text = m.root.decoded(&m.a)
 		lower = m.a.lower(text)
 	}
-	explain, lowerExplain, orig := splitOriginal(text, lower)
+	var grams gramSet // of the whole text, explanation included
+	explain, lowerExplain, orig := splitOriginalGrams(text, lower, &grams)
 	if m.orig == nil && orig != "" {
 		h, _ := m.a.parseHeader(orig)
 		if len(h) > 0 {
@@ -224,7 +231,7 @@ func parseText(m *message, rep *Report) {
 	var addrBuf [4]addrPos // the list starts on the stack
 	addrs := failedAddresses(addrBuf[:0], m, explain, lowerExplain)
 	action := "failed"
-	if isDelayWarning(m.root.header.get("Subject"), lowerExplain) {
+	if isDelayWarning(m.root.header.get("Subject"), lowerExplain, &grams) {
 		action = "delayed"
 	}
 	var cmd, prose string
@@ -353,26 +360,33 @@ func addFound(list []addrPos, a addrPos) []addrPos {
 func failedAddresses(dst []addrPos, m *message, explain, lowerExplain string) []addrPos {
 	var weakBuf, listBuf [8]addrPos // the lists start on the stack
 	weak, list := weakBuf[:0], listBuf[:0]
-	for _, name := range []string{"From", "To", "Sender", "Reply-To", "Return-Path"} {
-		weak = appendAddresses(weak, m.root.header.get(name))
+	for i := range m.root.header {
+		f := &m.root.header[i]
+		if isSenderField(f.name) || equalFoldASCII(f.name, "To") {
+			weak = appendAddresses(weak, f.unfolded())
+		}
 	}
 	if o := m.orig; o != nil {
-		for _, name := range []string{"From", "Return-Path", "Sender", "Reply-To"} {
-			weak = appendAddresses(weak, o.get(name))
-		}
 		// RFC 2369 List-* and RFC 2919 List-Id mark a list posting:
 		// its To and Cc name the list and its readers, and the
 		// addresses of its List-* fields and Errors-To belong to the
 		// list server. None of them is the subscriber that failed.
 		posting := false
 		for i := range o {
-			name := o[i].name
-			if hasPrefixFold(name, "List-") || equalFoldASCII(name, "Errors-To") {
-				posting = posting || hasPrefixFold(name, "List-")
-				list = appendAddresses(list, o[i].unfolded())
+			f := &o[i]
+			switch {
+			case isSenderField(f.name):
+				weak = appendAddresses(weak, f.unfolded())
+			case hasPrefixFold(f.name, "List-"):
+				posting = true
+				list = appendAddresses(list, f.unfolded())
+			case equalFoldASCII(f.name, "Errors-To"):
+				list = appendAddresses(list, f.unfolded())
+			case equalFoldASCII(f.name, "Precedence"):
+				posting = posting || strings.EqualFold(strings.TrimSpace(f.unfolded()), "list")
 			}
 		}
-		if posting || strings.EqualFold(strings.TrimSpace(o.get("Precedence")), "list") {
+		if posting {
 			list = appendAddresses(list, o.get("To"))
 			list = appendAddresses(list, o.get("Cc"))
 		}
@@ -484,6 +498,13 @@ func failedAddresses(dst []addrPos, m *message, explain, lowerExplain string) []
 	return dst
 }
 
+// isSenderField reports whether a header field names the sender of a
+// message (RFC 5322 §3.6.2, RFC 5321 §4.4 Return-Path).
+func isSenderField(name string) bool {
+	return equalFoldASCII(name, "From") || equalFoldASCII(name, "Sender") ||
+		equalFoldASCII(name, "Reply-To") || equalFoldASCII(name, "Return-Path")
+}
+
 // inAddressField reports whether offset i of the lower-case text is on a
 // header line naming the sender or recipients of a message (From:, To:,
 // Cc:, Reply-To:, Sender:, Return-Path:, List-*:, …) or on a continuation
@@ -592,9 +613,10 @@ var tiedAfter = []string{
 }
 
 // isDelayWarning reports whether a prose report (its Subject and its
-// explanation in lower case) is a warning that delivery is delayed and
-// still being tried, not a final failure.
-func isDelayWarning(subject, lower string) bool {
+// explanation in lower case; grams holds at least its trigrams) is a
+// warning that delivery is delayed and still being tried, not a final
+// failure.
+func isDelayWarning(subject, lower string, grams *gramSet) bool {
 	delay := false
 	for _, p := range delaySubjects {
 		if containsFold(subject, p) {
@@ -604,7 +626,7 @@ func isDelayWarning(subject, lower string) bool {
 	}
 	if !delay {
 		for _, p := range delayPhrases {
-			if strings.Contains(lower, p) {
+			if grams.mayContain(p) && strings.Contains(lower, p) {
 				delay = true
 				break
 			}
