@@ -3,15 +3,20 @@ package dsn
 import "strings"
 
 // findStatus returns the first enhanced status code (RFC 3463 §2:
-// class "." subject "." detail, class 2, 4 or 5, subject and detail of one
-// to three digits) in s, "" when none.
+// class "." subject "." detail, class 2, 4 or 5, detail of one to three
+// digits) in s, "" when none. The subject is one digit 0 to 7, the only
+// subjects RFC 3463 and its registry (RFC 5248) define, so that version
+// numbers ("Exim 4.94.2") are no codes. The code may stand alone or in
+// the notations MTAs write it in: "#5.1.1" and "(#5.1.1)" (qmail),
+// "(5.1.1)", "[5.1.1]", "smtp; 550 5.1.1", and "550-5.1.1", the first
+// line of a multi-line reply (RFC 5321 §4.2.1).
 func findStatus(s string) string {
 	for i := 0; i+4 < len(s); i++ {
 		c := s[i]
 		if c != '2' && c != '4' && c != '5' {
 			continue
 		}
-		if i > 0 && !statusBoundary(s[i-1]) {
+		if i > 0 && !statusBoundary(s[i-1]) && !afterReplyCode(s, i) {
 			continue
 		}
 		if s[i+1] != '.' {
@@ -19,7 +24,7 @@ func findStatus(s string) string {
 		}
 		j := i + 2
 		n := digits(s[j:])
-		if n == 0 || n > 3 || j+n >= len(s) || s[j+n] != '.' {
+		if n != 1 || s[j] > '7' || j+n >= len(s) || s[j+n] != '.' {
 			continue
 		}
 		j += n + 1
@@ -61,6 +66,16 @@ func findReplyCode(s string) string {
 		return s[i : i+3]
 	}
 	return ""
+}
+
+// afterReplyCode reports whether s[i] follows a reply code and a hyphen,
+// as in a multi-line reply "550-5.1.1 …" (RFC 5321 §4.2.1).
+func afterReplyCode(s string, i int) bool {
+	if i < 4 || s[i-1] != '-' {
+		return false
+	}
+	rc := s[i-4 : i-1]
+	return isDigit(rc[0]) && isDigit(rc[1]) && isDigit(rc[2]) && (i == 4 || replyBoundary(s[i-5]))
 }
 
 func statusBoundary(c byte) bool {

@@ -61,8 +61,11 @@
 //   - A recipient whose message was refused after DATA for "user unknown"
 //     is reported Filtered, not UserUnknown: the address was accepted at
 //     RCPT TO. Without evidence of the phase, "user unknown" is UserUnknown.
-//   - An Expired failure is reported with Action "delayed" (the MTA retried
-//     until it gave up), as the corpus labels do.
+//   - An Expired failure (the MTA retried until it gave up) is reported
+//     with Action "failed" and Kind bounce, as RFC 3464 §2.3.3 means it,
+//     although the corpus labels give such rows Action "delayed". Only a
+//     warning that delivery is still being tried (Action "delayed", or a
+//     prose delay warning) makes a KindDelay report.
 //   - When a message carries no status code, Status is the corpus'
 //     synthetic code for the reason (SyntheticStatus: 5.0.9NN or 4.0.9NN).
 package dsn

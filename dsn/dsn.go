@@ -280,14 +280,12 @@ func finish(a *arena, rep *Report, lex *Lexicon) {
 			rc.Status = a.syntheticStatus(rc.Reason, rc.Action == "delayed" || rc.temporary || strings.HasPrefix(rc.ReplyCode, "4"))
 		}
 		rc.Hard = isHard(rc.Reason, rc.Status)
-		action := rc.Action
-		if rc.Reason == Expired && rc.Action == "failed" {
-			// A message that expired in the queue was delayed until
-			// the MTA gave up (RFC 3464 §2.3.3 has no "expired"); the
-			// report is still a final failure.
-			rc.Action = "delayed"
-		}
-		switch action {
+		// A message that expired in the queue (Reason Expired) was
+		// delayed until the MTA gave up: that is a final failure, and
+		// its Action stays "failed" (RFC 3464 §2.3.3: "delayed" is only
+		// for a message still being tried), so the report is a bounce.
+		// Only a warning that delivery goes on is a delay.
+		switch rc.Action {
 		case "delayed":
 			delayed++
 		case "delivered", "relayed", "expanded":

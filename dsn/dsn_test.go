@@ -107,9 +107,12 @@ func TestParseEximExpired(t *testing.T) {
 	rc := rep.Recipients[0]
 	// No status code in the message: the synthetic code of the reason,
 	// temporary since Exim retried until it gave up; the action is
-	// delayed.
-	if rc.Address != "late@example.com" || rc.Reason != Expired || rc.Status != "4.0.947" || rc.Action != "delayed" || rc.Hard {
+	// failed and the report a bounce: Exim gave up (RFC 3464 §2.3.3).
+	if rc.Address != "late@example.com" || rc.Reason != Expired || rc.Status != "4.0.947" || rc.Action != "failed" || rc.Hard {
 		t.Errorf("recipient = %+v", rc)
+	}
+	if rep.Kind != KindBounce {
+		t.Errorf("Kind = %q, want %q", rep.Kind, KindBounce)
 	}
 }
 

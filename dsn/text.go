@@ -98,6 +98,12 @@ var originalMarkers = []string{
 // (Return-Path, Received) that starts a paragraph.
 func splitOriginal(text, lower string) (explain, lowerExplain, orig string) {
 	var grams gramSet
+	return splitOriginalGrams(text, lower, &grams)
+}
+
+// splitOriginalGrams is splitOriginal that leaves in grams the trigrams
+// of lower, for the caller to rule out more phrases with.
+func splitOriginalGrams(text, lower string, grams *gramSet) (explain, lowerExplain, orig string) {
 	grams.add(lower)
 	cut := len(text)
 	for _, mk := range originalMarkers {
@@ -108,21 +114,92 @@ func splitOriginal(text, lower string) (explain, lowerExplain, orig string) {
 			cut = i
 		}
 	}
+	header := false
 	for _, h := range []string{"\nreturn-path:", "\nreceived: "} {
 		if i := strings.Index(lower[:cut], h); i > 0 && text[i+1] == h[1]-('a'-'A') {
-			cut = i + 1
+			cut, header = i+1, true
 		}
+	}
+	if i := headerBlock(lower[:cut]); i >= 0 {
+		cut, header = i, true
 	}
 	if cut == len(text) {
 		return text, lower, ""
 	}
 	start := strings.LastIndexByte(text[:cut], '\n') + 1
-	if text[cut] == 'R' && start == cut {
+	if header && start == cut {
 		// A header line: the original starts here.
 		return text[:cut], lower[:cut], text[cut:]
 	}
 	_, rest := cutLine(text[start:])
 	return text[:start], lower[:start], strings.TrimLeft(rest, "\n ")
+}
+
+// headerBlock returns the offset in the lower-case text of the first
+// block of header lines (RFC 5322 §2.2: "Name: value" at the start of a
+// line, continuation lines indented) that is the returned original's
+// header: three fields a message header has in a row, From: among them
+// (RFC 5322 §3.6 requires From: and Date:), or two when one of them only
+// a message header has (Received:, Return-Path:, Message-ID:,
+// MIME-Version:, List-*:). -1 when there is none. Bounces that summarise
+// the original ("  To: …", "  Subject: …") indent it, or give no From:
+// (IMail's "To:/CC:/Date:/Subject:", see lhost-imailserver-06), and are
+// not cut there.
+func headerBlock(lower string) int {
+	run, known, strong, from := 0, 0, false, false
+	for pos := 0; pos < len(lower); {
+		line := lower[pos:]
+		next := len(lower)
+		if i := strings.IndexByte(line, '\n'); i >= 0 {
+			line, next = line[:i], pos+i+1
+		}
+		switch {
+		case line != "" && (line[0] == ' ' || line[0] == '\t') && known > 0:
+			// A continuation of the field above.
+		case line != "" && isAlpha(line[0]):
+			name, _, ok := strings.Cut(line, ":")
+			name = strings.TrimRight(name, " \t")
+			if !ok || !isFieldName(name) {
+				known, strong, from = 0, false, false
+				break
+			}
+			if known == 0 {
+				run = pos
+			}
+			k, st := headerFieldKind(name)
+			if !k {
+				// An unknown field (X-…) in a block already started
+				// keeps it going; it starts none.
+				break
+			}
+			known++
+			strong = strong || st
+			from = from || name == "from"
+			if (known >= 3 && from) || (known >= 2 && strong) {
+				return run
+			}
+		default:
+			known, strong, from = 0, false, false
+		}
+		pos = next
+	}
+	return -1
+}
+
+// headerFieldKind reports whether a lower-case field name is one a
+// message header commonly holds, and whether only a message header (not a
+// bounce's summary of it) holds it.
+func headerFieldKind(name string) (known, strong bool) {
+	switch name {
+	case "received", "return-path", "message-id", "mime-version", "dkim-signature",
+		"delivered-to", "x-original-to", "authentication-results", "content-transfer-encoding",
+		"list-id", "list-post", "list-unsubscribe", "list-help", "list-subscribe", "list-archive",
+		"in-reply-to", "references", "errors-to", "precedence", "x-mailer", "user-agent":
+		return true, true
+	case "from", "to", "cc", "subject", "date", "reply-to", "sender", "content-type":
+		return true, false
+	}
+	return false, false
 }
 
 // maxTextRecipients caps the addresses taken from prose: a bounce names a
@@ -143,90 +220,19 @@ func parseText(m *message, rep *Report) {
 		text = m.root.decoded(&m.a)
 		lower = m.a.lower(text)
 	}
-	explain, lowerExplain, orig := splitOriginal(text, lower)
+	var grams gramSet // of the whole text, explanation included
+	explain, lowerExplain, orig := splitOriginalGrams(text, lower, &grams)
 	if m.orig == nil && orig != "" {
 		h, _ := m.a.parseHeader(orig)
 		if len(h) > 0 {
 			m.orig = h
 		}
 	}
-	// Addresses that are probably not failed recipients: the bounce's
-	// own sender and recipient and the original's sender. They are used
-	// only when the text names no other address (see lhost-qmail-08,
-	// where the sender bounced to itself).
-	var weakBuf [6]string // the slices below start on the stack
-	weak := weakBuf[:0]
-	for _, v := range []string{m.root.header.get("From"), m.root.header.get("To")} {
-		if a := cleanAddress(v); a != "" {
-			weak = append(weak, a)
-		}
-	}
-	if m.orig != nil {
-		for _, name := range []string{"From", "Return-Path", "Sender", "Reply-To"} {
-			if a := cleanAddress(m.orig.get(name)); a != "" {
-				weak = append(weak, a)
-			}
-		}
-	}
-	var addrBuf, weakAddrBuf [4]addrPos
-	addrs, weakAddrs := addrBuf[:0], weakAddrBuf[:0]
-	for off := 0; ; {
-		addr, pos, next := nextAddress(explain, off)
-		if addr == "" {
-			break
-		}
-		off = next
-		if isSkipped(addr) || inIDField(lowerExplain, pos) {
-			continue
-		}
-		if slices.ContainsFunc(weak, func(w string) bool { return equalFoldASCII(addr, w) }) {
-			weakAddrs = addFound(weakAddrs, addrPos{addr, pos})
-		} else {
-			addrs = addFound(addrs, addrPos{addr, pos})
-		}
-	}
-	if len(addrs) == 0 {
-		addrs = weakAddrs
-	}
-	named := len(addrs) > 0
-	if len(addrs) == 0 && m.orig != nil {
-		// QUIRK: the text names no address (see lhost-exim-07, "save
-		// to xxxx"); the recipient is the To of the returned original.
-		if a := cleanAddress(firstAddress(m.orig.get("To"))); a != "" {
-			addrs = append(addrs, addrPos{a, len(explain)})
-		}
-	}
-	if xf := m.root.header.get("X-Failed-Recipients"); xf != "" && (named || len(addrs) == 0) {
-		// Exim and Google name the failed recipients in a header; keep
-		// the addresses found in the text that it lists, in text order,
-		// and add the ones the text does not name.
-		var listedBuf, keepBuf [4]addrPos // the lists start on the stack
-		listed := appendAddresses(listedBuf[:0], xf)
-		if len(listed) > maxTextRecipients {
-			listed = listed[:maxTextRecipients]
-		}
-		keep := keepBuf[:0]
-		for _, a := range addrs {
-			for _, l := range listed {
-				if strings.EqualFold(l.addr, a.addr) {
-					keep = append(keep, a)
-					break
-				}
-			}
-		}
-		for _, l := range listed {
-			dup := false
-			for _, k := range keep {
-				if strings.EqualFold(k.addr, l.addr) {
-					dup = true
-					break
-				}
-			}
-			if !dup {
-				keep = append(keep, addrPos{l.addr, len(explain)})
-			}
-		}
-		addrs = keep
+	var addrBuf [4]addrPos // the list starts on the stack
+	addrs := failedAddresses(addrBuf[:0], m, explain, lowerExplain)
+	action := "failed"
+	if isDelayWarning(m.root.header.get("Subject"), lowerExplain, &grams) {
+		action = "delayed"
 	}
 	var cmd Phase
 	var prose string
@@ -300,7 +306,7 @@ func parseText(m *message, rep *Report) {
 			ds, de = 0, len(explain)
 		}
 		diag := explain[ds:de]
-		rc := Recipient{Address: a.addr, Diagnostic: diag, Action: "failed", scratch: scratch{command: cmd, prose: prose}}
+		rc := Recipient{Address: a.addr, Diagnostic: diag, Action: action, scratch: scratch{command: cmd, prose: prose}}
 		if diag != explain {
 			rc.context, rc.lowerContext = explain, lowerExplain
 		}
@@ -336,6 +342,346 @@ func addFound(list []addrPos, a addrPos) []addrPos {
 		return list
 	}
 	return append(list, a)
+}
+
+// failedAddresses appends to dst the addresses a prose bounce says failed, in
+// the order the explanation names them (explain is the text before the
+// returned original, lowerExplain the same in lower case).
+//
+// An address counts only when the report itself names it: in the
+// X-Failed-Recipients header (Exim, Gmail), or in the explanation. There,
+// an address tied to the failure by the MTA's own layout (see isTied) wins
+// over one merely mentioned. Addresses of the bounce's own header and of
+// the returned original's senders are taken only when tied and nothing
+// else is (see lhost-qmail-08, where the sender bounced to itself); the
+// addresses of a returned mailing-list posting (its list, its -bounces
+// and -request addresses, its To and Cc) never are. When nothing is
+// named, there is no recipient: the original's To is no guess for it,
+// since a list posting is addressed to the list, not to the subscriber.
+func failedAddresses(dst []addrPos, m *message, explain, lowerExplain string) []addrPos {
+	var weakBuf, listBuf [8]addrPos // the lists start on the stack
+	weak, list := weakBuf[:0], listBuf[:0]
+	for i := range m.root.header {
+		f := &m.root.header[i]
+		if isSenderField(f.name) || equalFoldASCII(f.name, "To") {
+			weak = appendAddresses(weak, f.unfolded())
+		}
+	}
+	if o := m.orig; o != nil {
+		// RFC 2369 List-* and RFC 2919 List-Id mark a list posting:
+		// its To and Cc name the list and its readers, and the
+		// addresses of its List-* fields and Errors-To belong to the
+		// list server. None of them is the subscriber that failed.
+		posting := false
+		for i := range o {
+			f := &o[i]
+			switch {
+			case isSenderField(f.name):
+				weak = appendAddresses(weak, f.unfolded())
+			case hasPrefixFold(f.name, "List-"):
+				posting = true
+				list = appendAddresses(list, f.unfolded())
+			case equalFoldASCII(f.name, "Errors-To"):
+				list = appendAddresses(list, f.unfolded())
+			case equalFoldASCII(f.name, "Precedence"):
+				posting = posting || strings.EqualFold(strings.TrimSpace(f.unfolded()), "list")
+			}
+		}
+		if posting {
+			list = appendAddresses(list, o.get("To"))
+			list = appendAddresses(list, o.get("Cc"))
+		}
+	}
+	in := func(set []addrPos, a string) bool {
+		return slices.ContainsFunc(set, func(w addrPos) bool { return equalFoldASCII(a, w.addr) })
+	}
+	// Every address the explanation names, in order, with its tier:
+	// 0 tied to the failure, 1 merely named, 2 tied but weak, 3 named
+	// only in a quoted header line or weak and untied (kept for
+	// X-Failed-Recipients only).
+	type candidate struct {
+		addrPos
+		tier uint8
+	}
+	var candBuf [8]candidate
+	cands := candBuf[:0]
+	best := uint8(3)
+	for off := 0; ; {
+		addr, pos, next := nextAddress(explain, off)
+		if addr == "" {
+			break
+		}
+		off = next
+		if inIDField(lowerExplain, pos) || in(list, addr) {
+			continue
+		}
+		tier := uint8(3)
+		switch {
+		case isSkipped(addr):
+			// A role address (postmaster@, abuse@) is named in
+			// bounces as the one to write to; it failed only when the
+			// text lists it as failed and the original was sent to it
+			// (see lhost-biglobe-01).
+			if m.orig == nil || !isTied(lowerExplain, pos, next) || !containsFold(m.orig.get("To"), addr) {
+				continue
+			}
+			tier = 2
+		case inAddressField(lowerExplain, pos):
+			// A header line of the original quoted in the text.
+		default:
+			switch t, w := isTied(lowerExplain, pos, next), in(weak, addr); {
+			case t && !w:
+				tier = 0
+			case !t && !w:
+				tier = 1
+			case t:
+				tier = 2
+			}
+		}
+		dup := false
+		for i := range cands {
+			if equalFoldASCII(cands[i].addr, addr) {
+				cands[i].tier = min(cands[i].tier, tier)
+				dup = true
+				break
+			}
+		}
+		if !dup && len(cands) < maxTextRecipients {
+			cands = append(cands, candidate{addrPos{addr, pos}, tier})
+		}
+		best = min(best, tier)
+	}
+	if xf := m.root.header.get("X-Failed-Recipients"); xf != "" {
+		// Exim and Google name the failed recipients in a header: it
+		// is the list. Keep the text's order for the addresses it
+		// names, then add the ones it does not.
+		var listedBuf [4]addrPos
+		listed := appendAddresses(listedBuf[:0], xf)
+		if len(listed) > maxTextRecipients {
+			listed = listed[:maxTextRecipients]
+		}
+		for _, c := range cands {
+			if in(listed, c.addr) {
+				dst = addFound(dst, c.addrPos)
+			}
+		}
+		for _, l := range listed {
+			if !isSkipped(l.addr) {
+				dst = addFound(dst, addrPos{l.addr, len(explain)})
+			}
+		}
+		return dst
+	}
+	if best < 3 {
+		for _, c := range cands {
+			if c.tier == best {
+				dst = addFound(dst, c.addrPos)
+			}
+		}
+		return dst
+	}
+	if m.orig != nil {
+		// Sendmail names the destination host of a failed mailer
+		// rather than each address: "example.com (smtp)... Deferred:
+		// Connection timed out" (see lhost-v5sendmail-01). The
+		// original's recipients at that domain are those it means.
+		var toBuf [4]addrPos
+		for _, a := range appendAddresses(appendAddresses(toBuf[:0], m.orig.get("To")), m.orig.get("Cc")) {
+			if in(list, a.addr) {
+				continue
+			}
+			_, domain, _ := strings.Cut(a.addr, "@")
+			if d := m.a.lower(domain); d != "" && (strings.Contains(lowerExplain, d+" (smtp)...") || strings.Contains(lowerExplain, d+"... ")) {
+				dst = addFound(dst, addrPos{a.addr, len(explain)})
+			}
+		}
+	}
+	return dst
+}
+
+// isSenderField reports whether a header field names the sender of a
+// message (RFC 5322 §3.6.2, RFC 5321 §4.4 Return-Path).
+func isSenderField(name string) bool {
+	return equalFoldASCII(name, "From") || equalFoldASCII(name, "Sender") ||
+		equalFoldASCII(name, "Reply-To") || equalFoldASCII(name, "Return-Path")
+}
+
+// inAddressField reports whether offset i of the lower-case text is on a
+// header line naming the sender or recipients of a message (From:, To:,
+// Cc:, Reply-To:, Sender:, Return-Path:, List-*:, …) or on a continuation
+// of one: bounces quote the original's header that way, and the To of a
+// list posting is the list, not the recipient that failed.
+func inAddressField(lower string, i int) bool {
+	ls := strings.LastIndexByte(lower[:i], '\n') + 1
+	for n := 0; n < 50; n++ {
+		line := lower[ls:]
+		if line == "" || (line[0] != ' ' && line[0] != '\t') || ls == 0 {
+			break
+		}
+		// A continuation line: look at the line it continues.
+		prev := strings.LastIndexByte(lower[:ls-1], '\n') + 1
+		if strings.TrimSpace(lower[prev:ls-1]) == "" {
+			break // a blank line ends a header field
+		}
+		ls = prev
+	}
+	line := strings.TrimLeft(lower[ls:i], " \t")
+	for _, name := range addressFields {
+		if strings.HasPrefix(line, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// addressFields are the lower-case names, with their colon, of the header
+// fields (RFC 5322 §3.6.2, §3.6.3, §3.6.7; RFC 2369; RFC 5321 §4.4) that
+// name a message's senders and recipients rather than a failure.
+var addressFields = []string{
+	"from:", "to:", "cc:", "bcc:", "reply-to:", "sender:", "return-path:", "errors-to:",
+	"list-", "delivered-to:", "x-original-to:", "envelope-to:", "resent-", "mail-followup-to:",
+	"disposition-notification-to:", "x-sender:", "x-beenthere:",
+}
+
+// isTied reports whether the address at lower[start:end] is tied to the
+// failure by the layout MTAs use to list failed recipients:
+//
+//   - it starts its line, alone or followed by the reason: qmail and
+//     Yahoo ("<addr>:" paragraphs), Postfix ("<addr>: host … said:"),
+//     Exim ("  addr" blocks with the reason indented below), Sendmail
+//     ("<addr>... User unknown"), Exchange and Office 365, Lotus Domino,
+//     Kerio, Novell GroupWise and Mercury (one address a line under
+//     "… failed to these recipients", "was not delivered to:");
+//   - a phrase of the failure comes just before it: "RCPT TO:<addr>"
+//     (RFC 5321 transcripts, Exim's "SMTP error from remote mail server
+//     after RCPT TO:<addr>"), Gmail's "wasn't delivered to addr",
+//     "Your message to addr couldn't be delivered" (Office 365), IMail's
+//     "Unknown user: addr", "Final-Recipient: rfc822; addr" (RFC 3464
+//     fields pasted in prose), "the following recipient(s): addr";
+//   - the failure comes just after it: Sendmail's "addr... User
+//     unknown", a remote reply "<addr>: Recipient address rejected".
+func isTied(lower string, start, end int) bool {
+	ls := strings.LastIndexByte(lower[:start], '\n') + 1
+	le := strings.IndexByte(lower[end:], '\n')
+	if le < 0 {
+		le = len(lower)
+	} else {
+		le += end
+	}
+	before := strings.TrimRight(lower[ls:start], " \t<\"'([:")
+	if strings.TrimLeft(before, " \t*-") == "" {
+		return true
+	}
+	for _, p := range tiedBefore {
+		if strings.HasSuffix(before, p) {
+			return true
+		}
+	}
+	if strings.HasSuffix(before, "rfc822;") && !strings.Contains(before, "original-recipient") {
+		return true
+	}
+	after := strings.TrimLeft(lower[end:le], ">\"' \t")
+	if strings.HasPrefix(after, "...") {
+		return true // Sendmail: "<addr>... User unknown"
+	}
+	after = strings.TrimLeft(after, ":;, \t")
+	for _, p := range tiedAfter {
+		if strings.HasPrefix(after, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// tiedBefore are lower-case phrases that, right before an address (white
+// space, "<", quotes and ":" aside), say it is a recipient that failed.
+var tiedBefore = []string{
+	"rcpt to", "rcpt", "delivered to", "deliver to", "delivering to", "delivery to",
+	"deliverable to", "message to", "failed for", "recipient", "recipients", "recipient(s)",
+	"recipient address", "addressee", "unknown user", "user unknown", "unknown recipient",
+	"invalid recipient", "invalid address", "bad recipient", "user", "mailbox", "final-recipient",
+	"x-failed-recipients", "following address", "following addresses", "address(es)",
+	"could not reach", "not reach",
+}
+
+// tiedAfter are lower-case phrases of a failure that follow an address
+// (after ">", ":" and white space).
+var tiedAfter = []string{
+	"user unknown", "unknown user", "no such user", "recipient address rejected",
+	"mailbox unavailable", "mailbox not found", "does not exist", "is not a valid",
+	"unknown or illegal alias", "mailbox is full", "over quota", "host unknown",
+	"action: failed", "action: delayed",
+}
+
+// isDelayWarning reports whether a prose report (its Subject and its
+// explanation in lower case; grams holds at least its trigrams) is a
+// warning that delivery is delayed and still being tried, not a final
+// failure.
+func isDelayWarning(subject, lower string, grams *gramSet) bool {
+	delay := false
+	for _, p := range delaySubjects {
+		if containsFold(subject, p) {
+			delay = true
+			break
+		}
+	}
+	if !delay {
+		for _, p := range delayPhrases {
+			if grams.mayContain(p) && strings.Contains(lower, p) {
+				delay = true
+				break
+			}
+		}
+	}
+	if !delay {
+		return false
+	}
+	for _, p := range finalPhrases {
+		if strings.Contains(lower, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// delaySubjects are subjects of delay warnings: Exim ("Warning: message
+// 1abc-… delayed 24 hours"), Sendmail ("Warning: could not send message
+// for past 4 hours"), Exchange ("Delivery Status Notification (Delay)",
+// "Delivery delayed:"), Postfix ("Delayed Mail (still being retried)"),
+// OpenSMTPD ("Delivery status notification: delayed").
+var delaySubjects = []string{
+	"delayed mail", "(delay)", "delivery delayed", "mail delivery delayed", "delivery delay",
+	"could not send message for past", "still being retried", "notification: delayed",
+	"message delayed", "still undelivered", "delivery warning",
+}
+
+// delayPhrases are lower-case phrases of the text of delay warnings:
+// Exim ("has not yet been delivered", "No action is required on your
+// part", "Delivery attempts will continue"), Sendmail ("Warning: could not
+// send message for past 4 hours", "Will keep trying until message is 5
+// days old"), Postfix ("THIS IS A WARNING ONLY", "It will be retried
+// until"), qmail-style "still trying", Gmail ("will retry for 47 more
+// hours"), Exchange and Office 365 ("This message hasn't been delivered
+// yet. Delivery will continue to be attempted.").
+var delayPhrases = []string{
+	"has not yet been delivered", "have not yet received", "not yet been delivered",
+	"no action is required on your part", "delivery attempts will continue",
+	"could not send message for past", "will keep trying", "will continue trying",
+	"will continue to try", "still trying", "will retry", "will be retried",
+	"this is a warning only", "warning message only", "only a temporary failure report", "do not need to re-send",
+	"no need to resend", "notification about a delay", "has been delayed",
+	"still undelivered after", "warning: message", "will try again",
+	"will continue to be attempted", "hasn't been delivered yet", "has not been delivered yet",
+}
+
+// finalPhrases say the MTA gave up: a report saying so is a final
+// failure, never a delay, even when it was delayed first (Exim's "retry
+// timeout exceeded", qmail's "I've given up", Sendmail's "Message could
+// not be delivered for 5 days").
+var finalPhrases = []string{
+	"permanent error", "permanent failure", "failed permanently", "giving up", "given up",
+	"gave up", "retry timeout exceeded", "been failing for a long time", "deleted from queue",
+	"has expired", "too long in the queue", "in the queue too long", "could not be delivered for 5",
 }
 
 // onlyAddress reports whether seg holds nothing but addr, any number of

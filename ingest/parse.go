@@ -17,15 +17,19 @@ const MaxMessageSize = dsn.MaxMessageSize
 // JSON names are those of the bounce corpus labels, so output can be
 // compared with them directly.
 type Result struct {
-	Recipient      string `json:"recipient"`
-	Action         string `json:"action"`
-	Status         string `json:"status"`
-	ReplyCode      string `json:"replycode"`
-	Reason         string `json:"reason"`
-	HardBounce     bool   `json:"hardbounce"`
-	DiagnosticCode string `json:"diagnosticcode"`
-	FeedbackType   string `json:"feedbacktype"`
-	MessageID      string `json:"messageid"`
+	Recipient string `json:"recipient"`
+	// OriginalRecipient is the Original-Recipient field of a DSN (RFC
+	// 3464 §2.3.1: the ORCPT the sender gave, RFC 3461 §4.2) without its
+	// address type, when the report has one.
+	OriginalRecipient string `json:"original_recipient,omitempty"`
+	Action            string `json:"action"`
+	Status            string `json:"status"`
+	ReplyCode         string `json:"replycode"`
+	Reason            string `json:"reason"`
+	HardBounce        bool   `json:"hardbounce"`
+	DiagnosticCode    string `json:"diagnosticcode"`
+	FeedbackType      string `json:"feedbacktype"`
+	MessageID         string `json:"messageid"`
 
 	// Kind is bounce, delay, success, autoreply or feedback.
 	Kind      string `json:"kind"`
@@ -243,19 +247,20 @@ func bounceResults(rep *dsn.Report, explain bool) []Result {
 	out := make([]Result, 0, len(rep.Recipients))
 	for _, rc := range rep.Recipients {
 		r := Result{
-			Recipient:      rc.Address,
-			Action:         rc.Action,
-			Status:         rc.Status,
-			ReplyCode:      rc.ReplyCode,
-			Reason:         string(rc.Reason),
-			HardBounce:     rc.Hard,
-			DiagnosticCode: rc.Diagnostic,
-			MessageID:      rep.Original.MessageID,
-			Kind:           string(rep.Kind),
-			RemoteMTA:      rc.RemoteMTA,
-			CorrelationID:  rep.Original.CorrelationID,
-			VERP:           rep.VERP,
-			ENVID:          rep.ENVID,
+			Recipient:         rc.Address,
+			OriginalRecipient: rc.ORCPT,
+			Action:            rc.Action,
+			Status:            rc.Status,
+			ReplyCode:         rc.ReplyCode,
+			Reason:            string(rc.Reason),
+			HardBounce:        rc.Hard,
+			DiagnosticCode:    rc.Diagnostic,
+			MessageID:         rep.Original.MessageID,
+			Kind:              string(rep.Kind),
+			RemoteMTA:         rc.RemoteMTA,
+			CorrelationID:     rep.Original.CorrelationID,
+			VERP:              rep.VERP,
+			ENVID:             rep.ENVID,
 		}
 		r.Correlation = correlation(r)
 		if explain {
