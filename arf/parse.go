@@ -169,8 +169,13 @@ type parser struct {
 	// what the dialects add
 	rcptTo          []string // Original-Rcpt-To values
 	reportMessageID string   // a Message-ID among the report fields
+	removal         []string // Removal-Recipient values
 	hmxmr           string   // X-HmXmrOriginalRecipient of the original
 	apparentlyTo    string   // X-Apparently-To of the original
+	xOriginalTo     string   // the original's first X-Original-To
+	envelopeTo      string   // the original's first Envelope-To
+	xEnvelopeTo     string   // the original's first X-Envelope-To
+	deliveredTo     string   // the original's first Delivered-To
 	xAOL            bool     // the original has X-AOL-* fields
 }
 
