@@ -215,6 +215,12 @@ func (p *parser) finish() {
 	if r.Provider == "" {
 		r.Provider = p.provider()
 	}
+	if r.Provider == ProviderJMRP && r.FeedbackType == "" {
+		// QUIRK: JMRP's report part, when it sends one, may be nearly
+		// empty; every JMRP report is a user's "junk" click, as
+		// without a report part — see testdata/jmrp-report.eml.
+		r.FeedbackType = "abuse"
+	}
 	if p.fields && r.Provider != ProviderJMRP {
 		// RFC 5965 §3.1: Feedback-Type, User-Agent and Version are
 		// required.
