@@ -34,9 +34,12 @@ const (
 // Parse reads one message from r and parses it as a complaint report.
 //
 // When r is not a complaint report, Parse returns ErrNotFeedback, cheaply: it
-// reads no further than the top-level header and looks only at its
-// Content-Type, From and Subject fields. A candidate is then parsed in full;
-// if it turns out to hold no complaint, Parse returns ErrNotFeedback too.
+// looks only at the top-level Content-Type, From and Subject fields, and
+// reads no further than the header unless the message is a multipart that
+// is no multipart/report of another report-type, whose body it then
+// searches for a message/feedback-report part. A candidate is then parsed
+// in full; if it turns out to hold no complaint, Parse returns
+// ErrNotFeedback too.
 //
 // When the report is usable but malformed, Parse returns the best-effort
 // Report together with an error wrapping ErrMalformed that says what was
