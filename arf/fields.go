@@ -37,8 +37,17 @@ func (p *parser) reportFields(body []byte) {
 			case "original-mail-from":
 				r.OriginalMailFrom = cleanAddr(v)
 			case "original-rcpt-to":
+				// RFC 5965 §3.2: one field per recipient, may repeat.
 				if a := cleanAddr(v); a != "" && len(p.rcptTo) <= maxRecipients {
 					p.rcptTo = append(p.rcptTo, a)
+				}
+			case "removal-recipient":
+				// The ARF drafts' field for the address to take off
+				// the list (RFC 5965 Appendix B.2 still shows it);
+				// some feedback loops send it instead of
+				// Original-Rcpt-To.
+				if a := cleanAddr(v); a != "" && len(p.removal) <= maxRecipients {
+					p.removal = append(p.removal, a)
 				}
 			case "arrival-date":
 				arrival = v
@@ -166,6 +175,25 @@ func (p *parser) originalHeader(hdr []byte) {
 				v = v[:i]
 			}
 			p.apparentlyTo = cleanAddr(v)
+		// Trace fields of the receiving side name the envelope
+		// recipient; each delivery adds one on top, so the first is
+		// the one of the mailbox whose user complained.
+		case "x-original-to":
+			if p.xOriginalTo == "" {
+				p.xOriginalTo = unfold(raw)
+			}
+		case "envelope-to":
+			if p.envelopeTo == "" {
+				p.envelopeTo = unfold(raw)
+			}
+		case "x-envelope-to":
+			if p.xEnvelopeTo == "" {
+				p.xEnvelopeTo = unfold(raw)
+			}
+		case "delivered-to":
+			if p.deliveredTo == "" {
+				p.deliveredTo = unfold(raw)
+			}
 		case "x-mailru-msgtype":
 			o.MailruMsgtype = unfold(raw)
 		default:
@@ -186,6 +214,12 @@ func (p *parser) finish() {
 	}
 	if r.Provider == "" {
 		r.Provider = p.provider()
+	}
+	if r.Provider == ProviderJMRP && r.FeedbackType == "" {
+		// QUIRK: JMRP's report part, when it sends one, may be nearly
+		// empty; every JMRP report is a user's "junk" click, as
+		// without a report part — see testdata/jmrp-report.eml.
+		r.FeedbackType = "abuse"
 	}
 	if p.fields && r.Provider != ProviderJMRP {
 		// RFC 5965 §3.1: Feedback-Type, User-Agent and Version are
@@ -230,23 +264,49 @@ func (p *parser) provider() string {
 	return ""
 }
 
-// recipients fills Recipients from the first source that names one: RFC 5965
-// §3.2 Original-Rcpt-To, then the headers providers add to the original,
-// then the original's To.
+// recipients fills Recipients from the most trusted source that names a
+// recipient that is not redacted. The order:
+//
+//  1. Original-Rcpt-To, the report's field for it (RFC 5965 §3.2);
+//  2. Removal-Recipient, the ARF drafts' field (RFC 5965 Appendix B.2);
+//  3. fields the receiving side adds to the message it delivers, found in
+//     the returned message: X-HmXmrOriginalRecipient (Microsoft),
+//     X-Original-To (Postfix: the recipient before alias expansion),
+//     Envelope-To (Exim), X-Envelope-To, X-Apparently-To (Yahoo),
+//     Delivered-To (Postfix, qmail: the mailbox after alias expansion);
+//  4. the returned message's To, written by the sender, which may name a
+//     list or no one.
+//
+// A redacted address (RFC 6590) is skipped, sets RecipientRedacted, and
+// lets a later source answer; when none is left, Recipients stays empty.
 func (p *parser) recipients() {
 	sources := [...]struct {
 		from  string
 		addrs []string
 	}{
 		{RecoveredOriginalRcptTo, p.rcptTo},
-		// QUIRK: JMRP gives no Original-Rcpt-To; Microsoft records the
-		// recipient in X-HmXmrOriginalRecipient — see corpus arf-24.
+		{RecoveredRemovalRecipient, p.removal},
+		// Microsoft JMRP gives no Original-Rcpt-To and puts the
+		// recipient in X-HmXmrOriginalRecipient of the returned
+		// message (its To is often masked) — see corpus arf-24.
 		{RecoveredHmXmr, single(p.hmxmr)},
-		// QUIRK: Yahoo records the envelope recipient in
-		// X-Apparently-To — see corpus arf-02 and arf-14.
+		// Postfix's local delivery adds X-Original-To with the
+		// envelope recipient as received, before aliases.
+		{RecoveredXOriginalTo, addressList(p.xOriginalTo)},
+		// Exim adds Envelope-To (envelope_to_add) with the envelope
+		// recipients.
+		{RecoveredEnvelopeTo, addressList(p.envelopeTo)},
+		// Other MTAs and mailbox providers (Sendmail milters, Courier,
+		// Fastmail) use X-Envelope-To.
+		{RecoveredXEnvelopeTo, addressList(p.xEnvelopeTo)},
+		// Yahoo records the envelope recipient in X-Apparently-To — see
+		// corpus arf-02 and arf-14.
 		{RecoveredApparentlyTo, single(p.apparentlyTo)},
-		// QUIRK: reports without Original-Rcpt-To (ReturnPath, Yahoo)
-		// leave only the original's To — see corpus arf-21.
+		// Postfix, qmail and Gmail add Delivered-To with the mailbox
+		// delivered to, after alias expansion: after X-Original-To.
+		{RecoveredDeliveredTo, addressList(p.deliveredTo)},
+		// Reports without any of these (Yahoo CFL, ReturnPath) leave
+		// only the returned message's To — see corpus arf-21.
 		{RecoveredTo, addressList(p.rep.Original.To)},
 	}
 	for _, s := range sources {
@@ -256,7 +316,7 @@ func (p *parser) recipients() {
 				p.rep.RecipientRedacted = true
 				continue
 			}
-			if !strings.Contains(a, "@") || contains(addrs, a) {
+			if !validAddr(a) || contains(addrs, a) {
 				continue
 			}
 			if len(addrs) == maxRecipients {
@@ -289,17 +349,58 @@ func contains(list []string, a string) bool {
 	return false
 }
 
-// redacted reports whether the address a was redacted by the reporter.
+// redacted reports whether the address a was redacted by the reporter
+// (RFC 6590 §3: the local part is replaced, the domain kept).
 func redacted(a string) bool {
-	// QUIRK: AOL and Yahoo replace the recipient with a placeholder such as
-	// "redacted@…", Microsoft masks it with x's — see testdata/aol-abuse.eml,
-	// yahoo-cfl.eml and jmrp-report.eml.
 	l := strings.ToLower(a)
+	// AOL and Yahoo replace the local part with a placeholder such as
+	// "redacted@…" — see testdata/aol-abuse.eml and yahoo-cfl.eml.
 	if strings.Contains(l, "redacted") {
 		return true
 	}
-	local, _, _ := strings.Cut(l, "@")
-	return len(local) >= 3 && strings.Trim(local, "x*#") == ""
+	at := strings.LastIndexByte(l, '@')
+	if at < 0 {
+		return false
+	}
+	local := l[:at]
+	switch {
+	case local == "":
+		// The local part removed altogether: "@example.com".
+		return true
+	case len(local) >= 3 && strings.Trim(local, "x*#") == "":
+		// Microsoft and others mask it with x's or stars —
+		// see testdata/jmrp-report.eml.
+		return true
+	}
+	return hashLike(local)
+}
+
+// hashLike reports whether a local part is a hex-encoded hash, which
+// RFC 6590 §3 recommends reporters put in place of the local part: at least
+// 16 hex digits (an MD5 has 32, a SHA-1 40), with both digits and letters.
+func hashLike(local string) bool {
+	if len(local) < 16 {
+		return false
+	}
+	var digit, letter bool
+	for i := 0; i < len(local); i++ {
+		switch c := local[i]; {
+		case '0' <= c && c <= '9':
+			digit = true
+		case 'a' <= c && c <= 'f':
+			letter = true
+		default:
+			return false
+		}
+	}
+	return digit && letter
+}
+
+// validAddr reports whether a has a local part and a domain and no white
+// space: a value split by odd folding ("user@" and "example.com") is none.
+func validAddr(a string) bool {
+	at := strings.LastIndexByte(a, '@')
+	return at > 0 && at < len(a)-1 && !strings.ContainsAny(a, " \t\r\n")
 }
 
 // addressList returns the addresses of an address-list header value.

@@ -75,9 +75,34 @@ func toLF(b []byte) []byte {
 	return bytes.ReplaceAll(b, []byte("\r"), []byte("\n"))
 }
 
+// normalizeLF returns b with every line end LF: CRLF becomes LF, and lone
+// CRs become LF when b has no LF at all. It returns b itself when there is
+// nothing to rewrite.
+func normalizeLF(b []byte) []byte {
+	if bytes.IndexByte(b, '\r') < 0 {
+		return b
+	}
+	if bytes.IndexByte(b, '\n') < 0 {
+		return toLF(b)
+	}
+	// QUIRK: RFC 5322 §2.1 wants CRLF, mail stored on Unix has LF, and
+	// reports put together from both mix them — even within one part.
+	// go-message's multipart reader takes the line end of the first
+	// boundary line for all the others, so it must see one kind only.
+	out := make([]byte, 0, len(b))
+	for {
+		j := bytes.Index(b, []byte("\r\n"))
+		if j < 0 {
+			return append(out, b...)
+		}
+		out = append(out, b[:j]...)
+		b = b[j+1:]
+	}
+}
+
 // readHeader reads from r until the end of the header block at its start, or
 // until max bytes have been read. It returns everything read (which may go
-// past the header) and the length of the header block.
+// past the header) and the length of the header block, also with an error.
 func readHeader(r io.Reader, buf []byte, max int) ([]byte, int, error) {
 	for {
 		if n, ok := headerEnd(buf); ok || len(buf) >= max {
@@ -105,7 +130,9 @@ func readHeader(r io.Reader, buf []byte, max int) ([]byte, int, error) {
 			return buf, n, nil
 		}
 		if err != nil {
-			return buf, 0, err
+			// The header read so far, for callers that make do.
+			n, _ := headerEnd(buf)
+			return buf, n, err
 		}
 	}
 }

@@ -27,12 +27,20 @@ const (
 	ProviderAOL    = "aol"    // AOL feedback loop (SComp)
 )
 
-// Values of Report.RecipientRecoveredFrom.
+// Values of Report.RecipientRecoveredFrom, in the order of trust in which
+// the sources are tried: the report's own fields first, then the trace
+// fields the receiving side added to the returned message, then the
+// returned message's To, which only the sender wrote.
 const (
-	RecoveredOriginalRcptTo = "original-rcpt-to"         // RFC 5965 §3.2
-	RecoveredHmXmr          = "x-hmxmroriginalrecipient" // JMRP
-	RecoveredApparentlyTo   = "x-apparently-to"          // Yahoo
-	RecoveredTo             = "to"                       // the original's To header
+	RecoveredOriginalRcptTo   = "original-rcpt-to"         // RFC 5965 §3.2, report field
+	RecoveredRemovalRecipient = "removal-recipient"        // ARF drafts, RFC 5965 Appendix B.2; report field
+	RecoveredHmXmr            = "x-hmxmroriginalrecipient" // Microsoft JMRP, returned message
+	RecoveredXOriginalTo      = "x-original-to"            // Postfix, returned message
+	RecoveredEnvelopeTo       = "envelope-to"              // Exim, returned message
+	RecoveredXEnvelopeTo      = "x-envelope-to"            // returned message
+	RecoveredApparentlyTo     = "x-apparently-to"          // Yahoo, returned message
+	RecoveredDeliveredTo      = "delivered-to"             // Postfix, qmail, returned message
+	RecoveredTo               = "to"                       // the returned message's To header
 )
 
 // Report is a parsed complaint report.
@@ -52,8 +60,9 @@ type Report struct {
 	// RecipientRecoveredFrom says where Recipients came from (one of the
 	// Recovered constants), "" when none was found.
 	RecipientRecoveredFrom string
-	// RecipientRedacted is set when the reporter redacted the recipient
-	// address (AOL, Yahoo).
+	// RecipientRedacted is set when the reporter redacted a recipient
+	// address (RFC 6590; AOL, Yahoo, Microsoft): a redacted address is
+	// never put in Recipients.
 	RecipientRedacted bool
 
 	UserAgent          string    // RFC 5965 §3.1

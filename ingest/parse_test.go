@@ -188,3 +188,41 @@ func TestParseMessageNoRecipient(t *testing.T) {
 		t.Errorf("ParseMessage = %+v, %v; want no results and an error", res, err)
 	}
 }
+
+// TestComplaintLooksLikeAutoReply: a feedback report stays a complaint when
+// its From, Subject or body look like an automatic reply (RFC 3834), and when
+// it was re-wrapped on its way, as long as it carries its
+// message/feedback-report part.
+func TestComplaintLooksLikeAutoReply(t *testing.T) {
+	autoReply := strings.NewReplacer(
+		"From: feedback@fbl.example.net", "From: MAILER-DAEMON@fbl.example.net\nAuto-Submitted: auto-replied\nX-Autoreply: yes",
+		"Subject: FW: spam report", "Subject: Out of Office: news",
+		"This is an email abuse report.", "I am out of the office until Monday and will reply on my return.",
+		"Subject: news", "Subject: news\nAuto-Submitted: auto-replied\nPrecedence: auto_reply",
+	).Replace(testComplaint)
+	tests := []struct{ name, msg string }{
+		{"auto-reply look", autoReply},
+		{"auto-reply look, CRLF", strings.ReplaceAll(autoReply, "\n", "\r\n")},
+		{"re-wrapped as multipart/mixed", strings.Replace(autoReply,
+			"multipart/report; report-type=feedback-report;", "multipart/mixed;", 1)},
+		{"multipart/report without report-type", strings.Replace(autoReply,
+			"multipart/report; report-type=feedback-report;", "multipart/report;", 1)},
+	}
+	for _, tt := range tests {
+		res, err := ParseBytes([]byte(tt.msg))
+		if err != nil && len(res) == 0 {
+			t.Errorf("%s: ParseBytes: %v", tt.name, err)
+			continue
+		}
+		if len(res) != 1 {
+			t.Errorf("%s: got %d results, want 1: %+v", tt.name, len(res), res)
+			continue
+		}
+		r := res[0]
+		if r.Kind != KindFeedback || r.Reason != "feedback" || r.FeedbackType != "abuse" ||
+			r.Recipient != "reader@example.com" || r.RecipientRecoveredFrom != "original-rcpt-to" ||
+			r.MessageID != "m43@send.example.org" {
+			t.Errorf("%s: result = %+v; want the complaint about reader@example.com", tt.name, r)
+		}
+	}
+}
