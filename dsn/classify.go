@@ -431,10 +431,10 @@ func classify(rc *Recipient, text, context string, lex *Lexicon) {
 	if context == text {
 		srcs[2] = ""
 	}
-	find := func(finalOnly bool, from, to int) (lexMatch, bool) {
-		return srcs.find(lex, finalOnly, from, to)
+	find := func(t tier, from, to int) (lexMatch, bool) {
+		return srcs.find(lex, t, from, to)
 	}
-	if m, ok := find(true, 0, 3); ok {
+	if m, ok := find(tierFinal, 0, 3); ok {
 		ev.Phrase, ev.Entry = m.phrase, m.entry
 		decide(m.reason, RuleFinal)
 		return
@@ -453,15 +453,8 @@ func classify(rc *Recipient, text, context string, lex *Lexicon) {
 	}
 	ev.Phase, ev.PhaseWords = phase, words
 
-	m, ok := find(false, 0, 1)
-	if !ok && (reply == "" || reasonFromStatus(rc.Status) == "") {
-		// When the remote server's own reply names no cause, the
-		// status code it sent says more than the words of the MTA
-		// that wrote the bounce around it; without a reply, those
-		// words are all there is.
-		m, ok = find(false, 1, 3)
-	}
-	if ok {
+	// A phrase's reason, adjusted by the phase.
+	byPhrase := func(m lexMatch) {
 		ev.Phrase, ev.Entry = m.phrase, m.entry
 		r := recast(m.reason, m.phrase, text, phase)
 		if r != m.reason {
@@ -475,10 +468,25 @@ func classify(rc *Recipient, text, context string, lex *Lexicon) {
 			ev.RecastFrom, r = r, Expired
 		}
 		decide(r, RuleLexicon)
+	}
+	m, ok := find(tierNormal, 0, 1)
+	if !ok && (reply == "" || reasonFromStatus(rc.Status) == "") {
+		// When the remote server's own reply names no cause, the
+		// status code it sent says more than the words of the MTA
+		// that wrote the bounce around it; without a reply, those
+		// words are all there is.
+		m, ok = find(tierNormal, 1, 3)
+	}
+	if ok {
+		byPhrase(m)
 		return
 	}
 	if r := reasonFromStatus(rc.Status); r != "" {
 		decide(r, RuleStatusSubject)
+		return
+	}
+	if m, ok := find(tierWeak, 0, 3); ok {
+		byPhrase(m)
 		return
 	}
 	if r := reasonFromReplyCode(rc.ReplyCode); r != "" {
@@ -515,9 +523,9 @@ func classify(rc *Recipient, text, context string, lex *Lexicon) {
 type lexSources [3]string
 
 // find returns the first match in s[from:to].
-func (s *lexSources) find(lex *Lexicon, finalOnly bool, from, to int) (lexMatch, bool) {
+func (s *lexSources) find(lex *Lexicon, t tier, from, to int) (lexMatch, bool) {
 	for _, text := range s[from:to] {
-		if m, ok := lex.match(text, finalOnly); ok {
+		if m, ok := lex.match(text, t); ok {
 			return m, true
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -48,6 +49,9 @@ func DefaultLexicon() *Lexicon { return defaultLexicon }
 //	/^5\d\d .*unknown$/     a regular expression (RE2) over the text
 //	[suspend] final         a group whose words are final: tried first,
 //	                        neither the status code nor the phase changes it
+//	[userunknown] weak      a group of vague words (the standard texts of
+//	                        RFC 5321 replies): they decide only when no
+//	                        enhanced status code does
 //
 // Phrases are matched in the normalised text: lower case, every run of
 // white space one space, transfer encodings and charsets decoded. A
@@ -57,15 +61,14 @@ func DefaultLexicon() *Lexicon { return defaultLexicon }
 // match "youtube", nor "ip is" "relationship is"). Non-ASCII phrases
 // (Japanese, Chinese) have no word boundaries to respect.
 type Lexicon struct {
+	// groups are in the order they are tried: final, then normal, then
+	// weak groups, each tier in file order.
 	groups []lexGroup
-	// final is the number of leading groups marked final: their
-	// phrases decide before the status code and the phase are looked at.
-	final int
 
 	// entries are the phrases of all groups in the order they are
-	// tried; finalEntries of them belong to final groups.
-	entries      []lexEntry
-	finalEntries int
+	// tried; tierEnd[t] is the end of tier t's entries.
+	entries []lexEntry
+	tierEnd [tiers]int32
 	// index finds the entries that may start at a position of a text
 	// from the text's next three bytes, so that a text is matched in
 	// one pass whatever the size of the lexicon; patterns lists the
@@ -74,17 +77,26 @@ type Lexicon struct {
 	patterns []int32
 }
 
+// tier is when a group's phrases are tried (see Lexicon).
+type tier int
+
+const (
+	tierFinal  tier = iota // before the status code and the phase
+	tierNormal             // after a precise status code, adjusted by the phase
+	tierWeak               // only when no enhanced status code decides
+	tiers
+)
+
 // lexEntry is one phrase of a lexicon with its group's reason.
 type lexEntry struct {
 	*lexPhrase
 	reason Reason
-	final  bool
 }
 
 // lexGroup is one group of a lexicon.
 type lexGroup struct {
 	reason  Reason
-	final   bool
+	tier    tier
 	phrases []lexPhrase
 }
 
@@ -100,10 +112,24 @@ type lexPhrase struct {
 // writes it in the configuration (bounce_phrases).
 type LexiconGroup struct {
 	Reason Reason `yaml:"reason" json:"reason"`
-	// Final makes the group decide before the status code's
-	// meaning, for phrases more precise than the codes servers send.
-	Final   bool     `yaml:"final" json:"final"`
+	// Final makes the group's reason final: it is tried first, and
+	// neither the status code nor the SMTP phase changes it. For words
+	// more precise than the codes servers send with them.
+	Final bool `yaml:"final" json:"final"`
+	// Weak makes the group decide only when no enhanced status code
+	// does: for vague words servers send whatever the cause.
+	Weak    bool     `yaml:"weak" json:"weak"`
 	Phrases []string `yaml:"phrases" json:"phrases"`
+}
+
+func (g LexiconGroup) tier() tier {
+	switch {
+	case g.Final:
+		return tierFinal
+	case g.Weak:
+		return tierWeak
+	}
+	return tierNormal
 }
 
 // ParseLexicon reads a lexicon in the text format described at Lexicon.
@@ -129,8 +155,10 @@ func ParseLexicon(name string, r io.Reader) (*Lexicon, error) {
 			case "":
 			case "final":
 				g.Final = true
+			case "weak":
+				g.Weak = true
 			default:
-				return nil, fmt.Errorf("dsn: %s:%d: unknown group option %q (want final)", name, n, opt)
+				return nil, fmt.Errorf("dsn: %s:%d: unknown group option %q (want final or weak)", name, n, opt)
 			}
 			groups = append(groups, g)
 			lines = append(lines, nil)
@@ -156,19 +184,14 @@ func NewLexicon(name string, groups []LexiconGroup) (*Lexicon, error) {
 }
 
 // Extend returns a lexicon that tries the groups of front first, then
-// those of l; l is not changed. Operators' phrases thus win over the
-// built-in ones.
+// those of l, tier by tier; l is not changed. Operators' phrases thus win
+// over the built-in ones.
 func (l *Lexicon) Extend(front *Lexicon) *Lexicon {
 	if front == nil || len(front.groups) == 0 {
 		return l
 	}
-	out := &Lexicon{}
-	// Final groups stay ahead of the others whatever their source.
-	out.groups = append(out.groups, front.groups[:front.final]...)
-	out.groups = append(out.groups, l.groups[:l.final]...)
-	out.final = len(out.groups)
-	out.groups = append(out.groups, front.groups[front.final:]...)
-	out.groups = append(out.groups, l.groups[l.final:]...)
+	out := &Lexicon{groups: append(slices.Clone(front.groups), l.groups...)}
+	slices.SortStableFunc(out.groups, func(a, b lexGroup) int { return int(a.tier) - int(b.tier) })
 	out.build()
 	return out
 }
@@ -177,12 +200,14 @@ func (l *Lexicon) Extend(front *Lexicon) *Lexicon {
 // of phrase p of group g (0 when there are none).
 func compileLexicon(name string, groups []LexiconGroup, line func(g, p int) int) (*Lexicon, error) {
 	l := &Lexicon{}
-	var over, rest []lexGroup
 	for gi, g := range groups {
 		if !knownReason(g.Reason) {
 			return nil, fmt.Errorf("dsn: %s: group %d: unknown reason %q", name, gi+1, g.Reason)
 		}
-		lg := lexGroup{reason: g.Reason, final: g.Final}
+		if g.Final && g.Weak {
+			return nil, fmt.Errorf("dsn: %s: group %d (%s): final and weak at once", name, gi+1, g.Reason)
+		}
+		lg := lexGroup{reason: g.Reason, tier: g.tier()}
 		for pi, p := range g.Phrases {
 			entry := name
 			if n := line(gi, pi); n > 0 {
@@ -195,36 +220,31 @@ func compileLexicon(name string, groups []LexiconGroup, line func(g, p int) int)
 			ph.entry = entry
 			lg.phrases = append(lg.phrases, ph)
 		}
-		if lg.final {
-			over = append(over, lg)
-		} else {
-			rest = append(rest, lg)
-		}
+		l.groups = append(l.groups, lg)
 	}
-	l.groups = append(over, rest...)
-	l.final = len(over)
+	slices.SortStableFunc(l.groups, func(a, b lexGroup) int { return int(a.tier) - int(b.tier) })
 	l.build()
 	return l, nil
 }
 
 // build lays the groups out as entries and indexes them.
 func (l *Lexicon) build() {
-	l.entries, l.patterns, l.finalEntries = nil, nil, 0
+	l.entries, l.patterns = nil, nil
 	l.index = new(trigramIndex)
 	for gi := range l.groups {
 		g := &l.groups[gi]
 		for pi := range g.phrases {
 			id := int32(len(l.entries))
 			p := &g.phrases[pi]
-			l.entries = append(l.entries, lexEntry{lexPhrase: p, reason: g.reason, final: g.final})
-			if g.final {
-				l.finalEntries++
-			}
+			l.entries = append(l.entries, lexEntry{lexPhrase: p, reason: g.reason})
 			if p.re != nil {
 				l.patterns = append(l.patterns, id)
 			} else {
 				l.index.add(p.text, id)
 			}
+		}
+		for t := g.tier; t < tiers; t++ {
+			l.tierEnd[t] = int32(len(l.entries))
 		}
 	}
 }
@@ -279,18 +299,17 @@ type lexMatch struct {
 	reason Reason
 	phrase string // the phrase or /pattern/ as normalised
 	entry  string // where it is written
-	final  bool
 }
 
-// match returns the first entry, in lexicon order, found in the
-// normalised text. When finalOnly is set only the final groups' entries
-// are tried.
-func (l *Lexicon) match(text string, finalOnly bool) (lexMatch, bool) {
-	limit := int32(len(l.entries))
-	if finalOnly {
-		limit = int32(l.finalEntries)
+// match returns the first entry of tier t, in lexicon order, found in the
+// normalised text.
+func (l *Lexicon) match(text string, t tier) (lexMatch, bool) {
+	var low int32
+	if t > 0 {
+		low = l.tierEnd[t-1]
 	}
-	if text == "" || limit == 0 {
+	limit := l.tierEnd[t]
+	if text == "" || low == limit {
 		return lexMatch{}, false
 	}
 	best := limit // the lowest entry id found so far
@@ -300,6 +319,9 @@ func (l *Lexicon) match(text string, finalOnly bool) (lexMatch, bool) {
 			continue
 		}
 		for _, id := range l.index.buckets[h] {
+			if id < low {
+				continue
+			}
 			if id >= best {
 				break // ids are ascending
 			}
@@ -309,11 +331,14 @@ func (l *Lexicon) match(text string, finalOnly bool) (lexMatch, bool) {
 				break
 			}
 		}
-		if best == 0 {
+		if best == low {
 			break
 		}
 	}
 	for _, id := range l.patterns {
+		if id < low {
+			continue
+		}
 		if id >= best {
 			break
 		}
@@ -326,7 +351,7 @@ func (l *Lexicon) match(text string, finalOnly bool) (lexMatch, bool) {
 		return lexMatch{}, false
 	}
 	e := &l.entries[best]
-	return lexMatch{reason: e.reason, phrase: e.text, entry: e.entry, final: e.final}, true
+	return lexMatch{reason: e.reason, phrase: e.text, entry: e.entry}, true
 }
 
 // onBoundaries reports whether phrase p found at offset i of text starts

@@ -11,6 +11,7 @@ func TestParseLexiconErrors(t *testing.T) {
 		{"[nosuch]\nabc\n", `unknown reason "nosuch"`},
 		{"[userunknown\nabc\n", "lacks ]"},
 		{"[userunknown] loud\nabc\n", `unknown group option "loud"`},
+		{"[userunknown] final weak\nabc\n", `unknown group option "final weak"`},
 		{"[userunknown]\nab\n", "shorter than 3 bytes"},
 		{"[userunknown]\n/(unclosed/\n", "pattern /(unclosed/"},
 	} {
@@ -34,6 +35,8 @@ ip is
 [userunknown]
 no  SUCH   User
 ユーザーが存在しません
+[userunknown] weak
+mailbox unavailable
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -57,13 +60,22 @@ no  SUCH   User
 		{"ip is blocked: ube", SpamDetected, "ube"},
 	}
 	for _, tt := range tests {
-		m, ok := lex.match(tt.text, false)
+		m, ok := lex.match(tt.text, tierFinal)
+		if !ok {
+			m, ok = lex.match(tt.text, tierNormal)
+		}
 		if ok != (tt.reason != "") || m.reason != tt.reason || m.phrase != tt.phrase {
 			t.Errorf("match(%q) = %q %q %v, want %q %q", tt.text, m.reason, m.phrase, ok, tt.reason, tt.phrase)
 		}
 	}
-	if m, ok := lex.match("no such user", true); ok {
-		t.Errorf("final-only match found %+v in a non-final group", m)
+	if m, ok := lex.match("no such user", tierFinal); ok {
+		t.Errorf("final tier found %+v in a normal group", m)
+	}
+	if m, ok := lex.match("550 mailbox unavailable", tierNormal); ok {
+		t.Errorf("normal tier found %+v in a weak group", m)
+	}
+	if m, ok := lex.match("550 mailbox unavailable", tierWeak); !ok || m.reason != UserUnknown {
+		t.Errorf("weak tier: got %+v %v", m, ok)
 	}
 }
 
@@ -76,13 +88,13 @@ func TestLexiconExtend(t *testing.T) {
 		t.Fatal(err)
 	}
 	lex := DefaultLexicon().Extend(front)
-	if m, _ := lex.match("550 no such user", false); m.reason != Suspend || m.entry != "config" {
+	if m, _ := lex.match("550 no such user", tierNormal); m.reason != Suspend || m.entry != "config" {
 		t.Errorf("operator phrase: got %+v, want suspend from config", m)
 	}
-	if m, _ := DefaultLexicon().match("550 no such user", false); m.reason != UserUnknown {
+	if m, _ := DefaultLexicon().match("550 no such user", tierNormal); m.reason != UserUnknown {
 		t.Errorf("Extend changed the default lexicon: %+v", m)
 	}
-	if m, ok := lex.match("refused by the recipient", true); !ok || m.reason != Filtered {
+	if m, ok := lex.match("refused by the recipient", tierFinal); !ok || m.reason != Filtered {
 		t.Errorf("operator final group: got %+v %v", m, ok)
 	}
 	if DefaultLexicon().Extend(nil) != DefaultLexicon() {
