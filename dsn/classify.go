@@ -138,6 +138,8 @@ func (l *Lexicon) ClassifyReply(code int, enhanced, text string, phase Phase) (R
 	rc := Recipient{Diagnostic: text, Status: findStatus(enhanced), Action: "failed"}
 	if code > 0 {
 		rc.ReplyCode = strconv.Itoa(code)
+	} else {
+		rc.ReplyCode = findReplyCode(text)
 	}
 	if rc.Status == "" {
 		rc.Status = findStatus(text)

@@ -230,9 +230,14 @@ func TestLexiconPhrases(t *testing.T) {
 		// onhold: a reply nothing recognises
 		{0, "", "host mx.example.org said: 550 Please contact your administrator", unknown, dsn.OnHold, false},
 		{0, "", "host mx.example.org said: 554 5.0.0 Transaction rejected, see https://example.org/help", unknown, dsn.OnHold, false},
-		{0, "", "host mx.example.org said: 421 Service not available, closing transmission channel", unknown, dsn.OnHold, false},
+		{0, "", "host mx.example.org said: 550 Requested action not taken: command rejected", unknown, dsn.OnHold, false},
 		{0, "", "host mx.example.org said: 550 #5.0.0 x-filter verdict 3", unknown, dsn.OnHold, false},
-		{0, "", "host mx.example.org said: 451 Requested action aborted", unknown, dsn.OnHold, false},
+		{0, "", "host mx.example.org said: 554 Requested action aborted", unknown, dsn.OnHold, false},
+		// The standard texts of 421 and 451 (RFC 5321 §4.2.3): the
+		// remote system, whatever the words.
+		{0, "", "host mx.example.org said: 421 Service not available, closing transmission channel", unknown, dsn.SystemError, false},
+		{0, "", "host mx.example.org said: 451 Requested action aborted: local error in processing", unknown, dsn.SystemError, false},
+		{451, "", "Requested action aborted", unknown, dsn.SystemError, false},
 		// undefined: nothing to go on
 		{0, "", "", unknown, dsn.Undefined, false},
 		{0, "", "Delivery failed", unknown, dsn.Undefined, false},
@@ -241,7 +246,7 @@ func TestLexiconPhrases(t *testing.T) {
 		{0, "", "Unexpected condition", unknown, dsn.Undefined, false},
 		// Traps: word boundaries and sender-side refusals that must not
 		// blocklist a good recipient.
-		{554, "", "Message links to youtube.com were removed by the gateway; see the relationship is terminated", eod, dsn.Undefined, false},
+		{554, "", "Message links to youtube.com were removed by the gateway; see the relationship is terminated", eod, dsn.OnHold, false},
 		{550, "5.7.1", "<bob@example.org>: Recipient address rejected: Service unavailable; client host [192.0.2.1] blocked using zen.spamhaus.org", rcpt, dsn.Blocked, false},
 		{550, "5.7.1", "user unknown: IP 192.0.2.1 is listed on b.barracudacentral.org", rcpt, dsn.Blocked, false},
 		{550, "", "Message from youtube.com refused by the gateway", eod, dsn.Filtered, false},
