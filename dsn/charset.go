@@ -12,6 +12,7 @@ import (
 	"golang.org/x/text/encoding/htmlindex"
 	"golang.org/x/text/encoding/ianaindex"
 	"golang.org/x/text/encoding/japanese"
+	"golang.org/x/text/encoding/unicode"
 	"golang.org/x/text/transform"
 )
 
@@ -119,7 +120,9 @@ func (a *arena) transcode(s string, enc encoding.Encoding) string {
 	// Cyrillic becomes two, two bytes of CJK three); the builder grows
 	// when one does more.
 	start := a.reserve(2*len(s) + utf8.UTFMax)
-	t := enc.NewDecoder()
+	// QUIRK: a byte order mark overrides the label, as in the WHATWG
+	// Encoding Standard's decode algorithm (§6: BOM sniffing).
+	t := unicode.BOMOverride(enc.NewDecoder())
 	src := unsafe.Slice(unsafe.StringData(s), len(s)) // only read
 	var buf [1024]byte
 	for len(src) > 0 {
