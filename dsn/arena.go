@@ -97,15 +97,14 @@ func (a *arena) lower(s string) string {
 	var buf [512]byte
 	for i < len(s) {
 		n := copy(buf[:], s[i:])
-		ascii := true
+		var or byte // of all the bytes: its top bit says one is not ASCII
 		for j, c := range buf[:n] {
 			if c >= 'A' && c <= 'Z' {
 				buf[j] = c + 'a' - 'A'
-			} else if c >= utf8.RuneSelf {
-				ascii = false
 			}
+			or |= c
 		}
-		if !ascii {
+		if or >= utf8.RuneSelf {
 			// Whole runes only: the last one may continue in the
 			// next block.
 			n = lowerRunes(buf[:n], len(s)-i == n)

@@ -157,12 +157,23 @@ func has8Bit(s string) bool {
 }
 
 // charsetReader is the mime.WordDecoder CharsetReader for lookupCharset.
+// An encoded word is short: it is converted at once and returned as a
+// *strings.Reader, which the decoder copies from without the buffers a
+// transform.Reader and io.Copy would allocate.
 func charsetReader(charset string, input io.Reader) (io.Reader, error) {
 	enc := lookupCharset(charset)
 	if enc == nil {
 		return nil, fmt.Errorf("dsn: unknown charset %q", charset)
 	}
-	return enc.NewDecoder().Reader(input), nil
+	var b strings.Builder
+	if _, err := io.Copy(&b, input); err != nil { // input is a *bytes.Reader
+		return nil, err
+	}
+	s, _, err := transform.String(unicode.BOMOverride(enc.NewDecoder()), b.String())
+	if err != nil {
+		return nil, fmt.Errorf("dsn: charset %q: %w", charset, err)
+	}
+	return strings.NewReader(s), nil
 }
 
 // decodeWords returns the header value v with its RFC 2047 encoded words

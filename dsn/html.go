@@ -30,10 +30,10 @@ func (a *arena) stripTags(s string) string {
 	for i := 0; i < len(s); {
 		j := strings.IndexByte(s[i:], '<')
 		if j < 0 {
-			a.text.WriteString(s[i:])
+			a.writeHTMLText(s[i:])
 			break
 		}
-		a.text.WriteString(s[i : i+j])
+		a.writeHTMLText(s[i : i+j])
 		i += j
 		if strings.HasPrefix(s[i:], "<!--") {
 			// A comment (HTML §13.2.5.43) ends at the first "-->".
@@ -62,7 +62,7 @@ func (a *arena) stripTags(s string) string {
 			a.text.WriteByte(' ')
 		}
 	}
-	return a.unescapeHTML(a.since(start))
+	return a.since(start)
 }
 
 // tagName returns the element name of the tag whose "<" precedes s and
@@ -133,24 +133,22 @@ func isBlockElement(name string) bool {
 	return false
 }
 
-// unescapeHTML decodes the character references of s and turns no-break
-// spaces into spaces; it returns s itself when there is nothing to do.
-func (a *arena) unescapeHTML(s string) string {
-	s = html.UnescapeString(s) // s itself when it has no "&"
-	const nbsp = "\u00a0"
-	if !strings.Contains(s, nbsp) {
-		return s
+// writeHTMLText writes the text between two tags with its character
+// references decoded and no-break spaces turned into spaces.
+func (a *arena) writeHTMLText(s string) {
+	if strings.IndexByte(s, '&') >= 0 {
+		// A copy, but of this text only: entities cannot span tags.
+		s = html.UnescapeString(s)
 	}
-	start := a.reserve(len(s))
+	const nbsp = "\u00a0"
 	for {
 		i := strings.Index(s, nbsp)
 		if i < 0 {
 			a.text.WriteString(s)
-			break
+			return
 		}
 		a.text.WriteString(s[:i])
 		a.text.WriteByte(' ')
 		s = s[i+len(nbsp):]
 	}
-	return a.since(start)
 }
