@@ -2,6 +2,8 @@ package dsn
 
 import (
 	"strings"
+	"unicode"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -72,8 +74,17 @@ func (a *arena) takeParts(n int) []part {
 	return p
 }
 
-// lower returns s with its ASCII letters in lower case (see lowerASCII),
-// s itself when it has no upper-case letter.
+// lower returns s in lower case for matching, s itself when it has no
+// upper-case letter. ASCII letters are lower-cased, and when s holds
+// other bytes, every letter strings.ToLower would lower-case (Cyrillic,
+// Greek, Latin with accents …), so that lower-case phrases match text in
+// any language.
+//
+// Invariant: lower(s) has the length of s, and each rune of s is at the
+// same offset in lower(s). Code finds offsets in the lower-case copy and
+// uses them on the original (splitOriginal, parseText, paragraphOf), so
+// a rune whose lower case is of another UTF-8 length ('İ', 'Ⱥ', the
+// Kelvin sign) is left alone, as are bytes that are not UTF-8.
 func (a *arena) lower(s string) string {
 	i := indexUpper(s)
 	if i < 0 {
@@ -86,10 +97,17 @@ func (a *arena) lower(s string) string {
 	var buf [512]byte
 	for i < len(s) {
 		n := copy(buf[:], s[i:])
+		var or byte // of all the bytes: its top bit says one is not ASCII
 		for j, c := range buf[:n] {
 			if c >= 'A' && c <= 'Z' {
 				buf[j] = c + 'a' - 'A'
 			}
+			or |= c
+		}
+		if or >= utf8.RuneSelf {
+			// Whole runes only: the last one may continue in the
+			// next block.
+			n = lowerRunes(buf[:n], len(s)-i == n)
 		}
 		a.text.Write(buf[:n])
 		i += n
@@ -97,15 +115,55 @@ func (a *arena) lower(s string) string {
 	return a.since(start)
 }
 
-// indexUpper returns the offset of the first ASCII upper-case letter of s,
-// -1 if none.
+// lowerRunes lower-cases in place the non-ASCII letters of b whose lower
+// case has the same UTF-8 length (see lower), and returns the length of
+// the whole runes of b: when b is not the end of its text (last unset),
+// an incomplete rune at its end is left for the next block.
+func lowerRunes(b []byte, last bool) int {
+	for j := 0; j < len(b); {
+		if b[j] < utf8.RuneSelf {
+			j++
+			continue
+		}
+		if !last && !utf8.FullRune(b[j:]) {
+			return j
+		}
+		r, size := utf8.DecodeRune(b[j:])
+		if l := lowerSame(r, size); l != r {
+			utf8.EncodeRune(b[j:], l)
+		}
+		j += size
+	}
+	return len(b)
+}
+
+// indexUpper returns the offset of the first letter of s that lower
+// changes, -1 if none.
 func indexUpper(s string) int {
 	for i := 0; i < len(s); i++ {
-		if s[i] >= 'A' && s[i] <= 'Z' {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
 			return i
 		}
+		if c < utf8.RuneSelf {
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if lowerSame(r, size) != r {
+			return i
+		}
+		i += size - 1
 	}
 	return -1
+}
+
+// lowerSame returns the lower case of the non-ASCII rune r, encoded in
+// size bytes, when it has the same UTF-8 length, r otherwise.
+func lowerSame(r rune, size int) rune {
+	if l := unicode.ToLower(r); l != r && utf8.RuneLen(l) == size {
+		return l
+	}
+	return r
 }
 
 // message returns b as a string with CRLF and lone CR turned into LF (see

@@ -20,6 +20,16 @@
 // workaround for a real-world deviation is marked "QUIRK:" in the source
 // with the behaviour it encodes (a corpus sample may be named as an example).
 //
+// # Charsets
+//
+// Text reaches the classifier in UTF-8: the human-readable part is
+// converted from its Content-Type charset (golang.org/x/text), HTML is
+// reduced to text (html.go), and the Subject and From of the bounce and
+// the Subject, From and To of the returned original have their RFC 2047
+// encoded words decoded. US-ASCII and UTF-8 cost nothing. Text is matched
+// in lower case, non-ASCII letters included, with every rune kept at its
+// offset (see arena.lower).
+//
 // # Classification
 //
 // Each recipient's Reason is decided from the evidence in a fixed order,
@@ -68,4 +78,10 @@
 //     prose delay warning) makes a KindDelay report.
 //   - When a message carries no status code, Status is the corpus'
 //     synthetic code for the reason (SyntheticStatus: 5.0.9NN or 4.0.9NN).
+//   - Charset labels are resolved as the WHATWG Encoding Standard does
+//     (iso-8859-1 is read as windows-1252, gb2312 as GBK), and a byte order
+//     mark overrides the label; 8-bit text labelled ISO-2022-JP is read as
+//     UTF-8, EUC-JP or Shift_JIS, whichever decodes; 8-bit text labelled
+//     US-ASCII is left as it is. message/global-delivery-status is UTF-8
+//     whatever its parameters say (RFC 6533).
 package dsn

@@ -7,7 +7,8 @@ import (
 )
 
 // FuzzParse checks that Parse never panics and returns either a report or
-// an error, on inputs seeded from testdata and the bounce corpus.
+// an error, on inputs seeded from testdata, the bounce corpus and the
+// generated bounces of charset_test.go.
 //
 //	go test -run '^$' -fuzz FuzzParse -fuzztime 5m ./dsn/
 func FuzzParse(f *testing.F) {
@@ -21,6 +22,10 @@ func FuzzParse(f *testing.F) {
 				f.Add(b)
 			}
 		}
+	}
+	// Bounces in other charsets, with encoded words and in HTML.
+	for _, b := range charsetSeeds(f) {
+		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rep, err := ParseBytes(b)

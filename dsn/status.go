@@ -26,8 +26,10 @@ func (m *message) lowerText() string {
 }
 
 // scan finds the delivery-status part, the first text part and the
-// returned original.
+// returned original, and decodes the text and the header values read to
+// UTF-8.
 func (m *message) scan() {
+	m.root.header.decodeWords()
 	var walk func(p *part, inOrig bool)
 	walk = func(p *part, inOrig bool) {
 		switch p.ctype {
@@ -66,7 +68,7 @@ func (m *message) scan() {
 		m.textPart = firstText(&m.root)
 	}
 	if m.textPart != nil {
-		m.text = m.textPart.decoded(&m.a)
+		m.text = m.a.decodeCharset(m.textPart.decoded(&m.a), param(m.textPart.header.get("Content-Type"), "charset"))
 		if m.textPart.ctype == "text/html" {
 			m.text = m.a.stripTags(m.text)
 		}
@@ -99,9 +101,9 @@ func (m *message) original(rep *Report) {
 	rep.Original = Original{
 		MessageID:     strings.Trim(strings.TrimSpace(h.get("Message-ID")), "<>"),
 		CorrelationID: strings.TrimSpace(h.get(CorrelationHeader)),
-		From:          h.get("From"),
-		To:            h.get("To"),
-		Subject:       h.get("Subject"),
+		From:          decodeWords(h.get("From")),
+		To:            decodeWords(h.get("To")),
+		Subject:       decodeWords(h.get("Subject")),
 	}
 }
 
