@@ -148,3 +148,17 @@ func TestPhaseOf(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalisedNDRSubjects checks that Exchange's non-delivery reports in
+// other languages are recognised by their subject alone.
+func TestLocalisedNDRSubjects(t *testing.T) {
+	for _, subj := range []string{"Unzustellbar: Hallo", "Non remis : Bonjour", "No se puede entregar: Hola",
+		"Non recapitabile: Ciao", "Não é possível entregar: Olá", "Onbestelbaar: Hoi", "配信不能: こんにちは"} {
+		msg := "From: Microsoft Outlook <MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@contoso.example>\nTo: sender@example.org\nSubject: " + subj +
+			"\nContent-Type: text/plain; charset=utf-8\n\nkeinpostfach@example.com\n550 5.1.1 RESOLVER.ADR.RecipNotFound; not found\n"
+		rep, err := ParseBytes([]byte(msg))
+		if err != nil || len(rep.Recipients) != 1 || rep.Recipients[0].Reason != UserUnknown {
+			t.Errorf("subject %q: %+v, %v", subj, rep, err)
+		}
+	}
+}

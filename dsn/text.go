@@ -25,6 +25,10 @@ var bounceSubjects = []string{
 	"not delivered", "delivery notification", "nondeliverable", "non-deliverable",
 	"non delivery", "mail system error", "delivery report", "bounce", "loop alert",
 	"mail error", "delivery failure", "returned to sender", "delivery warning",
+	// Exchange's localised NDR subjects: German, French, Spanish,
+	// Italian, Portuguese, Dutch, Japanese, Chinese.
+	"unzustellbar", "non remis", "no se puede entregar", "non recapitabile",
+	"não é possível entregar", "onbestelbaar", "配信不能", "无法投递", "無法傳遞",
 }
 
 // looksLikeBounce reports whether a message without a delivery-status part

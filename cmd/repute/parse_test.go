@@ -156,7 +156,7 @@ func TestParseMbox(t *testing.T) {
 func TestParseExplainAndConfigPhrases(t *testing.T) {
 	bounce := strings.Replace(parseTestBounce,
 		"550 5.1.1 <nobody-here@example.com>: Recipient address rejected: User unknown",
-		"550 <nobody-here@example.com>: Konto gesperrt wegen Inaktivitaet (in reply to RCPT TO command)", 1)
+		"550 <nobody-here@example.com>: Compte en sommeil depuis un an (in reply to RCPT TO command)", 1)
 	bounce = strings.Replace(bounce, "Status: 5.1.1", "Status: 5.0.0", 1)
 	in := writeTemp(t, "b.eml", bounce)
 
@@ -177,7 +177,7 @@ func TestParseExplainAndConfigPhrases(t *testing.T) {
 		t.Errorf("without the operator's phrase: %+v", res[0])
 	}
 
-	cfg := writeTemp(t, "repute.yaml", "bounce_phrases:\n  - reason: suspend\n    phrases: [\"Konto gesperrt\", \"/wegen inaktivit(ae|ä)t/\"]\n")
+	cfg := writeTemp(t, "repute.yaml", "bounce_phrases:\n  - reason: suspend\n    phrases: [\"Compte en sommeil\", \"/depuis (un|deux) ans?/\"]\n")
 	out.Reset()
 	if code := runParse([]string{"--explain", "--config", cfg, in}, &out, &errb); code != 0 {
 		t.Fatalf("exit %d, stderr %s", code, errb.String())
@@ -185,7 +185,7 @@ func TestParseExplainAndConfigPhrases(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil || len(res) != 1 {
 		t.Fatalf("output %s: %v", out.String(), err)
 	}
-	if e := res[0].Explain; res[0].Reason != "suspend" || e.Rule != "lexicon" || e.Phrase != "konto gesperrt" || e.Entry != "config bounce_phrases" {
+	if e := res[0].Explain; res[0].Reason != "suspend" || e.Rule != "lexicon" || e.Phrase != "compte en sommeil" || e.Entry != "config bounce_phrases" {
 		t.Errorf("with the operator's phrase: %+v", res[0])
 	}
 
