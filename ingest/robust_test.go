@@ -41,7 +41,7 @@ import (
 //     unfolded and folded again at white space at a seeded width
 //     (RFC 5322 §2.2.3).
 //   - wrap: paragraphs of the report's own text/plain parts that were
-//     wrapped (every line but the last full) and single lines over 120
+//     wrapped (every line but the last full) and single lines over 78
 //     characters are wrapped again at another seeded width; lines that
 //     start with ">>>", "<<<", ">", white space, header-like lines and
 //     blank lines stay as they are. Parts with format=flowed are left.
@@ -954,7 +954,7 @@ func refoldField(f string, width int) string {
 	colon := strings.IndexByte(s, ':')
 	var b strings.Builder
 	lineStart, cand := 0, -1
-	for i := colon + 2; i < len(s); i++ {
+	for i := colon + 1; i < len(s); i++ {
 		if (s[i] != ' ' && s[i] != '\t') || s[i-1] == ' ' || s[i-1] == '\t' || strings.TrimLeft(s[i:], " \t") == "" {
 			continue
 		}
@@ -1071,7 +1071,7 @@ func rewrapText(text string, width int) string {
 // line but the last is full, or it is one long line of many words.
 func wrapped(para []string) bool {
 	if len(para) == 1 {
-		return len(para[0]) > 120 && len(strings.Fields(para[0])) >= 8
+		return len(para[0]) > 78 && len(strings.Fields(para[0])) >= 8
 	}
 	for k := 0; k+1 < len(para); k++ {
 		next := strings.Fields(para[k+1])
