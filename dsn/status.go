@@ -111,6 +111,9 @@ func (m *message) original(rep *Report) {
 // body of a delivery-status part (RFC 3464 §2.2, §2.3).
 func parseDeliveryStatus(a *arena, body string, rep *Report) {
 	var cur *Recipient
+	// final is set once cur has its Final-Recipient: an X-Actual-Recipient
+	// before it gave cur an address that Final-Recipient replaces.
+	final := false
 groups:
 	for len(body) > 0 {
 		h, rest := a.parseHeader(body)
@@ -121,7 +124,7 @@ groups:
 			continue
 		}
 		body = rest
-		cur = nil // each group of fields is one recipient (RFC 3464 §2.1)
+		cur, final = nil, false // each group of fields is one recipient (RFC 3464 §2.1)
 		for i := range h {
 			name := statusField(h[i].name)
 			if name == "" {
@@ -145,18 +148,21 @@ groups:
 			// rhost-messagelabs-01), and some MTAs run groups together
 			// without a blank line; a repeated recipient field starts
 			// a new recipient.
-			if cur == nil || (name == "final-recipient" && cur.Address != "") ||
+			// Sendmail's X-Actual-Recipient is no recipient field of
+			// its own: before Final-Recipient it is the same recipient,
+			// and Final-Recipient wins (see lhost-sendmail-59).
+			if cur == nil || (name == "final-recipient" && final) ||
 				(name == "original-recipient" && cur.ORCPT != "") {
 				if len(rep.Recipients) >= maxRecipients {
 					break groups
 				}
-				cur = newRecipient(rep)
+				cur, final = newRecipient(rep), false
 			}
 			switch name {
 			case "original-recipient":
 				cur.ORCPT = cleanAddress(typedValue(v))
 			case "final-recipient":
-				cur.Address = cleanAddress(typedValue(v))
+				cur.Address, final = cleanAddress(typedValue(v)), true
 			case "x-actual-recipient":
 				if cur.Address == "" {
 					cur.Address = cleanAddress(typedValue(v))
