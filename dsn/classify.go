@@ -150,7 +150,9 @@ func (l *Lexicon) ClassifyReply(code int, enhanced, text string, phase Phase) (R
 	rc.command = phase
 	// A synchronous reply is not a delay that expired: the action stays
 	// "failed" so that an unexplained 4xx is not Expired.
-	norm := strings.Join(strings.Fields(lowerText(text)), " ")
+	var a arena
+	a.init()
+	norm := a.maskAddresses(strings.Join(strings.Fields(lowerText(text)), " "))
 	classify(&rc, norm, "", l)
 	st := rc.Status
 	if st == "" && code >= 500 {
@@ -546,8 +548,10 @@ func recast(r Reason, phrase, text string, phase Phase) Reason {
 		// Refused before any recipient was named: the connecting host
 		// is blocked.
 		return Blocked
-	case r == UserUnknown && phrase == "does not exist" && domainBefore(text, phrase):
-		return HostUnknown // "example.com does not exist": the words are about the domain
+	case r == UserUnknown && !namesMailbox(phrase) && domainBefore(text, phrase):
+		// "example.com does not exist": a phrase that names no mailbox
+		// is about the word before it, here a domain.
+		return HostUnknown
 	case r == UserUnknown && phase.afterAcceptance():
 		// The recipient was accepted at RCPT TO: a "user unknown"
 		// after DATA is a filter's verdict on the message, not a dead
@@ -555,6 +559,18 @@ func recast(r Reason, phrase, text string, phase Phase) Reason {
 		return Filtered
 	}
 	return r
+}
+
+// namesMailbox reports whether a user-unknown phrase names what does not
+// exist ("no such user", "mailbox not found"), rather than leaving it to
+// the word before it ("does not exist", "not found").
+func namesMailbox(phrase string) bool {
+	for _, w := range []string{"user", "mailbox", "recipient", "account", "address", "person", "addressee", "alias", "local part"} {
+		if strings.Contains(phrase, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // reasonFromReplyCode maps a basic reply code to a reason where RFC 5321

@@ -267,11 +267,14 @@ func finish(a *arena, rep *Report, lex *Lexicon) {
 		if rc.Reason == "" {
 			// The texts are classified with their white space
 			// collapsed, so that phrases match across line breaks.
-			rc.lowerDiag = a.lower(rc.Diagnostic)
+			// Addresses are masked: a mailbox called
+			// expired@ or spam-reports@ says nothing of why
+			// mail to it failed.
+			rc.lowerDiag = a.maskAddresses(a.lower(rc.Diagnostic))
 			if rc.lowerContext == "" {
 				rc.lowerContext = a.lower(rc.context)
 			}
-			classify(rc, rc.lowerDiag, a.collapseSpace(rc.lowerContext), lex)
+			classify(rc, rc.lowerDiag, a.maskAddresses(a.collapseSpace(rc.lowerContext)), lex)
 			if rc.Diagnostic == "" {
 				rc.Diagnostic = a.bounded(rc.context)
 			}
@@ -401,4 +404,27 @@ func (a *arena) collapseSpace(s string) string {
 // isCollapsed reports whether collapseSpace turns c into a space.
 func isCollapsed(c byte) bool {
 	return c == ' ' || c == '\n' || c == '\t' || c == '\r'
+}
+
+// maskAddresses returns s with every email address in it replaced by
+// underscores of the same length, s itself when it holds none. Phrases are
+// matched in what is left, so that no local part or domain name decides a
+// reason.
+func (a *arena) maskAddresses(s string) string {
+	addr, pos, next := nextAddress(s, 0)
+	if addr == "" {
+		return s
+	}
+	start := a.reserve(len(s))
+	done := 0
+	for addr != "" {
+		a.text.WriteString(s[done:pos])
+		for range len(addr) {
+			a.text.WriteByte('_')
+		}
+		done = pos + len(addr)
+		addr, pos, next = nextAddress(s, next)
+	}
+	a.text.WriteString(s[done:])
+	return a.since(start)
 }

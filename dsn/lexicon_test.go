@@ -115,3 +115,24 @@ func TestBuiltinLexicon(t *testing.T) {
 		}
 	}
 }
+
+// TestAddressesDecideNothing checks that a mailbox's name is never read as
+// the reason mail to it failed, and that a phrase that names no mailbox is
+// about the domain before it.
+func TestAddressesDecideNothing(t *testing.T) {
+	for _, tt := range []struct {
+		text   string
+		reason Reason
+	}{
+		{"550 5.0.0 <spam-reports@example.com>... Requested action not taken", OnHold},
+		{"550 <blocked-user@example.com> quota exceeded", MailboxFull},
+		{"550 mailbox-full@example.com: no such user here", UserUnknown},
+		{"553 neko.example.com doesn't exist", HostUnknown},
+		{"553 neko.example.com does not exist", HostUnknown},
+		{"550 a@neko.example.com does not exist", UserUnknown},
+	} {
+		if got, _ := ClassifyReply(0, "", tt.text, PhaseRcpt); got != tt.reason {
+			t.Errorf("ClassifyReply(0, \"\", %q, rcpt) = %q, want %q", tt.text, got, tt.reason)
+		}
+	}
+}
