@@ -335,6 +335,7 @@ const (
 	RuleDelayed       = "delayed"        // a delay that gave no cause has expired
 	RuleOnHold        = "onhold"         // a diagnostic that nothing recognised
 	RuleUndefined     = "undefined"      // nothing to go on
+	RuleSESSubType    = "ses-subtype"    // Amazon SES's bounceSubType, when no DSN came back
 )
 
 // definitiveStatus are status codes whose meaning is specific enough to

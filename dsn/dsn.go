@@ -230,6 +230,9 @@ func (m *message) parse(msg string) (*Report, error) {
 			addContext(m, rep)
 		}
 	case looksLikeBounce(m):
+		if n := sesJSON(m.text); n != nil && parseSES(&m.a, n, rep) {
+			break
+		}
 		if fields := pastedStatus(m.text, m.lowerText()); fields != "" {
 			parseDeliveryStatus(&m.a, fields, rep)
 		}

@@ -68,10 +68,13 @@ var bounceBodies = []string{
 	"could not be delivered to", "was not delivered to", "delivery to the following recipient",
 	"unable to deliver", "undeliverable", "delivery has failed", "failed permanently",
 	"permanent error", "following addresses had", "mailbox is full", "user unknown",
-	// Amazon SES bounce notifications delivered by SNS to an e-mail
-	// endpoint are JSON whose notificationType names the event,
-	// whatever words the remote server used (see lhost-amazonses-09).
-	`"notificationtype":"bounce"`,
+	// Amazon SES notifications delivered by SNS to an e-mail endpoint
+	// are JSON whose notificationType (eventType when published as
+	// events) names the event, whatever words the remote server used
+	// (see lhost-amazonses-09 and ses.go); an Email-JSON subscription
+	// escapes them inside SNS's envelope.
+	`"notificationtype":"bounce"`, `"notificationtype":"delivery"`, `"eventtype":"bounce"`,
+	`\"notificationtype\":\"bounce\"`, `\"notificationtype\":\"delivery\"`,
 }
 
 // originalMarkers are lower-case phrases of the line that introduces the
