@@ -333,7 +333,7 @@ const (
 	RuleReplyCode     = "reply-code"     // the basic reply code (RFC 5321 §4.2.3)
 	RulePhase         = "phase"          // the phase alone (MAIL: the sender; connection: the host)
 	RuleDelayed       = "delayed"        // a delay that gave no cause has expired
-	RuleOnHold        = "onhold"         // a diagnostic that nothing recognised
+	RuleOnHold        = "onhold"         // words that nothing recognised
 	RuleUndefined     = "undefined"      // nothing to go on
 	RuleSESSubType    = "ses-subtype"    // Amazon SES's bounceSubType, when no DSN came back
 )
@@ -512,14 +512,30 @@ func classify(rc *Recipient, text, context string, lex *Lexicon) {
 		decide(Expired, RuleDelayed)
 		return
 	}
-	if reply != "" || rc.ReplyCode != "" && text != "" || serverReply(context) != "" {
-		// The server replied with words nothing here recognises: the
-		// failure is on hold for a person (or a lexicon entry) to
-		// decide, which is not the same as a report that says nothing.
+	if hasWords(text) || serverReply(context) != "" {
+		// The report has words nothing here recognises: the failure
+		// is on hold for a person (or a lexicon entry) to decide,
+		// which is not the same as a report that says nothing.
 		decide(OnHold, RuleOnHold)
 		return
 	}
 	decide(Undefined, RuleUndefined)
+}
+
+// hasWords reports whether text holds a word of at least two letters: a
+// diagnostic that says something, beyond codes and masked addresses.
+func hasWords(text string) bool {
+	run := 0
+	for i := 0; i < len(text); i++ {
+		if isAlpha(text[i]) || text[i] >= 0x80 {
+			if run++; run >= 2 {
+				return true
+			}
+		} else {
+			run = 0
+		}
+	}
+	return false
 }
 
 // lexSources are the texts classify searches for phrases, most precise

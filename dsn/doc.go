@@ -53,8 +53,8 @@
 //  6. the enhanced code's class.subject.detail (RFC 3463 and the IANA
 //     registry), then the basic reply code where RFC 5321 gives it one
 //     meaning, then the phase alone;
-//  7. a delay that says nothing more has Expired; a reply that nothing
-//     recognised is OnHold; no evidence at all is Undefined.
+//  7. a delay that says nothing more has Expired; words that nothing
+//     recognised are OnHold; nothing but codes and addresses is Undefined.
 //
 // The lexicon is data (lexicon.txt, embedded; see Lexicon), extended by
 // operators through Parser.Lexicon without rebuilding.

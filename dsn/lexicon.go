@@ -58,7 +58,8 @@ func DefaultLexicon() *Lexicon { return defaultLexicon }
 // phrase matches only where it starts and ends at a word boundary: the
 // character before its first and after its last must not be an ASCII
 // letter or digit when that end of the phrase is one (so "ube" does not
-// match "youtube", nor "ip is" "relationship is"). Non-ASCII phrases
+// match "youtube", nor "ip is" "relationship is"); a phrase ending in a
+// letter also matches its plural in "s". Non-ASCII phrases
 // (Japanese, Chinese) have no word boundaries to respect.
 type Lexicon struct {
 	// groups are in the order they are tried: final, then normal, then
@@ -362,6 +363,9 @@ func onBoundaries(text string, i int, p string, prefix bool) bool {
 		return false
 	}
 	end := i + len(p)
+	if end < len(text) && text[end] == 's' && isAlpha(p[len(p)-1]) {
+		end++ // an English plural: "spf record" matches "spf records"
+	}
 	return prefix || !isWordByte(p[len(p)-1]) || end == len(text) || !isWordByte(text[end])
 }
 
@@ -390,17 +394,13 @@ func (x *trigramIndex) has(h uint32) bool { return x.filter[h>>6]&(1<<(h&63)) !=
 // containsPhrase reports whether text holds p on word boundaries (see
 // Lexicon); with prefix set the match may end inside a word.
 func containsPhrase(text, p string, prefix bool) bool {
-	checkStart := isWordByte(p[0])
-	checkEnd := !prefix && isWordByte(p[len(p)-1])
 	for off := 0; ; {
 		i := strings.Index(text[off:], p)
 		if i < 0 {
 			return false
 		}
 		i += off
-		end := i + len(p)
-		if (!checkStart || i == 0 || !isWordByte(text[i-1])) &&
-			(!checkEnd || end == len(text) || !isWordByte(text[end])) {
+		if onBoundaries(text, i, p, prefix) {
 			return true
 		}
 		off = i + 1

@@ -238,12 +238,16 @@ func TestLexiconPhrases(t *testing.T) {
 		{0, "", "host mx.example.org said: 421 Service not available, closing transmission channel", unknown, dsn.SystemError, false},
 		{0, "", "host mx.example.org said: 451 Requested action aborted: local error in processing", unknown, dsn.SystemError, false},
 		{451, "", "Requested action aborted", unknown, dsn.SystemError, false},
-		// undefined: nothing to go on
+		// Words that name no cause: on hold.
+		{0, "", "Delivery failed", unknown, dsn.OnHold, false},
+		{0, "", "The message could not be delivered", unknown, dsn.OnHold, false},
+		{0, "", "See the attached message", unknown, dsn.OnHold, false},
+		{0, "", "Unexpected condition", unknown, dsn.OnHold, false},
+		// undefined: nothing to go on but codes and addresses
 		{0, "", "", unknown, dsn.Undefined, false},
-		{0, "", "Delivery failed", unknown, dsn.Undefined, false},
-		{0, "", "The message could not be delivered", unknown, dsn.Undefined, false},
-		{0, "", "See the attached message", unknown, dsn.Undefined, false},
-		{0, "", "Unexpected condition", unknown, dsn.Undefined, false},
+		{0, "", "<a@example.com>", unknown, dsn.Undefined, false},
+		{0, "", "550 <a@example.com>", unknown, dsn.Undefined, false},
+		{0, "5.0.0", "", unknown, dsn.Undefined, false},
 		// Traps: word boundaries and sender-side refusals that must not
 		// blocklist a good recipient.
 		{554, "", "Message links to youtube.com were removed by the gateway; see the relationship is terminated", eod, dsn.OnHold, false},

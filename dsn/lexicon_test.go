@@ -52,7 +52,8 @@ mailbox unavailable
 		{"your ip is listed", Blocked, "ip is"},       // on boundaries
 		{"we throttled you", SpamDetected, "throttl"}, // a prefix phrase
 		{"550 no such user here", UserUnknown, "no such user"},
-		{"550 no such users", "", ""},
+		{"550 no such users", UserUnknown, "no such user"}, // a plural
+		{"550 no such userspace", "", ""},
 		{"550 宛先 ユーザーが存在しません。", UserUnknown, "ユーザーが存在しません"},
 		{"host listed in bl.example-dnsbl today", Blocked, `/listed (on|in) \S+bl/`},
 		// The first group in file order wins, wherever its phrase is.
