@@ -421,11 +421,17 @@ func (a *arena) maskAddresses(s string) string {
 	start := a.reserve(len(s))
 	done := 0
 	for addr != "" {
-		a.text.WriteString(s[done:pos])
-		for range len(addr) {
-			a.text.WriteByte('_')
+		// An address found from next may start before it, inside
+		// the one masked already ("a@b.c@d.e").
+		end := pos + len(addr)
+		pos = max(pos, done)
+		if end > pos {
+			a.text.WriteString(s[done:pos])
+			for range end - pos {
+				a.text.WriteByte('_')
+			}
+			done = end
 		}
-		done = pos + len(addr)
 		addr, pos, next = nextAddress(s, next)
 	}
 	a.text.WriteString(s[done:])

@@ -137,3 +137,19 @@ func TestAddressesDecideNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestMaskAddresses(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"no address here", "no address here"},
+		{"550 <expired@example.com> unknown", "550 <___________________> unknown"},
+		{"a@b.example and c@d.example", "___________ and ___________"},
+		{"0@.undeliverable@.0", "___________________"}, // overlapping candidates (a fuzz find)
+		{"x@a.b@c.d", "_________"},
+	} {
+		var a arena
+		a.init()
+		if got := a.maskAddresses(tt.in); got != tt.want || len(got) != len(tt.in) {
+			t.Errorf("maskAddresses(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
