@@ -429,12 +429,12 @@ func classify(rc *Recipient, text, context string, lex *Lexicon) {
 		context = context[:maxContext]
 	}
 	reply := serverReply(text)
-	srcs := lexSources{reply, text, context}
+	srcs := lexSources{texts: [3]string{reply, text, context}}
 	if reply == text {
-		srcs[1] = ""
+		srcs.texts[1] = ""
 	}
 	if context == text {
-		srcs[2] = ""
+		srcs.texts[2] = ""
 	}
 	find := func(t tier, from, to int) (lexMatch, bool) {
 		return srcs.find(lex, t, from, to)
@@ -540,14 +540,24 @@ func hasWords(text string) bool {
 
 // lexSources are the texts classify searches for phrases, most precise
 // first: the remote server's reply, the whole diagnostic, the prose about
-// the recipient.
-type lexSources [3]string
+// the recipient; each is scanned once, when first asked.
+type lexSources struct {
+	texts   [3]string
+	scanned [3]bool
+	best    [3]tierBest
+}
 
-// find returns the first match in s[from:to].
+// find returns the first match of tier t in texts[from:to].
 func (s *lexSources) find(lex *Lexicon, t tier, from, to int) (lexMatch, bool) {
-	for _, text := range s[from:to] {
-		if m, ok := lex.match(text, t); ok {
-			return m, true
+	for i := from; i < to; i++ {
+		if s.texts[i] == "" {
+			continue
+		}
+		if !s.scanned[i] {
+			s.best[i], s.scanned[i] = lex.scan(s.texts[i]), true
+		}
+		if id := s.best[i][t]; id != noMatch {
+			return lex.matchOf(id), true
 		}
 	}
 	return lexMatch{}, false

@@ -302,57 +302,68 @@ type lexMatch struct {
 	entry  string // where it is written
 }
 
-// match returns the first entry of tier t, in lexicon order, found in the
-// normalised text.
-func (l *Lexicon) match(text string, t tier) (lexMatch, bool) {
-	var low int32
-	if t > 0 {
-		low = l.tierEnd[t-1]
+// tierBest holds, per tier, the id of the first entry found in a text,
+// noMatch when none was.
+type tierBest [tiers]int32
+
+const noMatch = int32(-1)
+
+// scan finds, in one pass over the normalised text, the first entry of
+// each tier (in lexicon order) that the text holds.
+func (l *Lexicon) scan(text string) tierBest {
+	best := tierBest{noMatch, noMatch, noMatch}
+	found := func(id int32) bool { // whether id would not improve on best
+		t := l.tierOf(id)
+		return best[t] != noMatch && best[t] <= id
 	}
-	limit := l.tierEnd[t]
-	if text == "" || low == limit {
-		return lexMatch{}, false
-	}
-	best := limit // the lowest entry id found so far
 	for i := 0; i+3 <= len(text); i++ {
 		h := trigramKey(text[i], text[i+1], text[i+2])
 		if !l.index.has(h) {
 			continue
 		}
 		for _, id := range l.index.buckets[h] {
-			if id < low {
+			if found(id) {
 				continue
-			}
-			if id >= best {
-				break // ids are ascending
 			}
 			e := &l.entries[id]
 			if strings.HasPrefix(text[i:], e.text) && onBoundaries(text, i, e.text, e.prefix) {
-				best = id
-				break
+				best[l.tierOf(id)] = id
 			}
-		}
-		if best == low {
-			break
 		}
 	}
 	for _, id := range l.patterns {
-		if id < low {
-			continue
-		}
-		if id >= best {
-			break
-		}
-		if l.entries[id].re.MatchString(text) {
-			best = id
-			break
+		if !found(id) && l.entries[id].re.MatchString(text) {
+			best[l.tierOf(id)] = id
 		}
 	}
-	if best == limit {
+	return best
+}
+
+// tierOf returns the tier of entry id.
+func (l *Lexicon) tierOf(id int32) tier {
+	t := tierFinal
+	for t < tiers-1 && id >= l.tierEnd[t] {
+		t++
+	}
+	return t
+}
+
+// matchOf returns what entry id says.
+func (l *Lexicon) matchOf(id int32) lexMatch {
+	e := &l.entries[id]
+	return lexMatch{reason: e.reason, phrase: e.text, entry: e.entry}
+}
+
+// match returns the first entry of tier t, in lexicon order, found in the
+// normalised text.
+func (l *Lexicon) match(text string, t tier) (lexMatch, bool) {
+	if text == "" {
 		return lexMatch{}, false
 	}
-	e := &l.entries[best]
-	return lexMatch{reason: e.reason, phrase: e.text, entry: e.entry}, true
+	if id := l.scan(text)[t]; id != noMatch {
+		return l.matchOf(id), true
+	}
+	return lexMatch{}, false
 }
 
 // onBoundaries reports whether phrase p found at offset i of text starts
