@@ -253,7 +253,7 @@ func decodeArray(body []byte) ([]item, error) {
 			}
 			// The decoder read the whole value before it failed to
 			// store it, so the next element is still in reach.
-			it.err = fmt.Errorf("malformed event: %v", err)
+			it.err = malformed(err)
 		}
 		if !utf8.Valid(body[start:dec.InputOffset()]) {
 			it.err = errInvalidUTF8
@@ -267,6 +267,16 @@ func decodeArray(body []byte) ([]item, error) {
 		return nil, errors.New("data after the closing ]")
 	}
 	return items, nil
+}
+
+// malformed words an item's decoding error: a field the event model judged
+// (a bad time) in its own words, anything else as a malformed event.
+func malformed(err error) error {
+	var ve *metrics.ValidationError
+	if errors.As(err, &ve) {
+		return errors.New(strings.TrimPrefix(ve.Error(), "metrics: "))
+	}
+	return fmt.Errorf("malformed event: %v", err)
 }
 
 func isSyntaxError(err error) bool {
@@ -295,7 +305,7 @@ func decodeNDJSON(body []byte) []item {
 		case !utf8.Valid(line):
 			it.err = errInvalidUTF8
 		case err != nil:
-			it.err = fmt.Errorf("malformed event: %v", err)
+			it.err = malformed(err)
 		case dec.More():
 			it.err = errors.New("malformed event: more than one JSON value on the line")
 		}

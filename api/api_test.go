@@ -117,6 +117,9 @@ func TestPostKeepsValidItemsAndNamesBadOnes(t *testing.T) {
 		event("sent", "", "d@example.com"), // admin must name the account
 		`{"kind":"sent","account":"acme","recipient":"e@example.com","time":"2026-11-25T10:00:00Z","recipent":"typo"}`,
 		event("opened", "other", "f@example.com"), // admin may name any account
+		`{"kind":"sent","account":"acme","recipient":"g@example.com","time":"yesterday"}`,
+		event("dropped", "acme", "h@example.com"),
+		`{"kind":"sent","account":"acme","recipient":"i@example.com","time":"2026-11-25T10:00:00Z","category":"promo"}`,
 	}, ",") + "]"
 	res, raw := do(t, h, "POST", "/v1/events", adminKey, "application/json", body)
 	if res.StatusCode != http.StatusAccepted {
@@ -126,9 +129,12 @@ func TestPostKeepsValidItemsAndNamesBadOnes(t *testing.T) {
 	if r.Accepted != 2 || r.Duplicates != 1 {
 		t.Errorf("accepted %d duplicates %d, want 2 and 1", r.Accepted, r.Duplicates)
 	}
-	wantErr := map[int]string{1: "unknown kind", 2: "invalid UTF-8", 3: "recipient", 4: "account", 5: "recipent"}
+	wantErr := map[int]string{1: "unknown kind", 2: "invalid UTF-8", 3: "recipient", 4: "account", 5: "recipent",
+		7: `time "yesterday": not a time: want RFC 3339, e.g. 2026-11-29T10:00:00Z, between 2000-01-01 and one hour from now`,
+		8: `reason: missing field: want blocklisted, unsubscribed, paused or invalid_recipient`,
+		9: `category "promo": invalid value`}
 	if len(r.Rejected) != len(wantErr) {
-		t.Fatalf("rejected %+v, want indices 1-5", r.Rejected)
+		t.Fatalf("rejected %+v, want indices 1-5 and 7-9", r.Rejected)
 	}
 	for _, rej := range r.Rejected {
 		if !strings.Contains(rej.Error, wantErr[rej.Index]) {
@@ -165,14 +171,16 @@ func TestPostMalformedJSONStoresNothing(t *testing.T) {
 func TestPostNDJSONIndicesAreLineNumbers(t *testing.T) {
 	sub := &fakeSubmitter{}
 	h := newTestHandler(t, sub, &fakeStats{}, 0)
-	body := event("sent", "", "a@example.com") + "\n\n{not json\n" + event("sent", "", "b@example.com") + "\n"
+	body := event("sent", "", "a@example.com") + "\n\n{not json\n" + event("sent", "", "b@example.com") + "\n" +
+		`{"kind":"sent","recipient":"c@example.com","time":"2026-11-25 10:00"}` + "\n"
 	res, raw := do(t, h, "POST", "/v1/events", acmeKey, "application/x-ndjson", body)
 	if res.StatusCode != http.StatusAccepted {
 		t.Fatalf("status %d: %s", res.StatusCode, raw)
 	}
 	r := decodePost(t, raw)
-	if r.Accepted != 2 || len(r.Rejected) != 1 || r.Rejected[0].Index != 2 {
-		t.Errorf("got %+v; want 2 accepted and line 2 rejected", r)
+	if r.Accepted != 2 || len(r.Rejected) != 2 || r.Rejected[0].Index != 2 || r.Rejected[1].Index != 4 ||
+		!strings.HasPrefix(r.Rejected[1].Error, `time "2026-11-25 10:00": not a time: want RFC 3339`) {
+		t.Errorf("got %+v; want 2 accepted, line 2 rejected and line 4 for its time", r)
 	}
 	for _, e := range sub.events {
 		if e.Account != "acme" {
@@ -245,7 +253,7 @@ func TestStatsQueryAndShape(t *testing.T) {
 		t.Errorf("totals = %v", totals)
 	}
 	for _, field := range []string{"delivered", "deferred", "bounced_soft", "complained", "opened_human",
-		"opened_machine", "clicked", "unsubscribed", "dropped", "complaint_rate", "machine_open_share"} {
+		"opened_machine", "opened_unverified", "clicked", "unsubscribed", "dropped", "complaint_rate", "machine_open_share"} {
 		if _, ok := totals[field]; !ok {
 			t.Errorf("totals lack %q", field)
 		}
@@ -267,6 +275,7 @@ func TestStatsDefaultsAndErrors(t *testing.T) {
 		"/v1/stats?group_by=week":                       400,
 		"/v1/stats?from=2026-11-02&to=2026-11-01":       400,
 		"/v1/stats?group_by=account":                    200,
+		"/v1/stats?group_by=category,isp":               200,
 		"/v1/stats?account=acme&group_by=day,isp,hour":  200,
 		"/v1/stats?from=2026-11-01T00:00:00Z&group_by=": 200,
 	} {

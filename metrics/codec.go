@@ -12,33 +12,45 @@ import (
 // because every accepted event is encoded once and decoded once on its way
 // to the store.
 //
-//	version  1 byte (eventsCodecV1)
+//	version  1 byte (eventsCodecV2; DecodeEvents also reads eventsCodecV1)
 //	count    uvarint
 //	count times:
 //	  time        varint, Unix seconds (normalized events have whole seconds)
 //	  reply_code  uvarint
-//	  machine     1 byte, 0 or 1
+//	  machine     1 byte: 0 no verdict, 1 machine, 2 human
+//	              (V1: 0 false, 1 true; a V1 false is read as no verdict,
+//	              which statistics count as human, as they did)
 //	  each string field in stringFields order: uvarint length, bytes
+//	              (V1 lacks the fields after evidence_id: category)
 //
 // Adding a field to Event needs a new version, and DecodeEvents must keep
-// reading the old one: records written before an upgrade are still in the
+// reading the old ones: records written before an upgrade are still in the
 // spool after it.
-const eventsCodecV1 = 1
+const (
+	eventsCodecV1 = 1
+	eventsCodecV2 = 2
+)
+
+// v1StringFields is how many of stringFields a V1 record carries.
+const v1StringFields = 26
 
 // ErrBadEncoding is wrapped by DecodeEvents' errors.
 var ErrBadEncoding = errors.New("bad event encoding")
 
 // AppendEvents appends the binary encoding of events to dst.
 func AppendEvents(dst []byte, events []Event) []byte {
-	dst = append(dst, eventsCodecV1)
+	dst = append(dst, eventsCodecV2)
 	dst = binary.AppendUvarint(dst, uint64(len(events)))
 	for i := range events {
 		e := &events[i]
 		dst = binary.AppendVarint(dst, e.Time.Unix())
 		dst = binary.AppendUvarint(dst, uint64(e.ReplyCode))
 		machine := byte(0)
-		if e.Machine {
-			machine = 1
+		if e.Machine != nil {
+			machine = 2
+			if *e.Machine {
+				machine = 1
+			}
 		}
 		dst = append(dst, machine)
 		for _, f := range stringFields {
@@ -53,14 +65,19 @@ func AppendEvents(dst []byte, events []Event) []byte {
 // DecodeEvents decodes what AppendEvents wrote. The strings of the events
 // share one copy of data.
 func DecodeEvents(data []byte) ([]Event, error) {
-	if len(data) == 0 || data[0] != eventsCodecV1 {
+	if len(data) == 0 || (data[0] != eventsCodecV1 && data[0] != eventsCodecV2) {
 		return nil, fmt.Errorf("metrics: %w: unknown version", ErrBadEncoding)
+	}
+	version := data[0]
+	fields := stringFields
+	if version == eventsCodecV1 {
+		fields = stringFields[:v1StringFields]
 	}
 	d := decoder{s: string(data[1:])}
 	n := d.uvarint()
-	// Each event takes at least 3 + len(stringFields) bytes: a count larger
+	// Each event takes at least 3 + len(fields) bytes: a count larger
 	// than the input allows is corrupt, not a reason to allocate.
-	if d.err == nil && n > uint64(len(d.s))/uint64(3+len(stringFields)) {
+	if d.err == nil && n > uint64(len(d.s))/uint64(3+len(fields)) {
 		return nil, fmt.Errorf("metrics: %w: %d events in %d bytes", ErrBadEncoding, n, len(data))
 	}
 	events := make([]Event, n)
@@ -72,8 +89,17 @@ func DecodeEvents(data []byte) ([]Event, error) {
 			d.err = fmt.Errorf("reply code %d", code)
 		}
 		e.ReplyCode = uint16(code)
-		e.Machine = d.byte() == 1
-		for _, f := range stringFields {
+		switch m := d.byte(); {
+		case m == 1:
+			e.Machine = Verdict(true)
+		case m == 2 && version == eventsCodecV2:
+			e.Machine = Verdict(false)
+		case m > 2 || m == 2 && version == eventsCodecV1:
+			if d.err == nil {
+				d.err = fmt.Errorf("machine verdict byte %d", m)
+			}
+		}
+		for _, f := range fields {
 			*f.get(e) = d.str()
 		}
 		if d.err != nil {

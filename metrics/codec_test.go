@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"encoding/binary"
 	"errors"
 	"reflect"
 	"strings"
@@ -9,7 +10,7 @@ import (
 )
 
 func fullEvent() Event {
-	e := Event{Time: time.Date(2026, 11, 25, 10, 0, 1, 0, time.UTC), Kind: KindBounced, ReplyCode: 550, Machine: true}
+	e := Event{Time: time.Date(2026, 11, 25, 10, 0, 1, 0, time.UTC), Kind: KindBounced, ReplyCode: 550, Machine: Verdict(true)}
 	for i, f := range stringFields {
 		if f.name != "kind" {
 			*f.get(&e) = f.name + "-" + strings.Repeat("é", i) // every field distinct, multi-byte
@@ -20,7 +21,7 @@ func fullEvent() Event {
 
 func TestEventsCodecRoundTrip(t *testing.T) {
 	in := []Event{fullEvent(), {Time: time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC), Kind: KindSent}, fullEvent()}
-	in[2].Machine, in[2].ReplyCode = false, 0
+	in[2].Machine, in[2].ReplyCode = Verdict(false), 0
 	out, err := DecodeEvents(AppendEvents(nil, in))
 	if err != nil {
 		t.Fatal(err)
@@ -33,6 +34,52 @@ func TestEventsCodecRoundTrip(t *testing.T) {
 	}
 }
 
+// appendEventsV1 is AppendEvents as it was before version 2, for the
+// spool records an upgrade finds.
+func appendEventsV1(dst []byte, events []Event) []byte {
+	dst = append(dst, eventsCodecV1)
+	dst = binary.AppendUvarint(dst, uint64(len(events)))
+	for i := range events {
+		e := &events[i]
+		dst = binary.AppendVarint(dst, e.Time.Unix())
+		dst = binary.AppendUvarint(dst, uint64(e.ReplyCode))
+		machine := byte(0)
+		if e.Machine != nil && *e.Machine {
+			machine = 1
+		}
+		dst = append(dst, machine)
+		for _, f := range stringFields[:v1StringFields] {
+			v := *f.get(e)
+			dst = binary.AppendUvarint(dst, uint64(len(v)))
+			dst = append(dst, v...)
+		}
+	}
+	return dst
+}
+
+// Records spooled before the upgrade decode: a V1 machine false is no
+// verdict (it counted as human, and still does), and there is no category.
+func TestEventsCodecReadsV1(t *testing.T) {
+	if stringFields[v1StringFields-1].name != "evidence_id" {
+		t.Fatalf("v1StringFields = %d no longer ends at evidence_id", v1StringFields)
+	}
+	in := []Event{fullEvent(), fullEvent(), fullEvent()}
+	in[1].Machine = Verdict(false)
+	in[2].Machine = nil
+	want := append([]Event{}, in...)
+	for i := range want {
+		want[i].Category = ""
+	}
+	want[1].Machine = nil
+	out, err := DecodeEvents(appendEventsV1(nil, in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(out, want) {
+		t.Errorf("V1 records:\n got %+v\nwant %+v", out, want)
+	}
+}
+
 func TestEventsCodecRejectsDamage(t *testing.T) {
 	good := AppendEvents(nil, []Event{fullEvent(), fullEvent()})
 	for name, data := range map[string][]byte{
@@ -40,7 +87,9 @@ func TestEventsCodecRejectsDamage(t *testing.T) {
 		"unknown version": append([]byte{9}, good[1:]...),
 		"truncated":       good[:len(good)-3],
 		"trailing bytes":  append(append([]byte{}, good...), 0),
-		"huge count":      {eventsCodecV1, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"huge count":      {eventsCodecV2, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"bad verdict":     append([]byte{eventsCodecV2, 1, 2, 0, 3}, make([]byte, len(stringFields))...),
+		"V1 verdict 2":    append([]byte{eventsCodecV1, 1, 2, 0, 2}, make([]byte, v1StringFields)...),
 	} {
 		if _, err := DecodeEvents(data); !errors.Is(err, ErrBadEncoding) {
 			t.Errorf("%s: err = %v, want ErrBadEncoding", name, err)

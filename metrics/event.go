@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +52,29 @@ func (k Kind) Valid() bool {
 	return false
 }
 
+// Categories of mail (Event.Category). Their open rates differ:
+// registration mail normally opens above 80% (docs/THRESHOLDS.md).
+const (
+	CategoryMarketing     = "marketing"
+	CategoryTransactional = "transactional"
+	CategoryRegistration  = "registration"
+)
+
+// Categories lists every category an event may carry besides none.
+var Categories = []string{CategoryMarketing, CategoryTransactional, CategoryRegistration}
+
+// Why a message was dropped (Event.Reason of a dropped event): not sent at
+// all. The detail goes in Event.Diagnostic.
+const (
+	DropBlocklisted      = "blocklisted"       // the recipient is on the blocklist
+	DropUnsubscribed     = "unsubscribed"      // the recipient unsubscribed from the sender domain
+	DropPaused           = "paused"            // sending is paused (a rule, warm-up, an operator)
+	DropInvalidRecipient = "invalid_recipient" // the address cannot be mailed
+)
+
+// DropReasons lists the reasons a dropped event may give.
+var DropReasons = []string{DropBlocklisted, DropUnsubscribed, DropPaused, DropInvalidRecipient}
+
 // Bounce types. An undetermined bounce counts as soft in statistics.
 const (
 	BounceHard         = "hard"
@@ -59,7 +83,9 @@ const (
 )
 
 // Event is one fact about one message to one recipient. JSON and column
-// names are the snake_case names of ARCHITECTURE.md's event.
+// names are the snake_case names of docs/events.md, which describes every
+// field: its type, its columns, who fills it, how it is validated and
+// whether it enters the id.
 type Event struct {
 	// Identity. EventID is deterministic: the same fact ingested twice has
 	// the same id (see ComputeID); with Account it identifies the event.
@@ -74,12 +100,14 @@ type Event struct {
 	SenderDomain    string `json:"sender_domain,omitempty"`
 	SendingIP       string `json:"sending_ip,omitempty"`
 	Campaign        string `json:"campaign,omitempty"`
+	Category        string `json:"category,omitempty"` // one of Categories, or none
 	MessageID       string `json:"message_id,omitempty"`
 	Recipient       string `json:"recipient"`
 	RecipientDomain string `json:"recipient_domain,omitempty"` // derived from Recipient
 	ISP             string `json:"isp,omitempty"`              // derived from RecipientDomain
 
-	// Bounce.
+	// Bounce (and drop: Reason and Diagnostic say why a message was not
+	// sent, Reason one of DropReasons).
 	BounceType  string `json:"bounce_type,omitempty"`
 	Reason      string `json:"reason,omitempty"`
 	Status      string `json:"status,omitempty"`
@@ -94,15 +122,24 @@ type Event struct {
 	RecipientRecoveredFrom string `json:"recipient_recovered_from,omitempty"`
 
 	// Open and click.
-	UserAgent     string `json:"user_agent,omitempty"`
-	ClientIP      string `json:"client_ip,omitempty"`
-	Machine       bool   `json:"machine,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
+	ClientIP  string `json:"client_ip,omitempty"`
+	// Machine is the machine-open verdict, in three states: nil, no verdict
+	// (absent or null in JSON); false, a person; true, a machine, with
+	// MachineReason saying which (apple_mpp, google_proxy, scanner,
+	// prefetch, …). Neither enters the id: a verdict filled in later, by
+	// repute or a client, leaves the event the same event.
+	Machine       *bool  `json:"machine,omitempty"`
 	MachineReason string `json:"machine_reason,omitempty"`
 	URL           string `json:"url,omitempty"`
 
 	// Evidence: the stored raw message that produced the event.
 	EvidenceID string `json:"evidence_id,omitempty"`
 }
+
+// Verdict returns a machine-open verdict for Event.Machine: true for a
+// machine, false for a person. No verdict is nil.
+func Verdict(machine bool) *bool { return &machine }
 
 // Size bounds of the string fields, in bytes. Free text gets more room than
 // names and addresses; an event over a bound is rejected, never truncated,
@@ -116,24 +153,40 @@ const (
 var (
 	ErrUnknownKind  = errors.New("unknown kind")
 	ErrMissingField = errors.New("missing field")
+	ErrBadTime      = errors.New("not a time")
 	ErrTimeRange    = errors.New("time out of range")
 	ErrFieldTooLong = errors.New("field too long")
 	ErrInvalidUTF8  = errors.New("invalid UTF-8")
 	ErrInvalidValue = errors.New("invalid value")
 )
 
-// ValidationError names the field at fault and the kind of problem.
+// ValidationError names the field at fault, the kind of problem and, where
+// it helps, what would have been accepted. Its message is written for the
+// person who posted the event:
+//
+//	metrics: time "yesterday": not a time: want RFC 3339, e.g. 2026-11-29T10:00:00Z, between 2000-01-01 and one hour from now
+//	metrics: reason "spam": invalid value: want blocklisted, unsubscribed, paused or invalid_recipient for a dropped event
 type ValidationError struct {
 	Field string
 	Err   error  // one of the Err* sentinels above
 	Value string // the offending value, shortened; may be empty
+	Want  string // what is accepted, in the user's words; may be empty
 }
 
 func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("metrics: ")
+	b.WriteString(e.Field)
 	if e.Value != "" {
-		return fmt.Sprintf("metrics: %s: %v: %q", e.Field, e.Err, e.Value)
+		fmt.Fprintf(&b, " %q", e.Value)
 	}
-	return fmt.Sprintf("metrics: %s: %v", e.Field, e.Err)
+	b.WriteString(": ")
+	b.WriteString(e.Err.Error())
+	if e.Want != "" {
+		b.WriteString(": want ")
+		b.WriteString(e.Want)
+	}
+	return b.String()
 }
 
 func (e *ValidationError) Unwrap() error { return e.Err }
@@ -144,18 +197,27 @@ var earliest = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 const maxSkew = time.Hour
 
+// timeWant says which times are accepted, for error messages; it must
+// agree with earliest and maxSkew.
+const timeWant = "RFC 3339, e.g. 2026-11-29T10:00:00Z, between 2000-01-01 and one hour from now"
+
 // Normalize validates e and fills in its derived fields, in place: the
 // recipient is lower-cased, RecipientDomain and ISP are derived from it, the
 // time is converted to UTC and truncated to whole seconds (ClickHouse 18.16
 // has no sub-second DateTime; both backends store the same instant), a
 // bounce without a type is undetermined, and EventID is computed from the
 // content when the client did not send one. now bounds the time from above.
+//
+// Beyond the presence and size of fields it checks the closed vocabularies:
+// kind, bounce_type, category, the reason of a dropped event (required), and
+// that machine_reason comes only with "machine": true.
 func (e *Event) Normalize(isps ISPMap, now time.Time) error {
 	if err := e.checkStrings(); err != nil {
 		return err
 	}
 	if !e.Kind.Valid() {
-		return &ValidationError{Field: "kind", Err: ErrUnknownKind, Value: short(string(e.Kind))}
+		return &ValidationError{Field: "kind", Err: ErrUnknownKind, Value: short(string(e.Kind)),
+			Want: oneOf(kindNames())}
 	}
 	if e.Account == "" {
 		return &ValidationError{Field: "account", Err: ErrMissingField}
@@ -164,16 +226,19 @@ func (e *Event) Normalize(isps ISPMap, now time.Time) error {
 		return &ValidationError{Field: "recipient", Err: ErrMissingField}
 	}
 	if e.Time.IsZero() {
-		return &ValidationError{Field: "time", Err: ErrMissingField}
+		return &ValidationError{Field: "time", Err: ErrMissingField, Want: timeWant}
 	}
 	e.Time = e.Time.UTC().Truncate(time.Second)
 	if e.Time.Before(earliest) || e.Time.After(now.Add(maxSkew)) {
-		return &ValidationError{Field: "time", Err: ErrTimeRange, Value: e.Time.Format(time.RFC3339)}
+		return &ValidationError{Field: "time", Err: ErrTimeRange, Value: e.Time.Format(time.RFC3339),
+			Want: "a time between 2000-01-01 and one hour from now (" +
+				now.Add(maxSkew).UTC().Truncate(time.Second).Format(time.RFC3339) + ")"}
 	}
 	e.Recipient = strings.ToLower(strings.TrimSpace(e.Recipient))
 	at := strings.LastIndexByte(e.Recipient, '@')
 	if at <= 0 || at == len(e.Recipient)-1 {
-		return &ValidationError{Field: "recipient", Err: ErrInvalidValue, Value: short(e.Recipient)}
+		return &ValidationError{Field: "recipient", Err: ErrInvalidValue, Value: short(e.Recipient),
+			Want: "an address, local@domain"}
 	}
 	e.RecipientDomain = e.Recipient[at+1:]
 	e.ISP = isps.Lookup(e.RecipientDomain)
@@ -184,12 +249,46 @@ func (e *Event) Normalize(isps ISPMap, now time.Time) error {
 		}
 	case BounceHard, BounceSoft, BounceUndetermined:
 	default:
-		return &ValidationError{Field: "bounce_type", Err: ErrInvalidValue, Value: short(e.BounceType)}
+		return &ValidationError{Field: "bounce_type", Err: ErrInvalidValue, Value: short(e.BounceType),
+			Want: oneOf([]string{BounceHard, BounceSoft, BounceUndetermined})}
+	}
+	if e.Category != "" && !slices.Contains(Categories, e.Category) {
+		return &ValidationError{Field: "category", Err: ErrInvalidValue, Value: short(e.Category),
+			Want: oneOf(Categories) + ", or no category"}
+	}
+	if e.Kind == KindDropped {
+		want := oneOf(DropReasons) + " for a dropped event (the detail goes in diagnostic)"
+		if e.Reason == "" {
+			return &ValidationError{Field: "reason", Err: ErrMissingField, Want: want}
+		}
+		if !slices.Contains(DropReasons, e.Reason) {
+			return &ValidationError{Field: "reason", Err: ErrInvalidValue, Value: short(e.Reason), Want: want}
+		}
+	}
+	if e.MachineReason != "" && (e.Machine == nil || !*e.Machine) {
+		return &ValidationError{Field: "machine_reason", Err: ErrInvalidValue, Value: short(e.MachineReason),
+			Want: `"machine": true beside it (a reason comes only with a machine verdict)`}
 	}
 	if e.EventID == "" {
 		e.EventID = e.ComputeID()
 	}
 	return nil
+}
+
+// oneOf words a closed list for an error message: "a, b or c".
+func oneOf(values []string) string {
+	if len(values) < 2 {
+		return strings.Join(values, "")
+	}
+	return strings.Join(values[:len(values)-1], ", ") + " or " + values[len(values)-1]
+}
+
+func kindNames() []string {
+	out := make([]string, len(Kinds))
+	for i, k := range Kinds {
+		out[i] = string(k)
+	}
+	return out
 }
 
 // stringField is one string field of Event: its JSON name, where it is
@@ -229,6 +328,10 @@ var stringFields = []stringField{
 	{"machine_reason", func(e *Event) *string { return &e.MachineReason }, maxShortField},
 	{"url", func(e *Event) *string { return &e.URL }, maxLongField},
 	{"evidence_id", func(e *Event) *string { return &e.EvidenceID }, maxShortField},
+	// Added after the first release: appended, so that the spool's older
+	// encodings stay prefixes of the newer (codec.go), and hashed only when
+	// set, so that the ids of events without it are what they were.
+	{"category", func(e *Event) *string { return &e.Category }, maxShortField},
 }
 
 func (e *Event) checkStrings() error {
@@ -239,19 +342,27 @@ func (e *Event) checkStrings() error {
 		}
 		if len(v) > f.bound {
 			return &ValidationError{Field: f.name, Err: ErrFieldTooLong,
-				Value: fmt.Sprintf("%d bytes, at most %d", len(v), f.bound)}
+				Want: fmt.Sprintf("at most %d bytes, not %d", f.bound, len(v))}
 		}
 	}
 	return nil
 }
 
 // ComputeID returns the content-derived event id: the first 16 bytes, in
-// hex, of SHA-256 over a canonical encoding of every field except event_id
-// and the two derived from the recipient (recipient_domain and isp, so that
-// a change of the ISP map does not change identities). The encoding is, for
-// each field in declaration order, its name, a NUL, its length as a varint
-// and its bytes; time is RFC 3339 in UTC with whole seconds, reply_code
-// decimal, machine "0" or "1". Call it on a normalized event.
+// hex, of SHA-256 over a canonical encoding of what was posted, after
+// normalisation. The encoding is, for each field, its name, a NUL, its
+// length as a varint and its bytes: time (RFC 3339 in UTC, whole seconds),
+// then every string field in stringFields order, then reply_code (decimal),
+// then machine.
+//
+// Left out, or rather hashed as a constant: event_id itself; recipient_domain
+// and isp (derived, so a change of the ISP map changes no id); and the
+// machine verdict, machine and machine_reason, hashed as "0" and "" whatever
+// they hold, so that a verdict filled in later — by repute's detection or a
+// client's second look — never makes the same open another event. (They
+// keep their place in the encoding so that ids computed before the verdict
+// became three-state are unchanged.) category enters only when set, for
+// the same reason. Call it on a normalized event.
 func (e *Event) ComputeID() string {
 	buf := make([]byte, 0, 512)
 	put := func(name, value string) {
@@ -263,17 +374,19 @@ func (e *Event) ComputeID() string {
 	put("time", e.Time.UTC().Format(time.RFC3339))
 	for _, f := range stringFields {
 		switch f.name {
-		case "event_id", "recipient_domain", "isp":
+		case "event_id", "recipient_domain", "isp", "category":
+			continue
+		case "machine_reason":
+			put(f.name, "")
 			continue
 		}
 		put(f.name, *f.get(e))
 	}
 	put("reply_code", strconv.Itoa(int(e.ReplyCode)))
-	machine := "0"
-	if e.Machine {
-		machine = "1"
+	put("machine", "0")
+	if e.Category != "" {
+		put("category", e.Category)
 	}
-	put("machine", machine)
 	sum := sha256.Sum256(buf)
 	return hex.EncodeToString(sum[:16])
 }

@@ -52,6 +52,14 @@ func TestNormalizeErrors(t *testing.T) {
 		{"long campaign", func(e *Event) { e.Campaign = strings.Repeat("x", 256) }, "campaign", ErrFieldTooLong},
 		{"invalid utf-8", func(e *Event) { e.Diagnostic = "550 \xff" }, "diagnostic", ErrInvalidUTF8},
 		{"bad bounce type", func(e *Event) { e.Kind = KindBounced; e.BounceType = "medium" }, "bounce_type", ErrInvalidValue},
+		{"bad category", func(e *Event) { e.Category = "promotional" }, "category", ErrInvalidValue},
+		{"category in capitals", func(e *Event) { e.Category = "Marketing" }, "category", ErrInvalidValue},
+		{"dropped without reason", func(e *Event) { e.Kind = KindDropped }, "reason", ErrMissingField},
+		{"dropped for a bounce reason", func(e *Event) { e.Kind = KindDropped; e.Reason = "userunknown" }, "reason", ErrInvalidValue},
+		{"machine_reason without verdict", func(e *Event) { e.Kind = KindOpened; e.MachineReason = "apple_mpp" }, "machine_reason", ErrInvalidValue},
+		{"machine_reason on a human", func(e *Event) {
+			e.Kind, e.Machine, e.MachineReason = KindOpened, Verdict(false), "apple_mpp"
+		}, "machine_reason", ErrInvalidValue},
 	}
 	for _, tt := range tests {
 		e := validEvent()
@@ -142,6 +150,12 @@ func TestParseGroupBy(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0] != GroupISP || got[1] != GroupDay {
 		t.Errorf("ParseGroupBy = %v, %v", got, err)
 	}
+	if got, err := ParseGroupBy("category,isp"); err != nil || len(got) != 2 || got[0] != GroupCategory {
+		t.Errorf("ParseGroupBy(category,isp) = %v, %v", got, err)
+	}
+	if _, err := ParseGroupBy("week"); err == nil || !strings.Contains(err.Error(), "sending_ip, category, day, hour") {
+		t.Errorf("ParseGroupBy(week) = %v, want the known dimensions listed", err)
+	}
 	if got, err := ParseGroupBy(""); err != nil || got == nil || len(got) != 0 {
 		t.Errorf("ParseGroupBy(\"\") = %#v, %v; want empty non-nil", got, err)
 	}
@@ -165,5 +179,124 @@ func TestRates(t *testing.T) {
 	check("machine_open_share", r.MachineOpenShare, 0.6)
 	if z := (Counts{}).Rates(); z.BounceRate != nil || z.ComplaintRate != nil || z.OpenRate != nil || z.MachineOpenShare != nil {
 		t.Errorf("rates of zero counts = %+v, want all nil", z)
+	}
+}
+
+// Messages speak the poster's language: the field, the value, the problem
+// and what would have been accepted; never Go's layout strings.
+func TestValidationMessages(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(*Event)
+		want   string
+	}{
+		{"category", func(e *Event) { e.Category = "promo" },
+			`metrics: category "promo": invalid value: want marketing, transactional or registration, or no category`},
+		{"dropped without reason", func(e *Event) { e.Kind = KindDropped },
+			`metrics: reason: missing field: want blocklisted, unsubscribed, paused or invalid_recipient for a dropped event (the detail goes in diagnostic)`},
+		{"dropped for spam", func(e *Event) { e.Kind = KindDropped; e.Reason = "spam" },
+			`metrics: reason "spam": invalid value: want blocklisted, unsubscribed, paused or invalid_recipient for a dropped event (the detail goes in diagnostic)`},
+		{"machine_reason alone", func(e *Event) { e.MachineReason = "scanner" },
+			`metrics: machine_reason "scanner": invalid value: want "machine": true beside it (a reason comes only with a machine verdict)`},
+		{"unknown kind", func(e *Event) { e.Kind = "exploded" },
+			`metrics: kind "exploded": unknown kind: want sent, delivered, deferred, bounced, complained, opened, clicked, unsubscribed or dropped`},
+		{"before 2000", func(e *Event) { e.Time = time.Date(1999, 12, 31, 23, 59, 59, 0, time.UTC) },
+			`metrics: time "1999-12-31T23:59:59Z": time out of range: want a time between 2000-01-01 and one hour from now (2026-11-25T13:00:00Z)`},
+		{"no time", func(e *Event) { e.Time = time.Time{} },
+			`metrics: time: missing field: want RFC 3339, e.g. 2026-11-29T10:00:00Z, between 2000-01-01 and one hour from now`},
+		{"long campaign", func(e *Event) { e.Campaign = strings.Repeat("x", 300) },
+			`metrics: campaign: field too long: want at most 255 bytes, not 300`},
+	}
+	for _, tt := range tests {
+		e := validEvent()
+		tt.modify(&e)
+		err := e.Normalize(ISPMap{}, testNow)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%s: Normalize() = %v\nwant %s", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestNormalizeAcceptsVocabularies(t *testing.T) {
+	for _, c := range append([]string{""}, Categories...) {
+		e := validEvent()
+		e.Category = c
+		if err := e.Normalize(ISPMap{}, testNow); err != nil {
+			t.Errorf("category %q: %v", c, err)
+		}
+	}
+	for _, r := range DropReasons {
+		e := validEvent()
+		e.Kind, e.Reason, e.Diagnostic = KindDropped, r, "detail"
+		if err := e.Normalize(ISPMap{}, testNow); err != nil {
+			t.Errorf("dropped for %q: %v", r, err)
+		}
+	}
+	for _, m := range []*bool{nil, Verdict(false), Verdict(true)} {
+		e := validEvent()
+		e.Kind, e.Machine = KindOpened, m
+		if m != nil && *m {
+			e.MachineReason = "apple_mpp"
+		}
+		if err := e.Normalize(ISPMap{}, testNow); err != nil {
+			t.Errorf("machine %v: %v", m, err)
+		}
+	}
+	// A reason is not required of a machine verdict.
+	e := validEvent()
+	e.Kind, e.Machine = KindOpened, Verdict(true)
+	if err := e.Normalize(ISPMap{}, testNow); err != nil {
+		t.Errorf("machine without reason: %v", err)
+	}
+}
+
+// The id is computed from what was posted, before any verdict: filling in
+// machine and machine_reason later never changes it. A category does.
+func TestComputeIDIgnoresMachineVerdict(t *testing.T) {
+	ids := map[string]bool{}
+	for _, v := range []struct {
+		machine *bool
+		reason  string
+	}{{nil, ""}, {Verdict(false), ""}, {Verdict(true), ""}, {Verdict(true), "apple_mpp"}, {Verdict(true), "scanner"}} {
+		e := validEvent()
+		e.Kind, e.Machine, e.MachineReason = KindOpened, v.machine, v.reason
+		if err := e.Normalize(ISPMap{}, testNow); err != nil {
+			t.Fatal(err)
+		}
+		ids[e.EventID] = true
+	}
+	if len(ids) != 1 {
+		t.Errorf("machine verdicts gave %d ids, want 1: %v", len(ids), ids)
+	}
+	e := validEvent()
+	e.Kind, e.Category = KindOpened, CategoryMarketing
+	if err := e.Normalize(ISPMap{}, testNow); err != nil {
+		t.Fatal(err)
+	}
+	if ids[e.EventID] {
+		t.Error("a category did not change the id")
+	}
+}
+
+// Ids of events without a category or verdict are those computed before
+// either existed (the values below come from the earlier ComputeID), so a
+// retry that spans the upgrade is still one event.
+func TestComputeIDStableAcrossUpgrade(t *testing.T) {
+	now := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	open := Event{Time: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), Kind: KindOpened, Account: "acme",
+		Recipient: "Kijitora@Example.JP", MessageID: "<1@acme.example>", Campaign: "winter",
+		UserAgent: "Mozilla/5.0", SenderDomain: "news.acme.example"}
+	bounce := Event{Time: time.Date(2026, 11, 25, 10, 0, 5, 0, time.UTC), Kind: KindBounced, Account: "acme",
+		Recipient: "kijitora@gmail.com", BounceType: "hard", Reason: "userunknown", Status: "5.1.1", ReplyCode: 550}
+	for _, c := range []struct {
+		e    Event
+		want string
+	}{{open, "b1ced7ce430e945f3b6a1f7b7bb1e180"}, {bounce, "fc48d37ba01eb5a3b4d48bbca2667b9d"}} {
+		if err := c.e.Normalize(ISPMap{}, now); err != nil {
+			t.Fatal(err)
+		}
+		if c.e.EventID != c.want {
+			t.Errorf("%s event: id %s, want %s as before", c.e.Kind, c.e.EventID, c.want)
+		}
 	}
 }

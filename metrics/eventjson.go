@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"time"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -25,14 +26,46 @@ func (e *Event) UnmarshalJSON(data []byte) error {
 	}
 	*e = saved
 	type plain Event // the same fields, without this method
+	// The time is decoded through eventTime, which takes what time.Time
+	// takes but words its refusal for the person who posted the event
+	// instead of quoting Go's layout string.
+	shadow := struct {
+		*plain
+		Time eventTime `json:"time"`
+	}{plain: (*plain)(e), Time: eventTime{e.Time}}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode((*plain)(e)); err != nil {
+	err := dec.Decode(&shadow)
+	e.Time = shadow.Time.t
+	if err != nil {
 		return err
 	}
 	if dec.More() {
 		return errors.New("metrics: more than one JSON value")
 	}
+	return nil
+}
+
+// eventTime decodes what time.Time's UnmarshalJSON decodes (a JSON string
+// in RFC 3339; null leaves it as it was), with a ValidationError naming the
+// accepted forms and range otherwise.
+type eventTime struct{ t time.Time }
+
+func (et *eventTime) UnmarshalJSON(raw []byte) error {
+	if string(raw) == "null" {
+		return nil
+	}
+	var t time.Time
+	if err := t.UnmarshalJSON(raw); err != nil {
+		value := string(raw)
+		if len(raw) >= 2 && raw[0] == '"' {
+			if s, ok := unquote(raw); ok {
+				value = s
+			}
+		}
+		return &ValidationError{Field: "time", Err: ErrBadTime, Value: short(value), Want: timeWant}
+	}
+	et.t = t
 	return nil
 }
 
@@ -55,14 +88,15 @@ var flatFields = func() map[string]flatField {
 			return err == nil
 		},
 		"machine": func(e *Event, raw []byte) bool {
+			var v bool
 			switch string(raw) {
 			case "true":
-				e.Machine = true
+				v = true
 			case "false":
-				e.Machine = false
 			default:
-				return false
+				return false // null (no verdict) too: encoding/json decides
 			}
+			e.Machine = &v
 			return true
 		},
 	}

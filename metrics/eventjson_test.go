@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -41,6 +42,12 @@ var eventJSONSamples = []string{
 	`{"reply_code":007}`,
 	`{"machine":"true"}`,
 	`{"time":"yesterday"}`,
+	`{"time":"2026-11-25 10:00:00"}`,
+	`{"time":"2026-11-25T10:00:00Z","time":null}`,
+	`{"machine":false,"category":"marketing"}`,
+	`{"machine":true,"machine_reason":"apple_mpp","machine":false}`,
+	`{"machine":false,"machine":null}`,
+	`{"kind":"dropped","reason":"blocklisted","diagnostic":"on the blocklist since 2026-11-20"}`,
 	`{"time":12}`,
 	`{"kind":"sent","kind":"delivered"}`,
 	`{"campaign":"` + strings.Repeat("é", 10) + `"}`,
@@ -63,6 +70,71 @@ func TestEventUnmarshalJSONMatchesEncodingJSON(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"recipent":"x"}`), &e); err == nil || !strings.Contains(err.Error(), "recipent") {
 		t.Errorf("unknown field: %v, want an error naming it", err)
+	}
+}
+
+// A bad time is refused in the poster's words, on both paths (the fast
+// path hands bad values to encoding/json), and in an array or NDJSON line
+// decoded through Event.UnmarshalJSON.
+func TestEventUnmarshalJSONTimeErrors(t *testing.T) {
+	const want = "want RFC 3339, e.g. 2026-11-29T10:00:00Z, between 2000-01-01 and one hour from now"
+	for _, c := range []struct{ data, value string }{
+		{`{"kind":"sent","time":"yesterday"}`, `time "yesterday"`},
+		{`{"time":"2026-11-25 10:00:00","kind":"sent"}`, `time "2026-11-25 10:00:00"`},
+		{`{"time":"2026-11-25"}`, `time "2026-11-25"`},
+		{`{"time":12}`, `time "12"`},
+		{`{"time":"\u0032026"}`, `time "2026"`},
+	} {
+		var e Event
+		err := e.UnmarshalJSON([]byte(c.data))
+		var ve *ValidationError
+		if !errors.As(err, &ve) || ve.Field != "time" || !errors.Is(err, ErrBadTime) {
+			t.Errorf("%s: error %v, want a ValidationError on time", c.data, err)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, c.value) || !strings.HasSuffix(msg, want) {
+			t.Errorf("%s: %q, want it to name %s and end %q", c.data, msg, c.value, want)
+		}
+		for _, leak := range []string{"2006-01-02", "UnmarshalJSON", "parsing time"} {
+			if strings.Contains(msg, leak) {
+				t.Errorf("%s: %q leaks %q", c.data, msg, leak)
+			}
+		}
+		var events []Event
+		if err := json.Unmarshal([]byte("["+c.data+"]"), &events); err == nil || err.Error() != msg {
+			t.Errorf("%s in an array: %v, want %q", c.data, err, msg)
+		}
+	}
+}
+
+// The machine verdict has three states in JSON: absent or null (nil),
+// false and true; encoding keeps them apart.
+func TestEventJSONMachineVerdict(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want *bool
+		out  string
+	}{
+		{`{"kind":"opened"}`, nil, ``},
+		{`{"kind":"opened","machine":null}`, nil, ``},
+		{`{"kind":"opened","machine":false}`, Verdict(false), `"machine":false`},
+		{`{"kind":"opened","machine":true,"machine_reason":"apple_mpp"}`, Verdict(true), `"machine":true,"machine_reason":"apple_mpp"`},
+	} {
+		var e Event
+		if err := e.UnmarshalJSON([]byte(c.in)); err != nil {
+			t.Fatalf("%s: %v", c.in, err)
+		}
+		if (e.Machine == nil) != (c.want == nil) || e.Machine != nil && *e.Machine != *c.want {
+			t.Errorf("%s: machine %v, want %v", c.in, e.Machine, c.want)
+		}
+		out, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.out == "" && strings.Contains(string(out), `"machine"`) || !strings.Contains(string(out), c.out) {
+			t.Errorf("%s: encoded %s, want %s", c.in, out, c.out)
+		}
 	}
 }
 

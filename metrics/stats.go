@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -18,13 +19,14 @@ const (
 	GroupISP          GroupBy = "isp"
 	GroupCampaign     GroupBy = "campaign"
 	GroupSendingIP    GroupBy = "sending_ip"
+	GroupCategory     GroupBy = "category"
 	GroupDay          GroupBy = "day"
 	GroupHour         GroupBy = "hour"
 )
 
 // GroupBys lists every dimension.
 var GroupBys = []GroupBy{GroupAccount, GroupSenderDomain, GroupISP, GroupCampaign,
-	GroupSendingIP, GroupDay, GroupHour}
+	GroupSendingIP, GroupCategory, GroupDay, GroupHour}
 
 // ParseGroupBy parses a comma-separated list of dimensions; empty gives none.
 // A dimension named twice is an error, as is an unknown one.
@@ -36,12 +38,12 @@ func ParseGroupBy(s string) ([]GroupBy, error) {
 	seen := map[GroupBy]bool{}
 	for _, part := range strings.Split(s, ",") {
 		g := GroupBy(strings.TrimSpace(part))
-		known := false
-		for _, k := range GroupBys {
-			known = known || g == k
-		}
-		if !known {
-			return nil, fmt.Errorf("metrics: unknown group_by %q (known: account, sender_domain, isp, campaign, sending_ip, day, hour)", g)
+		if !slices.Contains(GroupBys, g) {
+			names := make([]string, len(GroupBys))
+			for i, k := range GroupBys {
+				names[i] = string(k)
+			}
+			return nil, fmt.Errorf("metrics: unknown group_by %q (known: %s)", g, strings.Join(names, ", "))
 		}
 		if seen[g] {
 			return nil, fmt.Errorf("metrics: group_by %q named twice", g)
@@ -66,18 +68,25 @@ type StatsQuery struct {
 // a message with both counts once in each — and an open or click without a
 // message_id counts per event; every other kind counts per event. Bounces
 // that are not hard (soft or undetermined) count as soft.
+//
+// An open without a machine verdict (Event.Machine nil) counts as human, as
+// every open did before the verdict had three states: OpenedHuman is the
+// opens not known to be a machine's, and OpenedUnverified the part of them
+// that nobody judged (so OpenedUnverified <= OpenedHuman). A rising
+// unverified share means the open rate rests on opens nobody has classified.
 type Counts struct {
-	Sent          int64 `json:"sent"`
-	Delivered     int64 `json:"delivered"`
-	Deferred      int64 `json:"deferred"`
-	BouncedHard   int64 `json:"bounced_hard"`
-	BouncedSoft   int64 `json:"bounced_soft"`
-	Complained    int64 `json:"complained"`
-	OpenedHuman   int64 `json:"opened_human"`
-	OpenedMachine int64 `json:"opened_machine"`
-	Clicked       int64 `json:"clicked"`
-	Unsubscribed  int64 `json:"unsubscribed"`
-	Dropped       int64 `json:"dropped"`
+	Sent             int64 `json:"sent"`
+	Delivered        int64 `json:"delivered"`
+	Deferred         int64 `json:"deferred"`
+	BouncedHard      int64 `json:"bounced_hard"`
+	BouncedSoft      int64 `json:"bounced_soft"`
+	Complained       int64 `json:"complained"`
+	OpenedHuman      int64 `json:"opened_human"`
+	OpenedMachine    int64 `json:"opened_machine"`
+	OpenedUnverified int64 `json:"opened_unverified"`
+	Clicked          int64 `json:"clicked"`
+	Unsubscribed     int64 `json:"unsubscribed"`
+	Dropped          int64 `json:"dropped"`
 }
 
 // Rates are computed from Counts; nil when the denominator is zero. They

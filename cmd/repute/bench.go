@@ -230,7 +230,7 @@ func benchEvents(n int, day time.Time) []metrics.Event {
 			e.Diagnostic = "550 5.1.1 The email account that you tried to reach does not exist"
 		case metrics.KindOpened:
 			e.UserAgent = "Mozilla/5.0 (Windows NT 10.0; Win64; x64)"
-			e.Machine = i%3 == 0
+			e.Machine = metrics.Verdict(i%3 == 0)
 		}
 		out[i] = e
 	}

@@ -57,7 +57,7 @@ func expectedCounts(events []metrics.Event, account string) metrics.Counts {
 		case metrics.KindClicked:
 			c.Clicked++
 		case metrics.KindOpened:
-			if e.Machine {
+			if e.Machine != nil && *e.Machine {
 				c.OpenedMachine++
 			} else {
 				c.OpenedHuman++

@@ -16,7 +16,7 @@ import (
 // columns are the events columns in the order insert batches fill them.
 // PrepareBatch must name them: 18.16 fails every Append without the list.
 var columns = []string{"account", "event_id", "time", "kind", "source", "source_ref",
-	"sender_domain", "sending_ip", "campaign", "message_id", "recipient",
+	"sender_domain", "sending_ip", "campaign", "category", "message_id", "recipient",
 	"recipient_domain", "isp", "bounce_type", "reason", "status", "reply_code",
 	"diagnostic", "remote_mta", "correlation", "feedback_type", "feedback_provider",
 	"recipient_recovered_from", "user_agent", "client_ip", "machine",
@@ -124,7 +124,7 @@ func columnValues(events []metrics.Event, prec uint64) ([]any, error) {
 	times := make([]time.Time, n)
 	kinds := make([]int8, n)
 	replyCodes := make([]uint16, n)
-	machine := make([]uint8, n)
+	machine := make([]*uint8, n) // Nullable(UInt8): nil is no verdict
 	precs := make([]uint64, n)
 	for i := range events {
 		precs[i] = prec
@@ -136,8 +136,12 @@ func columnValues(events []metrics.Event, prec uint64) ([]any, error) {
 		}
 		kinds[i] = k
 		replyCodes[i] = e.ReplyCode
-		if e.Machine {
-			machine[i] = 1
+		if e.Machine != nil {
+			v := uint8(0)
+			if *e.Machine {
+				v = 1
+			}
+			machine[i] = &v
 		}
 	}
 	return []any{
@@ -150,6 +154,7 @@ func columnValues(events []metrics.Event, prec uint64) ([]any, error) {
 		str(func(e *metrics.Event) string { return e.SenderDomain }),
 		str(func(e *metrics.Event) string { return e.SendingIP }),
 		str(func(e *metrics.Event) string { return e.Campaign }),
+		str(func(e *metrics.Event) string { return e.Category }),
 		str(func(e *metrics.Event) string { return e.MessageID }),
 		str(func(e *metrics.Event) string { return e.Recipient }),
 		str(func(e *metrics.Event) string { return e.RecipientDomain }),

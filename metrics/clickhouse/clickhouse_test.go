@@ -426,3 +426,81 @@ func TestBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// A database from before 0003 (machine a plain UInt8, no category) keeps
+// its rows through the migration: a stored 0 stays human (it cannot be told
+// from a verdict), 1 machine; and the migration's statements run again do
+// no harm (18.16 has no ADD COLUMN IF NOT EXISTS).
+func TestMigrateCategoryVerdict(t *testing.T) {
+	o, err := testOptions(t).withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	boot, err := o.connect("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := boot.Exec(ctx, "CREATE DATABASE "+o.Database); err != nil {
+		t.Fatal(err)
+	}
+	boot.Close()
+	conn, err := o.connect(o.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	q, err := loadQueries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrations, err := loadMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m0003 migration
+	for _, m := range migrations {
+		if m.version == 3 {
+			m0003 = m
+		}
+	}
+	if m0003.name != "0003_category_verdict" {
+		t.Fatalf("no migration 0003_category_verdict: %+v", migrations)
+	}
+	if err := conn.Exec(ctx, q[qMigrationsTable]); err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range migrations[0].statements {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := conn.Exec(ctx, q[qRecordMigration], uint32(1), migrations[0].name); err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range []string{"'human', 'm1', 0", "'machine', 'm2', 1"} {
+		if err := conn.Exec(ctx, `INSERT INTO events (account, event_id, message_id, machine, time, kind, recipient, precedence)
+			SELECT 'acme', `+row+`, toDateTime('2026-11-24 10:00:00', 'UTC'), 'opened', 'a@gmail.com', 1`); err != nil {
+			t.Fatalf("insert an old row: %v", err)
+		}
+	}
+	if err := Migrate(ctx, o); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	for _, stmt := range m0003.statements {
+		if err := conn.Exec(ctx, stmt); err != nil && !alreadyAdded(stmt, err) {
+			t.Errorf("0003 again: %q: %v", stmt, err)
+		}
+	}
+	s := openStore(t, o)
+	defer s.Close()
+	q3 := metrics.StatsQuery{From: testDay, To: testDay.Add(24 * time.Hour), GroupBy: []metrics.GroupBy{metrics.GroupCategory}}
+	r, err := s.Stats(ctx, q3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := metrics.Counts{OpenedHuman: 1, OpenedMachine: 1}
+	if r.Totals != want || len(r.Groups) != 1 || r.Groups[0].Key[metrics.GroupCategory] != "" {
+		t.Errorf("after migrating: totals %+v, groups %+v; want %+v in one group of no category", r.Totals, r.Groups, want)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -254,7 +256,7 @@ func migrate(ctx context.Context, o Options, q queries) (driver.Conn, error) {
 	}
 	for _, m := range apply {
 		for _, stmt := range m.statements {
-			if err := conn.Exec(ctx, stmt); err != nil {
+			if err := conn.Exec(ctx, stmt); err != nil && !alreadyAdded(stmt, err) {
 				return nil, fail("migration "+m.name, err)
 			}
 		}
@@ -269,6 +271,20 @@ func migrate(ctx context.Context, o Options, q queries) (driver.Conn, error) {
 	}
 	ok = true
 	return conn, nil
+}
+
+// errColumnExists is the code of ClickHouse's "Cannot add column …: column
+// with this name already exists" (ILLEGAL_COLUMN).
+const errColumnExists = 44
+
+// alreadyAdded tells whether err is an ADD COLUMN statement finding its
+// column there already: 18.16 has no ADD COLUMN IF NOT EXISTS, so this is
+// how a migration that adds a column stays idempotent (a second process
+// migrating at the same time, or a run interrupted before its record).
+func alreadyAdded(stmt string, err error) bool {
+	var ex *ch.Exception
+	return strings.Contains(strings.ToUpper(stmt), "ADD COLUMN") && errors.As(err, &ex) &&
+		ex.Code == errColumnExists && strings.Contains(ex.Message, "already exists")
 }
 
 // plan splits the migrations not yet applied into those to apply now, in

@@ -26,6 +26,7 @@ var groupExpr = map[metrics.GroupBy]string{
 	metrics.GroupISP:          "isp",
 	metrics.GroupCampaign:     "campaign",
 	metrics.GroupSendingIP:    "sending_ip",
+	metrics.GroupCategory:     "category",
 	metrics.GroupDay:          "toStartOfDay(time)",
 	metrics.GroupHour:         "toStartOfHour(time)",
 }
@@ -74,7 +75,7 @@ func (s *Store) Stats(ctx context.Context, q metrics.StatsQuery) (*metrics.Stats
 	defer rows.Close()
 	keyVals := make([]string, len(q.GroupBy))
 	keyTimes := make([]time.Time, len(q.GroupBy))
-	var counts [11]uint64 // the server's UInt64, in the order of the query
+	var counts [12]uint64 // the server's UInt64, in the order of the query
 	dest := make([]any, 0, len(keyVals)+len(counts))
 	for i, g := range q.GroupBy {
 		if isBucket(g) {
@@ -129,11 +130,11 @@ func (s *Store) Stats(ctx context.Context, q metrics.StatsQuery) (*metrics.Stats
 
 // toCounts turns the counts as selected, in the order of the stats query,
 // into metrics.Counts.
-func toCounts(v [11]uint64) metrics.Counts {
+func toCounts(v [12]uint64) metrics.Counts {
 	n := func(i int) int64 { return int64(v[i]) }
 	return metrics.Counts{Sent: n(0), Delivered: n(1), Deferred: n(2), BouncedHard: n(3),
 		BouncedSoft: n(4), Complained: n(5), OpenedHuman: n(6), OpenedMachine: n(7),
-		Clicked: n(8), Unsubscribed: n(9), Dropped: n(10)}
+		OpenedUnverified: n(8), Clicked: n(9), Unsubscribed: n(10), Dropped: n(11)}
 }
 
 // isBucket tells the time dimensions, whose keys are DateTime.

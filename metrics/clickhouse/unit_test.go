@@ -93,7 +93,7 @@ func TestEmbeddedSQL(t *testing.T) {
 }
 
 func TestColumnValues(t *testing.T) {
-	cols, err := columnValues([]metrics.Event{{Kind: metrics.KindDropped, Machine: true, ReplyCode: 550}}, 7)
+	cols, err := columnValues([]metrics.Event{{Kind: metrics.KindDropped, Machine: metrics.Verdict(true), ReplyCode: 550}}, 7)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,8 +144,8 @@ type column struct {
 	value func(e *metrics.Event) driver.Value
 }
 
-// columns lists every column of events in table order (as migration 0002
-// leaves it): the Appender fills them by position.
+// columns lists every column of events in table order (as migrations 0002
+// and 0004 leave it): the Appender fills them by position.
 var columns = []column{
 	{"event_id", func(e *metrics.Event) driver.Value { return e.EventID }},
 	{"time", func(e *metrics.Event) driver.Value { return e.Time.UTC() }},
@@ -172,11 +172,17 @@ var columns = []column{
 	{"recipient_recovered_from", func(e *metrics.Event) driver.Value { return e.RecipientRecoveredFrom }},
 	{"user_agent", func(e *metrics.Event) driver.Value { return e.UserAgent }},
 	{"client_ip", func(e *metrics.Event) driver.Value { return e.ClientIP }},
-	{"machine", func(e *metrics.Event) driver.Value { return e.Machine }},
+	{"machine", func(e *metrics.Event) driver.Value {
+		if e.Machine == nil {
+			return nil // no verdict
+		}
+		return *e.Machine
+	}},
 	{"machine_reason", func(e *metrics.Event) driver.Value { return e.MachineReason }},
 	{"url", func(e *metrics.Event) driver.Value { return e.URL }},
 	{"evidence_id", func(e *metrics.Event) driver.Value { return e.EvidenceID }},
 	{"key_hash", func(e *metrics.Event) driver.Value { return keyHash(e.Key()) }},
+	{"category", func(e *metrics.Event) driver.Value { return e.Category }},
 }
 
 // keyHash returns the key_hash of k: md5_number_lower(account || chr(0) ||

@@ -169,3 +169,71 @@ func TestColumnsMatchTable(t *testing.T) {
 		t.Errorf("columns:\n got %v\nwant %v (the table)", ours, table)
 	}
 }
+
+// A file from before 0004 keeps its rows: a stored false stays human (it
+// cannot be told from a verdict), true machine, and there is no category.
+func TestMigrateTo0004(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "repute.duckdb")
+	ctx := context.Background()
+	all, err := loadMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) < 4 || all[3].name != "0004_category_verdict.sql" {
+		t.Fatalf("migrations: %+v", all)
+	}
+	func() {
+		c, err := duckdb.NewConnector(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		db := sql.OpenDB(c)
+		defer db.Close()
+		if _, err := db.ExecContext(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,
+			name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp::TIMESTAMP)`); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range all[:3] {
+			if err := apply(ctx, db, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := db.ExecContext(ctx, `INSERT INTO events (event_id, time, kind, account, recipient, message_id, machine, key_hash)
+			VALUES ('h', TIMESTAMP '2026-11-24 10:00:00', 'opened', 'acme', 'a@example.org', 'm1', false, 1),
+			       ('m', TIMESTAMP '2026-11-24 10:00:00', 'opened', 'acme', 'a@example.org', 'm2', true, 2)`); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	s, err := Open(path, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	from := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	r, err := s.Stats(ctx, metrics.StatsQuery{From: from, To: from.Add(24 * time.Hour),
+		GroupBy: []metrics.GroupBy{metrics.GroupCategory}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := metrics.Counts{OpenedHuman: 1, OpenedMachine: 1}
+	if r.Totals != want || len(r.Groups) != 1 || r.Groups[0].Key[metrics.GroupCategory] != "" {
+		t.Errorf("after migrating: totals %+v, groups %+v; want %+v in one group of no category", r.Totals, r.Groups, want)
+	}
+	// New events append after the migration, with and without a verdict.
+	e := metrics.Event{Account: "acme", Kind: metrics.KindOpened, Recipient: "b@example.org", MessageID: "m3",
+		Time: from.Add(time.Hour), Category: metrics.CategoryMarketing}
+	if err := e.Normalize(metrics.ISPMap{}, from.Add(48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, []metrics.Event{e}); err != nil {
+		t.Fatal(err)
+	}
+	r, err = s.Stats(ctx, metrics.StatsQuery{From: from, To: from.Add(24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (metrics.Counts{OpenedHuman: 2, OpenedMachine: 1, OpenedUnverified: 1}); r.Totals != want {
+		t.Errorf("after appending: totals %+v, want %+v", r.Totals, want)
+	}
+}

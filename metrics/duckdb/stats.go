@@ -17,6 +17,7 @@ var dimensions = map[metrics.GroupBy]string{
 	metrics.GroupISP:          "isp",
 	metrics.GroupCampaign:     "campaign",
 	metrics.GroupSendingIP:    "sending_ip",
+	metrics.GroupCategory:     "category",
 	metrics.GroupDay:          "date_trunc('day', time)",
 	metrics.GroupHour:         "date_trunc('hour', time)",
 }
@@ -73,7 +74,7 @@ func (s *Store) Stats(ctx context.Context, q metrics.StatsQuery) (*metrics.Stats
 			isTotal bool
 			c       metrics.Counts
 			keys    = make([]any, n)
-			dest    = make([]any, 0, n+12)
+			dest    = make([]any, 0, n+13)
 		)
 		if n > 0 {
 			dest = append(dest, &isTotal)
@@ -87,7 +88,8 @@ func (s *Store) Stats(ctx context.Context, q metrics.StatsQuery) (*metrics.Stats
 			}
 		}
 		dest = append(dest, &c.Sent, &c.Delivered, &c.Deferred, &c.BouncedHard, &c.BouncedSoft,
-			&c.Complained, &c.OpenedHuman, &c.OpenedMachine, &c.Clicked, &c.Unsubscribed, &c.Dropped)
+			&c.Complained, &c.OpenedHuman, &c.OpenedMachine, &c.OpenedUnverified, &c.Clicked,
+			&c.Unsubscribed, &c.Dropped)
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("duckdb: stats: %w", err)
 		}

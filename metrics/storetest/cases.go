@@ -464,6 +464,117 @@ func testUniquePerGroup(t *testing.T, s *suite) {
 	checkCounts(t, "totals", r.Totals, metrics.Counts{OpenedHuman: 1, OpenedMachine: 1, Clicked: 1})
 }
 
+// The machine verdict round-trips in its three states — none, a person,
+// a machine — across a reopen: an open without a verdict counts as human
+// and again as unverified; clicks are counted whatever their verdict.
+func testMachineVerdict(t *testing.T, s *suite) {
+	st := s.open(t)
+	appendOK(t, st, mkAll(t,
+		ev{id: "none", kind: metrics.KindOpened, msg: "m1", noVerdict: true},
+		ev{id: "human", kind: metrics.KindOpened, msg: "m2"},
+		ev{id: "mpp", kind: metrics.KindOpened, msg: "m3", machine: true, why: "apple_mpp"},
+		ev{id: "proxy", kind: metrics.KindOpened, msg: "m4", machine: true, why: "google_proxy"},
+		ev{id: "bare", kind: metrics.KindOpened, msg: "m5", machine: true},
+		ev{id: "none2", kind: metrics.KindOpened, noVerdict: true},
+		ev{id: "click-none", kind: metrics.KindClicked, msg: "m1", noVerdict: true},
+		ev{id: "click-bot", kind: metrics.KindClicked, msg: "m2", machine: true, why: "scanner"},
+	))
+	want := metrics.Counts{OpenedHuman: 3, OpenedMachine: 3, OpenedUnverified: 2, Clicked: 2}
+	checkCounts(t, "totals", totals(t, st, window()), want)
+	st = s.reopen(t)
+	checkCounts(t, "totals after reopen", totals(t, st, window()), want)
+	q := window()
+	q.GroupBy = []metrics.GroupBy{metrics.GroupDay}
+	checkGroups(t, q, stats(t, st, q).Groups, []row{{[]string{"2026-11-24T00:00:00Z"}, want}})
+	r := want.Rates()
+	if r.MachineOpenShare == nil || *r.MachineOpenShare != 0.5 {
+		t.Errorf("machine_open_share = %s, want 0.5", fmtRate(r.MachineOpenShare))
+	}
+}
+
+// Unverified opens are unique per (account, message_id, recipient) like
+// the others: one message opened with and without a verdict counts once as
+// human, once as unverified; the totals are unique over the whole range.
+func testMachineVerdictUnique(t *testing.T, s *suite) {
+	st := s.open(t)
+	appendOK(t, st, mkAll(t,
+		ev{id: "1", kind: metrics.KindOpened, msg: "m1", noVerdict: true},
+		ev{id: "2", kind: metrics.KindOpened, msg: "m1", noVerdict: true, at: time.Hour},
+		ev{id: "3", kind: metrics.KindOpened, msg: "m1", at: 24 * time.Hour},
+		ev{id: "4", kind: metrics.KindOpened, msg: "m1", machine: true, why: "apple_mpp", at: 24 * time.Hour},
+		ev{id: "5", kind: metrics.KindOpened, msg: "m2", noVerdict: true, at: 24 * time.Hour},
+		ev{id: "6", kind: metrics.KindOpened, msg: "m2", noVerdict: true, rcpt: "other@gmail.com"},
+	))
+	q := window()
+	q.GroupBy = []metrics.GroupBy{metrics.GroupDay}
+	r := stats(t, st, q)
+	checkGroups(t, q, r.Groups, []row{
+		{[]string{"2026-11-24T00:00:00Z"}, metrics.Counts{OpenedHuman: 2, OpenedUnverified: 2}},
+		{[]string{"2026-11-25T00:00:00Z"}, metrics.Counts{OpenedHuman: 2, OpenedMachine: 1, OpenedUnverified: 1}},
+	})
+	checkCounts(t, "totals", r.Totals, metrics.Counts{OpenedHuman: 3, OpenedMachine: 1, OpenedUnverified: 3})
+}
+
+// An open posted without a verdict and posted again once judged has the
+// same computed id: it is the same event, known, counted once (as first
+// stored).
+func testVerdictKeepsID(t *testing.T, s *suite) {
+	st := s.open(t)
+	first := mk(t, ev{kind: metrics.KindOpened, msg: "m1", noVerdict: true})
+	judged := mk(t, ev{kind: metrics.KindOpened, msg: "m1", machine: true, why: "apple_mpp"})
+	human := mk(t, ev{kind: metrics.KindOpened, msg: "m1"})
+	if first.EventID != judged.EventID || first.EventID != human.EventID {
+		t.Fatalf("ids %s (no verdict), %s (machine), %s (human): want one id", first.EventID, judged.EventID, human.EventID)
+	}
+	appendOK(t, st, []metrics.Event{first})
+	checkKnown(t, st, []metrics.Event{judged, human}, map[metrics.Key]bool{judged.Key(): true})
+	appendOK(t, st, []metrics.Event{judged, human})
+	checkCounts(t, "totals", totals(t, st, window()), metrics.Counts{OpenedHuman: 1, OpenedUnverified: 1})
+}
+
+func testGroupByCategory(t *testing.T, s *suite) {
+	st := s.open(t)
+	appendOK(t, st, mkAll(t,
+		ev{id: "1", kind: metrics.KindSent, category: metrics.CategoryRegistration, msg: "r1"},
+		ev{id: "2", kind: metrics.KindDelivered, category: metrics.CategoryRegistration, msg: "r1"},
+		ev{id: "3", kind: metrics.KindOpened, category: metrics.CategoryRegistration, msg: "r1"},
+		ev{id: "4", kind: metrics.KindSent, category: metrics.CategoryMarketing, msg: "n1", rcpt: "a@qq.com"},
+		ev{id: "5", kind: metrics.KindSent, category: metrics.CategoryMarketing, msg: "n2"},
+		ev{id: "6", kind: metrics.KindSent, category: metrics.CategoryTransactional, msg: "t1"},
+		ev{id: "7", kind: metrics.KindSent, msg: "x1"},
+	))
+	q := window()
+	q.GroupBy = []metrics.GroupBy{metrics.GroupCategory}
+	r := stats(t, st, q)
+	checkGroups(t, q, r.Groups, []row{
+		{[]string{""}, sent(1)},
+		{[]string{"marketing"}, sent(2)},
+		{[]string{"registration"}, metrics.Counts{Sent: 1, Delivered: 1, OpenedHuman: 1}},
+		{[]string{"transactional"}, sent(1)},
+	})
+	checkCounts(t, "totals", r.Totals, metrics.Counts{Sent: 5, Delivered: 1, OpenedHuman: 1})
+	q.GroupBy = []metrics.GroupBy{metrics.GroupISP, metrics.GroupCategory}
+	checkGroups(t, q, stats(t, st, q).Groups, []row{
+		{[]string{"gmail", ""}, sent(1)},
+		{[]string{"gmail", "marketing"}, sent(1)},
+		{[]string{"gmail", "registration"}, metrics.Counts{Sent: 1, Delivered: 1, OpenedHuman: 1}},
+		{[]string{"gmail", "transactional"}, sent(1)},
+		{[]string{"tencent", "marketing"}, sent(1)},
+	})
+}
+
+// A dropped event of each reason counts as dropped, and only as dropped:
+// "unsubscribed" is why it was not sent, not an unsubscription.
+func testDroppedReasons(t *testing.T, s *suite) {
+	st := s.open(t)
+	var es []ev
+	for i, why := range metrics.DropReasons {
+		es = append(es, ev{id: fmt.Sprintf("x%d", i), kind: metrics.KindDropped, why: why, msg: fmt.Sprintf("m%d", i)})
+	}
+	appendOK(t, st, mkAll(t, es...))
+	checkCounts(t, "totals", totals(t, st, window()), metrics.Counts{Dropped: int64(len(metrics.DropReasons))})
+}
+
 func testRates(t *testing.T, s *suite) {
 	st := s.open(t)
 	var es []ev

@@ -16,6 +16,9 @@
 //
 // Beyond the rules of metrics.Counts and metrics.StatsQuery, the suite
 // holds a backend to these:
+//   - The machine verdict is stored in three states (none, human, machine)
+//     and counted as metrics.Counts says; a category is stored and grouped
+//     by.
 //   - Append is idempotent on (account, event_id) within a call, across
 //     calls, across Reopen and between concurrent callers, and an event is
 //     queryable as soon as Append returns; a read never sees half a batch.
@@ -86,6 +89,11 @@ var tests = []struct {
 	{"UniqueOpens", testUniqueOpens},
 	{"UniqueClicks", testUniqueClicks},
 	{"UniquePerGroup", testUniquePerGroup},
+	{"MachineVerdict", testMachineVerdict},
+	{"MachineVerdictUnique", testMachineVerdictUnique},
+	{"VerdictKeepsID", testVerdictKeepsID},
+	{"GroupByCategory", testGroupByCategory},
+	{"DroppedReasons", testDroppedReasons},
 	{"Rates", testRates},
 	{"TenantIsolation", testTenantIsolation},
 	{"QuotedValues", testQuotedValues},
@@ -143,12 +151,17 @@ type ev struct {
 	msg       string // message id
 	rcpt      string
 	bounce    string
-	machine   bool
+	machine   bool   // an open or click: machine verdict true (else a person's)
+	noVerdict bool   // an open or click without a verdict (machine null)
+	why       string // machine_reason, or reason
+	category  string
 	sourceRef string
 }
 
 // mk returns the normalized event e describes; defaults: account "acme",
-// recipient "user@gmail.com", sender domain "news.acme.test".
+// recipient "user@gmail.com", sender domain "news.acme.test"; an open or a
+// click has a verdict (false, a person, unless machine or noVerdict); a
+// dropped event is "paused" unless why says otherwise.
 func mk(t testing.TB, e ev) metrics.Event {
 	t.Helper()
 	x := metrics.Event{
@@ -164,7 +177,20 @@ func mk(t testing.TB, e ev) metrics.Event {
 		MessageID:    e.msg,
 		Recipient:    e.rcpt,
 		BounceType:   e.bounce,
-		Machine:      e.machine,
+		Category:     e.category,
+	}
+	switch {
+	case e.machine:
+		x.Machine, x.MachineReason = metrics.Verdict(true), e.why
+	case e.noVerdict:
+	case e.kind == metrics.KindOpened || e.kind == metrics.KindClicked:
+		x.Machine = metrics.Verdict(false)
+	}
+	if e.kind == metrics.KindDropped {
+		x.Reason = e.why
+		if x.Reason == "" {
+			x.Reason = metrics.DropPaused
+		}
 	}
 	if x.Account == "" {
 		x.Account = "acme"

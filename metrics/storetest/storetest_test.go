@@ -112,10 +112,14 @@ func (s *memStore) Stats(_ context.Context, q metrics.StatsQuery) (*metrics.Stat
 		case metrics.KindDropped:
 			a.c.Dropped++
 		case metrics.KindOpened:
-			if e.Machine && uniq("machine") {
+			machine := e.Machine != nil && *e.Machine
+			if machine && uniq("machine") {
 				a.c.OpenedMachine++
-			} else if !e.Machine && uniq("human") {
+			} else if !machine && uniq("human") {
 				a.c.OpenedHuman++
+			}
+			if e.Machine == nil && uniq("unverified") {
+				a.c.OpenedUnverified++
 			}
 		case metrics.KindClicked:
 			if uniq("click") {
@@ -139,8 +143,9 @@ func (s *memStore) Stats(_ context.Context, q metrics.StatsQuery) (*metrics.Stat
 			v := map[metrics.GroupBy]string{
 				metrics.GroupAccount: e.Account, metrics.GroupSenderDomain: e.SenderDomain,
 				metrics.GroupISP: e.ISP, metrics.GroupCampaign: e.Campaign, metrics.GroupSendingIP: e.SendingIP,
-				metrics.GroupDay:  e.Time.Truncate(24 * time.Hour).Format(time.RFC3339),
-				metrics.GroupHour: e.Time.Truncate(time.Hour).Format(time.RFC3339),
+				metrics.GroupCategory: e.Category,
+				metrics.GroupDay:      e.Time.Truncate(24 * time.Hour).Format(time.RFC3339),
+				metrics.GroupHour:     e.Time.Truncate(time.Hour).Format(time.RFC3339),
 			}[g]
 			key[g] = v
 			parts = append(parts, v)

@@ -21,8 +21,11 @@ INSERT INTO schema_migrations (version, name) SELECT toUInt32(?), ?
 -- FINAL collapses repeats of an (account, event_id) at read time, whatever
 -- merges have or have not happened (see 0001_events.sql). Opens and clicks
 -- are unique per (account, message_id, recipient); without a message_id they
--- count per event. With groups, /*GROUP*/ is "GROUP BY k0, … WITH TOTALS":
--- the totals merge the groups' aggregate states, so their uniqueness is over
+-- count per event. An open without a verdict (machine IS NULL) is human;
+-- opened_unverified counts those again on their own. machine is
+-- Nullable(UInt8): the conditions go through ifNull/isNull, because on
+-- 18.16 a Nullable condition makes countIf Nullable too. With groups,
+-- /*GROUP*/ is "GROUP BY k0, … WITH TOTALS": the totals merge the groups' aggregate states, so their uniqueness is over
 -- the whole range, not a sum over groups.
 SELECT /*KEYS*/
     countIf(kind = 'sent') AS sent,
@@ -31,10 +34,12 @@ SELECT /*KEYS*/
     countIf(kind = 'bounced' AND bounce_type = 'hard') AS bounced_hard,
     countIf(kind = 'bounced' AND bounce_type != 'hard') AS bounced_soft,
     countIf(kind = 'complained') AS complained,
-    uniqExactIf(account, message_id, recipient, kind = 'opened' AND machine = 0 AND message_id != '')
-        + countIf(kind = 'opened' AND machine = 0 AND message_id = '') AS opened_human,
-    uniqExactIf(account, message_id, recipient, kind = 'opened' AND machine = 1 AND message_id != '')
-        + countIf(kind = 'opened' AND machine = 1 AND message_id = '') AS opened_machine,
+    uniqExactIf(account, message_id, recipient, kind = 'opened' AND ifNull(machine, 0) = 0 AND message_id != '')
+        + countIf(kind = 'opened' AND ifNull(machine, 0) = 0 AND message_id = '') AS opened_human,
+    uniqExactIf(account, message_id, recipient, kind = 'opened' AND ifNull(machine, 0) = 1 AND message_id != '')
+        + countIf(kind = 'opened' AND ifNull(machine, 0) = 1 AND message_id = '') AS opened_machine,
+    uniqExactIf(account, message_id, recipient, kind = 'opened' AND isNull(machine) AND message_id != '')
+        + countIf(kind = 'opened' AND isNull(machine) AND message_id = '') AS opened_unverified,
     uniqExactIf(account, message_id, recipient, kind = 'clicked' AND message_id != '')
         + countIf(kind = 'clicked' AND message_id = '') AS clicked,
     countIf(kind = 'unsubscribed') AS unsubscribed,

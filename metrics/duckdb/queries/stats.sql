@@ -7,7 +7,9 @@
 --
 -- Opens and clicks are unique per (account, message_id, recipient) within
 -- the group, human and machine opens separately; without a message_id they
--- count per event. A bounce that is not hard is soft.
+-- count per event. An open without a verdict (machine IS NULL) is human;
+-- opened_unverified counts those again on their own. A bounce that is not
+-- hard is soft.
 SELECT /*keys*/
     count(*) FILTER (WHERE kind = 'sent')                                 AS sent,
     count(*) FILTER (WHERE kind = 'delivered')                            AS delivered,
@@ -16,13 +18,17 @@ SELECT /*keys*/
     count(*) FILTER (WHERE kind = 'bounced' AND bounce_type <> 'hard')    AS bounced_soft,
     count(*) FILTER (WHERE kind = 'complained')                           AS complained,
     count(DISTINCT (account, message_id, recipient))
-        FILTER (WHERE kind = 'opened' AND NOT machine AND message_id <> '')
-      + count(*) FILTER (WHERE kind = 'opened' AND NOT machine AND message_id = '')
+        FILTER (WHERE kind = 'opened' AND machine IS NOT TRUE AND message_id <> '')
+      + count(*) FILTER (WHERE kind = 'opened' AND machine IS NOT TRUE AND message_id = '')
                                                                           AS opened_human,
     count(DISTINCT (account, message_id, recipient))
-        FILTER (WHERE kind = 'opened' AND machine AND message_id <> '')
-      + count(*) FILTER (WHERE kind = 'opened' AND machine AND message_id = '')
+        FILTER (WHERE kind = 'opened' AND machine IS TRUE AND message_id <> '')
+      + count(*) FILTER (WHERE kind = 'opened' AND machine IS TRUE AND message_id = '')
                                                                           AS opened_machine,
+    count(DISTINCT (account, message_id, recipient))
+        FILTER (WHERE kind = 'opened' AND machine IS NULL AND message_id <> '')
+      + count(*) FILTER (WHERE kind = 'opened' AND machine IS NULL AND message_id = '')
+                                                                          AS opened_unverified,
     count(DISTINCT (account, message_id, recipient))
         FILTER (WHERE kind = 'clicked' AND message_id <> '')
       + count(*) FILTER (WHERE kind = 'clicked' AND message_id = '')      AS clicked,
