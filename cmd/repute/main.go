@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,6 +30,16 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun `repute <command> --help` for a command's flags.")
+}
+
+// exitStatus is the exit status for an error of loadConfig: 2 for the
+// command line, 1 for anything else (an unreadable or wrong config file, a
+// secret that cannot be read).
+func exitStatus(err error) int {
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
 }
 
 func main() {
