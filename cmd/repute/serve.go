@@ -96,6 +96,9 @@ type app struct {
 // newApp opens the spool and the store and builds the handler. Nothing runs
 // yet: see (*app).run.
 func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error) {
+	if err := checkAccountKeys(cfg.Accounts); err != nil {
+		return nil, err
+	}
 	if err := checkDataDir(cfg.Data); err != nil {
 		return nil, err
 	}
@@ -180,12 +183,6 @@ func (a *app) keys(signingSource string) (*api.Keys, error) {
 	accounts := make([]api.AccountKeys, 0, len(a.cfg.Accounts))
 	counts := map[string]int{}
 	for _, acc := range a.cfg.Accounts {
-		for _, k := range acc.Keys {
-			if !validKeyHash(k) {
-				return nil, fmt.Errorf("config accounts: account %q: key %q is not a key hash (\"sha256:\" and 64 hex digits); make one with: repute keys new --account %s",
-					acc.Name, k, acc.Name)
-			}
-		}
 		accounts = append(accounts, api.AccountKeys{Name: acc.Name, Keys: acc.Keys})
 		counts[acc.Name] += len(acc.Keys)
 	}
@@ -220,6 +217,20 @@ func (a *app) keys(signingSource string) (*api.Keys, error) {
 	}
 	a.adminKey = admin
 	return api.NewKeys(admin, accounts)
+}
+
+// checkAccountKeys refuses a key that is not a key hash, such as the
+// placeholder of repute.example.yaml, saying how to make one.
+func checkAccountKeys(accounts []accountConfig) error {
+	for _, acc := range accounts {
+		for _, k := range acc.Keys {
+			if !validKeyHash(k) {
+				return fmt.Errorf("config accounts: account %q: key %q is not a key hash (\"sha256:\" and 64 hex digits); make one with: repute keys new --account %s",
+					acc.Name, k, acc.Name)
+			}
+		}
+	}
+	return nil
 }
 
 // validKeyHash reports whether s is an account key as configured:
