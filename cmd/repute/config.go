@@ -83,7 +83,7 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig, configFile *string) {
 	fs.StringVar(&cfg.ClickHouse, "clickhouse", cfg.ClickHouse, "ClickHouse native `address` (host:port); empty: embedded DuckDB")
 	fs.StringVar(&cfg.ClickHouseDatabase, "clickhouse-database", cfg.ClickHouseDatabase, "ClickHouse database, created if missing")
 	fs.StringVar(&cfg.ClickHouseUser, "clickhouse-user", cfg.ClickHouseUser, "ClickHouse user")
-	fs.StringVar(&cfg.ClickHousePassword, "clickhouse-password", cfg.ClickHousePassword, "ClickHouse password (better: REPUTE_CLICKHOUSE_PASSWORD)")
+	fs.StringVar(&cfg.ClickHousePassword, "clickhouse-password", cfg.ClickHousePassword, "ClickHouse password (better: REPUTE_CLICKHOUSE_PASSWORD, or clickhouse_password_env / _file in the file)")
 }
 
 const configHelp = `Each flag is also REPUTE_<FLAG> in the environment (upper case, - → _) and
