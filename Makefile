@@ -2,11 +2,13 @@
 GO      ?= go
 BIN     := bin/repute
 DATA    ?= ./var
+# What `repute --version` prints; without it, the binary reads its build info.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 
 .PHONY: build run test test-unit bench lint fmt
 
 build:
-	$(GO) build -o $(BIN) ./cmd/repute
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/repute
 
 # Starts repute serve on the embedded store (DuckDB in $(DATA)).
 run: build

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,35 +25,54 @@ func init() {
 	commands["bench"] = command{"measure intake throughput against the store's raw insert rate", runBench}
 }
 
+// benchFlags are the flags of serve that bench takes: where ClickHouse is
+// and how to log in, read the way serve reads them.
+var benchFlags = []string{"config", "clickhouse", "clickhouse-user", "clickhouse-password"}
+
+const benchUsage = `Usage: repute bench intake [flags]
+
+POSTs events to an in-process repute serve on loopback in batches and times them until
+they are queryable in the store, then inserts the same rows with the store's raw bulk
+insert (DuckDB Appender, clickhouse-go batch) as the ceiling. The ClickHouse settings are
+read as serve reads them: flags, REPUTE_CLICKHOUSE*, and the --config file (whose
+clickhouse_password_env or clickhouse_password_file gives the password).
+
+Flags:
+`
+
 func runBench(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: repute bench intake [flags]\n\nPOSTs events to an in-process repute serve on loopback in batches and times them until\nthey are queryable in the store, then inserts the same rows with the store's raw bulk\ninsert (DuckDB Appender, clickhouse-go batch) as the ceiling.\n\nFlags:")
-		fs.PrintDefaults()
+	var events, batch, clients int
+	var cpuProfile string
+	spec := configSpec{command: "bench", help: benchUsage, flags: benchFlags, extra: func(fs *flag.FlagSet) {
+		fs.IntVar(&events, "events", 100_000, "events to post")
+		fs.IntVar(&batch, "batch", 10_000, "events per POST")
+		fs.IntVar(&clients, "clients", 2, "concurrent POSTing clients, as a sending pipeline would run")
+		fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to `file`")
+	}}
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		fmt.Fprint(stdout, benchUsage)
+		fmt.Fprintln(stdout, "  (see repute bench intake --help)")
+		return 0
 	}
-	events := fs.Int("events", 100_000, "events to post")
-	batch := fs.Int("batch", 10_000, "events per POST")
-	clients := fs.Int("clients", 2, "concurrent POSTing clients, as a sending pipeline would run")
-	chAddr := fs.String("clickhouse", "", "ClickHouse native `address`; empty: embedded DuckDB")
-	chUser := fs.String("clickhouse-user", "", "ClickHouse user")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to `file`")
 	if len(args) == 0 || args[0] != "intake" {
-		fs.Usage()
+		fmt.Fprint(stderr, benchUsage)
+		fmt.Fprintln(stderr, "  (see repute bench intake --help)")
 		return 2
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
+	cfg, err := loadConfig(spec, args[1:], os.Getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
-	if *events <= 0 || *batch <= 0 || *clients <= 0 {
+	if err != nil {
+		fmt.Fprintln(stderr, "repute bench:", err)
+		return exitStatus(err)
+	}
+	if events <= 0 || batch <= 0 || clients <= 0 {
 		fmt.Fprintln(stderr, "repute bench: --events, --batch and --clients must be positive")
 		return 2
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
 		if err != nil {
 			fmt.Fprintln(stderr, "repute bench:", err)
 			return 1
@@ -61,14 +81,18 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if err := benchIntake(stdout, *events, *batch, *clients, *chAddr, *chUser); err != nil {
+	ch := clickhouse.Options{Addr: cfg.ClickHouse, User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword}
+	if err := benchIntake(stdout, events, batch, clients, ch); err != nil {
 		fmt.Fprintln(stderr, "repute bench:", err)
 		return 1
 	}
 	return 0
 }
 
-func benchIntake(w io.Writer, n, batchSize, clients int, chAddr, chUser string) error {
+// benchIntake runs the benchmark; ch.Addr empty: DuckDB. ch.Database is
+// ignored: each run has a database of its own.
+func benchIntake(w io.Writer, n, batchSize, clients int, ch clickhouse.Options) error {
+	chAddr := ch.Addr
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "repute-bench-")
@@ -83,7 +107,8 @@ func benchIntake(w io.Writer, n, batchSize, clients int, chAddr, chUser string) 
 	// A fresh database per run, so earlier runs' rows are not duplicates.
 	chDatabase := fmt.Sprintf("repute_bench_%d", time.Now().UnixNano())
 	if chAddr != "" {
-		cfg.ClickHouse, cfg.ClickHouseDatabase, cfg.ClickHouseUser = chAddr, chDatabase, chUser
+		cfg.ClickHouse, cfg.ClickHouseDatabase = chAddr, chDatabase
+		cfg.ClickHouseUser, cfg.ClickHousePassword = ch.User, ch.Password
 	}
 	log := slog.New(slog.DiscardHandler)
 	a, err := newApp(ctx, cfg, log)
@@ -178,7 +203,7 @@ func benchIntake(w io.Writer, n, batchSize, clients int, chAddr, chUser string) 
 	if chAddr != "" {
 		ceiling = "clickhouse-go batch insert"
 		// Batches of the size posted: the same terms as intake.
-		raw, err = clickhouse.RawInsert(ctx, clickhouse.Options{Addr: chAddr, Database: chDatabase, User: chUser, BatchSize: batchSize}, all)
+		raw, err = clickhouse.RawInsert(ctx, clickhouse.Options{Addr: chAddr, Database: chDatabase, User: ch.User, Password: ch.Password, BatchSize: batchSize}, all)
 	} else {
 		ceiling = "DuckDB Appender"
 		raw, err = duckdb.RawAppend(ctx, filepath.Join(dir, "raw.duckdb"), all)

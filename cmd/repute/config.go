@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
+	"reflect"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"repute/dsn"
 )
@@ -30,9 +27,20 @@ type serveConfig struct {
 	ClickHouse         string        `yaml:"clickhouse"`
 	ClickHouseDatabase string        `yaml:"clickhouse_database"`
 	ClickHouseUser     string        `yaml:"clickhouse_user"`
-	ClickHousePassword string        `yaml:"clickhouse_password"`
+	// ClickHousePassword is deprecated in the file (a warning says so):
+	// clickhouse_password_env or clickhouse_password_file is the way there.
+	// The flag and REPUTE_CLICKHOUSE_PASSWORD keep working.
+	ClickHousePassword string `yaml:"clickhouse_password"`
 
-	// Only in the file: structured values.
+	// Only in the file: secrets (see secret) and structured values.
+	// ClickHousePasswordRef is clickhouse_password_env / _file; it sets
+	// ClickHousePassword when neither a flag, the environment nor the file's
+	// plain clickhouse_password did.
+	ClickHousePasswordRef secret `yaml:"clickhouse_password"`
+	// SigningKeys is signing_keys_env / signing_keys_file: comma-separated
+	// keys, the first signing. Unset: <data>/signing.keys, generated.
+	SigningKeys secret `yaml:"signing_keys"`
+
 	Accounts   []accountConfig   `yaml:"accounts"`
 	ISPDomains map[string]string `yaml:"isp_domains"`
 	// BouncePhrases are the operator's lexicon groups, tried before the
@@ -41,6 +49,9 @@ type serveConfig struct {
 
 	// Only in the environment: REPUTE_ADMIN_KEY, a secret.
 	AdminKey string `yaml:"-"`
+
+	fileKeys map[string]bool // the top-level keys the file set
+	warnings []string        // for the log, once there is one
 }
 
 type accountConfig struct {
@@ -72,13 +83,14 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig, configFile *string) {
 	fs.StringVar(&cfg.ClickHouse, "clickhouse", cfg.ClickHouse, "ClickHouse native `address` (host:port); empty: embedded DuckDB")
 	fs.StringVar(&cfg.ClickHouseDatabase, "clickhouse-database", cfg.ClickHouseDatabase, "ClickHouse database, created if missing")
 	fs.StringVar(&cfg.ClickHouseUser, "clickhouse-user", cfg.ClickHouseUser, "ClickHouse user")
-	fs.StringVar(&cfg.ClickHousePassword, "clickhouse-password", cfg.ClickHousePassword, "ClickHouse password (better: REPUTE_CLICKHOUSE_PASSWORD)")
+	fs.StringVar(&cfg.ClickHousePassword, "clickhouse-password", cfg.ClickHousePassword, "ClickHouse password (better: REPUTE_CLICKHOUSE_PASSWORD, or clickhouse_password_env / _file in the file)")
 }
 
 const configHelp = `Each flag is also REPUTE_<FLAG> in the environment (upper case, - → _) and
 a key of the YAML file (- → _); a flag overrides the environment, which
-overrides the file, which overrides the default. REPUTE_ADMIN_KEY holds the
-admin key; see repute.example.yaml for accounts and their keys.
+overrides the file, which overrides the default. Secrets are never plain
+values in the file: X_env: NAME or X_file: PATH (see README, Configuration
+conventions).
 
 Flags:
 `
@@ -88,6 +100,8 @@ const serveUsage = `Usage: repute serve [flags]
 Serves the HTTP API (POST /v1/events, GET /v1/stats, /healthz, /readyz,
 /metrics), keeps accepted events in the on-disk spool and drains them into
 the store: DuckDB in the data directory, or ClickHouse with --clickhouse.
+REPUTE_ADMIN_KEY holds the admin key; see repute.example.yaml for accounts
+and their keys (repute keys new --account NAME makes one).
 
 ` + configHelp
 
@@ -95,28 +109,63 @@ the store: DuckDB in the data directory, or ClickHouse with --clickhouse.
 // flags, in rising precedence. getenv is os.Getenv outside tests; usage
 // receives the flags' help and errors.
 func loadServeConfig(args []string, getenv func(string) string, usage io.Writer) (serveConfig, error) {
-	return loadConfig("serve", serveUsage, args, getenv, usage)
+	return loadConfig(configSpec{command: "serve", help: serveUsage}, args, getenv, usage)
 }
+
+// configSpec says which of serve's settings a command takes.
+type configSpec struct {
+	command, help string
+	// flags lists the serve flags the command has ("config" included);
+	// nil: all of them. A command reads the environment only for its
+	// flags, and the whole file (it is serve's).
+	flags []string
+	// extra binds the command's own flags, if any.
+	extra func(fs *flag.FlagSet)
+	// positional is the number of arguments allowed after the flags.
+	positional int
+}
+
+// errUsage marks an error of the command line (exit status 2).
+var errUsage = errors.New("usage")
 
 // loadConfig is loadServeConfig for any command that reads serve's
 // configuration (migrate does: the same file tells where ClickHouse is).
-func loadConfig(command, help string, args []string, getenv func(string) string, usage io.Writer) (serveConfig, error) {
+// An error of the command line wraps errUsage, or is flag.ErrHelp.
+func loadConfig(spec configSpec, args []string, getenv func(string) string, usage io.Writer) (serveConfig, error) {
 	cfg := defaultServeConfig()
 	var configFile string
-	fs := flag.NewFlagSet(command, flag.ContinueOnError)
+	fs := flag.NewFlagSet(spec.command, flag.ContinueOnError)
 	fs.SetOutput(usage)
 	fs.Usage = func() {
-		fmt.Fprint(usage, help)
+		fmt.Fprint(usage, spec.help)
 		fs.PrintDefaults()
 	}
-	serveFlags(fs, &cfg, &configFile)
+	all := flag.NewFlagSet(spec.command, flag.ContinueOnError)
+	serveFlags(all, &cfg, &configFile)
+	keep := map[string]bool{}
+	for _, name := range spec.flags {
+		keep[name] = true
+	}
+	all.VisitAll(func(f *flag.Flag) {
+		if spec.flags == nil || keep[f.Name] {
+			fs.Var(f.Value, f.Name, f.Usage)
+		}
+	})
+	if spec.extra != nil {
+		spec.extra(fs)
+	}
+	ours := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { ours[f.Name] = true })
 	// First pass: only to learn --config. The second pass, last, makes the
 	// flags win over the file and the environment.
 	if err := fs.Parse(args); err != nil {
-		return cfg, err
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		return cfg, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if fs.NArg() > spec.positional {
+		return cfg, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(spec.positional))
 	}
 	if configFile == "" {
 		configFile = getenv("REPUTE_CONFIG")
@@ -126,15 +175,21 @@ func loadConfig(command, help string, args []string, getenv func(string) string,
 			return cfg, err
 		}
 	}
+	if cfg.fileKeys["clickhouse_password"] && cfg.ClickHousePassword != "" {
+		if !cfg.ClickHousePasswordRef.IsZero() {
+			return cfg, fmt.Errorf("config %s: clickhouse_password and clickhouse_password_env/_file are both set: keep clickhouse_password_env or clickhouse_password_file", configFile)
+		}
+		cfg.warnings = append(cfg.warnings, fmt.Sprintf("config %s: clickhouse_password is deprecated: a secret is never a plain value in the file; use clickhouse_password_env: NAME or clickhouse_password_file: PATH", configFile))
+	}
 	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "config" {
+	all.VisitAll(func(f *flag.Flag) {
+		if f.Name == "config" || !ours[f.Name] {
 			return
 		}
 		name := "REPUTE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v := getenv(name); v != "" && envErr == nil {
 			if err := f.Value.Set(v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
+				envErr = fmt.Errorf("%s=%q: expected %s", name, v, describeType(scalarType(f.Name)))
 			}
 		}
 	})
@@ -143,25 +198,29 @@ func loadConfig(command, help string, args []string, getenv func(string) string,
 	}
 	cfg.AdminKey = getenv("REPUTE_ADMIN_KEY")
 	if err := fs.Parse(args); err != nil {
-		return cfg, err
+		return cfg, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if cfg.ClickHousePassword == "" {
+		pw, err := cfg.ClickHousePasswordRef.Resolve(getenv)
+		if err != nil {
+			return cfg, fmt.Errorf("config %s: %w", configFile, err)
+		}
+		cfg.ClickHousePassword = pw
 	}
 	return cfg, cfg.validate()
 }
 
-// readConfigFile decodes a YAML configuration file into cfg. A misspelt key
-// is an error, not a silent default.
-func readConfigFile(name string, cfg *serveConfig) error {
-	raw, err := os.ReadFile(name)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
+// scalarType returns the type of the serveConfig field a flag sets: its
+// YAML key is the flag's name with - → _.
+func scalarType(flagName string) reflect.Type {
+	key := strings.ReplaceAll(flagName, "-", "_")
+	t := reflect.TypeFor[serveConfig]()
+	for _, sf := range reflect.VisibleFields(t) {
+		if name, _, _ := strings.Cut(sf.Tag.Get("yaml"), ","); name == key && sf.Type != secretType {
+			return sf.Type
+		}
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	// yaml.v3 reports io.EOF for an empty file: no settings, no error.
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config %s: %w", name, err)
-	}
-	return nil
+	return reflect.TypeFor[string]()
 }
 
 // lexicon returns the bounce lexicon: the operator's bounce_phrases in
@@ -191,7 +250,7 @@ func (c serveConfig) validate() error {
 	case c.SpoolMaxBytes <= 0:
 		return fmt.Errorf("--spool-max-bytes %d must be positive", c.SpoolMaxBytes)
 	case c.ShutdownTimeout <= 0:
-		return fmt.Errorf("--shutdown-timeout %v must be positive", c.ShutdownTimeout)
+		return fmt.Errorf("--shutdown-timeout %s must be positive", c.ShutdownTimeout)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -28,7 +29,17 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nRun `repute <command> --help` for a command's flags.")
+	fmt.Fprintln(w, "\nRun `repute <command> --help` for a command's flags; `repute --version` for the version.")
+}
+
+// exitStatus is the exit status for an error of loadConfig: 2 for the
+// command line, 1 for anything else (an unreadable or wrong config file, a
+// secret that cannot be read).
+func exitStatus(err error) int {
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
 }
 
 func main() {
@@ -44,6 +55,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	case "-h", "--help", "help":
 		usage(stdout)
 		return 0
+	case "--version", "-version", "-v":
+		args = []string{"version"}
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {

@@ -29,17 +29,28 @@ clickhouse settings matter here. The embedded DuckDB store needs no migrate.
 
 ` + configHelp
 
+// migrateFlags are the flags of serve that migrate takes.
+var migrateFlags = []string{"config", "clickhouse", "clickhouse-database", "clickhouse-user", "clickhouse-password", "log-level"}
+
 // migrateTimeout bounds the whole migration.
 const migrateTimeout = 2 * time.Minute
 
 func runMigrate(args []string, stdout, stderr io.Writer) int {
-	cfg, err := loadConfig("migrate", migrateUsage, args, os.Getenv, stderr)
+	cfg, err := loadConfig(configSpec{command: "migrate", help: migrateUsage, flags: migrateFlags}, args, os.Getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "repute migrate:", err)
+		return exitStatus(err)
+	}
+	log, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "repute migrate:", err)
 		return 2
+	}
+	for _, w := range cfg.warnings {
+		log.Warn(w)
 	}
 	if cfg.ClickHouse == "" {
 		fmt.Fprintln(stderr, "repute migrate: no ClickHouse address: set --clickhouse, REPUTE_CLICKHOUSE or clickhouse: in the config file")

@@ -195,3 +195,59 @@ func TestParseExplainAndConfigPhrases(t *testing.T) {
 		t.Errorf("bad config: exit %d, stderr %q", code, errb.String())
 	}
 }
+
+// TestParseWarnsOnNonEmail: an input that is not an email at all gets a
+// warning on stderr (exit status 0, output []); a real non-bounce email
+// prints [] with no warning.
+func TestParseWarnsOnNonEmail(t *testing.T) {
+	tests := []struct {
+		name, content string
+		warn          bool
+	}{
+		{"x.json", "{\"account\": \"acme\",\n \"kind\": \"sent\"}\n", true},
+		{"array.json", "[{\"a\": 1}]", true},
+		{"binary", "\x7fELF\x02\x01\x01\x00\x00\x00:\x00\x00", true},
+		{"empty", "", true},
+		{"prose.txt", "Dear user: your mail could not be delivered.\n", true},
+		{"plain.eml", parseTestPlain, false},
+		{"crlf.eml", strings.ReplaceAll(parseTestPlain, "\n", "\r\n"), false},
+		{"cr.eml", "From MAILER-DAEMON  Sun Sep  7 21:40:07 2008\rReturn-Path: <>\r\rhello\r", false},
+		{"bom.eml", "\xef\xbb\xbf" + parseTestPlain, false},
+		{"mbox", "From sender@example.org Mon Jan  1 00:00:00 2024\n" + parseTestPlain, false},
+	}
+	for _, tt := range tests {
+		p := writeTemp(t, tt.name, tt.content)
+		var stdout, stderr bytes.Buffer
+		code := runMain([]string{"parse", p}, &stdout, &stderr)
+		want := ""
+		if tt.warn {
+			want = "repute parse: " + p + ": warning: not an email message (no header fields)\n"
+		}
+		if code != 0 || strings.TrimSpace(stdout.String()) != "[]" || stderr.String() != want {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want 0, [], stderr %q", tt.name, code, stdout.String(), stderr.String(), want)
+		}
+	}
+}
+
+// TestCorpusLooksLikeEmail: no message of the corpus is taken for a
+// non-email.
+func TestCorpusLooksLikeEmail(t *testing.T) {
+	n := 0
+	filepath.WalkDir("../../testdata/bounces", func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(path, ".json") || strings.HasSuffix(path, ".md") || strings.Contains(path, "LICENSE") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		n++
+		if !looksLikeEmail(b) {
+			t.Errorf("%s: taken for a non-email", path)
+		}
+		return nil
+	})
+	if n < 400 {
+		t.Errorf("%d corpus messages read, want the whole corpus", n)
+	}
+}

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,28 +42,42 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "repute serve:", err)
-		return 2
+		return exitStatus(err)
 	}
 	log, err := newLogger(stderr, cfg.LogLevel)
 	if err != nil {
 		fmt.Fprintln(stderr, "repute serve:", err)
 		return 2
 	}
+	for _, w := range cfg.warnings {
+		log.Warn(w)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	// A failure, at start or later, is one plain line and status 1.
 	if err := serve(ctx, cfg, log, stdout); err != nil {
-		log.Error("serve failed", "err", err)
+		fmt.Fprintln(stderr, "repute serve:", err)
 		return 1
 	}
 	return 0
 }
 
+// newLogger returns the JSON logger. A duration logs as "30s", not as
+// nanoseconds, whoever logs it.
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: durationAsText})), nil
+}
+
+// durationAsText makes a duration attribute its text form ("1m30s").
+func durationAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // app is a running repute: spool, store, pipeline and HTTP handler.
@@ -73,16 +89,34 @@ type app struct {
 	pipeline *intake.Pipeline
 	handler  http.Handler
 	adminKey string // the generated or configured admin key, if any
+	// signing is the key set for the tokens repute issues.
+	signing signingKeys
 }
 
 // newApp opens the spool and the store and builds the handler. Nothing runs
 // yet: see (*app).run.
 func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error) {
-	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
+	if err := checkAccountKeys(cfg.Accounts); err != nil {
+		return nil, err
+	}
+	if err := checkDataDir(cfg.Data); err != nil {
+		return nil, err
 	}
 	a := &app{cfg: cfg, log: log}
-	keys, err := a.keys()
+	var (
+		signingSource string
+		generated     bool
+		err           error
+	)
+	a.signing, signingSource, generated, err = loadSigningKeys(cfg.SigningKeys, cfg.Data, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if generated {
+		log.Warn("signing keys generated: several nodes must share one set; copy this file to each, or set signing_keys_env or signing_keys_file",
+			"file", filepath.Join(cfg.Data, signingKeysFile))
+	}
+	keys, err := a.keys(signingSource)
 	if err != nil {
 		return nil, err
 	}
@@ -143,40 +177,154 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 }
 
 // keys builds the key set; with no key configured at all it generates an
-// admin key once and keeps it in the data directory.
-func (a *app) keys() (*api.Keys, error) {
+// admin key once and keeps it in the data directory. It logs the keys in
+// force, and warns of a generated admin key that is no longer used.
+func (a *app) keys(signingSource string) (*api.Keys, error) {
 	accounts := make([]api.AccountKeys, 0, len(a.cfg.Accounts))
+	counts := map[string]int{}
 	for _, acc := range a.cfg.Accounts {
 		accounts = append(accounts, api.AccountKeys{Name: acc.Name, Keys: acc.Keys})
+		counts[acc.Name] += len(acc.Keys)
 	}
-	admin := a.cfg.AdminKey
-	if admin == "" && len(accounts) == 0 {
+	path := filepath.Join(a.cfg.Data, "admin.key")
+	admin, source := a.cfg.AdminKey, "environment"
+	switch {
+	case admin != "":
+	case len(accounts) == 0:
 		var err error
-		if admin, err = generatedAdminKey(filepath.Join(a.cfg.Data, "admin.key")); err != nil {
+		if admin, err = generatedAdminKey(path, a.log); err != nil {
 			return nil, err
+		}
+		source = "generated"
+	default:
+		source = "none"
+	}
+	attrs := []any{"admin", source}
+	if source == "generated" {
+		attrs = append(attrs, "admin_key_file", path)
+	}
+	attrs = append(attrs, "account_keys", counts, "signing_keys", signingSource)
+	a.log.Info("keys in force", attrs...)
+	if source != "generated" {
+		if _, err := os.Stat(path); err == nil {
+			why := "REPUTE_ADMIN_KEY is set"
+			if source == "none" {
+				why = "accounts are configured and REPUTE_ADMIN_KEY is not set: no admin key is in force"
+			}
+			a.log.Warn("the generated admin key is no longer used: "+why+"; set REPUTE_ADMIN_KEY to its content to keep it, or delete the file",
+				"file", path)
 		}
 	}
 	a.adminKey = admin
 	return api.NewKeys(admin, accounts)
 }
 
-// generatedAdminKey reads the key stored at path, or creates one.
-func generatedAdminKey(path string) (string, error) {
+// checkAccountKeys refuses a key that is not a key hash, such as the
+// placeholder of repute.example.yaml, saying how to make one.
+func checkAccountKeys(accounts []accountConfig) error {
+	for _, acc := range accounts {
+		for _, k := range acc.Keys {
+			if !validKeyHash(k) {
+				return fmt.Errorf("config accounts: account %q: key %q is not a key hash (\"sha256:\" and 64 hex digits); make one with: repute keys new --account %s",
+					acc.Name, k, acc.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// validKeyHash reports whether s is an account key as configured:
+// "sha256:" and 64 hex digits.
+func validKeyHash(s string) bool {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(h) != 2*sha256.Size {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil
+}
+
+// generatedAdminKey reads the key stored at path, or creates one, mode
+// 0600. A key file that group or others can read is made 0600, with a
+// warning.
+func generatedAdminKey(path string, log *slog.Logger) (string, error) {
 	raw, err := os.ReadFile(path)
 	if err == nil {
 		if key := strings.TrimSpace(string(raw)); key != "" {
+			st, err := os.Stat(path)
+			if err != nil {
+				return "", fmt.Errorf("admin key: %w", err)
+			}
+			if st.Mode().Perm()&0o077 != 0 {
+				if err := os.Chmod(path, 0o600); err != nil {
+					return "", fmt.Errorf("admin key: %w", err)
+				}
+				log.Warn("admin key file was readable by others: made it mode 0600", "file", path,
+					"was", fmt.Sprintf("%04o", st.Mode().Perm()))
+			}
 			return key, nil
 		}
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", fmt.Errorf("admin key: %w", err)
 	}
-	b := make([]byte, 24)
-	rand.Read(b)
-	key := "rk_" + base64.RawURLEncoding.EncodeToString(b)
+	key := newKey()
 	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("admin key: %w", err)
 	}
+	// WriteFile keeps the mode of a file that existed (empty): make sure.
+	if err := os.Chmod(path, 0o600); err != nil {
+		return "", fmt.Errorf("admin key: %w", err)
+	}
 	return key, nil
+}
+
+// newKey returns a new random API key: "rk_" and 32 base64url characters.
+func newKey() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return "rk_" + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// checkDataDir creates the data directory if missing and checks that it
+// is writable, before anything is put in it.
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("data directory %s: %w", dir, plainErr(err))
+	}
+	f, err := os.CreateTemp(dir, ".write-test-")
+	if err != nil {
+		return fmt.Errorf("data directory %s is not writable: %w", dir, plainErr(err))
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
+// plainErr strips the operation and path from a file system or network
+// error, for messages that name them already.
+func plainErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Err
+	}
+	return err
+}
+
+// listen binds addr; its error reads "listen 127.0.0.1:8080: address
+// already in use".
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, plainErr(err))
+	}
+	return ln, nil
 }
 
 // ready says why the server cannot serve reads or drain the spool.
@@ -216,7 +364,7 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	case err = <-served:
 	}
-	a.log.Info("shutting down: intake stops, spool flushes", "timeout", a.cfg.ShutdownTimeout)
+	a.log.Info("shutting down: intake stops, spool flushes", "timeout", a.cfg.ShutdownTimeout.String())
 	deadline, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	if serr := srv.Shutdown(deadline); serr != nil {
@@ -237,14 +385,17 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// serve binds the listener first, then opens the data directory and the
+// store: a start-up failure (port in use, unwritable data directory)
+// leaves a new data directory untouched.
 func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, stdout io.Writer) error {
-	a, err := newApp(ctx, cfg, log)
+	ln, err := listen(cfg.Listen)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	a, err := newApp(ctx, cfg, log)
 	if err != nil {
-		a.close()
+		ln.Close()
 		return err
 	}
 	store := "duckdb " + filepath.Join(cfg.Data, "repute.duckdb")

@@ -212,9 +212,7 @@ func TestServeExactStatsAndDuplicates(t *testing.T) {
 // URL and the process.
 func startChild(t *testing.T, args ...string) (string, *exec.Cmd) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "REPUTE_TEST_CHILD_ARGS="+strings.Join(append([]string{"serve"}, args...), "\x1f"),
-		"REPUTE_ADMIN_KEY=admin")
+	cmd := childCommand(append([]string{"serve"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -253,6 +251,14 @@ func TestKillDashNineLosesNothing(t *testing.T) {
 	base, _ = startChild(t, "--listen", "127.0.0.1:0", "--data", data)
 	c.base = base
 	c.waitForTotals(dayQuery(), expectedCounts(events, ""))
+}
+
+// childCommand is `repute args...` run by this test binary (see TestMain),
+// with REPUTE_ADMIN_KEY=admin.
+func childCommand(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "REPUTE_TEST_CHILD_ARGS="+strings.Join(args, "\x1f"), "REPUTE_ADMIN_KEY=admin")
+	return cmd
 }
 
 // flakyStore fails every write and lookup while down is set.
