@@ -25,6 +25,9 @@ type Spool interface {
 	Append(payload []byte) error
 	// Run drains the spool into sink until ctx ends.
 	Run(ctx context.Context, sink func(ctx context.Context, payloads [][]byte) error) error
+	// Flush returns once every payload appended before it was called has
+	// been drained, or with ctx's error.
+	Flush(ctx context.Context) error
 }
 
 // Store is what the pipeline needs of the event store.
@@ -136,6 +139,16 @@ func (p *Pipeline) lookupKnown(ctx context.Context, events []metrics.Event) map[
 		return nil
 	}
 	return known
+}
+
+// WaitVisible returns once every event submitted before it was called is
+// in the store (queryable), or with an error when ctx ends first: the
+// events are then still in the spool, on their way.
+func (p *Pipeline) WaitVisible(ctx context.Context) error {
+	if err := p.spool.Flush(ctx); err != nil {
+		return fmt.Errorf("intake: waiting for the store: %w", err)
+	}
+	return nil
 }
 
 // Run drains the spool into the store until ctx ends.
