@@ -59,6 +59,10 @@ type Options struct {
 	// request ends with 408. Defaults 64 KiB/s and 5 s.
 	MinBodyRate   int64
 	BodyRateGrace time.Duration
+	// WriteTimeout, when set, restarts the response's write deadline once
+	// the body is read: the server's own WriteTimeout counts from the end
+	// of the headers, body included.
+	WriteTimeout time.Duration
 	// VisibleTimeout bounds the wait of POST /v1/events?wait=visible
 	// (504 past it). Default 30 s.
 	VisibleTimeout time.Duration
@@ -261,6 +265,9 @@ func (s *server) postEvents(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.bodyError(w, err)
 		return
+	}
+	if s.opts.WriteTimeout > 0 {
+		extendWriteDeadline(w, s.opts.WriteTimeout)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		s.rejected.WithLabelValues("no_events").Inc()

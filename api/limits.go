@@ -44,6 +44,12 @@ type budget struct {
 	used    int64
 }
 
+// MinInflightBytes is the smallest Options.MaxInflightBytes that takes a
+// body of maxBody bytes: its charge within the 7/8 open to large bodies.
+func MinInflightBytes(maxBody int64) int64 {
+	return (maxBody*InflightBytesPerBodyByte*8 + 6) / 7
+}
+
 // newBudget returns the budget for maxInflight bytes of memory.
 func newBudget(maxInflight int64) *budget {
 	limit := max(maxInflight/InflightBytesPerBodyByte, 1)
