@@ -18,10 +18,11 @@ const (
 	// the in-flight budget reserved for small bodies (see Options).
 	SmallBodyBytes = 1 << 20
 	// InflightBytesPerBodyByte is what a body is charged per byte: the
-	// body itself and the events decoded from it, which take about 2.5
-	// times their JSON in memory (measured: a 16 MiB array of 92,000
-	// events peaks at 3.7 times its size in the handler).
-	InflightBytesPerBodyByte = 4
+	// body itself, the events decoded from it (about 2.7 times their JSON:
+	// a 16 MiB array of 92,000 small events peaks at 3.7 times its size
+	// in the handler), and intake's duplicate check over them (a key map
+	// and the store's answer).
+	InflightBytesPerBodyByte = 6
 )
 
 var (

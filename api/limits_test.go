@@ -2,13 +2,18 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"repute/intake"
+	"repute/metrics"
 )
 
 // limitServer serves the API with the given body limits over a real
@@ -57,8 +62,8 @@ func batch(n, size int) string {
 // hold the budget; the budget is back once the handler is done.
 func TestInflightBudget(t *testing.T) {
 	const large = 1200 << 10
-	// 8 MiB of memory: 2 MiB of bodies, 1.75 MiB of it for large ones.
-	srv := limitServer(t, &fakeSubmitter{}, Options{MaxInflightBytes: 8 << 20, MaxBodyBytes: 4 << 20})
+	// 2 MiB of bodies, 1.75 MiB of it for large ones.
+	srv := limitServer(t, &fakeSubmitter{}, Options{MaxInflightBytes: InflightBytesPerBodyByte * 2 << 20, MaxBodyBytes: 4 << 20})
 
 	// A large body, sent slowly, holds its share of the budget.
 	pr, pw := io.Pipe()
@@ -140,6 +145,50 @@ func TestSlowBodyIs408(t *testing.T) {
 	if res, raw := post(t, srv.URL, pr2, int64(len(body))); res.StatusCode != http.StatusAccepted {
 		t.Errorf("body at 50 KB/s: %d %s, want 202", res.StatusCode, raw)
 	}
+}
+
+// Posting a large body allocates a small multiple of its size: it is read
+// at its exact length, decoded into one slice sized from the count of its
+// objects, and validated in place.
+func TestPostMemoryIsASmallMultipleOfTheBody(t *testing.T) {
+	items := make([]string, 20_000)
+	for i := range items {
+		items[i] = fmt.Sprintf(`{"account":"acme","kind":"sent","time":"2026-11-25T10:00:00Z","recipient":"user%d@gmail.com",`+
+			`"sender_domain":"news.example.com","campaign":"winter","message_id":"<%d.x@example.com>"}`, i, i)
+	}
+	body := "[" + strings.Join(items, ",") + "]"
+	sub := &countingSubmitter{}
+	keys, _ := NewKeys(adminKey, nil)
+	h, err := NewHandler(Options{Keys: keys, Submitter: sub, Stats: &fakeStats{}, Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, h, "POST", "/v1/events", adminKey, "", body) // warm up
+	sub.n = 0
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	res, raw := do(t, h, "POST", "/v1/events", adminKey, "", body)
+	runtime.ReadMemStats(&after)
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("%d %s", res.StatusCode, raw)
+	}
+	ratio := float64(after.TotalAlloc-before.TotalAlloc) / float64(len(body))
+	t.Logf("the handler allocated %.1f× the body (%d bytes, %d events)", ratio, len(body), sub.n)
+	if sub.n != 20_000 {
+		t.Errorf("%d events submitted", sub.n)
+	}
+	if ratio > 5 {
+		t.Errorf("the handler allocated %.1f× the body, want at most 5×", ratio)
+	}
+}
+
+// countingSubmitter counts events and keeps none.
+type countingSubmitter struct{ n int }
+
+func (c *countingSubmitter) Submit(_ context.Context, events []metrics.Event) (intake.Result, error) {
+	c.n += len(events)
+	return intake.Result{}, nil
 }
 
 // A streaming handler that calls StreamWithoutWriteTimeout outlives the

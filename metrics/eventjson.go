@@ -105,9 +105,10 @@ func DecodeEventsJSON(data []byte) ([]Event, bool) {
 	}
 	// The count of '{' is the count of events (or more, with braces in
 	// strings): it spares append's copying, which would hold up to twice
-	// the events at once. Bounded, so that a body of braces does not
-	// allocate 480 bytes for each.
-	events := make([]Event, 0, min(bytes.Count(data, []byte{'{'}), len(data)/128)+1)
+	// the events at once. Bounded by the size of the smallest valid event
+	// (64 bytes), so that a body of braces does not allocate an event for
+	// each.
+	events := make([]Event, 0, min(bytes.Count(data, []byte{'{'}), len(data)/64)+1)
 	s.space()
 	if s.consume(']') {
 		s.space()

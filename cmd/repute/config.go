@@ -77,7 +77,7 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig, configFile *string) {
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen `address`")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data `directory`: spool, DuckDB file, generated admin key")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest POST body; larger gets 413")
-	fs.Int64Var(&cfg.MaxInflightBytes, "max-inflight-bytes", cfg.MaxInflightBytes, "memory for POST bodies in flight, each counted 4× its size; over it 503")
+	fs.Int64Var(&cfg.MaxInflightBytes, "max-inflight-bytes", cfg.MaxInflightBytes, "memory for POST bodies in flight, each counted 6× its size; over it 503")
 	fs.Int64Var(&cfg.MinBodyRate, "min-body-rate", cfg.MinBodyRate, "slowest request body, bytes/s after 5s of grace; slower gets 408")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "longest time to read a request, headers and body")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", cfg.WriteTimeout, "longest time to answer once the request is read (streams are exempt)")
