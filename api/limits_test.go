@@ -147,6 +147,30 @@ func TestSlowBodyIs408(t *testing.T) {
 	}
 }
 
+// slowSubmitter takes its time and fails if the request's context ends
+// meanwhile.
+type slowSubmitter struct{ d time.Duration }
+
+func (s slowSubmitter) Submit(ctx context.Context, events []metrics.Event) (intake.Result, error) {
+	select {
+	case <-time.After(s.d):
+		return intake.Result{}, nil
+	case <-ctx.Done():
+		return intake.Result{}, ctx.Err()
+	}
+}
+
+// The read deadlines that enforce the body rate end with the body: a
+// handler that works on past them keeps its request context.
+func TestRateDeadlineEndsWithTheBody(t *testing.T) {
+	srv := limitServer(t, slowSubmitter{600 * time.Millisecond}, Options{MinBodyRate: 1 << 20, BodyRateGrace: 100 * time.Millisecond})
+	for _, length := range []int64{int64(len(batch(5, 0))), -1} {
+		if res, raw := post(t, srv.URL, strings.NewReader(batch(5, 0)), length); res.StatusCode != http.StatusAccepted {
+			t.Errorf("Content-Length %d: %d %s, want 202", length, res.StatusCode, raw)
+		}
+	}
+}
+
 // Posting a large body allocates a small multiple of its size: it is read
 // at its exact length, decoded into one slice sized from the count of its
 // objects, and validated in place.
