@@ -5,6 +5,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,7 +44,30 @@ type Options struct {
 	Ready        ReadyFunc      // nil: always ready
 	ISPs         metrics.ISPMap // recipient domain → mailbox provider
 	MaxBodyBytes int64          // default 16 MiB
-	// RetryAfter is sent with 503 when the spool is full. Default 5 s.
+	// MaxInflightBytes bounds the memory of the POST bodies in flight,
+	// from the first byte read until the handler is done with their
+	// events; each is charged InflightBytesPerBodyByte times its size (the
+	// body and its decoded events). A body whose Content-Length (or,
+	// chunked, whose next read) does not fit gets 503 with Retry-After at
+	// once, before it is read. Bodies over SmallBodyBytes may fill only
+	// 7/8 of it: the last eighth is kept for small bodies, so that the
+	// usual batches pass while large ones wait. Default 256 MiB.
+	MaxInflightBytes int64
+	// MinBodyRate is the slowest a body may arrive, in bytes/s, once
+	// BodyRateGrace has passed: the body must have delivered
+	// MinBodyRate × (elapsed − BodyRateGrace) bytes at any time, or the
+	// request ends with 408. Defaults 64 KiB/s and 5 s.
+	MinBodyRate   int64
+	BodyRateGrace time.Duration
+	// WriteTimeout, when set, restarts the response's write deadline once
+	// the body is read: the server's own WriteTimeout counts from the end
+	// of the headers, body included.
+	WriteTimeout time.Duration
+	// VisibleTimeout bounds the wait of POST /v1/events?wait=visible
+	// (504 past it). Default 30 s.
+	VisibleTimeout time.Duration
+	// RetryAfter is sent with 503 when the spool is full or the bodies in
+	// flight are over their budget. Default 5 s.
 	RetryAfter time.Duration
 	Logger     *slog.Logger          // nil: silent
 	Gatherer   prometheus.Gatherer   // served on /metrics; nil: none
@@ -57,6 +82,16 @@ type server struct {
 	opts     Options
 	log      *slog.Logger
 	rejected *prometheus.CounterVec
+	budget   *budget
+}
+
+// VisibleWaiter is implemented by a Submitter whose accepted events become
+// queryable some time after Submit returns (intake.Pipeline). Without it,
+// ?wait=visible returns at once.
+type VisibleWaiter interface {
+	// WaitVisible returns once every event submitted before it was called
+	// is queryable, or with ctx's error.
+	WaitVisible(ctx context.Context) error
 }
 
 // NewHandler returns the HTTP handler of the API.
@@ -67,13 +102,25 @@ func NewHandler(opts Options) (http.Handler, error) {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if opts.MaxInflightBytes <= 0 {
+		opts.MaxInflightBytes = DefaultMaxInflightBytes
+	}
+	if opts.MinBodyRate <= 0 {
+		opts.MinBodyRate = DefaultMinBodyRate
+	}
+	if opts.BodyRateGrace <= 0 {
+		opts.BodyRateGrace = DefaultBodyRateGrace
+	}
+	if opts.VisibleTimeout <= 0 {
+		opts.VisibleTimeout = 30 * time.Second
+	}
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = 5 * time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &server{opts: opts, log: opts.Logger}
+	s := &server{opts: opts, log: opts.Logger, budget: newBudget(opts.MaxInflightBytes)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -97,7 +144,50 @@ func NewHandler(opts Options) (http.Handler, error) {
 	if opts.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	}
-	return mux, nil
+	return jsonNotFound(mux), nil
+}
+
+// jsonNotFound answers the mux's 404 and 405 in the API's error shape.
+func jsonNotFound(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &statusProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		switch probe.status {
+		case http.StatusNotFound:
+			writeError(w, http.StatusNotFound, fmt.Sprintf(
+				"no such endpoint: %s (the API: POST /v1/events, GET /v1/stats, GET /healthz, GET /readyz, GET /metrics)", r.URL.Path))
+		case http.StatusMethodNotAllowed:
+			allow := probe.header.Get("Allow")
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
+		default: // a redirect to the clean path, say
+			mux.ServeHTTP(w, r)
+		}
+	})
+}
+
+// statusProbe records only the status and the headers of a response.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header { return p.header }
+
+func (p *statusProbe) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
+
+func (p *statusProbe) WriteHeader(status int) {
+	if p.status == 0 {
+		p.status = status
+	}
 }
 
 type principalKey struct{}
@@ -145,64 +235,93 @@ type postResponse struct {
 
 // postEvents takes a JSON array or NDJSON (one event per line). Items are
 // judged one by one: valid items are kept whatever their neighbours are.
+//
+// Memory: the body is read into one buffer of its exact size (when its
+// length is declared), decoded into one slice of events, and validated and
+// compacted in place, so that a request's peak is the body, its events and
+// their spool encoding; and it is charged to the in-flight budget until
+// the handler returns.
 func (s *server) postEvents(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	wait := false
+	switch v := r.URL.Query().Get("wait"); v {
+	case "":
+	case "visible":
+		wait = true
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("wait=%q: the only value is wait=visible", v))
+		return
+	}
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		s.bodyTooLarge(w)
+		return
+	}
+	lb, ok := s.limitBody(w, r)
+	if !ok {
+		s.retryLater(w, "request bodies in flight are over their budget (--max-inflight-bytes); nothing of this batch was read or stored, retry later")
+		return
+	}
+	defer lb.done()
+	body, err := s.readBody(w, r)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			s.rejected.WithLabelValues("body_too_large").Inc()
-			writeError(w, http.StatusRequestEntityTooLarge,
-				fmt.Sprintf("body over %d bytes (--max-body-bytes); split the batch", s.opts.MaxBodyBytes))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		s.bodyError(w, err)
+		return
+	}
+	if s.opts.WriteTimeout > 0 {
+		extendWriteDeadline(w, s.opts.WriteTimeout)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		s.rejected.WithLabelValues("no_events").Inc()
+		writeError(w, http.StatusBadRequest, "no events: the body is empty (send a JSON array of events, or NDJSON with Content-Type: application/x-ndjson)")
 		return
 	}
 
-	var items []item
+	var d decoded
 	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mediaType == "application/x-ndjson" {
-		items = decodeNDJSON(body)
+		d = decodeNDJSON(body)
 	} else {
-		items, err = decodeArray(body)
+		d, err = decodeArray(body)
 		if err != nil {
 			s.rejected.WithLabelValues("malformed_json").Inc()
 			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error()+"; nothing was stored")
 			return
 		}
 	}
+	if len(d.events)+len(d.bad) == 0 {
+		s.rejected.WithLabelValues("no_events").Inc()
+		writeError(w, http.StatusBadRequest, "no events: the body holds no item")
+		return
+	}
 
 	p := principalOf(r)
 	now := s.opts.Now()
 	resp := postResponse{Rejected: []rejection{}}
-	events := make([]metrics.Event, 0, len(items))
-	for i := range items {
-		it := &items[i]
-		problem, err := "malformed_item", it.err
-		if err == nil {
-			problem, err = s.validate(&it.event, p, now)
-		}
-		if err != nil {
+	for _, b := range d.bad {
+		s.rejected.WithLabelValues("malformed_item").Inc()
+		resp.Rejected = append(resp.Rejected, b)
+	}
+	// Validated in place, the valid events moved to the front.
+	events := d.events[:0]
+	for i := range d.events {
+		if problem, err := s.validate(&d.events[i], p, now); err != nil {
 			s.rejected.WithLabelValues(problem).Inc()
-			resp.Rejected = append(resp.Rejected, rejection{Index: it.index, Error: err.Error()})
+			resp.Rejected = append(resp.Rejected, rejection{Index: d.indexOf(i), Error: err.Error()})
 			continue
 		}
-		events = append(events, it.event)
+		events = append(events, d.events[i])
+	}
+	clear(d.events[len(events):])
+	if len(d.bad) > 0 {
+		slices.SortStableFunc(resp.Rejected, func(a, b rejection) int { return cmp.Compare(a.Index, b.Index) })
 	}
 	if len(events) == 0 {
-		if len(items) == 0 {
-			resp.Rejected = append(resp.Rejected, rejection{Index: 0, Error: "no events in the body"})
-		}
 		writeJSON(w, http.StatusBadRequest, resp)
 		return
 	}
 	res, err := s.opts.Submitter.Submit(r.Context(), events)
 	if err != nil {
 		if errors.Is(err, spool.ErrFull) {
-			secs := int(s.opts.RetryAfter.Round(time.Second) / time.Second)
-			w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-			writeError(w, http.StatusServiceUnavailable,
-				"spool full: the store is not keeping up or is down; nothing of this batch was stored, retry later")
+			s.retryLater(w, "spool full: the store is not keeping up or is down; nothing of this batch was stored, retry later")
 			return
 		}
 		s.log.Error("submit failed", "err", err)
@@ -211,62 +330,150 @@ func (s *server) postEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	resp.Accepted = len(events)
 	resp.Duplicates = res.Duplicates
+	if wait {
+		if err := s.waitVisible(w, r); err != nil {
+			writeJSON(w, http.StatusGatewayTimeout, struct {
+				Error string `json:"error"`
+				postResponse
+			}{fmt.Sprintf("the events were accepted (they are in the spool and will be stored) but were not queryable within %s: %v",
+				s.opts.VisibleTimeout, err), resp})
+			return
+		}
+	}
 	writeJSON(w, http.StatusAccepted, resp)
 }
 
-// item is one posted event with its position: the index in the array or
-// the 0-based line number in NDJSON. err says why it could not be decoded.
-type item struct {
-	index int
-	event metrics.Event
-	err   error
+// waitVisible waits until the accepted events are queryable, for at most
+// VisibleTimeout (or the request's end).
+func (s *server) waitVisible(w http.ResponseWriter, r *http.Request) error {
+	vw, ok := s.opts.Submitter.(VisibleWaiter)
+	if !ok {
+		return nil
+	}
+	// The wait may be longer than the server's write timeout allows.
+	extendWriteDeadline(w, s.opts.VisibleTimeout+10*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.VisibleTimeout)
+	defer cancel()
+	return vw.WaitVisible(ctx)
+}
+
+// readBody reads the body, into a buffer of its exact size when its length
+// is declared (io.ReadAll would grow its buffer to up to twice the body).
+func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	if n := r.ContentLength; n >= 0 {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(body)
+}
+
+func (s *server) bodyTooLarge(w http.ResponseWriter) {
+	s.rejected.WithLabelValues("body_too_large").Inc()
+	writeError(w, http.StatusRequestEntityTooLarge,
+		fmt.Sprintf("body over %d bytes (--max-body-bytes); split the batch", s.opts.MaxBodyBytes))
+}
+
+// bodyError answers a failed read of the body.
+func (s *server) bodyError(w http.ResponseWriter, err error) {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		s.bodyTooLarge(w)
+	case errors.Is(err, errBudget):
+		s.retryLater(w, "request bodies in flight are over their budget (--max-inflight-bytes); nothing of this batch was stored, retry later")
+	case errors.Is(err, errTooSlow):
+		s.rejected.WithLabelValues("body_too_slow").Inc()
+		writeError(w, http.StatusRequestTimeout, fmt.Sprintf(
+			"the body arrived slower than %d bytes/s (--min-body-rate) after %s; nothing was stored",
+			s.opts.MinBodyRate, s.opts.BodyRateGrace))
+	case errors.Is(err, errReadTimeout):
+		s.rejected.WithLabelValues("body_too_slow").Inc()
+		writeError(w, http.StatusRequestTimeout, "the body did not arrive within the read timeout (--read-timeout); nothing was stored")
+	default:
+		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+	}
+}
+
+// retryLater answers 503 with Retry-After.
+func (s *server) retryLater(w http.ResponseWriter, msg string) {
+	secs := int(s.opts.RetryAfter.Round(time.Second) / time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+	writeError(w, http.StatusServiceUnavailable, msg)
+}
+
+// decoded are the items of a posted body: the events that decoded, and
+// the items that did not.
+type decoded struct {
+	events []metrics.Event
+	// index[i] is the position of events[i] in the body: its index in the
+	// array or its 0-based line number in NDJSON. nil: i.
+	index []int
+	bad   []rejection // items that could not be decoded, in order
+}
+
+func (d *decoded) indexOf(i int) int {
+	if d.index == nil {
+		return i
+	}
+	return d.index[i]
+}
+
+func (d *decoded) add(index int, e *metrics.Event, err error) {
+	if err != nil {
+		d.bad = append(d.bad, rejection{Index: index, Error: err.Error()})
+		return
+	}
+	d.events = append(d.events, *e)
+	d.index = append(d.index, index)
 }
 
 // decodeArray decodes a JSON array of events. A syntax error anywhere fails
 // the whole body, so a truncated array is not half-stored; an element that
 // is well-formed JSON but not a valid event (unknown field, wrong type,
 // invalid UTF-8) is one bad item.
-func decodeArray(body []byte) ([]item, error) {
+func decodeArray(body []byte) (decoded, error) {
 	if events, ok := metrics.DecodeEventsJSON(body); ok {
-		items := make([]item, len(events))
-		for i := range events {
-			items[i] = item{index: i, event: events[i]}
-		}
-		return items, nil
+		return decoded{events: events}, nil
 	}
+	var d decoded
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, err
+		return d, err
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return nil, errors.New("the body must be a JSON array of events (or NDJSON with Content-Type: application/x-ndjson)")
+	if delim, ok := tok.(json.Delim); !ok || delim != '[' {
+		return d, errors.New("the body must be a JSON array of events (or NDJSON with Content-Type: application/x-ndjson)")
 	}
-	var items []item
+	d.index = []int{}
 	for i := 0; dec.More(); i++ {
-		it := item{index: i}
+		var e metrics.Event
 		start := dec.InputOffset()
-		if err := dec.Decode(&it.event); err != nil {
+		err := dec.Decode(&e)
+		if err != nil {
 			if isSyntaxError(err) {
-				return nil, fmt.Errorf("item %d: %w", i, err)
+				return d, fmt.Errorf("item %d: %w", i, err)
 			}
 			// The decoder read the whole value before it failed to
 			// store it, so the next element is still in reach.
-			it.err = malformed(err)
+			err = malformed(err)
 		}
 		if !utf8.Valid(body[start:dec.InputOffset()]) {
-			it.err = errInvalidUTF8
+			err = errInvalidUTF8
 		}
-		items = append(items, it)
+		d.add(i, &e, err)
 	}
 	if _, err := dec.Token(); err != nil {
-		return nil, err
+		return d, err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the closing ]")
+		return d, errors.New("data after the closing ]")
 	}
-	return items, nil
+	return d, nil
 }
 
 // malformed words an item's decoding error: a field the event model judged
@@ -291,27 +498,28 @@ var errInvalidUTF8 = errors.New("invalid UTF-8 in the item")
 // decodeNDJSON decodes one event a line; blank lines are skipped but
 // counted, so an index is always the 0-based line number, and a malformed
 // line is one bad item.
-func decodeNDJSON(body []byte) []item {
-	var items []item
+func decodeNDJSON(body []byte) decoded {
+	d := decoded{index: []int{}}
 	for i, line := range bytes.Split(body, []byte("\n")) {
 		line = bytes.TrimSpace(line)
 		if len(line) == 0 {
 			continue
 		}
-		it := item{index: i}
+		var e metrics.Event
 		dec := json.NewDecoder(bytes.NewReader(line))
 		dec.DisallowUnknownFields()
-		switch err := dec.Decode(&it.event); {
+		var err error
+		switch derr := dec.Decode(&e); {
 		case !utf8.Valid(line):
-			it.err = errInvalidUTF8
-		case err != nil:
-			it.err = malformed(err)
+			err = errInvalidUTF8
+		case derr != nil:
+			err = malformed(derr)
 		case dec.More():
-			it.err = errors.New("malformed event: more than one JSON value on the line")
+			err = errors.New("malformed event: more than one JSON value on the line")
 		}
-		items = append(items, it)
+		d.add(i, &e, err)
 	}
-	return items
+	return d
 }
 
 // validate checks and normalizes a decoded event for principal p. problem

@@ -25,6 +25,9 @@ type Spool interface {
 	Append(payload []byte) error
 	// Run drains the spool into sink until ctx ends.
 	Run(ctx context.Context, sink func(ctx context.Context, payloads [][]byte) error) error
+	// Flush returns once every payload appended before it was called has
+	// been drained, or with ctx's error.
+	Flush(ctx context.Context) error
 }
 
 // Store is what the pipeline needs of the event store.
@@ -86,25 +89,29 @@ func (p *Pipeline) Submit(ctx context.Context, events []metrics.Event) (Result, 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 
-	fresh := make([]metrics.Event, 0, len(events))
+	keep := make([]bool, len(events))
+	n := 0
 	inBatch := make(map[metrics.Key]bool, len(events))
-	for _, e := range events {
-		k := e.Key()
+	for i := range events {
+		k := events[i].Key()
 		if inBatch[k] || p.queued[k] {
 			continue
 		}
 		inBatch[k] = true
-		fresh = append(fresh, e)
+		keep[i] = true
+		n++
 	}
+	fresh := kept(events, keep, n)
 	known := p.lookupKnown(ctx, fresh)
 	if len(known) > 0 {
-		kept := fresh[:0]
-		for _, e := range fresh {
-			if !known[e.Key()] {
-				kept = append(kept, e)
+		keep, n = keep[:len(fresh)], 0
+		for i := range fresh {
+			keep[i] = !known[fresh[i].Key()]
+			if keep[i] {
+				n++
 			}
 		}
-		fresh = kept
+		fresh = kept(fresh, keep, n)
 	}
 	if len(fresh) > 0 {
 		if err := p.spool.Append(metrics.AppendEvents(nil, fresh)); err != nil {
@@ -118,6 +125,22 @@ func (p *Pipeline) Submit(ctx context.Context, events []metrics.Event) (Result, 
 	res := Result{Duplicates: len(events) - len(fresh)}
 	p.m.duplicates.Add(float64(res.Duplicates))
 	return res, nil
+}
+
+// kept returns the n events of src whose keep is true: src itself when
+// that is all of them, so that a large batch of new events is not copied
+// (an event takes about 500 bytes).
+func kept(src []metrics.Event, keep []bool, n int) []metrics.Event {
+	if n == len(src) {
+		return src
+	}
+	out := make([]metrics.Event, 0, n)
+	for i := range src {
+		if keep[i] {
+			out = append(out, src[i])
+		}
+	}
+	return out
 }
 
 // lookupKnown asks the store which events it has. When the store is failing
@@ -136,6 +159,16 @@ func (p *Pipeline) lookupKnown(ctx context.Context, events []metrics.Event) map[
 		return nil
 	}
 	return known
+}
+
+// WaitVisible returns once every event submitted before it was called is
+// in the store (queryable), or with an error when ctx ends first: the
+// events are then still in the spool, on their way.
+func (p *Pipeline) WaitVisible(ctx context.Context) error {
+	if err := p.spool.Flush(ctx); err != nil {
+		return fmt.Errorf("intake: waiting for the store: %w", err)
+	}
+	return nil
 }
 
 // Run drains the spool into the store until ctx ends.

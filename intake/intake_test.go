@@ -33,6 +33,23 @@ func (s *memSpool) Run(ctx context.Context, sink func(context.Context, [][]byte)
 	return nil
 }
 
+// Flush waits until drainInto has delivered every record.
+func (s *memSpool) Flush(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		n := len(s.records)
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
 // drainInto delivers every record to sink, keeping them on failure.
 func (s *memSpool) drainInto(sink func(context.Context, [][]byte) error) error {
 	s.mu.Lock()

@@ -137,8 +137,12 @@ func DecodeEventsJSON(data []byte) ([]Event, bool) {
 	if !s.consume('[') {
 		return nil, false
 	}
-	// A guess at the count, to spare most of append's copying.
-	events := make([]Event, 0, len(data)/256+1)
+	// The count of '{' is the count of events (or more, with braces in
+	// strings): it spares append's copying, which would hold up to twice
+	// the events at once. Bounded by the size of the smallest valid event
+	// (64 bytes), so that a body of braces does not allocate an event for
+	// each.
+	events := make([]Event, 0, min(bytes.Count(data, []byte{'{'}), len(data)/64)+1)
 	s.space()
 	if s.consume(']') {
 		s.space()

@@ -9,5 +9,8 @@ scripts/testenv.sh up > "$env_file"
 set -a; . "$env_file"; set +a
 # Under make test a missing service is a failure, not a skip.
 export REPUTE_TEST_REQUIRE_SERVICES=1
+# And the heavy tests run: a real repute serve under 200 concurrent 16 MiB
+# posts, its peak RSS measured (cmd/repute/heavy_test.go, about a minute).
+export REPUTE_HEAVY_TESTS=1
 go vet ./...
 go test -race -count=1 ./...

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"repute/api"
 	"repute/dsn"
 )
 
@@ -21,6 +22,11 @@ type serveConfig struct {
 	Listen             string        `yaml:"listen"`
 	Data               string        `yaml:"data"`
 	MaxBodyBytes       int64         `yaml:"max_body_bytes"`
+	MaxInflightBytes   int64         `yaml:"max_inflight_bytes"`
+	MinBodyRate        int64         `yaml:"min_body_rate"`
+	ReadTimeout        time.Duration `yaml:"read_timeout"`
+	WriteTimeout       time.Duration `yaml:"write_timeout"`
+	IdleTimeout        time.Duration `yaml:"idle_timeout"`
 	SpoolMaxBytes      int64         `yaml:"spool_max_bytes"`
 	ShutdownTimeout    time.Duration `yaml:"shutdown_timeout"`
 	LogLevel           string        `yaml:"log_level"`
@@ -64,6 +70,11 @@ func defaultServeConfig() serveConfig {
 		Listen:             "127.0.0.1:8080",
 		Data:               "./var",
 		MaxBodyBytes:       16 << 20,
+		MaxInflightBytes:   api.DefaultMaxInflightBytes,
+		MinBodyRate:        api.DefaultMinBodyRate,
+		ReadTimeout:        2 * time.Minute,
+		WriteTimeout:       time.Minute,
+		IdleTimeout:        2 * time.Minute,
 		SpoolMaxBytes:      1 << 30,
 		ShutdownTimeout:    30 * time.Second,
 		LogLevel:           "info",
@@ -77,6 +88,11 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig, configFile *string) {
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen `address`")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data `directory`: spool, DuckDB file, generated admin key")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest POST body; larger gets 413")
+	fs.Int64Var(&cfg.MaxInflightBytes, "max-inflight-bytes", cfg.MaxInflightBytes, "memory for POST bodies in flight, each counted 6× its size; over it 503")
+	fs.Int64Var(&cfg.MinBodyRate, "min-body-rate", cfg.MinBodyRate, "slowest request body, bytes/s after 5s of grace; slower gets 408")
+	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", cfg.ReadTimeout, "longest time to read a request, headers and body")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", cfg.WriteTimeout, "longest time to answer once the request is read (streams are exempt)")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "how long a keep-alive connection may wait for its next request")
 	fs.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", cfg.SpoolMaxBytes, "undrained spool bytes at which intake answers 503")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM, how long to flush the spool before exiting")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
@@ -247,6 +263,13 @@ func (c serveConfig) validate() error {
 		return errors.New("--data is empty")
 	case c.MaxBodyBytes <= 0:
 		return fmt.Errorf("--max-body-bytes %d must be positive", c.MaxBodyBytes)
+	case c.MaxInflightBytes < api.MinInflightBytes(c.MaxBodyBytes):
+		return fmt.Errorf("--max-inflight-bytes %d must be at least %d for --max-body-bytes %d, or a body of the largest size is never taken",
+			c.MaxInflightBytes, api.MinInflightBytes(c.MaxBodyBytes), c.MaxBodyBytes)
+	case c.MinBodyRate <= 0:
+		return fmt.Errorf("--min-body-rate %d must be positive", c.MinBodyRate)
+	case c.ReadTimeout <= 0 || c.WriteTimeout <= 0 || c.IdleTimeout <= 0:
+		return fmt.Errorf("--read-timeout %s, --write-timeout %s and --idle-timeout %s must be positive", c.ReadTimeout, c.WriteTimeout, c.IdleTimeout)
 	case c.SpoolMaxBytes <= 0:
 		return fmt.Errorf("--spool-max-bytes %d must be positive", c.SpoolMaxBytes)
 	case c.ShutdownTimeout <= 0:

@@ -168,6 +168,10 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		Logger:       log.With("component", "api"),
 		Gatherer:     reg,
 		Registerer:   reg,
+
+		MaxInflightBytes: cfg.MaxInflightBytes,
+		MinBodyRate:      cfg.MinBodyRate,
+		WriteTimeout:     cfg.WriteTimeout,
 	})
 	if err != nil {
 		a.close()
@@ -355,7 +359,15 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	drained := make(chan error, 1)
 	go func() { drained <- a.pipeline.Run(drainCtx) }()
 
-	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: min(10*time.Second, a.cfg.ReadTimeout),
+		ReadTimeout:       a.cfg.ReadTimeout,
+		// It counts from the end of the headers, so the body's read time
+		// is added; POST /v1/events restarts it once the body is in.
+		WriteTimeout: a.cfg.ReadTimeout + a.cfg.WriteTimeout,
+		IdleTimeout:  a.cfg.IdleTimeout,
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
