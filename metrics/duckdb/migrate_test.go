@@ -27,26 +27,8 @@ func TestMigrateFrom0001(t *testing.T) {
 	if len(all) < 2 || all[0].version != 1 || all[1].version != 2 {
 		t.Fatalf("migrations: %+v", all)
 	}
-	func() {
-		c, err := duckdb.NewConnector(path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		db := sql.OpenDB(c)
-		defer db.Close()
-		if _, err := db.ExecContext(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,
-			name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp::TIMESTAMP)`); err != nil {
-			t.Fatal(err)
-		}
-		if err := apply(ctx, db, all[0]); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.ExecContext(ctx, `INSERT INTO events (event_id, time, kind, account, recipient)
-			VALUES ('e1', TIMESTAMP '2026-11-24 10:00:00', 'sent', 'acme', 'a@example.org')`); err != nil {
-			t.Fatal(err)
-		}
-	}()
+	oldFile(t, path, all[:1], `INSERT INTO events (event_id, time, kind, account, recipient)
+		VALUES ('e1', TIMESTAMP '2026-11-24 10:00:00', 'sent', 'acme', 'a@example.org')`)
 
 	s, err := Open(path, Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -182,29 +164,9 @@ func TestMigrateTo0004(t *testing.T) {
 	if len(all) < 4 || all[3].name != "0004_category_verdict.sql" {
 		t.Fatalf("migrations: %+v", all)
 	}
-	func() {
-		c, err := duckdb.NewConnector(path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		db := sql.OpenDB(c)
-		defer db.Close()
-		if _, err := db.ExecContext(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,
-			name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp::TIMESTAMP)`); err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range all[:3] {
-			if err := apply(ctx, db, m); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := db.ExecContext(ctx, `INSERT INTO events (event_id, time, kind, account, recipient, message_id, machine, key_hash)
-			VALUES ('h', TIMESTAMP '2026-11-24 10:00:00', 'opened', 'acme', 'a@example.org', 'm1', false, 1),
-			       ('m', TIMESTAMP '2026-11-24 10:00:00', 'opened', 'acme', 'a@example.org', 'm2', true, 2)`); err != nil {
-			t.Fatal(err)
-		}
-	}()
+	oldFile(t, path, all[:3], `INSERT INTO events (event_id, time, kind, account, recipient, message_id, machine, key_hash)
+		VALUES ('h', TIMESTAMP '2026-11-24 10:00:00', 'opened', 'acme', 'a@example.org', 'm1', false, 1),
+		       ('m', TIMESTAMP '2026-11-24 10:00:00', 'opened', 'acme', 'a@example.org', 'm2', true, 2)`)
 	s, err := Open(path, Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -235,5 +197,31 @@ func TestMigrateTo0004(t *testing.T) {
 	}
 	if want := (metrics.Counts{OpenedHuman: 2, OpenedMachine: 1, OpenedUnverified: 1}); r.Totals != want {
 		t.Errorf("after appending: totals %+v, want %+v", r.Totals, want)
+	}
+}
+
+// oldFile makes a DuckDB file at path as an older repute left it: the
+// given migrations applied, then the rows of insert.
+func oldFile(t *testing.T, path string, ms []migration, insert string) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := duckdb.NewConnector(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	db := sql.OpenDB(c)
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,
+		name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp::TIMESTAMP)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if err := apply(ctx, db, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, insert); err != nil {
+		t.Fatal(err)
 	}
 }
