@@ -7,8 +7,10 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"strings"
+	"sync"
 )
 
 // Errors returned by this package. Parse and ParseRef wrap ErrMalformed
@@ -120,8 +122,31 @@ type Keys struct {
 // Signer makes and checks tokens with one key set. It is safe for
 // concurrent use.
 type Signer struct {
-	sign   []byte
-	verify [][]byte // sign first, then the other keys of Keys.Verify
+	sign   *key
+	verify []*key // sign first, then the other keys of Keys.Verify
+}
+
+// key is one key with its HMAC states ready for reuse: hmac.New costs more
+// than the MAC of a short message.
+type key struct {
+	pool sync.Pool // of hash.Hash, HMAC-SHA256 under this key
+}
+
+func newKey(k []byte) *key {
+	k = clone(k)
+	return &key{pool: sync.Pool{New: func() any { return hmac.New(sha256.New, k) }}}
+}
+
+// mac writes the first len(dst) bytes of HMAC-SHA256(key, label || ref)
+// to dst.
+func (k *key) mac(dst []byte, ref Ref) {
+	h := k.pool.Get().(hash.Hash)
+	h.Reset()
+	h.Write([]byte(label))
+	h.Write(ref[:])
+	var sum [sha256.Size]byte
+	copy(dst, h.Sum(sum[:0]))
+	k.pool.Put(h)
 }
 
 // New returns a Signer for k. It copies the keys; k.Sign must not be
@@ -131,13 +156,13 @@ func New(k Keys) (*Signer, error) {
 	if len(k.Sign) == 0 {
 		return nil, ErrNoKey
 	}
-	s := &Signer{sign: clone(k.Sign)}
+	s := &Signer{sign: newKey(k.Sign)}
 	s.verify = append(s.verify, s.sign)
 	for _, v := range k.Verify {
 		if len(v) == 0 || hmac.Equal(v, k.Sign) {
 			continue
 		}
-		s.verify = append(s.verify, clone(v))
+		s.verify = append(s.verify, newKey(v))
 	}
 	return s, nil
 }
@@ -150,7 +175,7 @@ func clone(b []byte) []byte { return append([]byte(nil), b...) }
 func (s *Signer) Token(ref Ref) string {
 	var b [RefSize + MACSize]byte
 	copy(b[:], ref[:])
-	mac(b[RefSize:], s.sign, ref)
+	s.sign.mac(b[RefSize:], ref)
 	return encoding.EncodeToString(b[:])
 }
 
@@ -170,22 +195,12 @@ func (s *Signer) Parse(token string) (Ref, error) {
 	ref := Ref(b[:RefSize])
 	var want [MACSize]byte
 	for _, k := range s.verify {
-		mac(want[:], k, ref)
+		k.mac(want[:], ref)
 		if hmac.Equal(want[:], b[RefSize:]) {
 			return ref, nil
 		}
 	}
 	return Ref{}, fmt.Errorf("%w: token %q", ErrBadSignature, t)
-}
-
-// mac writes the first len(dst) bytes of HMAC-SHA256(key, label || ref)
-// to dst.
-func mac(dst, key []byte, ref Ref) {
-	h := hmac.New(sha256.New, key)
-	h.Write([]byte(label))
-	h.Write(ref[:])
-	var sum [sha256.Size]byte
-	copy(dst, h.Sum(sum[:0]))
 }
 
 // decode decodes s, of exactly the length of dst's text, into dst; upper
