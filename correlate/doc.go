@@ -22,19 +22,34 @@
 //
 // A token is the reference followed by the first 10 bytes (80 bits) of
 // HMAC-SHA256 (RFC 2104) over a fixed label and the reference, 20 bytes
-// written as 32 characters of the same lower-case base32, e.g.
+// written as 32 characters of the same lower-case base32; the reference
+// above under the key of the package example gives
 //
-//	token aaaqeayeaudaocajwsvdcbpayf7ptlyo
+//	token aaaqeayeaudaocajsvb4gsergnhtywoi
+//	VERP  bounces+aaaqeayeaudaocajsvb4gsergnhtywoi@bounces.acme.example
 //
 // The same token is the value of the correlation header and the VERP
 // suffix: one format, one parser. It refers to the send; it carries none of
 // its fields (account, campaign, …), which are looked up by reference.
-// RFC 2104 §5 asks for at least 80 bits of a truncated MAC; a forger gets
-// one guess per message delivered to the bounce mailbox, at odds of 2⁻⁸⁰
-// each. The label ("repute/correlate/v1") keeps a correlation token from
-// being accepted where another kind of token signed with the same key set
-// is expected (tracking links sign other labels); a later format would
+// RFC 2104 §5 recommends keeping no fewer than 80 bits of a truncated MAC
+// and, against birthday attacks, half the hash (128 bits); 80 bits is
+// chosen for length. A forger cannot check a guess offline: each guess is a
+// message delivered to the bounce mailbox (or a request to an endpoint),
+// right with odds of 2⁻⁸⁰; colliding MACs of two observed tokens give
+// nothing, as every token signs a different reference and a full-state
+// collision of HMAC's 256-bit hash stays out of reach. The label
+// ("repute/correlate/v1") keeps a correlation token from being accepted
+// where another kind of token signed with the same key set is expected
+// (tracking tokens are to sign labels of their own); a later format would
 // have another label and another length.
+//
+// # Use
+//
+// The sender calls NewRef for each message and recipient, stores the
+// reference with its sent event, and writes Signer.Token(ref) as the
+// X-Repute-ID value and into VERPAddress for MAIL FROM. Ingestion takes
+// the header value, or VERPToken of a bounce's envelope address, to
+// Signer.Parse, and looks the send up by the reference it returns.
 //
 // # Keys
 //
