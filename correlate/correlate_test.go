@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -293,5 +294,31 @@ func TestSizes(t *testing.T) {
 	}
 	if RefLen != 16 || TokenLen != 32 || MaxPrefixLen != 31 {
 		t.Errorf("RefLen, TokenLen, MaxPrefixLen = %d, %d, %d; the documentation says 16, 32, 31", RefLen, TokenLen, MaxPrefixLen)
+	}
+}
+
+// TestConcurrent: one Signer used from many goroutines (run with -race).
+func TestConcurrent(t *testing.T) {
+	s := mustNew(t, Keys{Sign: keyA, Verify: [][]byte{keyB}})
+	old := mustNew(t, Keys{Sign: keyB})
+	done := make(chan error)
+	for g := range 8 {
+		go func() {
+			for i := range 200 {
+				ref := seqRef(byte(g*31 + i))
+				for _, tok := range []string{s.Token(ref), old.Token(ref)} {
+					if got, err := s.Parse(tok); err != nil || got != ref {
+						done <- fmt.Errorf("Parse(%q) = %v, %v; want %v, nil", tok, got, err, ref)
+						return
+					}
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }
