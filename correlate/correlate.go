@@ -25,7 +25,8 @@ var (
 	ErrBadSignature = errors.New("correlate: bad signature")
 	// ErrNoKey means a Keys without a signing key was given to New.
 	ErrNoKey = errors.New("correlate: no signing key")
-	// ErrPrefix means VERPAddress was given a prefix it cannot use.
+	// ErrPrefix means VERPAddress was given a prefix (or an empty domain)
+	// it cannot use.
 	ErrPrefix = errors.New("correlate: bad VERP prefix")
 )
 
