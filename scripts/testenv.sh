@@ -254,13 +254,14 @@ imap_up() {
 	# As root the mailboxes belong to the existing mail user and the login
 	# and internal processes to Debian's dovenull and dovecot users; as
 	# another user, Dovecot runs everything as that user (and cannot chroot).
-	local login_user=dovenull internal_user=dovecot mail_user=mail mail_group=mail chroot=login
+	local login_user=dovenull internal_user=dovecot internal_group=dovecot
+	local mail_user=mail mail_group=mail
 	if [ "$(id -u)" != 0 ]; then
 		login_user=$(id -un)
 		internal_user=$login_user
+		internal_group=$(id -gn)
 		mail_user=$login_user
 		mail_group=$(id -gn)
-		chroot=
 	fi
 	local dir password
 	dir=$(mktemp -d "$tmp/repute-dovecot.XXXXXX")
@@ -272,14 +273,20 @@ imap_up() {
 	password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 	(umask 077 && echo "$password" >"$dir/password")
 	(umask 077 && echo "$imap_user:{PLAIN}$password" >"$dir/passwd")
-	chgrp "$(id -gn "$internal_user")" "$dir/passwd"
+	chgrp "$internal_group" "$dir/passwd"
 	chmod 640 "$dir/passwd"
 	sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$imap_port|" \
 		-e "s|@LOGIN_USER@|$login_user|" -e "s|@INTERNAL_USER@|$internal_user|" \
+		-e "s|@INTERNAL_GROUP@|$internal_group|" \
 		-e "s|@MAIL_USER@|$mail_user|" -e "s|@MAIL_GROUP@|$mail_group|" \
 		-e "s|@MAIL_UID@|$(id -u "$mail_user")|" -e "s|@MAIL_GID@|$(getent group "$mail_group" | cut -d: -f3)|" \
-		-e "s|@LOGIN_CHROOT@|$chroot|" \
 		"$root/scripts/dovecot/dovecot.conf" >"$dir/dovecot.conf"
+	if [ "$(id -u)" != 0 ]; then
+		local service
+		for service in anvil imap-login ipc aggregator old-stats imap-urlauth-login; do
+			printf 'service %s {\n  chroot =\n}\n' "$service"
+		done >>"$dir/dovecot.conf"
+	fi
 	echo "$dir" >"$imap_dir_file"
 	if ! doveconf -n -c "$dir/dovecot.conf" >/dev/null 2>"$dir/log/doveconf.err"; then
 		log "Dovecot refuses $dir/dovecot.conf:"
