@@ -219,13 +219,25 @@ ch_status() {
 # The master process keeps the command line it was started with.
 imap_running_pid() { pid_of "$imap_pid_file" "$imap_dir_file" "-c @DIR@/dovecot.conf"; }
 
-# imap_answers: a TCP connect and the "* OK" greeting, within 2 s.
+# imap_answers: a TCP connect and the "* OK" greeting, within 5 s.
 imap_answers() {
-	timeout 2 bash -c '
+	timeout 5 bash -c '
 		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
 		IFS= read -r line <&3 || exit 1
 		printf "x LOGOUT\r\n" >&3
 		[[ $line == "* OK"* ]]' imap-answers "$imap_port" 2>/dev/null
+}
+
+# imap_answers_soon: our running Dovecot is judged stuck (and restarted,
+# which ends the sessions of the runs sharing it) only after several tries,
+# so that a busy machine does not cost a colleague's run its server.
+imap_answers_soon() {
+	local try
+	for try in 1 2 3; do
+		imap_answers && return 0
+		sleep 1
+	done
+	return 1
 }
 
 # imap_env prints the lines the tests read; the password is in the running
@@ -240,7 +252,7 @@ imap_env() {
 
 imap_up() {
 	local pid
-	if pid=$(imap_running_pid) && imap_answers; then
+	if pid=$(imap_running_pid) && imap_answers_soon; then
 		echo $(($(count "$imap_users_file") + 1)) >"$imap_users_file"
 		log "Dovecot already runs (pid $pid) on $imap_addr; users: $(count "$imap_users_file")"
 		imap_env
