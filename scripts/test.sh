@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 env_file=$(mktemp)
 trap 'scripts/testenv.sh down || true; rm -f "$env_file"' EXIT
 scripts/testenv.sh up > "$env_file"
+# Every KEY=value line of up is exported to the tests: REPUTE_TEST_CLICKHOUSE,
+# REPUTE_TEST_IMAP, REPUTE_TEST_IMAP_USER, REPUTE_TEST_IMAP_PASSWORD.
 set -a; . "$env_file"; set +a
 # Under make test a missing service is a failure, not a skip.
 export REPUTE_TEST_REQUIRE_SERVICES=1

@@ -9,16 +9,23 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"net"
 	"os"
+	"sort"
 	"testing"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 )
 
 // Environment variables set by scripts/test.sh from scripts/testenv.sh up.
 const (
 	ClickHouseVar      = "REPUTE_TEST_CLICKHOUSE"       // host:port of the native protocol
+	IMAPVar            = "REPUTE_TEST_IMAP"             // host:port of Dovecot's IMAP, clear text
+	IMAPUserVar        = "REPUTE_TEST_IMAP_USER"        // its one user
+	IMAPPasswordVar    = "REPUTE_TEST_IMAP_PASSWORD"    // that user's password (made at every up)
 	RequireServicesVar = "REPUTE_TEST_REQUIRE_SERVICES" // "1": a missing service is a failure
 )
 
@@ -27,6 +34,91 @@ const (
 func ClickHouse(t testing.TB) string {
 	t.Helper()
 	return lookup(t, ClickHouseVar, "ClickHouse")
+}
+
+// IMAPServer is the test Dovecot: where it listens (clear text, loopback)
+// and the one user it lets in. Several tests, and several make test runs,
+// share that user: each test works in folders of its own (IMAPFolder).
+type IMAPServer struct {
+	Addr     string // host:port
+	User     string
+	Password string
+}
+
+// IMAP returns the test IMAP server (Dovecot, with IDLE and MOVE), or skips
+// (fails under make test) when none is configured.
+func IMAP(t testing.TB) IMAPServer {
+	t.Helper()
+	return IMAPServer{
+		Addr:     lookup(t, IMAPVar, "IMAP"),
+		User:     lookup(t, IMAPUserVar, "IMAP"),
+		Password: lookup(t, IMAPPasswordVar, "IMAP"),
+	}
+}
+
+// Dial connects to s in clear text and logs in; the connection is closed
+// when the test ends. Fails the test on error.
+func (s IMAPServer) Dial(t testing.TB, options *imapclient.Options) *imapclient.Client {
+	t.Helper()
+	c, err := s.dial(options)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (s IMAPServer) dial(options *imapclient.Options) (*imapclient.Client, error) {
+	o := imapclient.Options{}
+	if options != nil {
+		o = *options
+	}
+	if o.Dialer == nil {
+		o.Dialer = &net.Dialer{Timeout: 10 * time.Second}
+	}
+	c, err := imapclient.DialInsecure(s.Addr, &o)
+	if err != nil {
+		return nil, fmt.Errorf("dial IMAP %s: %w", s.Addr, err)
+	}
+	if err := c.Login(s.User, s.Password).Wait(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("IMAP login to %s as %s: %w", s.Addr, s.User, err)
+	}
+	return c, nil
+}
+
+// IMAPFolder returns the test IMAP server and a fresh folder name of the
+// test's own (repute_test_<random>), which the test creates. Every folder
+// whose name starts with it is deleted when the test ends, so a test may
+// make several (name+"_processed", ...). Skips or fails like IMAP.
+func IMAPFolder(t testing.TB) (server IMAPServer, folder string) {
+	t.Helper()
+	server = IMAP(t)
+	var b [6]byte
+	rand.Read(b[:])
+	folder = "repute_test_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		c, err := server.dial(nil)
+		if err != nil {
+			t.Errorf("testenv: delete IMAP folders %s*: %v", folder, err)
+			return
+		}
+		defer c.Close()
+		list, err := c.List("", folder+"*", nil).Collect()
+		if err != nil {
+			t.Errorf("testenv: delete IMAP folders %s*: %v", folder, err)
+			return
+		}
+		// Children before their parents: longest names first.
+		sort.Slice(list, func(i, j int) bool { return len(list[i].Mailbox) > len(list[j].Mailbox) })
+		for _, m := range list {
+			if err := c.Delete(m.Mailbox).Wait(); err != nil {
+				t.Errorf("testenv: delete IMAP folder %s: %v", m.Mailbox, err)
+			}
+		}
+		c.Logout().Wait()
+	})
+	return server, folder
 }
 
 func lookup(t testing.TB, variable, service string) string {
