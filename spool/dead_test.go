@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -198,5 +199,48 @@ func TestUndrained(t *testing.T) {
 	appendN(t, s, 40, 42)
 	if err := s.Undrained(func([]byte) error { return stop }); err != stop {
 		t.Errorf("Undrained = %v, want fn's error", err)
+	}
+}
+
+// After a failed sink the batch is read again, with what was appended
+// meanwhile.
+func TestRetryReadsAppendedRecords(t *testing.T) {
+	s := openT(t, t.TempDir(), Options{})
+	defer s.Close()
+	appendN(t, s, 0, 1)
+	failed := make(chan struct{})
+	var (
+		mu    sync.Mutex
+		sizes []int
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() {
+		runErr <- s.Run(ctx, func(ctx context.Context, payloads [][]byte) error {
+			mu.Lock()
+			defer mu.Unlock()
+			sizes = append(sizes, len(payloads))
+			if len(payloads) < 2 {
+				if len(sizes) == 1 {
+					close(failed)
+				}
+				return errors.New("cannot judge a lone record")
+			}
+			return nil
+		})
+	}()
+	<-failed
+	appendN(t, s, 1, 2)
+	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer fcancel()
+	if err := s.Flush(fctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	cancel()
+	<-runErr
+	mu.Lock()
+	defer mu.Unlock()
+	if sizes[len(sizes)-1] != 2 {
+		t.Errorf("sink calls got %v payloads, want the last call with both records", sizes)
 	}
 }

@@ -30,8 +30,9 @@ type batch struct {
 // Options.BatchBytes at a time. When sink returns nil the records are
 // drained: the cursor moves past them and is saved, and segments wholly
 // drained are deleted. When sink fails, the error is logged and the same
-// records are passed again after a backoff (100 ms doubling to 5 s), for
-// as long as it takes. Run wakes up on every Append, so a record reaches
+// records, followed by any appended meanwhile (up to the batch limits), are
+// passed again after a backoff (100 ms doubling to 5 s), for as long as it
+// takes. Run wakes up on every Append, so a record reaches
 // the sink promptly.
 //
 // sink should fail only for what may pass later (the store is down or
@@ -119,6 +120,10 @@ func (s *Spool) Run(ctx context.Context, sink func(ctx context.Context, payloads
 						break
 					}
 					retry("spool: sink failed, keeping the records", err)
+					// Read again: the next try also gets what was
+					// appended meanwhile, so a sink that must see a
+					// write succeed to judge a failure can.
+					b = nil
 					continue
 				}
 				if err := s.deadLetter(b, refused.Refused); err != nil {
