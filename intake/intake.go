@@ -4,6 +4,12 @@
 // acknowledges its input only after Submit returns, so a crash at any point
 // loses nothing, and the store's idempotence on (account, event_id) makes a
 // replay count once.
+//
+// An event the store refuses alone while it takes other writes is set aside
+// in the spool's dead-letter files after Options.DeadLetterAttempts drain
+// attempts (see Pipeline.drain for the rule); a store that is down sends
+// nothing there. The events a crash left in the spool count as known
+// (duplicates) until drained.
 package intake
 
 import (
