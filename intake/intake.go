@@ -4,18 +4,26 @@
 // acknowledges its input only after Submit returns, so a crash at any point
 // loses nothing, and the store's idempotence on (account, event_id) makes a
 // replay count once.
+//
+// An event the store refuses alone while it takes other writes is set aside
+// in the spool's dead-letter files after Options.DeadLetterAttempts drain
+// attempts (see Pipeline.drain for the rule); a store that is down sends
+// nothing there. The events a crash left in the spool count as known
+// (duplicates) until drained.
 package intake
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"repute/metrics"
+	"repute/spool"
 )
 
 // Spool is the durable queue in front of the store (package spool).
@@ -28,6 +36,8 @@ type Spool interface {
 	// Flush returns once every payload appended before it was called has
 	// been drained, or with ctx's error.
 	Flush(ctx context.Context) error
+	// Undrained calls fn with each payload not yet drained, in order.
+	Undrained(fn func(payload []byte) error) error
 }
 
 // Store is what the pipeline needs of the event store.
@@ -45,17 +55,30 @@ type Options struct {
 	// while the store is failing) events are spooled without the lookup and
 	// the store's idempotence collapses any duplicate. Default 2 s.
 	KnownTimeout time.Duration
+	// DeadLetterAttempts is how many drain attempts must each find an
+	// event refused by the store while the store takes other writes before
+	// the event is set aside in the spool's dead-letter files. Default 8
+	// (with the spool's backoff, about 10 s).
+	DeadLetterAttempts int
 }
 
 // Pipeline connects intake to the spool and the spool to the store.
 type Pipeline struct {
-	spool  Spool
-	store  Store
-	log    *slog.Logger
-	m      *pipelineMetrics
-	known  time.Duration
-	mu     sync.Mutex           // serialises Submit: check-then-spool must be atomic
-	queued map[metrics.Key]bool // keys in the spool, not yet confirmed in the store
+	spool   Spool
+	store   Store
+	log     *slog.Logger
+	m       *pipelineMetrics
+	known   time.Duration
+	mu      sync.Mutex           // serialises Submit: check-then-spool must be atomic
+	queued  map[metrics.Key]bool // keys in the spool, not yet confirmed in the store
+	indexed bool                 // queued holds the keys a crash left in the spool
+
+	// Of the batch being drained, which the spool passes again until the
+	// drain returns nil or a RefusedError; only the drain uses them.
+	deadAfter int
+	written   map[metrics.Key]bool    // already in the store
+	strikes   map[metrics.Key]*strike // refused alone while the store took other writes
+	probe     []metrics.Event         // one event the store has taken
 
 	healthMu  sync.Mutex
 	lastError error // of the last store write; nil when it succeeded
@@ -71,8 +94,13 @@ func New(sp Spool, st Store, opts Options) *Pipeline {
 	if known <= 0 {
 		known = 2 * time.Second
 	}
+	deadAfter := opts.DeadLetterAttempts
+	if deadAfter <= 0 {
+		deadAfter = 8
+	}
 	return &Pipeline{spool: sp, store: st, log: log, m: newPipelineMetrics(opts.Registerer),
-		known: known, queued: map[metrics.Key]bool{}}
+		known: known, queued: map[metrics.Key]bool{}, deadAfter: deadAfter,
+		written: map[metrics.Key]bool{}, strikes: map[metrics.Key]*strike{}}
 }
 
 // Result says what became of submitted events.
@@ -88,6 +116,7 @@ type Result struct {
 func (p *Pipeline) Submit(ctx context.Context, events []metrics.Event) (Result, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.indexSpool()
 
 	keep := make([]bool, len(events))
 	n := 0
@@ -176,34 +205,221 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return p.spool.Run(ctx, p.drain)
 }
 
+// indexSpool marks the events still in the spool as queued, once, before
+// the first Submit or drain (p.mu held): after a crash they were accepted
+// but may not be in the store, and a client retrying them must hear they
+// are duplicates.
+func (p *Pipeline) indexSpool() {
+	if p.indexed {
+		return
+	}
+	p.indexed = true
+	n := 0
+	err := p.spool.Undrained(func(payload []byte) error {
+		events, err := metrics.DecodeEvents(payload)
+		if err != nil {
+			return fmt.Errorf("intake: decode spooled events: %w", err)
+		}
+		for i := range events {
+			p.queued[events[i].Key()] = true
+		}
+		n += len(events)
+		return nil
+	})
+	if err != nil {
+		p.log.Warn("indexing the events in the spool failed: re-posted ones may be spooled again (the store keeps them once)", "err", err)
+	}
+	if n > 0 {
+		p.log.Info("events in the spool count as known until drained", "events", n)
+	}
+}
+
 // drain writes spooled payloads to the store; the spool advances past them
-// only when it returns nil.
+// only when it returns nil or a *spool.RefusedError.
+//
+// When the store refuses a batch, the drain tells a refused event from a
+// store that is down by bisecting: it writes halves, then quarters, down
+// to single events, and checks each failure against a write the store has
+// taken before (rewriting an event it already has, which the store's
+// idempotence makes harmless). An event the store refuses alone while it
+// takes other writes gets a strike; at DeadLetterAttempts strikes it is
+// refused for good: the spool sets it aside in a dead-letter file. When
+// that check fails too, the store is down: the drain gives up the attempt
+// with no strike, and the spool retries after a backoff.
 func (p *Pipeline) drain(ctx context.Context, payloads [][]byte) error {
-	var events []metrics.Event
-	for _, payload := range payloads {
+	p.mu.Lock()
+	p.indexSpool()
+	p.mu.Unlock()
+
+	var (
+		events []metrics.Event
+		locs   []loc
+		keys   []metrics.Key
+	)
+	for i, payload := range payloads {
 		batch, err := metrics.DecodeEvents(payload)
 		if err != nil {
 			// The spool checksums every record, so this is a bug, not a
 			// torn write; fail loudly rather than skip.
 			return fmt.Errorf("intake: decode spooled events: %w", err)
 		}
-		events = append(events, batch...)
+		for j := range batch {
+			k := batch[j].Key()
+			keys = append(keys, k)
+			if p.written[k] {
+				continue // by an earlier attempt at this batch
+			}
+			events = append(events, batch[j])
+			locs = append(locs, loc{index: i, part: j})
+		}
 	}
-	start := time.Now()
-	err := p.store.Append(ctx, events)
-	p.m.storeWrite.Observe(time.Since(start).Seconds())
-	p.setStoreError(err)
-	if err != nil {
-		p.m.storeErrors.Inc()
-		return fmt.Errorf("intake: store: %w", err)
+	w := &writer{p: p, ctx: ctx, limit: 2*bits.Len(uint(len(events))) + 2}
+	w.write(events, locs)
+	if w.err == nil && len(w.refused) > 0 && !w.proven {
+		w.check(w.refused[len(w.refused)-1].err)
 	}
-	p.m.batchSize.Observe(float64(len(events)))
+	if w.err != nil {
+		p.setStoreError(w.err)
+		return fmt.Errorf("intake: store: %w", w.err)
+	}
+
+	var (
+		refused []spool.Refusal
+		pending error
+	)
+	for _, r := range w.refused {
+		e := &events[r.i]
+		k := e.Key()
+		st := p.strikes[k]
+		if st == nil {
+			st = &strike{}
+			p.strikes[k] = st
+		}
+		st.n++
+		if st.n < p.deadAfter {
+			pending = fmt.Errorf("intake: store refuses %s/%s alone while it takes other writes (attempt %d of %d before dead-letter): %w",
+				e.Account, e.EventID, st.n, p.deadAfter, r.err)
+			continue
+		}
+		refused = append(refused, spool.Refusal{
+			Index: locs[r.i].index, Part: locs[r.i].part,
+			Payload: metrics.AppendEvents(nil, []metrics.Event{*e}), Attempts: st.n, Err: r.err,
+		})
+	}
+	if pending != nil {
+		p.setStoreError(pending)
+		return pending
+	}
+	p.setStoreError(nil)
+	// The batch is done: stored, or set aside for good.
 	p.mu.Lock()
-	for _, e := range events {
-		delete(p.queued, e.Key())
+	for _, k := range keys {
+		delete(p.queued, k)
 	}
 	p.mu.Unlock()
+	clear(p.written)
+	clear(p.strikes)
+	if len(refused) > 0 {
+		return &spool.RefusedError{Refused: refused}
+	}
 	return nil
+}
+
+// loc is where an event is in the batch being drained: the payload's
+// index and the event's index in it.
+type loc struct{ index, part int }
+
+// strike counts the drain attempts that found an event refused alone.
+type strike struct{ n int }
+
+// refusal is an event the store refused alone: its index in the attempt.
+type refusal struct {
+	i   int
+	err error
+}
+
+// writer is one attempt at writing a batch, bisecting what the store
+// refuses.
+type writer struct {
+	p   *Pipeline
+	ctx context.Context
+	// limit is how many writes may fail in a row, while no earlier write
+	// can prove the store takes writes, before the store is deemed down.
+	limit   int
+	fails   int  // writes failed since the last one that succeeded
+	proven  bool // the last write or check succeeded
+	next    int  // index in the attempt of events[0] in write
+	refused []refusal
+	err     error // the store is down: the attempt is given up
+}
+
+// write writes events (at w.next onwards in the attempt), halving what
+// fails down to single events.
+func (w *writer) write(events []metrics.Event, locs []loc) {
+	if w.err != nil || len(events) == 0 {
+		return
+	}
+	base := w.next
+	err := w.append(events)
+	if err == nil {
+		w.next += len(events)
+		return
+	}
+	if w.ctx.Err() != nil {
+		w.err = err
+		return
+	}
+	w.fails++
+	if w.fails >= w.limit || len(w.p.probe) > 0 {
+		if !w.check(err) {
+			return
+		}
+	}
+	if len(events) == 1 {
+		w.refused = append(w.refused, refusal{i: base, err: err})
+		w.next++
+		return
+	}
+	half := len(events) / 2
+	w.write(events[:half], locs[:half])
+	w.write(events[half:], locs[half:])
+}
+
+// append writes events to the store, and remembers the last as a probe.
+func (w *writer) append(events []metrics.Event) error {
+	p := w.p
+	start := time.Now()
+	err := p.store.Append(w.ctx, events)
+	p.m.storeWrite.Observe(time.Since(start).Seconds())
+	if err != nil {
+		p.m.storeErrors.Inc()
+		w.proven = false
+		return err
+	}
+	p.m.batchSize.Observe(float64(len(events)))
+	for i := range events {
+		p.written[events[i].Key()] = true
+	}
+	p.probe = append(p.probe[:0], events[len(events)-1])
+	w.fails, w.proven = 0, true
+	return nil
+}
+
+// check tells whether the store takes writes, by writing again an event
+// it has taken: when it does not, or no such event is known, the store is
+// deemed down and the attempt is given up with err.
+func (w *writer) check(err error) bool {
+	p := w.p
+	if len(p.probe) > 0 {
+		perr := p.store.Append(w.ctx, p.probe)
+		if perr == nil {
+			w.fails, w.proven = 0, true
+			return true
+		}
+		p.m.storeErrors.Inc()
+	}
+	w.err = err
+	return false
 }
 
 func (p *Pipeline) setStoreError(err error) {

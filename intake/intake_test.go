@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"repute/metrics"
+	"repute/spool"
 )
 
 // memSpool keeps records in memory; drain hands them to the sink on demand.
@@ -16,6 +17,18 @@ type memSpool struct {
 	mu      sync.Mutex
 	records [][]byte
 	err     error
+	dead    []spool.Refusal
+}
+
+func (s *memSpool) Undrained(fn func([]byte) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.records {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *memSpool) Append(p []byte) error {
@@ -50,14 +63,23 @@ func (s *memSpool) Flush(ctx context.Context) error {
 	}
 }
 
-// drainInto delivers every record to sink, keeping them on failure.
+// drainInto delivers every record to sink, keeping them on failure, and
+// setting aside what it refuses, as package spool does.
 func (s *memSpool) drainInto(sink func(context.Context, [][]byte) error) error {
 	s.mu.Lock()
+	records := s.records
+	s.mu.Unlock()
+	err := sink(context.Background(), records)
+	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := sink(context.Background(), s.records); err != nil {
-		return err
+	if err != nil {
+		var refused *spool.RefusedError
+		if !errors.As(err, &refused) {
+			return err
+		}
+		s.dead = append(s.dead, refused.Refused...)
 	}
-	s.records = nil
+	s.records = s.records[len(records):]
 	return nil
 }
 
@@ -67,17 +89,29 @@ type memStore struct {
 	events   map[metrics.Key]metrics.Event
 	failWith error
 	lookups  int
+	// refuse, when set, makes a write fail that holds an event for which
+	// it is true: a payload the store refuses for good.
+	refuse  func(e metrics.Event) bool
+	appends int // calls of Append
+	written int // events in the Appends that succeeded
 }
 
 func (m *memStore) Append(_ context.Context, events []metrics.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.appends++
 	if m.failWith != nil {
 		return m.failWith
 	}
 	for _, e := range events {
+		if m.refuse != nil && m.refuse(e) {
+			return fmt.Errorf("memstore: value out of range in event %s", e.EventID)
+		}
+	}
+	for _, e := range events {
 		m.events[e.Key()] = e
 	}
+	m.written += len(events)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -17,6 +18,7 @@ import (
 // records in [from, next), and the bytes that span (quarantined ones too).
 type batch struct {
 	payloads [][]byte
+	offsets  []int64 // of each payload's record, in segment from.seq
 	from     pos
 	next     pos
 	bytes    int64
@@ -28,13 +30,16 @@ type batch struct {
 // Options.BatchBytes at a time. When sink returns nil the records are
 // drained: the cursor moves past them and is saved, and segments wholly
 // drained are deleted. When sink fails, the error is logged and the same
-// records are passed again after a backoff (100 ms doubling to 5 s), for
-// as long as it takes. Run wakes up on every Append, so a record reaches
+// records, followed by any appended meanwhile (up to the batch limits), are
+// passed again after a backoff (100 ms doubling to 5 s), for as long as it
+// takes. Run wakes up on every Append, so a record reaches
 // the sink promptly.
 //
 // sink should fail only for what may pass later (the store is down or
-// slow): a payload it can never store must be set aside by sink itself
-// (logged and skipped), or it holds up the spool for good.
+// slow). What it can never deliver it reports with a *RefusedError: Run
+// writes each refused part to a dead-letter file (see DeadRecord), logs it
+// and counts it in Stats.Dead, and moves on as if sink had returned nil.
+// When writing a dead-letter file fails, the batch is passed again.
 //
 // A crash after sink returned and before the cursor was saved delivers the
 // same records again when the spool is reopened; sink must be idempotent.
@@ -109,11 +114,22 @@ func (s *Spool) Run(ctx context.Context, sink func(ctx context.Context, payloads
 		}
 		if !delivered && len(b.payloads) > 0 {
 			if err := sink(ctx, b.payloads); err != nil {
-				if ctx.Err() != nil {
-					break
+				var refused *RefusedError
+				if !errors.As(err, &refused) {
+					if ctx.Err() != nil {
+						break
+					}
+					retry("spool: sink failed, keeping the records", err)
+					// Read again: the next try also gets what was
+					// appended meanwhile, so a sink that must see a
+					// write succeed to judge a failure can.
+					b = nil
+					continue
 				}
-				retry("spool: sink failed, keeping the records", err)
-				continue
+				if err := s.deadLetter(b, refused.Refused); err != nil {
+					retry("spool: writing a dead-letter file failed, keeping the records", err)
+					continue
+				}
 			}
 		}
 		delivered = true
@@ -236,6 +252,7 @@ func (r *reader) read() (*batch, error) {
 		}
 		if reason == "" {
 			b.payloads = append(b.payloads, payload)
+			b.offsets = append(b.offsets, off)
 			n := int64(headerSize + len(payload))
 			off += n
 			size += n
@@ -340,4 +357,75 @@ func (s *Spool) quarantine(f *os.File, seq uint64, from, to int64, reason string
 	s.mu.Unlock()
 	s.log.Error("spool: corrupt record quarantined", attrs...)
 	return nil
+}
+
+// Undrained calls fn with the payload of each record not yet drained when
+// it is called, in order, without moving the cursor: to index what a crash
+// left in the spool. Corrupt bytes are skipped (Run quarantines them when
+// it gets there). The payload is valid only during the call of fn; an
+// error of fn stops the scan and is returned.
+func (s *Spool) Undrained(fn func(payload []byte) error) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	from := s.cursor
+	segs := slices.Clone(s.segs)
+	segs[len(segs)-1].size = s.syncedTo.off // the durable part of the active one
+	s.mu.Unlock()
+
+	var buf []byte
+	for _, seg := range segs {
+		if seg.seq < from.seq {
+			continue
+		}
+		start := int64(0)
+		if seg.seq == from.seq {
+			start = from.off
+		}
+		f, err := os.Open(s.segPath(seg.seq))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // drained meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		buf, err = scanSegment(f, start, seg.size, buf, fn)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanSegment calls fn with the payload of each valid record of f in
+// [off, end), skipping corrupt bytes.
+func scanSegment(f *os.File, off, end int64, buf []byte, fn func([]byte) error) ([]byte, error) {
+	br := bufio.NewReaderSize(io.NewSectionReader(f, off, max(end-off, 0)), 1<<20)
+	for off < end {
+		payload, reason, err := readRecord(br, end-off, buf)
+		if err != nil {
+			return buf, fmt.Errorf("spool: %s: %w", f.Name(), err)
+		}
+		if reason == "" {
+			buf = payload[:0]
+			if err := fn(payload); err != nil {
+				return buf, err
+			}
+			off += int64(headerSize + len(payload))
+			continue
+		}
+		next, err := resync(f, off+1, end)
+		if err != nil {
+			return buf, fmt.Errorf("spool: %s: %w", f.Name(), err)
+		}
+		if next < 0 {
+			break
+		}
+		off = next
+		br.Reset(io.NewSectionReader(f, off, end-off))
+	}
+	return buf, nil
 }

@@ -54,5 +54,5 @@ func Example() {
 	// Output:
 	// store {"kind":"sent"}
 	// store {"kind":"delivered"}
-	// undrained: {Records:0 Bytes:0 Quarantined:0}
+	// undrained: {Records:0 Bytes:0 Quarantined:0 Dead:0}
 }

@@ -23,6 +23,9 @@
 //   - "%020d-%020d.quarantine" (segment, offset): corrupt bytes cut out of a
 //     segment. One text line "repute spool quarantine: segment=S offset=O
 //     length=L reason=R\n" followed by the raw bytes.
+//   - "dead/%020d-%020d-%06d.json" (segment, offset, part): a record, or a
+//     part of one, that the sink refused for good (see RefusedError and
+//     DeadRecord), set aside so that the drain moves on.
 //   - "lock": held with flock(2) while the spool is open.
 //
 // Every record is
@@ -116,6 +119,8 @@ type Stats struct {
 	Bytes int64
 	// Quarantined is the number of quarantine files in the directory.
 	Quarantined int64
+	// Dead is the number of dead-letter files (see RefusedError).
+	Dead int64
 }
 
 // pos is a position in the spool: a segment and an offset in it.
@@ -173,6 +178,7 @@ type Spool struct {
 	records     int64
 	countedFrom uint64 // records in segments before it are not in records
 	quarantined int64
+	dead        int64
 	running     bool
 	runDone     chan struct{}
 }
@@ -256,6 +262,9 @@ func (s *Spool) load() error {
 			// A cursor or quarantine file never renamed into place.
 			os.Remove(filepath.Join(s.dir, name))
 		}
+	}
+	if s.dead, err = countDead(s.dir); err != nil {
+		return err
 	}
 	slices.Sort(seqs)
 	for i := 1; i < len(seqs); i++ {
@@ -515,11 +524,12 @@ func (s *Spool) rotate() error {
 	return nil
 }
 
-// Stats returns the undrained records and bytes and the quarantine count.
+// Stats returns the undrained records and bytes and the quarantine and
+// dead-letter counts.
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Records: s.records, Bytes: s.bytes, Quarantined: s.quarantined}
+	return Stats{Records: s.records, Bytes: s.bytes, Quarantined: s.quarantined, Dead: s.dead}
 }
 
 // Close stops a running Run (its sink sees its context cancelled) and

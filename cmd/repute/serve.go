@@ -154,6 +154,9 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "repute_spool_quarantine_files", Help: "Quarantine files in the spool directory: corrupt records cut out, kept for inspection.",
 		}, func() float64 { return float64(a.spool.Stats().Quarantined) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "repute_spool_dead_records", Help: "Dead-letter files in the spool directory: events the store refused for good, set aside (repute spool dead lists them).",
+		}, func() float64 { return float64(a.spool.Stats().Dead) }),
 	)
 	a.pipeline = intake.New(a.spool, a.store, intake.Options{
 		Logger: log.With("component", "intake"), Registerer: reg,
