@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 )
 
 // CorrelationHeader is the header our sender stamps on every message; a
@@ -48,6 +49,9 @@ type Report struct {
 	ReportingMTA string
 	// ENVID is the Original-Envelope-Id field (RFC 3464 §2.2.1).
 	ENVID string
+	// ArrivalDate is the Arrival-Date field (RFC 3464 §2.2.5): when the
+	// reporting MTA received the message; zero when absent or unparsable.
+	ArrivalDate time.Time
 	// VERP is the token of a VERP return path (<prefix>+<token>@<domain>)
 	// found in the bounce's own envelope headers, "" when none.
 	VERP string
@@ -106,6 +110,10 @@ type Recipient struct {
 	// RemoteMTA is the Remote-MTA field (RFC 3464 §2.3.5) without its
 	// type, or the host named in a non-standard bounce.
 	RemoteMTA string
+	// LastAttemptDate is the Last-Attempt-Date field (RFC 3464 §2.3.7):
+	// when the MTA last tried to deliver to this recipient; zero when
+	// absent or unparsable.
+	LastAttemptDate time.Time
 	// Reason is the classification of the failure.
 	Reason Reason
 	// Hard is true only for a permanent failure of the address itself.

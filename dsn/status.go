@@ -1,7 +1,9 @@
 package dsn
 
 import (
+	"net/mail"
 	"strings"
+	"time"
 )
 
 // message is a parsed notification with the parts Parse cares about.
@@ -138,8 +140,11 @@ groups:
 			case "original-envelope-id":
 				rep.ENVID = v
 				continue
+			case "arrival-date":
+				rep.ArrivalDate = parseDate(v)
+				continue
 			case "original-recipient", "final-recipient", "x-actual-recipient", "action",
-				"status", "remote-mta", "diagnostic-code":
+				"status", "remote-mta", "diagnostic-code", "last-attempt-date":
 			default:
 				continue // other per-message or per-recipient fields
 			}
@@ -179,6 +184,8 @@ groups:
 				}
 			case "remote-mta":
 				cur.RemoteMTA = typedValue(v)
+			case "last-attempt-date":
+				cur.LastAttemptDate = parseDate(v)
 			case "diagnostic-code":
 				cur.Diagnostic = typedValue(v)
 				if i := strings.IndexByte(v, ';'); i > 0 {
@@ -236,6 +243,35 @@ groups:
 var statusFields = []string{
 	"reporting-mta", "original-envelope-id", "original-recipient", "final-recipient",
 	"x-actual-recipient", "action", "status", "remote-mta", "diagnostic-code",
+	"arrival-date", "last-attempt-date",
+}
+
+// parseDate parses a date-time field of a DSN (RFC 3464 §2.2.5, §2.3.7:
+// RFC 5322 date-time) with net/mail.ParseDate; the zero time when it does
+// not parse. The obsolete zone names of RFC 5322 §4.3 (EST, PDT, …) get
+// their offsets here: time.Parse knows only the local zone's
+// abbreviations, which would make the result depend on the machine.
+func parseDate(v string) time.Time {
+	v = strings.TrimSpace(v)
+	if i := strings.LastIndexByte(v, ' '); i > 0 {
+		for _, z := range [...]struct{ name, offset string }{
+			{"UT", "+0000"}, {"GMT", "+0000"}, {"UTC", "+0000"},
+			{"EST", "-0500"}, {"EDT", "-0400"},
+			{"CST", "-0600"}, {"CDT", "-0500"},
+			{"MST", "-0700"}, {"MDT", "-0600"},
+			{"PST", "-0800"}, {"PDT", "-0700"},
+		} {
+			if strings.EqualFold(v[i+1:], z.name) {
+				v = v[:i+1] + z.offset
+				break
+			}
+		}
+	}
+	t, err := mail.ParseDate(v)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 // statusField returns the lower-case name of a field parseDeliveryStatus

@@ -110,24 +110,40 @@ func (p Parser) ParseBytes(b []byte) ([]Result, error) {
 
 // parseOne parses a single message.
 func (p Parser) parseOne(b []byte) ([]Result, error) {
+	pr, err := p.parseReport(b)
+	return pr.results, err
+}
+
+// parsed is what parseReport found in one message: the results, and the
+// report they came from (at most one of complaint and bounce is set).
+type parsed struct {
+	results   []Result
+	complaint *arf.Report
+	bounce    *dsn.Report
+}
+
+// parseReport parses a single message, keeping the report behind the
+// results: the Converter needs its dates.
+func (p Parser) parseReport(b []byte) (parsed, error) {
 	// arf rules out a non-complaint from the top-level header alone, so
 	// trying it first costs bounces little.
 	fb, err := arf.ParseBytes(b)
 	if fb != nil {
-		return feedbackResults(fb), err // err, if any, says what was odd
+		// err, if any, says what was odd
+		return parsed{results: feedbackResults(fb), complaint: fb}, err
 	}
 	// Not a usable complaint (ErrNotFeedback or worse): it may still be
 	// a bounce.
 	rep, err := dsn.Parser{Lexicon: p.Lexicon}.ParseBytes(b)
 	switch {
 	case errors.Is(err, dsn.ErrNotBounce):
-		return nil, nil
+		return parsed{}, nil
 	case rep == nil:
-		return nil, err
+		return parsed{}, err
 	}
 	// With dsn.ErrNoRecipient there are no results but an error: the
 	// caller quarantines the message instead of dropping it silently.
-	return bounceResults(rep, p.Explain), err
+	return parsed{results: bounceResults(rep, p.Explain), bounce: rep}, err
 }
 
 // SplitMbox splits input holding several messages in mbox form: a line
