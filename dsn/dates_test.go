@@ -29,10 +29,10 @@ func TestDeliveryStatusDates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !rep.ArrivalDate.Equal(tc.wantArrival) {
-			t.Errorf("Arrival-Date %q = %v, want %v", tc.arrival, rep.ArrivalDate, tc.wantArrival)
+		if !rep.ArrivalDate().Equal(tc.wantArrival) {
+			t.Errorf("Arrival-Date %q = %v, want %v", tc.arrival, rep.ArrivalDate(), tc.wantArrival)
 		}
-		if got := rep.Recipients[0].LastAttemptDate; !got.Equal(tc.wantLast) {
+		if got := rep.Recipients[0].LastAttemptDate(); !got.Equal(tc.wantLast) {
 			t.Errorf("Last-Attempt-Date %q = %v, want %v", tc.last, got, tc.wantLast)
 		}
 	}

@@ -49,9 +49,9 @@ type Report struct {
 	ReportingMTA string
 	// ENVID is the Original-Envelope-Id field (RFC 3464 §2.2.1).
 	ENVID string
-	// ArrivalDate is the Arrival-Date field (RFC 3464 §2.2.5): when the
-	// reporting MTA received the message; zero when absent or unparsable.
-	ArrivalDate time.Time
+	// ArrivalDateText is the Arrival-Date field (RFC 3464 §2.2.5): when
+	// the reporting MTA received the message; see ArrivalDate.
+	ArrivalDateText string
 	// VERP is the token of a VERP return path (<prefix>+<token>@<domain>)
 	// found in the bounce's own envelope headers, "" when none.
 	VERP string
@@ -65,6 +65,15 @@ type Report struct {
 	// most reports have one (see addRecipient).
 	first [1]Recipient
 }
+
+// ArrivalDate returns the Arrival-Date field as a time, the zero time when
+// it is absent or does not parse. Dates are parsed when asked for: most
+// users of a Report never need them.
+func (rep *Report) ArrivalDate() time.Time { return parseDate(rep.ArrivalDateText) }
+
+// LastAttemptDate returns the Last-Attempt-Date field as a time, the zero
+// time when it is absent or does not parse.
+func (rc *Recipient) LastAttemptDate() time.Time { return parseDate(rc.LastAttemptDateText) }
 
 // addRecipient appends rc to rep.Recipients and returns it there.
 func (rep *Report) addRecipient(rc Recipient) *Recipient {
@@ -110,10 +119,10 @@ type Recipient struct {
 	// RemoteMTA is the Remote-MTA field (RFC 3464 §2.3.5) without its
 	// type, or the host named in a non-standard bounce.
 	RemoteMTA string
-	// LastAttemptDate is the Last-Attempt-Date field (RFC 3464 §2.3.7):
-	// when the MTA last tried to deliver to this recipient; zero when
-	// absent or unparsable.
-	LastAttemptDate time.Time
+	// LastAttemptDateText is the Last-Attempt-Date field (RFC 3464
+	// §2.3.7): when the MTA last tried to deliver to this recipient; see
+	// LastAttemptDate.
+	LastAttemptDateText string
 	// Reason is the classification of the failure.
 	Reason Reason
 	// Hard is true only for a permanent failure of the address itself.
@@ -341,6 +350,7 @@ func (a *arena) detach(rep *Report) {
 func (rep *Report) eachString(f func(*string)) {
 	f(&rep.ReportingMTA)
 	f(&rep.ENVID)
+	f(&rep.ArrivalDateText)
 	f(&rep.VERP)
 	o := &rep.Original
 	f(&o.MessageID)
@@ -357,6 +367,7 @@ func (rep *Report) eachString(f func(*string)) {
 		f(&rc.ReplyCode)
 		f(&rc.Diagnostic)
 		f(&rc.RemoteMTA)
+		f(&rc.LastAttemptDateText)
 		// The other strings of Evidence are the lexicon's or
 		// constants.
 		f(&rc.Evidence.Status)

@@ -141,7 +141,7 @@ groups:
 				rep.ENVID = v
 				continue
 			case "arrival-date":
-				rep.ArrivalDate = parseDate(v)
+				rep.ArrivalDateText = v
 				continue
 			case "original-recipient", "final-recipient", "x-actual-recipient", "action",
 				"status", "remote-mta", "diagnostic-code", "last-attempt-date":
@@ -185,7 +185,7 @@ groups:
 			case "remote-mta":
 				cur.RemoteMTA = typedValue(v)
 			case "last-attempt-date":
-				cur.LastAttemptDate = parseDate(v)
+				cur.LastAttemptDateText = v
 			case "diagnostic-code":
 				cur.Diagnostic = typedValue(v)
 				if i := strings.IndexByte(v, ';'); i > 0 {

@@ -213,7 +213,7 @@ func (c *Converter) Events(ctx context.Context, raw []byte, src Source) (events 
 		}
 		var reported []time.Time
 		if pr.bounce != nil && i < len(pr.bounce.Recipients) {
-			reported = append(reported, pr.bounce.Recipients[i].LastAttemptDate, pr.bounce.ArrivalDate)
+			reported = append(reported, pr.bounce.Recipients[i].LastAttemptDate(), pr.bounce.ArrivalDate())
 		}
 		if pr.complaint != nil {
 			reported = append(reported, pr.complaint.ArrivalDate)
