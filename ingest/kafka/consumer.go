@@ -407,6 +407,10 @@ func decodeEventRecord(value []byte) ([]metrics.Event, error) {
 			}
 			return []metrics.Event{e}, nil
 		}
+		if !bytes.Contains(v, []byte("\n")) {
+			err := json.Unmarshal(v, new(json.RawMessage))
+			return nil, fmt.Errorf("kafka: event record: malformed JSON: %w", err)
+		}
 		var items []json.RawMessage
 		for line := range bytes.SplitSeq(v, []byte("\n")) {
 			items = append(items, json.RawMessage(bytes.TrimSpace(line)))
