@@ -283,11 +283,28 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, w *kafkago.Wr
 			return err
 		}
 	}
-	return c.retry(ctx, "commit", func() error { return r.CommitMessages(ctx, batch...) })
+	// A commit that keeps failing (its partitions moved to another member
+	// in a rebalance) is given up: the records are then read again, and
+	// their events are duplicates intake collapses. Nothing is lost.
+	err := c.retryN(ctx, "commit", commitAttempts, func() error { return r.CommitMessages(ctx, batch...) })
+	if err != nil && ctx.Err() == nil {
+		c.log.Warn("kafka: commit given up; the records will be read again", "records", len(batch), "err", err)
+		return nil
+	}
+	return err
 }
+
+// commitAttempts bounds the attempts at one commit.
+const commitAttempts = 8
 
 // retry calls f until it succeeds or ctx ends, with exponential backoff.
 func (c *Consumer) retry(ctx context.Context, what string, f func() error) error {
+	return c.retryN(ctx, what, 0, f)
+}
+
+// retryN is retry for at most attempts calls (0: no bound); past them it
+// returns f's last error.
+func (c *Consumer) retryN(ctx context.Context, what string, attempts int, f func() error) error {
 	wait := c.opts.RetryMin
 	for attempt := 1; ; attempt++ {
 		err := f()
@@ -296,6 +313,9 @@ func (c *Consumer) retry(ctx context.Context, what string, f func() error) error
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if attempts > 0 && attempt >= attempts {
+			return err
 		}
 		c.log.Warn("kafka: "+what+" failed; retrying", "attempt", attempt, "in", wait, "err", err)
 		t := time.NewTimer(wait)

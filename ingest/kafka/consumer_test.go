@@ -16,7 +16,9 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"repute/intake"
 	"repute/metrics"
@@ -528,5 +530,79 @@ func TestNewOptions(t *testing.T) {
 	}
 	if _, err := New(nil, ok); err == nil {
 		t.Error("New(nil submitter) succeeded")
+	}
+}
+
+// TestConsumerDeadLetterRetry: while the dead-letter topic refuses writes
+// nothing is committed; the record is dead-lettered once it takes them.
+func TestConsumerDeadLetterRetry(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cl := newCluster(t, 1, "events", "dead")
+	brokers := cl.ListenAddrs()
+	at := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	produce(ctx, t, brokers,
+		kafkago.Message{Topic: "events", Value: []byte("not json at all")},
+		kafkago.Message{Topic: "events", Value: []byte(eventJSON(1, at))})
+
+	var mu sync.Mutex
+	refused := 0
+	var early []string
+	cl.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		pr := req.(*kmsg.ProduceRequest)
+		if len(pr.Topics) == 0 || pr.Topics[0].Topic != "dead" {
+			return nil, nil, false
+		}
+		cl.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		if refused >= 2 {
+			return nil, nil, false
+		}
+		refused++
+		if c := committed(cl, "dl", "events"); len(c) > 0 {
+			early = append(early, fmt.Sprint(c))
+		}
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		resp.Version = pr.Version
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, p := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = p.Partition
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+
+	sub := &fakeSubmitter{}
+	cons, err := New(sub, Options{Brokers: brokers, Group: "dl", EventTopics: []string{"events"}, DeadLetterTopic: "dead",
+		Logger: testLogger(t), ReaderConfig: fastGroup, RetryMin: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, cons)
+	waitFor(ctx, t, "the commit", func() bool { return allCommitted(cl, "dl", "events") })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if refused < 2 {
+		t.Fatalf("the dead-letter topic refused %d writes, want 2", refused)
+	}
+	if len(early) > 0 {
+		t.Errorf("offsets committed while the dead-letter topic refused writes: %v", early)
+	}
+	dead := readAll(ctx, t, brokers, "dead", 1)
+	if len(dead) != 1 || string(dead[0].Value) != "not json at all" || !strings.Contains(headers(dead[0])[HeaderError], "not JSON") {
+		t.Errorf("dead-letter topic holds %d records, want the bad one: %+v", len(dead), dead)
+	}
+	if evs := sub.snapshot(); len(evs) != 1 {
+		t.Errorf("submitted %d events, want 1", len(evs))
 	}
 }
