@@ -11,7 +11,7 @@ import (
 
 func TestKumoEvents(t *testing.T) {
 	fallback := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
-	const ts = `"timestamp": 1796115600` // 2026-12-01T09:40:00Z
+	const ts = `"timestamp": 1796115600` // 2026-12-01T09:00:00Z
 	at := time.Unix(1796115600, 0).UTC()
 	tests := []struct {
 		name   string
