@@ -61,9 +61,9 @@ type Options struct {
 	// DeadLetterTopic receives the records that cannot be read, with the
 	// error and their origin in headers (HeaderError, …).
 	DeadLetterTopic string
-	// Account is the account of events that name none: KumoMTA records
-	// without meta.account, and what Raw returns without one. Required
-	// with KumoMTATopics or RawTopics.
+	// Account is the account of events that name none: events of event
+	// records without one, KumoMTA records without meta.account, and what
+	// Raw returns without one. Required with KumoMTATopics or RawTopics.
 	Account string
 	ISPs    metrics.ISPMap   // for Normalize; the zero value is the built-in map
 	Now     func() time.Time // bounds event times from above; nil: time.Now

@@ -85,11 +85,15 @@ var ErrUnknownKumoType = errors.New("kafka: unknown KumoMTA record type")
 
 const maxDiagnostic = 2048 // docs/events.md: diagnostic ≤ 2048 bytes
 
+// earliest is the earliest event time the event model takes.
+var earliest = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // KumoEvents maps one KumoMTA JSON log record to events: one per
 // recipient (one, unless the record lists several), none for the types
 // that are no delivery fact (Rejection, AdminRebind, …). account is used
 // when the record's meta has no "account"; fallback is the time used when
-// the record has no timestamp. The events are not normalized; their Source
+// the record has no timestamp or one the event model would refuse (before
+// 2000, more than an hour after fallback): the Kafka record's timestamp. The events are not normalized; their Source
 // and SourceRef are left to the caller. The mapping is described in the
 // README ("KumoMTA log records").
 func KumoEvents(value []byte, account string, fallback time.Time) ([]metrics.Event, error) {
@@ -138,7 +142,13 @@ func (r *KumoRecord) Events(account string, fallback time.Time) ([]metrics.Event
 	}
 	t := fallback
 	if r.Timestamp > 0 {
-		t = time.Unix(r.Timestamp, 0).UTC()
+		// A time the event model would refuse (before 2000, or more than
+		// an hour after the Kafka record was written) falls through to
+		// the record's time, as a report's would.
+		reported := time.Unix(r.Timestamp, 0).UTC()
+		if !reported.Before(earliest) && (fallback.IsZero() || !reported.After(fallback.Add(time.Hour))) {
+			t = reported
+		}
 	}
 	base := metrics.Event{
 		Time:         t,

@@ -10,7 +10,7 @@ import (
 )
 
 func TestKumoEvents(t *testing.T) {
-	fallback := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	fallback := time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)
 	const ts = `"timestamp": 1796115600` // 2026-12-01T09:00:00Z
 	at := time.Unix(1796115600, 0).UTC()
 	tests := []struct {
@@ -61,6 +61,10 @@ func TestKumoEvents(t *testing.T) {
 		{"feedback without report", `{"type":"Feedback","id":"m8","recipient":"h@yahoo.com",` + ts + `}`,
 			[]metrics.Event{{Time: at, Kind: metrics.KindComplained, Account: "acme", Recipient: "h@yahoo.com", FeedbackType: "abuse"}}},
 		{"no timestamp: the record's time", `{"type":"Delivery","id":"m9","recipient":"i@example.org"}`,
+			[]metrics.Event{{Time: fallback, Kind: metrics.KindDelivered, Account: "acme", Recipient: "i@example.org"}}},
+		{"timestamp before 2000: the record's time", `{"type":"Delivery","id":"m9","recipient":"i@example.org","timestamp":86400}`,
+			[]metrics.Event{{Time: fallback, Kind: metrics.KindDelivered, Account: "acme", Recipient: "i@example.org"}}},
+		{"timestamp in the future: the record's time", `{"type":"Delivery","id":"m9","recipient":"i@example.org","timestamp":4102444800}`,
 			[]metrics.Event{{Time: fallback, Kind: metrics.KindDelivered, Account: "acme", Recipient: "i@example.org"}}},
 		{"recipient list", `{"type":"Reception","id":"m10","recipient":["j@example.org","k@example.org"],` + ts + `}`,
 			[]metrics.Event{{Time: at, Kind: metrics.KindSent, Account: "acme", Recipient: "j@example.org"},
