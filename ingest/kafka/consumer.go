@@ -191,10 +191,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer w.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	fetched := make(chan kafkago.Message, c.opts.MaxBatch)
 	fetchErr := make(chan error, 1)
+	fetchDone := make(chan struct{})
+	defer func() {
+		cancel()
+		<-fetchDone // the reader is closed only once nothing fetches
+	}()
 	go func() {
+		defer close(fetchDone)
 		defer close(fetched)
 		for {
 			m, err := r.FetchMessage(ctx)
