@@ -53,8 +53,7 @@ func (p *parser) reportFields(body []byte) {
 				arrival = v
 			case "received-date":
 				// QUIRK: older Yahoo and AOL reports name
-				// Arrival-Date Received-Date (an ARF draft) — see
-				// corpus arf-02 and testdata/aol-abuse.eml.
+				// Arrival-Date Received-Date, as an ARF draft did.
 				received = v
 			case "source-ip":
 				r.SourceIP = strings.Trim(v, "[]")
@@ -109,8 +108,8 @@ func (p *parser) reportFields(body []byte) {
 				r.RecipientRedacted = true
 			case "message-id":
 				// QUIRK: some reporters copy the original's
-				// Message-ID into the report fields — see corpus
-				// arf-18; the embedded original's wins.
+				// Message-ID into the report fields; the embedded
+				// original's wins.
 				p.reportMessageID = cleanID(v)
 			}
 			return true
@@ -288,7 +287,7 @@ func (p *parser) recipients() {
 		{RecoveredRemovalRecipient, p.removal},
 		// Microsoft JMRP gives no Original-Rcpt-To and puts the
 		// recipient in X-HmXmrOriginalRecipient of the returned
-		// message (its To is often masked) — see corpus arf-24.
+		// message (its To is often masked).
 		{RecoveredHmXmr, single(p.hmxmr)},
 		// Postfix's local delivery adds X-Original-To with the
 		// envelope recipient as received, before aliases.
@@ -299,14 +298,13 @@ func (p *parser) recipients() {
 		// Other MTAs and mailbox providers (Sendmail milters, Courier,
 		// Fastmail) use X-Envelope-To.
 		{RecoveredXEnvelopeTo, addressList(p.xEnvelopeTo)},
-		// Yahoo records the envelope recipient in X-Apparently-To — see
-		// corpus arf-02 and arf-14.
+		// Yahoo records the envelope recipient in X-Apparently-To.
 		{RecoveredApparentlyTo, single(p.apparentlyTo)},
 		// Postfix, qmail and Gmail add Delivered-To with the mailbox
 		// delivered to, after alias expansion: after X-Original-To.
 		{RecoveredDeliveredTo, addressList(p.deliveredTo)},
 		// Reports without any of these (Yahoo CFL, ReturnPath) leave
-		// only the returned message's To — see corpus arf-21.
+		// only the returned message's To.
 		{RecoveredTo, addressList(p.rep.Original.To)},
 	}
 	for _, s := range sources {

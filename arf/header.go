@@ -170,7 +170,7 @@ func readRest(r io.Reader, buf []byte, max int) ([]byte, bool, error) {
 // skipMboxLine returns b without a leading mbox "From " separator line.
 func skipMboxLine(b []byte) []byte {
 	// QUIRK: a message saved from an mbox may start with its "From " line,
-	// which is no header field — see the corpus's mbox files (rhost-cox-01).
+	// which is no header field.
 	if bytes.HasPrefix(b, []byte("From ")) {
 		_, next := nextLine(b, 0)
 		return b[next:]

@@ -202,7 +202,7 @@ func (h *topHeader) verdict() int {
 func (h *topHeader) jmrp() bool {
 	// QUIRK: Microsoft JMRP reports are multipart/mixed from
 	// staff@hotmail.com with the subject "complaint about message from
-	// <IP>" — see corpus arf-24.
+	// <IP>".
 	return containsFold(h.from, "staff@hotmail.com") ||
 		containsFold(h.subject, "complaint about message from")
 }
@@ -269,7 +269,7 @@ func (p *parser) parse(b []byte) (*Report, error) {
 		switch {
 		case p.orig && (p.top.jmrp() || p.hmxmr != ""):
 			// QUIRK: JMRP sends no message/feedback-report part; every
-			// report is a user's "junk" click — see corpus arf-24.
+			// report is a user's "junk" click.
 			p.rep.FeedbackType = "abuse"
 			p.rep.Provider = ProviderJMRP
 		case p.arf:
@@ -366,8 +366,8 @@ func (p *parser) multipart(body []byte, boundary string, depth int) {
 	case n > 0 && strings.HasSuffix(err.Error(), "NextPart: EOF"):
 		// go-message formats (does not wrap) the EOF it meets before
 		// the closing boundary; the parts before it were read.
-		// QUIRK: no closing boundary (RFC 2046 §5.1.1) — see corpus
-		// arf-21.
+		// QUIRK: no closing boundary (RFC 2046 §5.1.1), as some
+		// reporters send.
 		p.odd("multipart without closing boundary")
 	default:
 		p.odd("multipart: %v", err)

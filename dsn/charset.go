@@ -95,7 +95,7 @@ func (a *arena) decodeCharset(s, charset string) string {
 	}
 	if containsFold(charset, "iso-2022-jp") && has8Bit(s) {
 		// QUIRK: RFC 1468 — ISO-2022-JP is 7-bit, yet KDDI (ezweb)
-		// labels EUC-JP text so (see lhost-ezweb-05); others Shift_JIS
+		// labels EUC-JP text so; others Shift_JIS
 		// or UTF-8. Take the first that decodes without error.
 		if utf8.ValidString(s) {
 			return s

@@ -142,8 +142,9 @@ func replyStatus(s string) string {
 		for k < len(s) && k < j+3 && (s[k] == ' ' || s[k] == '-' || s[k] == '\'' || s[k] == '"' || s[k] == '#') {
 			k++
 		}
-		// A positive reply in a transcript ("250 2.1.5 Ok") is not the
-		// failure (see lhost-postfix-75).
+		// A positive reply in a transcript ("250 2.1.5 Ok", which
+		// Postfix and Sendmail quote before the failing command) is
+		// not the failure.
 		if k > j && k < len(s) && (s[k] == '4' || s[k] == '5') && rc[0] != '2' {
 			if st := findStatus(s[k:min(len(s), k+12)]); st != "" && strings.HasPrefix(s[k:], st) {
 				return st

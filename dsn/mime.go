@@ -256,7 +256,8 @@ func (w *walker) parse(p *part, s string, d int) {
 		w.a.subs = splitMultipart(w.a.subs, body, b)
 		if len(w.a.subs) == first {
 			// QUIRK: RFC 2046 §5.1.1 — the parts use another boundary
-			// than the header declares (see rhost-franceptt-07); take
+			// than the header declares (MTAs that rewrite a body
+			// do this); take
 			// the first delimiter-like line.
 			if g := guessBoundary(body); g != "" {
 				w.a.subs = splitMultipart(w.a.subs, body, g)
@@ -281,7 +282,7 @@ func (w *walker) parse(p *part, s string, d int) {
 
 // atLineStart reports whether offset i of s starts a line, allowing
 // leading blanks.
-// QUIRK: RFC 2046 §5.1.1 — some delimiters are indented (see rfc3464-35).
+// QUIRK: RFC 2046 §5.1.1 — some MTAs indent delimiters (e.g. rfc3464-35).
 func atLineStart(s string, i int) bool {
 	for i > 0 && (s[i-1] == ' ' || s[i-1] == '\t') {
 		i--
@@ -399,7 +400,8 @@ func (a *arena) decodeQP(s string) string {
 			s = s[3:]
 		default:
 			// QUIRK: RFC 2045 §6.7 — a soft break followed by trailing
-			// white space (see lhost-amavis-03), or a stray "="; keep
+			// white space (which some gateways, amavis among
+			// them, leave), or a stray "="; keep
 			// what is readable.
 			j := 1
 			for j < len(s) && (s[j] == ' ' || s[j] == '\t') {

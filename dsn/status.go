@@ -149,13 +149,13 @@ groups:
 				continue // other per-message or per-recipient fields
 			}
 			// QUIRK: RFC 3464 §2.3 — the fields of a recipient may come
-			// in any order (Final-Recipient last: see
-			// rhost-messagelabs-01), and some MTAs run groups together
+			// in any order (MessageLabs puts Final-Recipient last),
+			// and some MTAs run groups together
 			// without a blank line; a repeated recipient field starts
 			// a new recipient.
 			// Sendmail's X-Actual-Recipient is no recipient field of
 			// its own: before Final-Recipient it is the same recipient,
-			// and Final-Recipient wins (see lhost-sendmail-59).
+			// and Final-Recipient wins.
 			if cur == nil || (name == "final-recipient" && final) ||
 				(name == "original-recipient" && cur.ORCPT != "") {
 				if len(rep.Recipients) >= maxRecipients {
@@ -178,7 +178,7 @@ groups:
 				cur.Status = findStatus(v)
 				// A comment after the code explains it (RFC 3464
 				// §2.3.4 allows CFWS); keep it as the diagnostic when
-				// there is no other (see rfc3464-35).
+				// there is no other.
 				if i := strings.IndexByte(v, '('); i > 0 {
 					cur.statusComment = strings.Trim(v[i:], "() ")
 				}
@@ -200,9 +200,9 @@ groups:
 	for _, rc := range rep.Recipients {
 		if rc.Address == "" || !plainAddress(rc.Address) {
 			// QUIRK: RFC 3464 §2.3.2 — Final-Recipient holds a source
-			// route (see lhost-messagingserver-02) or a pipe command
-			// (see lhost-exim-44); prefer Original-Recipient, else the
-			// address inside.
+			// route (Sun/Oracle Messaging Server) or a pipe command
+			// (Exim's pipe transport); prefer Original-Recipient,
+			// else the address inside.
 			switch {
 			case rc.ORCPT != "" && plainAddress(rc.ORCPT):
 				rc.Address = rc.ORCPT
@@ -227,8 +227,8 @@ groups:
 		rc.ReplyCode = findReplyCode(rc.Diagnostic)
 		// QUIRK: RFC 3464 §2.3.4 — MTAs often put a generic Status
 		// (5.0.0, 4.4.7) or a wrong one while the remote server's reply
-		// in Diagnostic-Code carries the precise code; the reply wins
-		// (see lhost-sendmail-33, lhost-sendmail-39).
+		// in Diagnostic-Code carries the precise code (Sendmail does
+		// both); the reply wins.
 		if d := replyStatus(rc.Diagnostic); d != "" && d != rc.Status && d[1:] != ".3.5" && d[1:] != ".4.7" {
 			rc.Status = d
 		}
@@ -345,7 +345,7 @@ func plainAddress(a string) bool {
 // pastedStatus returns the delivery-status fields pasted into the text of
 // a bounce, from the line where they start, "" when there are none.
 // QUIRK: Amazon WorkMail sends a text part with a "Technical report" that
-// holds the fields of a DSN (see lhost-amazonworkmail-02).
+// holds the fields of a DSN instead of a message/delivery-status part.
 func pastedStatus(text, lower string) string {
 	i := strings.Index(lower, "\nfinal-recipient:")
 	if i < 0 || !strings.Contains(lower[i:], "\nstatus:") {

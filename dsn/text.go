@@ -63,7 +63,8 @@ func looksLikeBounce(m *message) bool {
 }
 
 // bounceBodies are lower-case phrases of the text of bounces whose sender
-// and subject say nothing (see lhost-kddi-01).
+// and subject say nothing: carriers such as KDDI send them from an
+// ordinary address with an ordinary subject.
 var bounceBodies = []string{
 	"could not be delivered to", "was not delivered to", "delivery to the following recipient",
 	"unable to deliver", "undeliverable", "delivery has failed", "failed permanently",
@@ -71,7 +72,7 @@ var bounceBodies = []string{
 	// Amazon SES notifications delivered by SNS to an e-mail endpoint
 	// are JSON whose notificationType (eventType when published as
 	// events) names the event, whatever words the remote server used
-	// (see lhost-amazonses-09 and ses.go); an Email-JSON subscription
+	// (see ses.go); an Email-JSON subscription
 	// escapes them inside SNS's envelope.
 	`"notificationtype":"bounce"`, `"notificationtype":"delivery"`, `"eventtype":"bounce"`,
 	`\"notificationtype\":\"bounce\"`, `\"notificationtype\":\"delivery\"`,
@@ -154,7 +155,7 @@ func splitOriginalGrams(text, lower string, grams *gramSet) (explain, lowerExpla
 // a message header has (Received:, Return-Path:, Message-ID:,
 // MIME-Version:, List-*:). -1 when there is none. Bounces that summarise
 // the original ("  To: …", "  Subject: …") indent it, or give no From:
-// (IMail's "To:/CC:/Date:/Subject:", see lhost-imailserver-06), and are
+// (IMail's "To:/CC:/Date:/Subject:"), and are
 // not cut there.
 func headerBlock(lower string) int {
 	run, known, strong, from := 0, 0, false, false
@@ -271,8 +272,7 @@ func parseText(m *message, rep *Report) {
 		start = strings.LastIndexByte(explain[:marks[k].pos], '\n') + 1
 		// QUIRK: a Sendmail transcript gives the dialogue before the
 		// line naming the recipient ("While talking to …", ">>> MAIL
-		// From:", "<<< 550 …"); it belongs to that recipient (see
-		// lhost-v5sendmail-07).
+		// From:", "<<< 550 …"); it belongs to that recipient.
 		for start > 0 {
 			prev := strings.LastIndexByte(explain[:start-1], '\n') + 1
 			line := strings.TrimLeft(lowerExplain[prev:start-1], " \t")
@@ -295,8 +295,8 @@ func parseText(m *message, rep *Report) {
 	}
 	for _, a := range addrs {
 		// The diagnostic of a recipient is its first segment that holds
-		// a reply code, else its first segment (see lhost-mailru-03,
-		// which lists the addresses before the details).
+		// a reply code, else its first segment: some MTAs (Mail.ru)
+		// list the addresses first and the details after them.
 		ds, de := -1, -1
 		for k := range marks {
 			if !strings.EqualFold(marks[k].addr, a.addr) {
@@ -324,16 +324,16 @@ func parseText(m *message, rep *Report) {
 		rc.Status = replyStatus(diag)
 		rc.ReplyCode = findReplyCode(diag)
 		rc.temporary = isTemporary(lowerExplain[ds:de])
-		if hasSuffixFold(a.addr, "@googlegroups.com") {
+		if hasSuffixFold(a.addr, "@googlegroups.com") && rc.Status == "" && rc.ReplyCode == "" {
 			// QUIRK: Google Groups refuses posts from non-members in
 			// the language of the sender, naming no code; the group
-			// exists, the sender was refused (see
-			// lhost-googlegroups-03).
+			// exists, the sender was refused. A bounce with a code is
+			// classified as any other.
 			rc.Reason = Rejected
 		}
 		if rc.Status == "" && rc.ReplyCode == "" && len(addrs) == 1 {
-			// QUIRK: the code comes before the address (see
-			// lhost-mailmarshalsmtp-02).
+			// QUIRK: some MTAs (MailMarshal) give the code before the
+			// line naming the single recipient.
 			rc.Status = replyStatus(explain)
 			rc.ReplyCode = findReplyCode(explain)
 		}
@@ -364,7 +364,7 @@ func addFound(list []addrPos, a addrPos) []addrPos {
 // an address tied to the failure by the MTA's own layout (see isTied) wins
 // over one merely mentioned. Addresses of the bounce's own header and of
 // the returned original's senders are taken only when tied and nothing
-// else is (see lhost-qmail-08, where the sender bounced to itself); the
+// else is (a sender that mailed itself gets its own bounce); the
 // addresses of a returned mailing-list posting (its list, its -bounces
 // and -request addresses, its To and Cc) never are. When nothing is
 // named, there is no recipient: the original's To is no guess for it,
@@ -431,8 +431,7 @@ func failedAddresses(dst []addrPos, m *message, explain, lowerExplain string) []
 		case isSkipped(addr):
 			// A role address (postmaster@, abuse@) is named in
 			// bounces as the one to write to; it failed only when the
-			// text lists it as failed and the original was sent to it
-			// (see lhost-biglobe-01).
+			// text lists it as failed and the original was sent to it.
 			if m.orig == nil || !isTied(lowerExplain, pos, next) || !containsFold(m.orig.get("To"), addr) {
 				continue
 			}
@@ -494,7 +493,7 @@ func failedAddresses(dst []addrPos, m *message, explain, lowerExplain string) []
 	if m.orig != nil {
 		// Sendmail names the destination host of a failed mailer
 		// rather than each address: "example.com (smtp)... Deferred:
-		// Connection timed out" (see lhost-v5sendmail-01). The
+		// Connection timed out". The
 		// original's recipients at that domain are those it means.
 		var toBuf [4]addrPos
 		for _, a := range appendAddresses(appendAddresses(toBuf[:0], m.orig.get("To")), m.orig.get("Cc")) {
@@ -727,7 +726,7 @@ func isTemporary(lower string) bool {
 
 // inIDField reports whether offset i of the lower-case text is on a
 // Message-ID, In-Reply-To or References line, whose values look like
-// addresses but are not (see lhost-zoho-05).
+// addresses but are not.
 func inIDField(lower string, i int) bool {
 	line := strings.TrimLeft(lower[strings.LastIndexByte(lower[:i], '\n')+1:i], " \t")
 	return strings.HasPrefix(line, "message-id:") || strings.HasPrefix(line, "in-reply-to:") ||
@@ -901,9 +900,8 @@ func addContext(m *message, rep *Report) {
 		if replyStatus(rc.Diagnostic) == "" && (rc.Status == "" || rc.Status[2:] == "0.0") {
 			// QUIRK: Diagnostic-Code is missing or without a code and
 			// Status generic; the text holds the server's reply, in
-			// the recipient's paragraph (see lhost-opensmtpd-17) or,
-			// for a single recipient, in a transcript (see
-			// lhost-sendmail-18).
+			// the recipient's paragraph (OpenSMTPD) or, for a single
+			// recipient, in a transcript (Sendmail).
 			src := rc.context
 			if len(rep.Recipients) == 1 && replyStatus(src) == "" {
 				src = explain
