@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -148,9 +149,6 @@ func NewConverter(o Options) (*Converter, error) {
 // earliest is the first time the event model accepts.
 var earliest = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// maxDiagnostic is the event model's bound on diagnostic (docs/events.md).
-const maxDiagnostic = 2048
-
 // Events converts one message (raw, as read: LF or CRLF, a leading mbox
 // "From " line allowed; a file in mbox form is split with SplitMbox first)
 // read from src into events, normalized and ready for
@@ -248,8 +246,8 @@ func (c *Converter) Events(ctx context.Context, raw []byte, src Source) (events 
 			}
 			ev.Status = r.Status
 			ev.ReplyCode = replyCode(r.ReplyCode)
-			ev.Diagnostic = bound(r.DiagnosticCode, maxDiagnostic)
-			ev.RemoteMTA = bound(r.RemoteMTA, 255)
+			ev.Diagnostic = metrics.Truncate(r.DiagnosticCode, metrics.MaxLongField)
+			ev.RemoteMTA = metrics.Truncate(r.RemoteMTA, metrics.MaxShortField)
 		}
 		send, how, err := c.correlate(ctx, r, verp)
 		if err != nil {
@@ -382,7 +380,7 @@ func (c *Converter) byToken(ctx context.Context, token string) (Send, bool, erro
 func (c *Converter) verpTokens(h header, pr parsed) []string {
 	var out []string
 	add := func(addr string) {
-		if tok, ok := correlate.VERPToken(addr); ok && !containsString(out, tok) {
+		if tok, ok := correlate.VERPToken(addr); ok && !slices.Contains(out, tok) {
 			out = append(out, tok)
 		}
 	}
@@ -395,7 +393,7 @@ func (c *Converter) verpTokens(h header, pr parsed) []string {
 		add(addrOf(pr.complaint.Original.ReturnPath))
 	}
 	if pr.bounce != nil && pr.bounce.VERP != "" {
-		if tok := strings.ToLower(pr.bounce.VERP); !containsString(out, tok) {
+		if tok := strings.ToLower(pr.bounce.VERP); !slices.Contains(out, tok) {
 			out = append(out, tok)
 		}
 	}
@@ -514,26 +512,6 @@ func replyCode(s string) uint16 {
 		return 0
 	}
 	return uint16(n)
-}
-
-// bound cuts s to at most n bytes without cutting a UTF-8 sequence.
-func bound(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // headerDate is the report's Date (RFC 5322 §3.6.1), zero when absent or

@@ -149,6 +149,26 @@ const (
 	maxLongField  = 2048 // diagnostic, URL, user agent, source reference
 )
 
+// Bounds a source that derives events from text it did not write (a
+// bounce's diagnostic, a remote MTA's name) applies with Truncate, so that
+// the event is not rejected for what a remote server said.
+const (
+	MaxShortField = maxShortField
+	MaxLongField  = maxLongField
+)
+
+// Truncate returns s cut to at most n bytes, on a UTF-8 character
+// boundary.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
 // Validation errors. ValidationError wraps one of these.
 var (
 	ErrUnknownKind  = errors.New("unknown kind")

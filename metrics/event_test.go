@@ -300,3 +300,13 @@ func TestComputeIDStableAcrossUpgrade(t *testing.T) {
 		}
 	}
 }
+
+func TestTruncate(t *testing.T) {
+	s := strings.Repeat("a", 2047) + "é"
+	if got := Truncate(s, MaxLongField); got != strings.Repeat("a", 2047) {
+		t.Errorf("Truncate cut inside a character: %q", got[2040:])
+	}
+	if got := Truncate("short", MaxLongField); got != "short" {
+		t.Errorf("Truncate(short) = %q", got)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"repute/dsn"
 	"repute/metrics"
@@ -82,8 +81,6 @@ var kumoIgnored = map[string]bool{
 // ErrUnknownKumoType is returned for a KumoMTA record whose type is not
 // known.
 var ErrUnknownKumoType = errors.New("kafka: unknown KumoMTA record type")
-
-const maxDiagnostic = 2048 // docs/events.md: diagnostic ≤ 2048 bytes
 
 // earliest is the earliest event time the event model takes.
 var earliest = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -169,7 +166,7 @@ func (r *KumoRecord) Events(account string, fallback time.Time) ([]metrics.Event
 	case kumoBounce, kumoOOB, kumoTransientFailure, kumoExpiration:
 		base.ReplyCode = uint16(max(0, min(r.Response.Code, 65535)))
 		base.Status = r.status()
-		base.Diagnostic = bounded(r.Response.Content, maxDiagnostic)
+		base.Diagnostic = metrics.Truncate(r.Response.Content, metrics.MaxLongField)
 		reason, hard := dsn.ClassifyReply(r.Response.Code, base.Status, r.Response.Content, kumoPhase(r.Response.Command))
 		if r.Type == kumoExpiration {
 			// KumoMTA gives up after its retry schedule: the message
@@ -188,7 +185,7 @@ func (r *KumoRecord) Events(account string, fallback time.Time) ([]metrics.Event
 		// messages: not sent because sending was stopped by a person,
 		// which docs/events.md calls paused.
 		base.Reason = metrics.DropPaused
-		base.Diagnostic = bounded(r.Response.Content, maxDiagnostic)
+		base.Diagnostic = metrics.Truncate(r.Response.Content, metrics.MaxLongField)
 	case kumoFeedback:
 		base.FeedbackType = "abuse"
 		if r.FeedbackReport != nil && r.FeedbackReport.FeedbackType != "" {
@@ -314,15 +311,4 @@ func domainOf(addr string) string {
 		return strings.ToLower(addr[i+1:])
 	}
 	return ""
-}
-
-// bounded cuts s to at most n bytes, at a character boundary.
-func bounded(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

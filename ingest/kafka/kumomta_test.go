@@ -160,10 +160,3 @@ func TestKumoPhase(t *testing.T) {
 		}
 	}
 }
-
-func TestBounded(t *testing.T) {
-	s := strings.Repeat("a", 2047) + "é"
-	if got := bounded(s, 2048); got != strings.Repeat("a", 2047) {
-		t.Errorf("bounded cut inside a character: %q", got[2040:])
-	}
-}
