@@ -152,7 +152,9 @@ func (l *Lexicon) ClassifyReply(code int, enhanced, text string, phase Phase) (R
 	// "failed" so that an unexplained 4xx is not Expired.
 	var a arena
 	a.init()
-	norm := a.maskAddresses(strings.Join(strings.Fields(lowerText(text)), " "))
+	// The text as Parse would see a diagnostic: lower case, white
+	// space collapsed, addresses masked.
+	norm := a.maskAddresses(a.collapseSpace(a.lower(text)))
 	classify(&rc, norm, "", l)
 	st := rc.Status
 	if st == "" && code >= 500 {

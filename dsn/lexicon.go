@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"unicode"
 )
 
 // The phrases that name a reason are data, not code: lexicon.txt, embedded
@@ -275,14 +274,12 @@ func compilePhrase(p string) (lexPhrase, error) {
 	return ph, nil
 }
 
-// lowerText lower-cases s the way the parser lower-cases text.
+// lowerText lower-cases s the way the parser lower-cases text (see
+// arena.lower).
 func lowerText(s string) string {
-	return strings.Map(func(r rune) rune {
-		if l := unicode.ToLower(r); len(string(l)) == len(string(r)) {
-			return l
-		}
-		return r
-	}, s)
+	var a arena
+	a.init()
+	return a.lower(s)
 }
 
 // knownReason reports whether r is one of the reasons of the taxonomy a
