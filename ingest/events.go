@@ -72,17 +72,7 @@ type Source struct {
 
 // Send is what a report is attributed to: the fields of the original
 // send's sent event that its feedback events carry.
-type Send struct {
-	Account      string
-	SenderDomain string
-	Campaign     string
-	SendingIP    string
-	MessageID    string
-	// Recipient is the address the send went to, "" when the store does
-	// not say. It names the recipient of a complaint whose report
-	// redacted it, and of an unsubscribe.
-	Recipient string
-}
+type Send = metrics.Send
 
 // SendLookup finds the send a report is about. Each method returns false
 // when nothing matches; an error means the lookup itself failed. recipient
