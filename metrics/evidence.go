@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -125,4 +126,20 @@ func (e Evidence) Message() ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrEvidenceCorrupt, e.ID, err)
 	}
 	return out, nil
+}
+
+// EvidenceWriter stores evidence (both backends implement it). Storing an
+// (Account, ID) already stored changes nothing.
+type EvidenceWriter interface {
+	PutEvidence(ctx context.Context, ev []Evidence) error
+	// PurgeEvidence removes the evidence stored before the given time
+	// (retention) and returns how many were removed, when the backend
+	// can tell (-1 otherwise).
+	PurgeEvidence(ctx context.Context, storedBefore time.Time) (int64, error)
+}
+
+// EvidenceReader reads stored evidence. account "" finds the evidence
+// under any account (the admin); otherwise only the account's own.
+type EvidenceReader interface {
+	Evidence(ctx context.Context, account, id string) (Evidence, bool, error)
 }
