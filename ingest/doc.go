@@ -44,7 +44,7 @@
 // # Errors
 //
 // With an error Events returns no events. ErrLookup means the send store
-// failed: convert the message again later. Any other error (dsn.ErrNoRecipient,
+// failed: convert the message again later. Any other error (ErrNotMessage, dsn.ErrNoRecipient,
 // ErrUnattributed, ErrNoTime, ErrNoEventRecipient, an event the model
 // refuses) is a reason to quarantine the message. Oddities the parsers
 // report beside usable results (arf.ErrMalformed, dsn.ErrTruncated) do not

@@ -8,13 +8,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"repute/ingest"
 	"repute/intake"
 	"repute/metrics"
 )
@@ -39,11 +42,22 @@ type Submitter interface {
 
 var _ Submitter = (*intake.Pipeline)(nil)
 
-// RawFunc turns one RFC 5322 message (a bounce or complaint) read from a
-// raw topic into events. sourceRef is "topic/partition/offset" and ts the
-// record's timestamp, the time of last resort. An error sends the record
-// to the dead-letter topic.
-type RawFunc func(ctx context.Context, value []byte, sourceRef string, ts time.Time) ([]metrics.Event, error)
+// Processor turns one RFC 5322 message (a bounce or complaint) read from a
+// raw topic into events and the evidence to store first
+// (*ingest.Processor). src is Source "kafka", Ref "topic/partition/offset"
+// and Time the record's timestamp, the time of last resort. An error
+// wrapping ingest.ErrLookup (the send store failed) is retried; any other
+// sends the record to the dead-letter topic.
+type Processor interface {
+	Process(ctx context.Context, raw []byte, src ingest.Source) (ingest.Report, error)
+}
+
+var _ Processor = (*ingest.Processor)(nil)
+
+// EvidenceWriter stores the raw reports of raw topics (both stores).
+type EvidenceWriter interface {
+	PutEvidence(ctx context.Context, ev []metrics.Evidence) error
+}
 
 // Options configure a Consumer. Brokers, Group, DeadLetterTopic and at
 // least one topic are required.
@@ -55,9 +69,11 @@ type Options struct {
 	EventTopics []string
 	// KumoMTATopics carry KumoMTA JSON log records, one per record.
 	KumoMTATopics []string
-	// RawTopics carry RFC 5322 messages, one per record, handed to Raw.
+	// RawTopics carry RFC 5322 messages, one per record, handed to Raw;
+	// their evidence goes to Evidence before their events are submitted.
 	RawTopics []string
-	Raw       RawFunc // required with RawTopics
+	Raw       Processor      // required with RawTopics
+	Evidence  EvidenceWriter // required with RawTopics
 	// DeadLetterTopic receives the records that cannot be read, with the
 	// error and their origin in headers (HeaderError, …).
 	DeadLetterTopic string
@@ -136,6 +152,9 @@ func New(sub Submitter, opts Options) (*Consumer, error) {
 	}
 	if len(opts.RawTopics) > 0 && opts.Raw == nil {
 		return nil, errors.New("kafka: raw topics without a Raw converter")
+	}
+	if len(opts.RawTopics) > 0 && opts.Evidence == nil {
+		return nil, errors.New("kafka: raw topics without an evidence store: every report's events must trace to it")
 	}
 	if opts.Account == "" && len(opts.RawTopics)+len(opts.KumoMTATopics) > 0 {
 		return nil, errors.New("kafka: no account for raw or KumoMTA records that name none")
@@ -260,14 +279,28 @@ type deadLetter struct {
 // succeeded.
 func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, w *kafkago.Writer, batch []kafkago.Message) error {
 	var events []metrics.Event
+	var evidence []metrics.Evidence
 	var dead []deadLetter
-	for _, m := range batch {
-		evs, err := c.read(ctx, m)
-		events = append(events, evs...)
-		if err != nil {
-			dead = append(dead, deadLetter{m, err})
+	reads, err := c.readAll(ctx, batch)
+	if err != nil {
+		return err
+	}
+	for i, rd := range reads {
+		m := batch[i]
+		events = append(events, rd.events...)
+		evidence = append(evidence, rd.evidence...)
+		if rd.err != nil {
+			dead = append(dead, deadLetter{m, rd.err})
 			c.log.Warn("kafka record cannot be read; dead-lettered", "topic", m.Topic,
-				"partition", m.Partition, "offset", m.Offset, "err", err)
+				"partition", m.Partition, "offset", m.Offset, "err", rd.err)
+		}
+	}
+	// Evidence first: an event must never point at evidence that is not
+	// stored. A crash between the two stores the evidence again (a no-op).
+	if len(evidence) > 0 {
+		err := c.retry(ctx, "evidence write", func() error { return c.opts.Evidence.PutEvidence(ctx, evidence) })
+		if err != nil {
+			return err
 		}
 	}
 	if len(events) > 0 {
@@ -291,7 +324,7 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, w *kafkago.Wr
 	// A commit that keeps failing (its partitions moved to another member
 	// in a rebalance) is given up: the records are then read again, and
 	// their events are duplicates intake collapses. Nothing is lost.
-	err := c.retryN(ctx, "commit", commitAttempts, func() error { return r.CommitMessages(ctx, batch...) })
+	err = c.retryN(ctx, "commit", commitAttempts, func() error { return r.CommitMessages(ctx, batch...) })
 	if err != nil && ctx.Err() == nil {
 		c.log.Warn("kafka: commit given up; the records will be read again", "records", len(batch), "err", err)
 		return nil
@@ -353,12 +386,58 @@ func SourceRef(topic string, partition int, offset int64) string {
 	return topic + "/" + strconv.Itoa(partition) + "/" + strconv.FormatInt(offset, 10)
 }
 
-// read turns one record into normalized events. An error means the record
-// goes to the dead-letter topic; events returned beside it (the valid
-// items of an event record with some invalid ones) are still submitted.
-func (c *Consumer) read(ctx context.Context, m kafkago.Message) ([]metrics.Event, error) {
+// read is what one record gave: its events, the evidence of a raw report,
+// and the error that sends it to the dead-letter topic (beside the valid
+// events of an event record with some invalid items, still submitted).
+type read struct {
+	events   []metrics.Event
+	evidence []metrics.Evidence
+	err      error
+}
+
+// readAll reads a batch's records, the raw reports concurrently (parsing
+// is the costly part of consuming a raw topic, and each record is
+// independent). A raw report whose send lookup fails is read again, with
+// backoff, until it succeeds or ctx ends (the error returned).
+func (c *Consumer) readAll(ctx context.Context, batch []kafkago.Message) ([]read, error) {
+	reads := make([]read, len(batch))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(batch)) {
+		wg.Go(func() {
+			for i := range work {
+				reads[i] = c.read(ctx, batch[i])
+			}
+		})
+	}
+	for i := range batch {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	for i, rd := range reads {
+		if !errors.Is(rd.err, ingest.ErrLookup) {
+			continue
+		}
+		err := c.retry(ctx, "send lookup", func() error {
+			reads[i] = c.read(ctx, batch[i])
+			if errors.Is(reads[i].err, ingest.ErrLookup) {
+				return reads[i].err
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return reads, nil
+}
+
+// read turns one record into normalized events.
+func (c *Consumer) read(ctx context.Context, m kafkago.Message) read {
 	ref := SourceRef(m.Topic, m.Partition, m.Offset)
 	var events []metrics.Event
+	var evidence []metrics.Evidence
 	var err error
 	switch c.kinds[m.Topic] {
 	case eventTopic:
@@ -366,15 +445,17 @@ func (c *Consumer) read(ctx context.Context, m kafkago.Message) ([]metrics.Event
 	case kumoTopic:
 		events, err = KumoEvents(m.Value, c.opts.Account, m.Time)
 	case rawTopic:
-		events, err = c.opts.Raw(ctx, m.Value, ref, m.Time)
+		var rep ingest.Report
+		rep, err = c.opts.Raw.Process(ctx, m.Value, ingest.Source{Name: ingest.SourceKafka, Ref: ref, Time: m.Time})
 		if err != nil {
 			err = fmt.Errorf("kafka: raw message: %w", err)
 		}
+		events, evidence = rep.Events, rep.Evidence
 	default:
-		return nil, fmt.Errorf("kafka: record from unconfigured topic %q", m.Topic)
+		return read{err: fmt.Errorf("kafka: record from unconfigured topic %q", m.Topic)}
 	}
 	if err != nil && len(events) == 0 {
-		return nil, err
+		return read{err: err}
 	}
 	now := c.opts.Now()
 	var bad []string
@@ -400,7 +481,7 @@ func (c *Consumer) read(ctx context.Context, m kafkago.Message) ([]metrics.Event
 		verr := errors.New("kafka: invalid events: " + strings.Join(bad, "; "))
 		err = errors.Join(err, verr)
 	}
-	return kept, err
+	return read{events: kept, evidence: evidence, err: err}
 }
 
 // decodeEventRecord decodes an event record's value: one event, a JSON

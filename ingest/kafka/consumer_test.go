@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"repute/ingest"
 	"repute/intake"
 	"repute/metrics"
 )
@@ -102,17 +103,37 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// stubRaw stands in for the report converter: a value starting "From:" is
-// a bounce of the address on its first line; anything else is an error.
-func stubRaw(ctx context.Context, value []byte, sourceRef string, ts time.Time) ([]metrics.Event, error) {
+// stubRaw stands in for the report processor: a value starting "From:" is
+// a bounce of the address on its first line, with its evidence; anything
+// else is an error.
+type stubRaw struct{}
+
+func (stubRaw) Process(ctx context.Context, value []byte, src ingest.Source) (ingest.Report, error) {
 	first, _, _ := bytes.Cut(value, []byte("\n"))
 	rcpt, ok := bytes.CutPrefix(first, []byte("From: "))
 	if !ok {
-		return nil, errors.New("not a message")
+		return ingest.Report{}, errors.New("not a message")
 	}
 	sum := sha256.Sum256(value)
-	return []metrics.Event{{EventID: hex.EncodeToString(sum[:16]), Time: ts, Kind: metrics.KindBounced,
-		Recipient: string(rcpt), BounceType: metrics.BounceHard, Reason: "userunknown"}}, nil
+	id := hex.EncodeToString(sum[:16])
+	return ingest.Report{
+		Events: []metrics.Event{{EventID: id, Time: src.Time, Kind: metrics.KindBounced, EvidenceID: id,
+			Recipient: string(rcpt), BounceType: metrics.BounceHard, Reason: "userunknown"}},
+		Evidence: []metrics.Evidence{{ID: id, Account: "acme", Source: src.Name, SourceRef: src.Ref}},
+	}, nil
+}
+
+// memEvidence records the evidence stored, in order.
+type memEvidence struct {
+	mu  sync.Mutex
+	all []metrics.Evidence
+}
+
+func (m *memEvidence) PutEvidence(_ context.Context, ev []metrics.Evidence) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.all = append(m.all, ev...)
+	return nil
 }
 
 // committed is the group's committed offset of each partition of topic.
@@ -200,7 +221,7 @@ func TestConsumer(t *testing.T) {
 	produce(ctx, t, brokers, records...)
 
 	opts := Options{Brokers: brokers, Group: "repute", EventTopics: []string{"events"}, KumoMTATopics: []string{"kumo"},
-		RawTopics: []string{"raw"}, Raw: stubRaw, DeadLetterTopic: "dead", Account: "acme",
+		RawTopics: []string{"raw"}, Raw: stubRaw{}, Evidence: &memEvidence{}, DeadLetterTopic: "dead", Account: "acme",
 		Logger: testLogger(t), ReaderConfig: fastGroup, RetryMin: 10 * time.Millisecond}
 	sub := &fakeSubmitter{}
 	cons, err := New(sub, opts)

@@ -7,7 +7,11 @@
 //   - KumoMTA topics: a record's value is one KumoMTA JSON log record,
 //     mapped to events by KumoEvents;
 //   - raw topics: a record's value is one RFC 5322 message (a bounce or a
-//     complaint), turned into events by Options.Raw.
+//     complaint), turned into events and evidence by Options.Raw (an
+//     ingest.Processor, run on the records of a batch concurrently); the
+//     evidence is stored (Options.Evidence) before the events are submitted,
+//     and a failing send lookup (ingest.ErrLookup) is retried, not
+//     dead-lettered.
 //
 // Delivery: a record's offset is committed only after its events are
 // durable (Submitter.Submit returned nil) or, for a record that cannot be
