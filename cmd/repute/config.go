@@ -11,6 +11,8 @@ import (
 
 	"repute/api"
 	"repute/dsn"
+	"repute/ingest"
+	"repute/metrics"
 )
 
 // serveConfig is the configuration of `repute serve`. Every scalar is a
@@ -52,6 +54,15 @@ type serveConfig struct {
 	// BouncePhrases are the operator's lexicon groups, tried before the
 	// built-in lexicon (dsn/lexicon.txt) when bounces are classified.
 	BouncePhrases []dsn.LexiconGroup `yaml:"bounce_phrases"`
+	// IMAP and Kafka are the feedback sources (feedcfg.go).
+	IMAP  []imapConfig `yaml:"imap"`
+	Kafka kafkaConfig  `yaml:"kafka"`
+
+	// EvidenceRetention is how many days stored raw reports are kept.
+	EvidenceRetention int `yaml:"evidence_retention"`
+	// MaxEvidenceBytes caps a stored raw report (before compression); a
+	// larger one keeps its header, report parts and returned headers.
+	MaxEvidenceBytes int64 `yaml:"max_evidence_bytes"`
 
 	// Only in the environment: REPUTE_ADMIN_KEY, a secret.
 	AdminKey string `yaml:"-"`
@@ -79,6 +90,8 @@ func defaultServeConfig() serveConfig {
 		ShutdownTimeout:    30 * time.Second,
 		LogLevel:           "info",
 		ClickHouseDatabase: "repute",
+		EvidenceRetention:  metrics.DefaultEvidenceRetentionDays,
+		MaxEvidenceBytes:   ingest.DefaultMaxEvidence,
 	}
 }
 
@@ -99,6 +112,8 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig, configFile *string) {
 	fs.StringVar(&cfg.ClickHouse, "clickhouse", cfg.ClickHouse, "ClickHouse native `address` (host:port); empty: embedded DuckDB")
 	fs.StringVar(&cfg.ClickHouseDatabase, "clickhouse-database", cfg.ClickHouseDatabase, "ClickHouse database, created if missing")
 	fs.StringVar(&cfg.ClickHouseUser, "clickhouse-user", cfg.ClickHouseUser, "ClickHouse user")
+	fs.IntVar(&cfg.EvidenceRetention, "evidence-retention", cfg.EvidenceRetention, "days a stored raw report (bounce, complaint) is kept: it holds personal data")
+	fs.Int64Var(&cfg.MaxEvidenceBytes, "max-evidence-bytes", cfg.MaxEvidenceBytes, "largest raw report stored whole; a larger one keeps its header, report parts and returned headers")
 	fs.StringVar(&cfg.ClickHousePassword, "clickhouse-password", cfg.ClickHousePassword, "ClickHouse password (better: REPUTE_CLICKHOUSE_PASSWORD, or clickhouse_password_env / _file in the file)")
 }
 
@@ -223,6 +238,9 @@ func loadConfig(spec configSpec, args []string, getenv func(string) string, usag
 		}
 		cfg.ClickHousePassword = pw
 	}
+	if err := cfg.checkFeedback(getenv); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", configFile, err)
+	}
 	return cfg, cfg.validate()
 }
 
@@ -274,6 +292,10 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("--spool-max-bytes %d must be positive", c.SpoolMaxBytes)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("--shutdown-timeout %s must be positive", c.ShutdownTimeout)
+	case c.EvidenceRetention <= 0:
+		return fmt.Errorf("--evidence-retention %d must be a positive number of days", c.EvidenceRetention)
+	case c.MaxEvidenceBytes < 4096:
+		return fmt.Errorf("--max-evidence-bytes %d must be at least 4096: a report's header and parts must fit", c.MaxEvidenceBytes)
 	}
 	return nil
 }
