@@ -68,7 +68,7 @@ func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func newCluster(t *testing.T, partitions int32, topics ...string) *kfake.Cluster {
+func newCluster(t testing.TB, partitions int32, topics ...string) *kfake.Cluster {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...))
 	if err != nil {
@@ -78,7 +78,7 @@ func newCluster(t *testing.T, partitions int32, topics ...string) *kfake.Cluster
 	return c
 }
 
-func produce(ctx context.Context, t *testing.T, brokers []string, msgs ...kafkago.Message) {
+func produce(ctx context.Context, t testing.TB, brokers []string, msgs ...kafkago.Message) {
 	t.Helper()
 	w := &kafkago.Writer{Addr: kafkago.TCP(brokers...), Balancer: &kafkago.RoundRobin{},
 		BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafkago.RequireAll}
