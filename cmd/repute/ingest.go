@@ -650,15 +650,11 @@ func (l *localIngest) run(ctx context.Context, msgs <-chan ingestMsg, sum *inges
 	go func() { wg.Wait(); close(out) }()
 
 	var batch []processed
-	var failed error
 	flush := func() {
-		if len(batch) == 0 {
-			return
+		if len(batch) > 0 {
+			l.store1(ctx, batch, sum)
+			batch = batch[:0]
 		}
-		if err := l.store1(ctx, batch, sum); err != nil && failed == nil {
-			failed = err
-		}
-		batch = batch[:0]
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -678,9 +674,6 @@ func (l *localIngest) run(ctx context.Context, msgs <-chan ingestMsg, sum *inges
 		}
 	}
 	flush()
-	if failed != nil {
-		return failed
-	}
 	wait, cancel := context.WithTimeout(ctx, ingestFlushTimeout)
 	defer cancel()
 	if err := l.pipeline.WaitVisible(wait); err != nil {
@@ -705,7 +698,7 @@ func (l *localIngest) process(ctx context.Context, m ingestMsg) (ingest.Report, 
 
 // store1 stores one batch: its evidence, then its events (durable in the
 // spool). A batch the store does not take is quarantined whole.
-func (l *localIngest) store1(ctx context.Context, batch []processed, sum *ingestSummary) error {
+func (l *localIngest) store1(ctx context.Context, batch []processed, sum *ingestSummary) {
 	var evidence []metrics.Evidence
 	var events []metrics.Event
 	for _, p := range batch {
@@ -717,7 +710,7 @@ func (l *localIngest) store1(ctx context.Context, batch []processed, sum *ingest
 		for _, p := range batch {
 			sum.quarantine(p.name, "storing the evidence failed: "+err.Error())
 		}
-		return nil
+		return
 	}
 	var res intake.Result
 	err = retry(ctx, func() error {
@@ -729,7 +722,7 @@ func (l *localIngest) store1(ctx context.Context, batch []processed, sum *ingest
 		for _, p := range batch {
 			sum.quarantine(p.name, "spooling the events failed: "+err.Error())
 		}
-		return nil
+		return
 	}
 	// Duplicates are counted per batch; attribute them to its first.
 	for i, p := range batch {
@@ -739,7 +732,6 @@ func (l *localIngest) store1(ctx context.Context, batch []processed, sum *ingest
 		}
 		sum.stored(p.rep.Events, d)
 	}
-	return nil
 }
 
 // retry calls fn until it succeeds, for up to about a minute (a full spool
