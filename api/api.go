@@ -1,6 +1,7 @@
 // Package api is repute's HTTP interface: POST /v1/events, GET /v1/stats,
-// /healthz, /readyz and /metrics. Every /v1 call needs a bearer key (see
-// Keys); an account key reads and writes only its own account.
+// POST /v1/feedback, GET /v1/evidence/{id}, /healthz, /readyz and /metrics.
+// Every /v1 call needs a bearer key (see Keys); an account key reads and
+// writes only its own account.
 package api
 
 import (
@@ -66,6 +67,15 @@ type Options struct {
 	// VisibleTimeout bounds the wait of POST /v1/events?wait=visible
 	// (504 past it). Default 30 s.
 	VisibleTimeout time.Duration
+	// Feedback converts a report posted to POST /v1/feedback; nil: the
+	// route does not exist. Evidence then stores the reports' evidence
+	// (required with Feedback).
+	Feedback FeedbackFunc
+	Evidence metrics.EvidenceWriter
+	// EvidenceReader serves GET /v1/evidence/{id}; nil: the route does
+	// not exist.
+	EvidenceReader metrics.EvidenceReader
+
 	// RetryAfter is sent with 503 when the spool is full or the bodies in
 	// flight are over their budget. Default 5 s.
 	RetryAfter time.Duration
@@ -98,6 +108,9 @@ type VisibleWaiter interface {
 func NewHandler(opts Options) (http.Handler, error) {
 	if opts.Keys == nil || opts.Submitter == nil || opts.Stats == nil {
 		return nil, errors.New("api: Keys, Submitter and Stats are required")
+	}
+	if opts.Feedback != nil && opts.Evidence == nil {
+		return nil, errors.New("api: Feedback needs Evidence, where the reports are stored")
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
@@ -137,6 +150,15 @@ func NewHandler(opts Options) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/events", s.authed(s.postEvents))
 	mux.HandleFunc("GET /v1/stats", s.authed(s.getStats))
+	endpoints := "POST /v1/events, GET /v1/stats"
+	if opts.Feedback != nil {
+		mux.HandleFunc("POST /v1/feedback", s.authed(s.postFeedback))
+		endpoints += ", POST /v1/feedback"
+	}
+	if opts.EvidenceReader != nil {
+		mux.HandleFunc("GET /v1/evidence/{id}", s.authed(s.getEvidence))
+		endpoints += ", GET /v1/evidence/{id}"
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
@@ -144,11 +166,12 @@ func NewHandler(opts Options) (http.Handler, error) {
 	if opts.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	}
-	return jsonNotFound(mux), nil
+	return jsonNotFound(mux, endpoints), nil
 }
 
-// jsonNotFound answers the mux's 404 and 405 in the API's error shape.
-func jsonNotFound(mux *http.ServeMux) http.Handler {
+// jsonNotFound answers the mux's 404 and 405 in the API's error shape;
+// endpoints lists the /v1 routes.
+func jsonNotFound(mux *http.ServeMux, endpoints string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
@@ -160,7 +183,7 @@ func jsonNotFound(mux *http.ServeMux) http.Handler {
 		switch probe.status {
 		case http.StatusNotFound:
 			writeError(w, http.StatusNotFound, fmt.Sprintf(
-				"no such endpoint: %s (the API: POST /v1/events, GET /v1/stats, GET /healthz, GET /readyz, GET /metrics)", r.URL.Path))
+				"no such endpoint: %s (the API: %s, GET /healthz, GET /readyz, GET /metrics)", r.URL.Path, endpoints))
 		case http.StatusMethodNotAllowed:
 			allow := probe.header.Get("Allow")
 			w.Header().Set("Allow", allow)

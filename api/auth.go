@@ -23,6 +23,7 @@ type Keys struct {
 	admin    [sha256.Size]byte
 	hasAdmin bool
 	accounts map[[sha256.Size]byte]string
+	names    map[string]bool // the configured accounts
 }
 
 // AccountKeys lists the key hashes of one account, as configured:
@@ -35,7 +36,7 @@ type AccountKeys struct {
 // NewKeys builds the key set. adminKey is the admin key itself (empty: no
 // admin key); each account key must be "sha256:" and 64 hex digits.
 func NewKeys(adminKey string, accounts []AccountKeys) (*Keys, error) {
-	k := &Keys{accounts: map[[sha256.Size]byte]string{}}
+	k := &Keys{accounts: map[[sha256.Size]byte]string{}, names: map[string]bool{}}
 	if adminKey != "" {
 		k.admin = sha256.Sum256([]byte(adminKey))
 		k.hasAdmin = true
@@ -44,6 +45,7 @@ func NewKeys(adminKey string, accounts []AccountKeys) (*Keys, error) {
 		if a.Name == "" {
 			return nil, fmt.Errorf("api: account with no name")
 		}
+		k.names[a.Name] = true
 		for _, s := range a.Keys {
 			hexPart, ok := strings.CutPrefix(s, "sha256:")
 			raw, err := hex.DecodeString(hexPart)
@@ -62,6 +64,13 @@ func NewKeys(adminKey string, accounts []AccountKeys) (*Keys, error) {
 
 // Empty reports whether no key at all is configured.
 func (k *Keys) Empty() bool { return !k.hasAdmin && len(k.accounts) == 0 }
+
+// knownAccount reports whether name may be the account of what the admin
+// posts: a configured account, or any name when none is configured (the
+// admin alone, as with a generated admin key).
+func (k *Keys) knownAccount(name string) bool {
+	return len(k.names) == 0 || k.names[name]
+}
 
 // HashKey returns the configuration form of a key: "sha256:<hex>".
 func HashKey(key string) string {

@@ -128,9 +128,11 @@ Flags:
 
 const serveUsage = `Usage: repute serve [flags]
 
-Serves the HTTP API (POST /v1/events, GET /v1/stats, /healthz, /readyz,
-/metrics), keeps accepted events in the on-disk spool and drains them into
-the store: DuckDB in the data directory, or ClickHouse with --clickhouse.
+Serves the HTTP API (POST /v1/events, GET /v1/stats, POST /v1/feedback,
+GET /v1/evidence/ID, /healthz, /readyz, /metrics), keeps accepted events in
+the on-disk spool and drains them into the store: DuckDB in the data
+directory, or ClickHouse with --clickhouse. POST /v1/feedback and GET
+/v1/evidence exist when the store looks up sends and keeps evidence.
 REPUTE_ADMIN_KEY holds the admin key; see repute.example.yaml for accounts
 and their keys (repute keys new --account NAME makes one).
 

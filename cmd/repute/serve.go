@@ -26,8 +26,6 @@ import (
 	"repute/api"
 	"repute/intake"
 	"repute/metrics"
-	"repute/metrics/clickhouse"
-	"repute/metrics/duckdb"
 	"repute/spool"
 )
 
@@ -126,17 +124,7 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	if err != nil {
 		return nil, err
 	}
-	if cfg.ClickHouse != "" {
-		a.store, err = clickhouse.Open(ctx, clickhouse.Options{
-			Addr: cfg.ClickHouse, Database: cfg.ClickHouseDatabase,
-			User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword,
-			Logger: log.With("component", "clickhouse"),
-		})
-	} else {
-		a.store, err = duckdb.Open(filepath.Join(cfg.Data, "repute.duckdb"), duckdb.Options{
-			Logger: log.With("component", "duckdb"),
-		})
-	}
+	a.store, err = openStore(ctx, cfg, log)
 	if err != nil {
 		a.spool.Close()
 		return nil, err
@@ -161,7 +149,16 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	a.pipeline = intake.New(a.spool, a.store, intake.Options{
 		Logger: log.With("component", "intake"), Registerer: reg,
 	})
+	feedback, evidence, evidenceReader, err := a.feedback()
+	if err != nil {
+		a.close()
+		return nil, err
+	}
 	a.handler, err = api.NewHandler(api.Options{
+		Feedback:       feedback,
+		Evidence:       evidence,
+		EvidenceReader: evidenceReader,
+
 		Keys:         keys,
 		Submitter:    a.pipeline,
 		Stats:        a.store,
