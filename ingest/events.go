@@ -52,7 +52,8 @@ var (
 	// be about (a complaint with the recipient redacted whose send was not
 	// found, an unsubscribe without a From).
 	ErrNoEventRecipient = errors.New("ingest: report names no recipient")
-	// ErrNotMessage means the input does not start with a header field,
+	// ErrNotMessage means the input does not start with a header field
+	// (LooksLikeMessage),
 	// so it is no RFC 5322 message (a binary blob, a JSON document, an
 	// empty body): nothing can be made of it.
 	ErrNotMessage = errors.New("ingest: not an email message: it does not start with a header field (RFC 5322 §2.2)")
@@ -173,7 +174,7 @@ func (c *Converter) Events(ctx context.Context, raw []byte, src Source) (events 
 	// message's, unescaped) does not split it; files in mbox form are split
 	// by the caller (SplitMbox).
 	msg := raw[mboxStart(raw):]
-	if !startsWithField(msg) {
+	if !LooksLikeMessage(msg) {
 		return nil, false, ErrNotMessage
 	}
 	h := readHeader(msg)
@@ -260,21 +261,6 @@ func (c *Converter) Events(ctx context.Context, raw []byte, src Source) (events 
 		events = append(events, ev)
 	}
 	return events, len(events) == 0, nil
-}
-
-// startsWithField reports whether msg starts with a header field: a name
-// of printable US-ASCII other than the colon, then a colon (RFC 5322
-// §2.2, §3.6.8).
-func startsWithField(msg []byte) bool {
-	for i, c := range msg {
-		switch {
-		case c == ':':
-			return i > 0
-		case c < 33 || c > 126:
-			return false
-		}
-	}
-	return false
 }
 
 // attribute gives ev the send's fields, or the configured account when

@@ -7,8 +7,9 @@ import "bytes"
 // line and blank lines, if any. RFC 5322 §2.2 allows any printable ASCII
 // in a field name; letters, digits, "-" and "_" are what mail really uses,
 // and are what tells a header from the first line of a JSON or binary
-// file. A source uses it to quarantine what is no message at all, which
-// Converter.Events would otherwise ignore as ordinary mail.
+// file. Converter.Events returns ErrNotMessage for input that fails it, so
+// every source quarantines (or dead-letters) what is no message at all
+// instead of ignoring it as ordinary mail.
 func LooksLikeMessage(b []byte) bool {
 	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")) // a UTF-8 BOM, as an editor may save it
 	for len(b) > 0 {
