@@ -62,6 +62,8 @@ type Reader struct {
 	m      readerMetrics
 	lease  string // the lease's name
 	holder string // this reader in the lease
+	// idleMax bounds one IDLE (idleRestart; shorter in tests).
+	idleMax time.Duration
 }
 
 // New checks o and returns a reader of its mailbox handing events to sub
@@ -86,7 +88,7 @@ func New(o Options, proc Processor, sub Submitter, evid EvidenceWriter, leases L
 		return nil, err
 	}
 	return &Reader{o: o, proc: proc, sub: sub, evid: evid, leases: leases,
-		log: o.Logger.With("mailbox", o.Name), m: m, lease: o.LeaseName(), holder: o.Holder}, nil
+		log: o.Logger.With("mailbox", o.Name), m: m, lease: o.LeaseName(), holder: o.Holder, idleMax: idleRestart}, nil
 }
 
 // newHolder returns a random id naming a reader in the lease: the host
@@ -280,7 +282,7 @@ func (r *Reader) session(ctx context.Context, progress *bool) error {
 		}
 		*progress = true
 
-		timeout := idleRestart
+		timeout := r.idleMax
 		if !idle || len(r.o.Folders) > 1 || !firstOK {
 			timeout = r.o.PollInterval
 		}
