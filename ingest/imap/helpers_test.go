@@ -191,7 +191,7 @@ func folderMsgs(t testing.TB, c *imapclient.Client, folder string) []*imapclient
 	if err != nil {
 		t.Fatalf("EXAMINE %s: %v", folder, err)
 	}
-	defer c.Unselect().Wait()
+	defer func() { c.Unselect().Wait() }()
 	if sel.NumMessages == 0 {
 		return nil
 	}
@@ -317,4 +317,8 @@ func eventIDs(events []metrics.Event) []string {
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+func testSource() ingest.Source {
+	return ingest.Source{Name: ingest.SourceIMAP, Ref: "test", Time: time.Now()}
 }
