@@ -432,6 +432,7 @@ func (r *Reader) drain(ctx context.Context, c *imapclient.Client, folder string)
 	}
 	uids := found.AllUIDs()
 	slices.Sort(uids)
+	r.log.Debug("imap: folder searched", "folder", folder, "uidvalidity", sel.UIDValidity, "messages", len(uids))
 	for len(uids) > 0 {
 		n := min(len(uids), r.o.BatchSize)
 		l, err := r.batch(ctx, c, folder, sel.UIDValidity, uids[:n])
@@ -459,6 +460,7 @@ type message struct {
 // batch reads, converts and files one batch of messages of the selected
 // folder; it returns how many were left in place (send lookup failed).
 func (r *Reader) batch(ctx context.Context, c *imapclient.Client, folder string, uidValidity uint32, uids []imapv2.UID) (int, error) {
+	start := time.Now()
 	meta, err := c.Fetch(imapv2.UIDSetNum(uids...), &imapv2.FetchOptions{
 		UID: true, RFC822Size: true, InternalDate: true,
 	}).Collect()
@@ -485,11 +487,13 @@ func (r *Reader) batch(ctx context.Context, c *imapclient.Client, folder string,
 	}
 	slices.SortFunc(order, func(a, b *message) int { return cmp.Compare(a.uid, b.uid) })
 
+	fetched := time.Now()
 	if len(small) > 0 {
 		if err := r.fetchAndProcess(ctx, c, folder, uidValidity, small, msgs); err != nil {
 			return 0, err
 		}
 	}
+	converted := time.Now()
 
 	var evidence []metrics.Evidence
 	var events []metrics.Event
@@ -532,6 +536,7 @@ func (r *Reader) batch(ctx context.Context, c *imapclient.Client, folder string,
 			return left, err
 		}
 	}
+	stored := time.Now()
 	for i, dest := range []string{r.o.Processed, r.o.Ignored, r.o.Quarantine} {
 		if len(sets[i]) == 0 {
 			continue
@@ -543,6 +548,9 @@ func (r *Reader) batch(ctx context.Context, c *imapclient.Client, folder string,
 			return left, err
 		}
 	}
+	r.log.Debug("imap: batch done", "folder", folder, "messages", len(order), "left", left,
+		"fetch_meta", fetched.Sub(start), "fetch_convert", converted.Sub(fetched),
+		"store", stored.Sub(converted), "move", time.Since(stored))
 	for _, m := range order {
 		if m.outcome == "" {
 			continue
