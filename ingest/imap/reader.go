@@ -433,17 +433,38 @@ func (r *Reader) drain(ctx context.Context, c *imapclient.Client, folder string)
 	uids := found.AllUIDs()
 	slices.Sort(uids)
 	r.log.Debug("imap: folder searched", "folder", folder, "uidvalidity", sel.UIDValidity, "messages", len(uids))
+	// Each batch's moves are sent after the next batch's FETCH, so that
+	// the server moves one batch while this process converts the next.
+	var moves sendMoves
 	for len(uids) > 0 {
 		n := min(len(uids), r.o.BatchSize)
-		l, err := r.batch(ctx, c, folder, sel.UIDValidity, uids[:n])
+		l, next, err := r.batch(ctx, c, folder, sel.UIDValidity, uids[:n], moves)
 		left += l
 		if err != nil {
 			return left, err
 		}
+		moves = next
+		if !c.Caps().Has(imapv2.CapMove) {
+			// COPY, STORE and EXPUNGE wait for their answers: they cannot
+			// be sent behind a FETCH still being read.
+			if err := moves()(); err != nil {
+				return left, err
+			}
+			moves = nil
+		}
 		uids = uids[n:]
+	}
+	if moves != nil {
+		if err := moves()(); err != nil {
+			return left, err
+		}
 	}
 	return left, nil
 }
+
+// sendMoves sends a batch's MOVE commands and returns what waits for them
+// (and then counts and logs the batch's outcomes).
+type sendMoves func() (wait func() error)
 
 // message is one message of a batch and what became of it.
 type message struct {
@@ -459,13 +480,17 @@ type message struct {
 
 // batch reads, converts and files one batch of messages of the selected
 // folder; it returns how many were left in place (send lookup failed).
-func (r *Reader) batch(ctx context.Context, c *imapclient.Client, folder string, uidValidity uint32, uids []imapv2.UID) (int, error) {
+//
+// prev, when not nil, sends the previous batch's moves: after this batch's
+// FETCH of bodies, and they are waited for before this batch is submitted.
+// The batch's own moves are returned, not sent.
+func (r *Reader) batch(ctx context.Context, c *imapclient.Client, folder string, uidValidity uint32, uids []imapv2.UID, prev sendMoves) (int, sendMoves, error) {
 	start := time.Now()
 	meta, err := c.Fetch(imapv2.UIDSetNum(uids...), &imapv2.FetchOptions{
 		UID: true, RFC822Size: true, InternalDate: true,
 	}).Collect()
 	if err != nil {
-		return 0, fmt.Errorf("uid fetch %s: %w", folder, err)
+		return 0, nil, fmt.Errorf("uid fetch %s: %w", folder, err)
 	}
 	// A message expunged since the search is simply not there.
 	msgs := make(map[imapv2.UID]*message, len(meta))
@@ -488,9 +513,20 @@ func (r *Reader) batch(ctx context.Context, c *imapclient.Client, folder string,
 	slices.SortFunc(order, func(a, b *message) int { return cmp.Compare(a.uid, b.uid) })
 
 	fetched := time.Now()
+	var prevWait func() error
 	if len(small) > 0 {
-		if err := r.fetchAndProcess(ctx, c, folder, uidValidity, small, msgs); err != nil {
-			return 0, err
+		if err := r.fetchAndProcess(ctx, c, folder, uidValidity, small, msgs, prev, &prevWait); err != nil {
+			if prevWait != nil {
+				prevWait()
+			}
+			return 0, nil, err
+		}
+	} else if prev != nil {
+		prevWait = prev()
+	}
+	if prevWait != nil {
+		if err := prevWait(); err != nil {
+			return 0, nil, err
 		}
 	}
 	converted := time.Now()
@@ -524,7 +560,7 @@ func (r *Reader) batch(ctx context.Context, c *imapclient.Client, folder string,
 	if len(evidence) > 0 {
 		err := r.retry(ctx, "evidence write", ErrKindEvidence, func() error { return r.evid.PutEvidence(ctx, evidence) })
 		if err != nil {
-			return left, err
+			return left, nil, err
 		}
 	}
 	if len(events) > 0 {
@@ -533,43 +569,64 @@ func (r *Reader) batch(ctx context.Context, c *imapclient.Client, folder string,
 			return err
 		})
 		if err != nil {
-			return left, err
+			return left, nil, err
 		}
 	}
 	stored := time.Now()
-	for i, dest := range []string{r.o.Processed, r.o.Ignored, r.o.Quarantine} {
-		if len(sets[i]) == 0 {
-			continue
+	return left, func() func() error {
+		var cmds []*imapclient.MoveCommand
+		var sendErr error
+		for i, dest := range []string{r.o.Processed, r.o.Ignored, r.o.Quarantine} {
+			if len(sets[i]) == 0 || sendErr != nil {
+				continue
+			}
+			if ctx.Err() != nil {
+				sendErr = ctx.Err()
+				continue
+			}
+			if !c.Caps().Has(imapv2.CapMove) {
+				sendErr = r.move(c, sets[i], folder, dest)
+				continue
+			}
+			cmds = append(cmds, c.Move(sets[i], dest))
 		}
-		if ctx.Err() != nil {
-			return left, ctx.Err()
+		return func() error {
+			err := sendErr
+			for _, cmd := range cmds {
+				if _, werr := cmd.Wait(); werr != nil && err == nil {
+					err = fmt.Errorf("uid move %s: %w", folder, werr)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			r.log.Debug("imap: batch done", "folder", folder, "messages", len(order), "left", left,
+				"fetch_meta", fetched.Sub(start), "fetch_convert", converted.Sub(fetched),
+				"store", stored.Sub(converted), "move", time.Since(stored))
+			for _, m := range order {
+				if m.outcome == "" {
+					continue
+				}
+				r.m.messages.WithLabelValues(m.outcome).Inc()
+				if m.outcome == OutcomeQuarantined {
+					r.m.errors.WithLabelValues(ErrKindQuarantine).Inc()
+					r.log.Warn("imap: message quarantined", "folder", folder, "uid", m.uid, "uidvalidity", uidValidity,
+						"to", r.o.Quarantine, "reason", m.reason)
+				}
+			}
+			return nil
 		}
-		if err := r.move(c, sets[i], folder, dest); err != nil {
-			return left, err
-		}
-	}
-	r.log.Debug("imap: batch done", "folder", folder, "messages", len(order), "left", left,
-		"fetch_meta", fetched.Sub(start), "fetch_convert", converted.Sub(fetched),
-		"store", stored.Sub(converted), "move", time.Since(stored))
-	for _, m := range order {
-		if m.outcome == "" {
-			continue
-		}
-		r.m.messages.WithLabelValues(m.outcome).Inc()
-		if m.outcome == OutcomeQuarantined {
-			r.m.errors.WithLabelValues(ErrKindQuarantine).Inc()
-			r.log.Warn("imap: message quarantined", "folder", folder, "uid", m.uid, "uidvalidity", uidValidity,
-				"to", r.o.Quarantine, "reason", m.reason)
-		}
-	}
-	return left, nil
+	}, nil
 }
 
 // fetchAndProcess downloads the bodies of set (BODY.PEEK[]: \Seen is not
 // set) and converts each as it arrives, Options.Concurrency at a time.
-func (r *Reader) fetchAndProcess(ctx context.Context, c *imapclient.Client, folder string, uidValidity uint32, set imapv2.UIDSet, msgs map[imapv2.UID]*message) error {
+func (r *Reader) fetchAndProcess(ctx context.Context, c *imapclient.Client, folder string, uidValidity uint32, set imapv2.UIDSet, msgs map[imapv2.UID]*message, prev sendMoves, prevWait *func() error) error {
 	section := &imapv2.FetchItemBodySection{Peek: true}
 	cmd := c.Fetch(set, &imapv2.FetchOptions{UID: true, BodySection: []*imapv2.FetchItemBodySection{section}})
+	if prev != nil {
+		*prevWait = prev()
+	}
 	jobs := make(chan *message, r.o.Concurrency)
 	var wg sync.WaitGroup
 	for range r.o.Concurrency {
