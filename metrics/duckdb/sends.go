@@ -2,10 +2,9 @@ package duckdb
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
-	"errors"
 	"fmt"
+	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
@@ -41,15 +40,18 @@ func appendSends(ctx context.Context, dc driver.Conn, fresh []metrics.Event) err
 	return a.CloseWithCancel(ctx)
 }
 
-// The lookups of the sends index. Each is a point query on one of its ART
-// indexes; of several matches the latest send wins.
+// The lookups of the sends index; of several matches the latest send wins,
+// chosen here: with ORDER BY time DESC LIMIT 1, DuckDB 1.5 plans a top-N
+// that reads the table twice. The indexes are on ref and msg_key; DuckDB
+// 1.5.6 was measured not to use them for these filters (a lookup scans the
+// column of sends, which is still far smaller than events).
 const (
-	sendColumns  = "account, sender_domain, campaign, sending_ip, message_id, recipient"
-	sendsByRef   = "SELECT " + sendColumns + " FROM sends WHERE ref = $1 ORDER BY time DESC LIMIT 1"
-	sendsByMsgID = "SELECT " + sendColumns + " FROM sends WHERE msg_key = $1 ORDER BY time DESC LIMIT 1"
-	sendsByMsgRc = "SELECT " + sendColumns + " FROM sends WHERE msg_key = $1 AND recipient = $2 ORDER BY time DESC LIMIT 1"
-	sendsByEnv   = "SELECT " + sendColumns + " FROM sends WHERE ref = lower($1) AND source_ref = $1 ORDER BY time DESC LIMIT 1"
-	sendsByEnvRc = "SELECT " + sendColumns + " FROM sends WHERE ref = lower($1) AND source_ref = $1 AND recipient = $2 ORDER BY time DESC LIMIT 1"
+	sendColumns  = "account, sender_domain, campaign, sending_ip, message_id, recipient, time"
+	sendsByRef   = "SELECT " + sendColumns + " FROM sends WHERE ref = $1"
+	sendsByMsgID = "SELECT " + sendColumns + " FROM sends WHERE msg_key = $1"
+	sendsByMsgRc = "SELECT " + sendColumns + " FROM sends WHERE msg_key = $1 AND recipient = $2"
+	sendsByEnv   = "SELECT " + sendColumns + " FROM sends WHERE ref = lower($1) AND source_ref = $1"
+	sendsByEnvRc = "SELECT " + sendColumns + " FROM sends WHERE ref = lower($1) AND source_ref = $1 AND recipient = $2"
 )
 
 // SendByRef finds the latest sent event whose source_ref is ref, compared
@@ -90,14 +92,26 @@ func (s *Store) SendByEnvID(ctx context.Context, envid, recipient string) (metri
 }
 
 func (s *Store) findSend(ctx context.Context, what, query string, args ...any) (metrics.Send, bool, error) {
-	var x metrics.Send
-	err := s.db.QueryRowContext(ctx, query, args...).Scan(&x.Account, &x.SenderDomain,
-		&x.Campaign, &x.SendingIP, &x.MessageID, &x.Recipient)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return metrics.Send{}, false, nil
-	case err != nil:
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
 		return metrics.Send{}, false, fmt.Errorf("duckdb: %s: %w", what, err)
 	}
-	return x, true, nil
+	defer rows.Close()
+	var best metrics.Send
+	var bestAt time.Time
+	found := false
+	for rows.Next() {
+		var x metrics.Send
+		var at time.Time
+		if err := rows.Scan(&x.Account, &x.SenderDomain, &x.Campaign, &x.SendingIP, &x.MessageID, &x.Recipient, &at); err != nil {
+			return metrics.Send{}, false, fmt.Errorf("duckdb: %s: %w", what, err)
+		}
+		if !found || at.After(bestAt) {
+			best, bestAt, found = x, at, true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return metrics.Send{}, false, fmt.Errorf("duckdb: %s: %w", what, err)
+	}
+	return best, found, nil
 }
