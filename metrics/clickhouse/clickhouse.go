@@ -44,6 +44,10 @@ type Options struct {
 	// ClickHouse deletes older rows. TTL needs ClickHouse 19.6 or later; on
 	// an older server it is not applied and Open logs a warning.
 	Retention time.Duration
+	// LeaseSettle is how long TryLease waits after claiming a lease that
+	// was not its holder's before reading back whether its claim won (see
+	// lease.go). Default 300 ms.
+	LeaseSettle time.Duration
 }
 
 const (
@@ -80,6 +84,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = defaultDialTimeout
+	}
+	if o.LeaseSettle <= 0 {
+		o.LeaseSettle = defaultLeaseSettle
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

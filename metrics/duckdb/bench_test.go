@@ -155,3 +155,43 @@ func BenchmarkStats(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSendLookup finds sends by Message-ID and recipient in a store of
+// 1,000,000 sent events (the sends index, not a scan of events).
+func BenchmarkSendLookup(b *testing.B) {
+	s, err := duckdb.Open(filepath.Join(b.TempDir(), "repute.duckdb"), duckdb.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	const total = 1_000_000
+	day := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	batch := make([]metrics.Event, 0, 50_000)
+	for k := range total {
+		batch = append(batch, metrics.Event{
+			EventID:   fmt.Sprintf("e%d", k),
+			Time:      day.Add(time.Duration(k%86400) * time.Second),
+			Kind:      metrics.KindSent,
+			Source:    "bench",
+			SourceRef: fmt.Sprintf("ref%013d", k),
+			Account:   "acme", SenderDomain: "news.acme.test", Campaign: fmt.Sprintf("c%d", k%20),
+			SendingIP: fmt.Sprintf("192.0.2.%d", k%8), MessageID: fmt.Sprintf("<%d@acme.test>", k),
+			Recipient: fmt.Sprintf("user%d@gmail.com", k), RecipientDomain: "gmail.com", ISP: "gmail",
+		})
+		if len(batch) == cap(batch) {
+			if err := s.Append(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		k := (i * 7919) % total
+		got, ok, err := s.SendByMessageID(ctx, fmt.Sprintf("%d@acme.test", k), fmt.Sprintf("user%d@gmail.com", k))
+		if err != nil || !ok || got.Campaign != fmt.Sprintf("c%d", k%20) {
+			b.Fatalf("SendByMessageID(%d) = %+v, %v, %v", k, got, ok, err)
+		}
+	}
+}

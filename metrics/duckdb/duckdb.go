@@ -216,43 +216,53 @@ func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return errors.New("duckdb: append: store closed")
-	}
-	// A conflict means another writer's transaction holds the lock row:
-	// wait for it (with a growing pause, about 10 s in all) and try again,
-	// as long as ctx allows.
-	const tries = 100
-	pause := time.Millisecond
-	var err error
-	for try := 1; ; try++ {
-		err = s.append(ctx, events)
-		var derr *duckdb.Error
-		if try == tries || !errors.As(err, &derr) || derr.Type != duckdb.ErrorTypeTransaction {
-			break
-		}
-		s.log.Debug("duckdb: append conflicts with another writer, retrying", "pause", pause, "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("duckdb: append %d events: %w (after %v)", len(events), ctx.Err(), err)
-		case <-time.After(pause):
-		}
-		pause = min(2*pause, 100*time.Millisecond)
-	}
-	if err != nil {
+	if err := s.writeTx(ctx, func() error { return s.appendInTx(ctx, events) }); err != nil {
 		return fmt.Errorf("duckdb: append %d events: %w", len(events), err)
 	}
 	return nil
 }
 
-// append runs one transaction of Append on the write connection.
-func (s *Store) append(ctx context.Context, events []metrics.Event) error {
+// errClosed is what a write on a closed Store returns.
+var errClosed = errors.New("store closed")
+
+// writeTx runs fn in a transaction on the write connection, serialised
+// with the Store's other writes. A conflict means another writer's
+// transaction (another Store over the same file) holds a row fn writes:
+// writeTx waits for it (with a growing pause, about 10 s in all) and runs fn
+// again in a new transaction, as long as ctx allows. fn must be safe to
+// run again.
+func (s *Store) writeTx(ctx context.Context, fn func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	const tries = 100
+	pause := time.Millisecond
+	var err error
+	for try := 1; ; try++ {
+		err = s.tx(ctx, fn)
+		var derr *duckdb.Error
+		if try == tries || !errors.As(err, &derr) || derr.Type != duckdb.ErrorTypeTransaction {
+			break
+		}
+		s.log.Debug("duckdb: write conflicts with another writer, retrying", "pause", pause, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (after %v)", ctx.Err(), err)
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 100*time.Millisecond)
+	}
+	return err
+}
+
+// tx runs fn in one transaction on the write connection.
+func (s *Store) tx(ctx context.Context, fn func() error) error {
 	if _, err := s.write.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return err
 	}
-	err := s.appendInTx(ctx, events)
+	err := fn()
 	if err == nil {
 		if _, err = s.write.ExecContext(ctx, "COMMIT"); err == nil {
 			return nil
@@ -295,7 +305,10 @@ func (s *Store) appendInTx(ctx context.Context, events []metrics.Event) error {
 			a.Close()
 			return err
 		}
-		return a.CloseWithCancel(ctx)
+		if err := a.CloseWithCancel(ctx); err != nil {
+			return err
+		}
+		return appendSends(ctx, dc.(driver.Conn), fresh)
 	})
 }
 

@@ -102,6 +102,11 @@ var tests = []struct {
 	{"Empty", testEmpty},
 	{"Known", testKnown},
 	{"KnownMany", testKnownMany},
+	{"Evidence", testEvidence},
+	{"EvidencePurge", testEvidencePurge},
+	{"SendLookup", testSendLookup},
+	{"Leases", testLeases},
+	{"LeaseExpiry", testLeaseExpiry},
 }
 
 // suite is the state of one subtest: the harness and the current store.
