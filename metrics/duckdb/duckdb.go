@@ -69,6 +69,9 @@ type Store struct {
 	log       *slog.Logger
 
 	sql queryTexts
+	// The send lookups, prepared once: planning is most of a point
+	// query's cost in DuckDB.
+	sendByRef, sendByMsgID *sql.Stmt
 
 	// mu serialises appends, which use the one write connection, and
 	// guards closed.
@@ -107,6 +110,12 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.write, err = s.db.Conn(ctx)
+	if err == nil {
+		s.sendByRef, err = s.db.PrepareContext(ctx, sendsByRef)
+	}
+	if err == nil {
+		s.sendByMsgID, err = s.db.PrepareContext(ctx, sendsByMsgID)
+	}
 	if err != nil {
 		s.db.Close()
 		s.connector.Close()
@@ -126,7 +135,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	return errors.Join(s.write.Close(), s.db.Close(), s.connector.Close())
+	return errors.Join(s.sendByRef.Close(), s.sendByMsgID.Close(), s.write.Close(), s.db.Close(), s.connector.Close())
 }
 
 // Ping reports whether the database answers a query.

@@ -2,6 +2,7 @@ package duckdb
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"fmt"
 	"time"
@@ -40,18 +41,16 @@ func appendSends(ctx context.Context, dc driver.Conn, fresh []metrics.Event) err
 	return a.CloseWithCancel(ctx)
 }
 
-// The lookups of the sends index; of several matches the latest send wins,
-// chosen here: with ORDER BY time DESC LIMIT 1, DuckDB 1.5 plans a top-N
-// that reads the table twice. The indexes are on ref and msg_key; DuckDB
-// 1.5.6 was measured not to use them for these filters (a lookup scans the
-// column of sends, which is still far smaller than events).
+// The lookups of the sends index, each by one indexed key (ref or
+// msg_key) alone: the other conditions (recipient, the exact source_ref)
+// are checked here, so that the filter stays a single equality DuckDB can
+// answer from its ART index. Of several matches the latest send wins,
+// chosen here too: with ORDER BY time DESC LIMIT 1, DuckDB 1.5 plans a
+// top-N that reads the table twice.
 const (
-	sendColumns  = "account, sender_domain, campaign, sending_ip, message_id, recipient, time"
+	sendColumns  = "account, sender_domain, campaign, sending_ip, message_id, recipient, time, source_ref"
 	sendsByRef   = "SELECT " + sendColumns + " FROM sends WHERE ref = $1"
 	sendsByMsgID = "SELECT " + sendColumns + " FROM sends WHERE msg_key = $1"
-	sendsByMsgRc = "SELECT " + sendColumns + " FROM sends WHERE msg_key = $1 AND recipient = $2"
-	sendsByEnv   = "SELECT " + sendColumns + " FROM sends WHERE ref = lower($1) AND source_ref = $1"
-	sendsByEnvRc = "SELECT " + sendColumns + " FROM sends WHERE ref = lower($1) AND source_ref = $1 AND recipient = $2"
 )
 
 // SendByRef finds the latest sent event whose source_ref is ref, compared
@@ -61,7 +60,7 @@ func (s *Store) SendByRef(ctx context.Context, ref string) (metrics.Send, bool, 
 	if ref == "" {
 		return metrics.Send{}, false, nil
 	}
-	return s.findSend(ctx, "send by ref", sendsByRef, metrics.NormalizeSendRef(ref))
+	return s.findSend(ctx, "send by ref", s.sendByRef, metrics.NormalizeSendRef(ref), nil)
 }
 
 // SendByMessageID finds the latest sent event with the Message-ID
@@ -73,10 +72,9 @@ func (s *Store) SendByMessageID(ctx context.Context, messageID, recipient string
 	if id == "" {
 		return metrics.Send{}, false, nil
 	}
-	if recipient == "" {
-		return s.findSend(ctx, "send by message id", sendsByMsgID, id)
-	}
-	return s.findSend(ctx, "send by message id", sendsByMsgRc, id, recipient)
+	return s.findSend(ctx, "send by message id", s.sendByMsgID, id, func(x metrics.Send, _ string) bool {
+		return recipient == "" || x.Recipient == recipient
+	})
 }
 
 // SendByEnvID finds the latest sent event whose source_ref is envid,
@@ -85,14 +83,15 @@ func (s *Store) SendByEnvID(ctx context.Context, envid, recipient string) (metri
 	if envid == "" {
 		return metrics.Send{}, false, nil
 	}
-	if recipient == "" {
-		return s.findSend(ctx, "send by envid", sendsByEnv, envid)
-	}
-	return s.findSend(ctx, "send by envid", sendsByEnvRc, envid, recipient)
+	return s.findSend(ctx, "send by envid", s.sendByRef, metrics.NormalizeSendRef(envid), func(x metrics.Send, sourceRef string) bool {
+		return sourceRef == envid && (recipient == "" || x.Recipient == recipient)
+	})
 }
 
-func (s *Store) findSend(ctx context.Context, what, query string, args ...any) (metrics.Send, bool, error) {
-	rows, err := s.db.QueryContext(ctx, query, args...)
+// findSend runs a lookup by key and returns the latest row that keep
+// accepts (nil: any).
+func (s *Store) findSend(ctx context.Context, what string, query *sql.Stmt, key string, keep func(x metrics.Send, sourceRef string) bool) (metrics.Send, bool, error) {
+	rows, err := query.QueryContext(ctx, key)
 	if err != nil {
 		return metrics.Send{}, false, fmt.Errorf("duckdb: %s: %w", what, err)
 	}
@@ -103,8 +102,12 @@ func (s *Store) findSend(ctx context.Context, what, query string, args ...any) (
 	for rows.Next() {
 		var x metrics.Send
 		var at time.Time
-		if err := rows.Scan(&x.Account, &x.SenderDomain, &x.Campaign, &x.SendingIP, &x.MessageID, &x.Recipient, &at); err != nil {
+		var sourceRef string
+		if err := rows.Scan(&x.Account, &x.SenderDomain, &x.Campaign, &x.SendingIP, &x.MessageID, &x.Recipient, &at, &sourceRef); err != nil {
 			return metrics.Send{}, false, fmt.Errorf("duckdb: %s: %w", what, err)
+		}
+		if keep != nil && !keep(x, sourceRef) {
+			continue
 		}
 		if !found || at.After(bestAt) {
 			best, bestAt, found = x, at, true
