@@ -156,12 +156,7 @@ func evidenceFromStore(ctx context.Context, cfg serveConfig, id string, asJSON b
 		return 1
 	}
 	defer st.Close()
-	_, _, er := storeFeedback(st)
-	if er == nil {
-		fmt.Fprintln(stderr, "repute evidence: this store does not keep evidence yet")
-		return 1
-	}
-	ev, found, err := er.Evidence(ctx, "", id)
+	ev, found, err := st.Evidence(ctx, "", id)
 	if err != nil {
 		fmt.Fprintln(stderr, "repute evidence:", err)
 		return 1

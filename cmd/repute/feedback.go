@@ -12,6 +12,7 @@ import (
 	"repute/api"
 	"repute/correlate"
 	"repute/ingest"
+	"repute/ingest/imap"
 	"repute/metrics"
 	"repute/metrics/clickhouse"
 	"repute/metrics/duckdb"
@@ -45,7 +46,7 @@ func newProcessorFactory(cfg serveConfig, sends ingest.SendLookup, signing *sign
 		if err != nil {
 			return nil, err
 		}
-		return ingest.NewProcessor(conv, 0, nil), nil
+		return ingest.NewProcessor(conv, int(cfg.MaxEvidenceBytes), nil), nil
 	}, nil
 }
 
@@ -60,57 +61,33 @@ func (f processorFactory) feedbackFunc() api.FeedbackFunc {
 	}
 }
 
-// storeFeedback returns what the store offers the feedback sources: its
-// send lookup and its evidence, each nil when this store lacks it.
-func storeFeedback(st any) (ingest.SendLookup, metrics.EvidenceWriter, metrics.EvidenceReader) {
-	sends, _ := st.(ingest.SendLookup)
-	ew, _ := st.(metrics.EvidenceWriter)
-	er, _ := st.(metrics.EvidenceReader)
-	return sends, ew, er
+// store is what repute needs of a backend; both implement all of it: the
+// events and their stats, the send lookup of the feedback sources, the
+// evidence, and the leases of shared IMAP mailboxes.
+type store interface {
+	metrics.Store
+	ingest.SendLookup
+	metrics.EvidenceWriter
+	metrics.EvidenceReader
+	imap.Leaser
 }
 
-// feedback returns the api.Options of POST /v1/feedback and GET
-// /v1/evidence/{id}: nil for what the store cannot do. Reports are taken
-// only when the store both finds sends and keeps evidence: without the
-// lookup every report would go to the account that posts it.
-func (a *app) feedback() (api.FeedbackFunc, metrics.EvidenceWriter, metrics.EvidenceReader, error) {
-	sends, ew, er := storeFeedback(a.store)
-	if sends == nil || ew == nil {
-		a.log.Warn("POST /v1/feedback is off: this store does not look up sends or keep evidence yet")
-		return nil, nil, er, nil
-	}
-	signing := a.signing
-	f, err := newProcessorFactory(a.cfg, sends, &signing)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return f.feedbackFunc(), ew, er, nil
-}
-
-// wrapStore, when set (tests), wraps every store openStore opens.
-var wrapStore func(metrics.Store) metrics.Store
+var (
+	_ store = (*duckdb.Store)(nil)
+	_ store = (*clickhouse.Store)(nil)
+)
 
 // openStore opens the configured store: ClickHouse when an address is
 // set, else the DuckDB file in the data directory.
-func openStore(ctx context.Context, cfg serveConfig, log *slog.Logger) (metrics.Store, error) {
-	var st metrics.Store
-	var err error
+func openStore(ctx context.Context, cfg serveConfig, log *slog.Logger) (store, error) {
 	if cfg.ClickHouse != "" {
-		st, err = clickhouse.Open(ctx, clickhouse.Options{
+		return clickhouse.Open(ctx, clickhouse.Options{
 			Addr: cfg.ClickHouse, Database: cfg.ClickHouseDatabase,
 			User: cfg.ClickHouseUser, Password: cfg.ClickHousePassword,
 			Logger: log.With("component", "clickhouse"),
 		})
-	} else {
-		st, err = duckdb.Open(duckdbPath(cfg), duckdb.Options{Logger: log.With("component", "duckdb")})
 	}
-	if err != nil {
-		return nil, err
-	}
-	if wrapStore != nil {
-		st = wrapStore(st)
-	}
-	return st, nil
+	return duckdb.Open(duckdbPath(cfg), duckdb.Options{Logger: log.With("component", "duckdb")})
 }
 
 func duckdbPath(cfg serveConfig) string { return filepath.Join(cfg.Data, "repute.duckdb") }

@@ -524,9 +524,8 @@ type localIngest struct {
 	cfg      serveConfig
 	account  string
 	proc     *ingest.Processor
-	evidence metrics.EvidenceWriter
 	spool    *spool.Spool
-	store    metrics.Store
+	store    store
 	pipeline *intake.Pipeline
 	stopRun  context.CancelFunc
 	ran      chan error
@@ -566,21 +565,12 @@ func openLocalIngest(ctx context.Context, cfg serveConfig, account string, stder
 		}
 		return nil, err
 	}
-	sends, ew, _ := storeFeedback(l.store)
-	if ew == nil {
-		l.closeStores()
-		return nil, errors.New("this store does not keep evidence yet: reports cannot be ingested into it")
-	}
-	if sends == nil {
-		log.Warn("this store does not look up sends yet: every report counts as unmatched (--account)")
-	}
-	l.evidence = ew
 	signing, err := readSigningKeys(cfg, os.Getenv)
 	if err != nil {
 		l.closeStores()
 		return nil, err
 	}
-	f, err := newProcessorFactory(cfg, sends, signing)
+	f, err := newProcessorFactory(cfg, l.store, signing)
 	if err == nil {
 		l.proc, err = f(account)
 	}
@@ -705,7 +695,7 @@ func (l *localIngest) store1(ctx context.Context, batch []processed, sum *ingest
 		evidence = append(evidence, p.rep.Evidence...)
 		events = append(events, p.rep.Events...)
 	}
-	err := retry(ctx, func() error { return l.evidence.PutEvidence(ctx, evidence) })
+	err := retry(ctx, func() error { return l.store.PutEvidence(ctx, evidence) })
 	if err != nil {
 		for _, p := range batch {
 			sum.quarantine(p.name, "storing the evidence failed: "+err.Error())

@@ -52,22 +52,49 @@ func (m *memEvidence) Evidence(_ context.Context, account, id string) (metrics.E
 	return metrics.Evidence{}, false, nil
 }
 
-// feedbackStore is a store with the send lookup and the evidence the
-// stores are gaining, in memory.
-type feedbackStore struct {
-	metrics.Store
-	*ingest.MemorySends
-	*memEvidence
+// storedEvidence returns the evidence the store at data holds for each
+// report among raws, by the id the Processor gives it.
+func storedEvidence(t *testing.T, data string, raws ...[]byte) []metrics.Evidence {
+	t.Helper()
+	conv, err := ingest.NewConverter(ingest.Options{Account: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ingest.NewProcessor(conv, 0, nil)
+	st, err := openStore(context.Background(), serveConfig{Data: data}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var out []metrics.Evidence
+	for i, raw := range raws {
+		rep, err := p.Process(context.Background(), raw, ingest.Source{Name: ingest.SourceFile, Time: time.Now()})
+		if err != nil || len(rep.Evidence) == 0 {
+			t.Fatalf("report %d: no evidence to look for (%v)", i, err)
+		}
+		ev, ok, err := st.Evidence(context.Background(), "acme", rep.Evidence[0].ID)
+		if err != nil || !ok {
+			t.Errorf("report %d: evidence %s not stored (%v)", i, rep.Evidence[0].ID, err)
+			continue
+		}
+		out = append(out, ev)
+	}
+	return out
 }
 
-// withFeedbackStore makes openStore return stores with sends and evidence
-// (shared by every store opened in the test).
-func withFeedbackStore(t *testing.T) (*ingest.MemorySends, *memEvidence) {
+// reportsOfTree reads the six reports ingestTree wrote, as repute ingest
+// reads them.
+func reportsOfTree(t *testing.T, tree string) [][]byte {
 	t.Helper()
-	sends, ev := &ingest.MemorySends{}, &memEvidence{}
-	wrapStore = func(st metrics.Store) metrics.Store { return feedbackStore{st, sends, ev} }
-	t.Cleanup(func() { wrapStore = nil })
-	return sends, ev
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(tree, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	raws := [][]byte{read("in/bounce.eml"), read("in/complaint.eml"), read("md/new/1.host"), read("md/cur/2.host:2,S")}
+	return append(raws, ingest.SplitMbox(read("in/two.mbox"))...)
 }
 
 func corpus(t *testing.T, name string) []byte {
@@ -124,7 +151,6 @@ func runCmd(t *testing.T, args ...string) (int, string, string) {
 const wantEvents = "events: 6 (bounced 5, deferred 0, delivered 0, complained 1, unsubscribed 0; 0 already stored)\n"
 
 func TestIngestLocal(t *testing.T) {
-	_, ev := withFeedbackStore(t)
 	tree := ingestTree(t, true)
 	data := filepath.Join(tree, "data")
 	code, out, errOut := runCmd(t, "ingest", "--data", data, "--account", "acme",
@@ -138,9 +164,7 @@ func TestIngestLocal(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
 	}
-	if len(ev.all) != 6 {
-		t.Errorf("%d evidence stored, want 6", len(ev.all))
-	}
+	evidence := storedEvidence(t, data, reportsOfTree(t, tree)...)
 	// The events are in the store when the command returns.
 	st, err := openStore(context.Background(), serveConfig{Data: data}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -157,7 +181,7 @@ func TestIngestLocal(t *testing.T) {
 	}
 	// The mbox's messages are told apart in source_ref; files are untouched.
 	var refs []string
-	for _, e := range ev.all {
+	for _, e := range evidence {
 		refs = append(refs, e.SourceRef)
 	}
 	if !slicesContainsSuffix(refs, "two.mbox#2") || !slicesContainsSuffix(refs, filepath.Join("md", "cur", "2.host:2,S")) {
@@ -175,12 +199,7 @@ func TestIngestLocal(t *testing.T) {
 	}
 
 	// repute evidence prints a stored report.
-	var id string
-	for k := range ev.all {
-		if strings.HasSuffix(ev.all[k].SourceRef, "bounce.eml") {
-			id = k[1]
-		}
-	}
+	id := evidence[0].ID // in/bounce.eml
 	code, out, errOut = runCmd(t, "evidence", "--data", data, id)
 	if code != 0 || out != string(corpus(t, "bsd/lhost-amavis-01.eml")) {
 		t.Errorf("evidence: exit %d, %d bytes: %s", code, len(out), errOut)
@@ -209,7 +228,6 @@ func slicesContainsSuffix(ss []string, suffix string) bool {
 }
 
 func TestIngestUnattributedWithoutAccount(t *testing.T) {
-	withFeedbackStore(t)
 	tree := ingestTree(t, false)
 	code, out, errOut := runCmd(t, "ingest", "--data", filepath.Join(tree, "data"), filepath.Join(tree, "in", "bounce.eml"))
 	if code != 1 || !strings.Contains(out, "quarantined: 1\n  1: matches no send, and no --account is given") {

@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -83,7 +84,8 @@ type app struct {
 	cfg      serveConfig
 	log      *slog.Logger
 	spool    *spool.Spool
-	store    metrics.Store
+	store    store
+	sources  []source
 	pipeline *intake.Pipeline
 	handler  http.Handler
 	adminKey string // the generated or configured admin key, if any
@@ -149,15 +151,21 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	a.pipeline = intake.New(a.spool, a.store, intake.Options{
 		Logger: log.With("component", "intake"), Registerer: reg,
 	})
-	feedback, evidence, evidenceReader, err := a.feedback()
+	// One Converter configuration for every feedback source: POST
+	// /v1/feedback, the IMAP mailboxes and the Kafka raw topics.
+	signing := a.signing
+	procs, err := newProcessorFactory(cfg, a.store, &signing)
+	if err == nil {
+		a.sources, err = a.feedbackSources(procs, reg)
+	}
 	if err != nil {
 		a.close()
 		return nil, err
 	}
 	a.handler, err = api.NewHandler(api.Options{
-		Feedback:       feedback,
-		Evidence:       evidence,
-		EvidenceReader: evidenceReader,
+		Feedback:       procs.feedbackFunc(),
+		Evidence:       a.store,
+		EvidenceReader: a.store,
 
 		Keys:         keys,
 		Submitter:    a.pipeline,
@@ -371,14 +379,30 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
+	// The feedback sources and the evidence purge stop before intake: a
+	// source acknowledges (moves, commits) only what intake made durable.
+	sourcesCtx, stopSources := context.WithCancel(context.Background())
+	sourcesDone := make(chan struct{})
+	go func() {
+		defer close(sourcesDone)
+		var wg sync.WaitGroup
+		wg.Go(func() { runSources(sourcesCtx, a.sources, a.log) })
+		wg.Go(func() {
+			purgeEvidence(sourcesCtx, a.store, a.cfg.EvidenceRetention, a.log.With("component", "evidence"))
+		})
+		wg.Wait()
+	}()
+
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-served:
 	}
-	a.log.Info("shutting down: intake stops, spool flushes", "timeout", a.cfg.ShutdownTimeout.String())
+	a.log.Info("shutting down: sources and intake stop, spool flushes", "timeout", a.cfg.ShutdownTimeout.String())
 	deadline, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
+	stopSources()
+	<-sourcesDone
 	if serr := srv.Shutdown(deadline); serr != nil {
 		a.log.Error("http shutdown", "err", serr)
 	}
