@@ -192,7 +192,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 		StartOffset:    kafkago.FirstOffset,
 		CommitInterval: 0, // synchronous: CommitMessages returns once committed
 		MaxWait:        500 * time.Millisecond,
-		ErrorLogger:    kafkago.LoggerFunc(func(msg string, args ...any) { c.log.Warn(fmt.Sprintf(msg, args...)) }),
+		// A fetch of up to 16 MiB: raw reports run to tens of kilobytes,
+		// and kafka-go's default of 1 MiB would make a round trip every
+		// few hundred records (and could not fetch one larger record).
+		MaxBytes:    16 << 20,
+		ErrorLogger: kafkago.LoggerFunc(func(msg string, args ...any) { c.log.Warn(fmt.Sprintf(msg, args...)) }),
 	}
 	if c.opts.ReaderConfig != nil {
 		c.opts.ReaderConfig(&cfg)
@@ -235,36 +239,67 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	}()
 
-	batch := make([]kafkago.Message, 0, c.opts.MaxBatch)
-	for {
-		m, ok := <-fetched
-		if !ok {
-			err := <-fetchErr
-			if ctx.Err() != nil {
-				return nil
+	// Two stages: a batch is read (parsed, converted) while the one
+	// before it is stored and committed. Batches are stored and committed
+	// in the order they were fetched.
+	type readBatch struct {
+		msgs  []kafkago.Message
+		reads []read
+	}
+	ready := make(chan readBatch, 1)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(ready)
+		for {
+			m, ok := <-fetched
+			if !ok {
+				readErr <- <-fetchErr
+				return
 			}
-			return fmt.Errorf("kafka: fetch: %w", err)
-		}
-		batch = append(batch[:0], m)
-	more:
-		for len(batch) < c.opts.MaxBatch {
-			select {
-			case m, ok := <-fetched:
-				if !ok {
+			batch := append(make([]kafkago.Message, 0, c.opts.MaxBatch), m)
+		more:
+			for len(batch) < c.opts.MaxBatch {
+				select {
+				case m, ok := <-fetched:
+					if !ok {
+						break more
+					}
+					batch = append(batch, m)
+				default:
 					break more
 				}
-				batch = append(batch, m)
-			default:
-				break more
+			}
+			reads, err := c.readAll(ctx, batch)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			select {
+			case ready <- readBatch{batch, reads}:
+			case <-ctx.Done():
+				readErr <- ctx.Err()
+				return
 			}
 		}
-		if err := c.process(ctx, r, w, batch); err != nil {
+	}()
+	defer func() {
+		cancel()
+		for range ready { // let the reading stage end
+		}
+	}()
+	for rb := range ready {
+		if err := c.process(ctx, r, w, rb.msgs, rb.reads); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
 	}
+	err := <-readErr
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("kafka: fetch: %w", err)
 }
 
 // deadLetter is a record that cannot be read and why.
@@ -273,18 +308,14 @@ type deadLetter struct {
 	err error
 }
 
-// process hands a batch's events to the submitter and its unreadable
+// process hands a batch's events (read by readAll) to the submitter and its unreadable
 // records to the dead-letter topic, then commits the batch. Each step is
 // retried until it succeeds or ctx ends; nothing is committed before both
 // succeeded.
-func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, w *kafkago.Writer, batch []kafkago.Message) error {
+func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, w *kafkago.Writer, batch []kafkago.Message, reads []read) error {
 	var events []metrics.Event
 	var evidence []metrics.Evidence
 	var dead []deadLetter
-	reads, err := c.readAll(ctx, batch)
-	if err != nil {
-		return err
-	}
 	for i, rd := range reads {
 		m := batch[i]
 		events = append(events, rd.events...)
@@ -324,7 +355,7 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, w *kafkago.Wr
 	// A commit that keeps failing (its partitions moved to another member
 	// in a rebalance) is given up: the records are then read again, and
 	// their events are duplicates intake collapses. Nothing is lost.
-	err = c.retryN(ctx, "commit", commitAttempts, func() error { return r.CommitMessages(ctx, batch...) })
+	err := c.retryN(ctx, "commit", commitAttempts, func() error { return r.CommitMessages(ctx, batch...) })
 	if err != nil && ctx.Err() == nil {
 		c.log.Warn("kafka: commit given up; the records will be read again", "records", len(batch), "err", err)
 		return nil

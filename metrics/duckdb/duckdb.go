@@ -72,6 +72,8 @@ type Store struct {
 	// The send lookups, prepared once: planning is most of a point
 	// query's cost in DuckDB.
 	sendByRef, sendByMsgID *sql.Stmt
+	// sends holds the keys of the sends table (sendfilter.go).
+	sends *sendFilter
 
 	// mu serialises appends, which use the one write connection, and
 	// guards closed.
@@ -116,6 +118,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if err == nil {
 		s.sendByMsgID, err = s.db.PrepareContext(ctx, sendsByMsgID)
 	}
+	if err == nil {
+		s.sends, err = filterFor(ctx, path, s.db)
+	}
 	if err != nil {
 		s.db.Close()
 		s.connector.Close()
@@ -135,6 +140,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	releaseFilter(s.path)
 	return errors.Join(s.sendByRef.Close(), s.sendByMsgID.Close(), s.write.Close(), s.db.Close(), s.connector.Close())
 }
 
@@ -317,7 +323,7 @@ func (s *Store) appendInTx(ctx context.Context, events []metrics.Event) error {
 		if err := a.CloseWithCancel(ctx); err != nil {
 			return err
 		}
-		return appendSends(ctx, dc.(driver.Conn), fresh)
+		return s.appendSends(ctx, dc.(driver.Conn), fresh)
 	})
 }
 

@@ -15,13 +15,14 @@ import (
 // appendSends adds the sent events among fresh (events just appended, each
 // new) to the sends index (migrations/0006_sends.sql), through an Appender
 // on the same connection and so in the same transaction.
-func appendSends(ctx context.Context, dc driver.Conn, fresh []metrics.Event) error {
+func (s *Store) appendSends(ctx context.Context, dc driver.Conn, fresh []metrics.Event) error {
 	var a *duckdb.Appender
 	for i := range fresh {
 		e := &fresh[i]
 		if e.Kind != metrics.KindSent || e.SourceRef == "" && e.MessageID == "" {
 			continue
 		}
+		s.sends.add(refKey(metrics.NormalizeSendRef(e.SourceRef)), msgKeyKey(metrics.NormalizeMessageID(e.MessageID)))
 		if a == nil {
 			var err error
 			if a, err = duckdb.NewAppender(dc, "", "", "sends"); err != nil {
@@ -60,7 +61,11 @@ func (s *Store) SendByRef(ctx context.Context, ref string) (metrics.Send, bool, 
 	if ref == "" {
 		return metrics.Send{}, false, nil
 	}
-	return s.findSend(ctx, "send by ref", s.sendByRef, metrics.NormalizeSendRef(ref), nil)
+	ref = metrics.NormalizeSendRef(ref)
+	if !s.sends.mayHold(refKey(ref)) {
+		return metrics.Send{}, false, nil
+	}
+	return s.findSend(ctx, "send by ref", s.sendByRef, ref, nil)
 }
 
 // SendByMessageID finds the latest sent event with the Message-ID
@@ -69,7 +74,7 @@ func (s *Store) SendByRef(ctx context.Context, ref string) (metrics.Send, bool, 
 // recipient (lower-cased).
 func (s *Store) SendByMessageID(ctx context.Context, messageID, recipient string) (metrics.Send, bool, error) {
 	id := metrics.NormalizeMessageID(messageID)
-	if id == "" {
+	if id == "" || !s.sends.mayHold(msgKeyKey(id)) {
 		return metrics.Send{}, false, nil
 	}
 	return s.findSend(ctx, "send by message id", s.sendByMsgID, id, func(x metrics.Send, _ string) bool {
@@ -80,7 +85,7 @@ func (s *Store) SendByMessageID(ctx context.Context, messageID, recipient string
 // SendByEnvID finds the latest sent event whose source_ref is envid,
 // exactly, and, when recipient is not "", whose recipient is recipient.
 func (s *Store) SendByEnvID(ctx context.Context, envid, recipient string) (metrics.Send, bool, error) {
-	if envid == "" {
+	if envid == "" || !s.sends.mayHold(refKey(metrics.NormalizeSendRef(envid))) {
 		return metrics.Send{}, false, nil
 	}
 	return s.findSend(ctx, "send by envid", s.sendByRef, metrics.NormalizeSendRef(envid), func(x metrics.Send, sourceRef string) bool {
