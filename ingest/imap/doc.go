@@ -34,7 +34,8 @@
 //     durable (PutEvidence and Submit returned nil; both are retried with
 //     backoff for as long as they fail, the messages staying put);
 //   - neither a bounce, a complaint nor an unsubscribe request → Ignored;
-//   - unreadable (any Processor error but ingest.ErrLookup), over
+//   - unreadable (any Processor error but ingest.ErrLookup, such as
+//     ingest.ErrNotMessage for what is no message at all), over
 //     MaxMessageBytes (by RFC822.SIZE, not downloaded) → Quarantine, the
 //     reason logged with the folder and UID and counted
 //     (repute_imap_messages_total{outcome="quarantined"}); IMAP has no
