@@ -34,6 +34,17 @@ func (s *Store) PutEvidence(ctx context.Context, ev []metrics.Evidence) error {
 		return nil
 	}
 	now := time.Now()
+	// A key repeated within the call: the first wins, chosen here so that
+	// the INSERT below needs no sort of the blobs.
+	seen := make(map[[2]string]bool, len(ev))
+	first := make([]*metrics.Evidence, 0, len(ev))
+	for i := range ev {
+		k := [2]string{ev[i].Account, ev[i].ID}
+		if !seen[k] {
+			seen[k] = true
+			first = append(first, &ev[i])
+		}
+	}
 	err := s.writeTx(ctx, func() error {
 		if _, err := s.write.ExecContext(ctx, evidenceStaging); err != nil {
 			return err
@@ -46,8 +57,7 @@ func (s *Store) PutEvidence(ctx context.Context, ev []metrics.Evidence) error {
 			if err != nil {
 				return err
 			}
-			for i := range ev {
-				e := &ev[i]
+			for _, e := range first {
 				if err := a.AppendRow(e.Account, e.ID, storedAt(e.Stored, now), e.Source,
 					e.SourceRef, int64(e.Size), e.Truncated, e.Data); err != nil {
 					a.Close()
@@ -59,9 +69,7 @@ func (s *Store) PutEvidence(ctx context.Context, ev []metrics.Evidence) error {
 		if err != nil {
 			return err
 		}
-		// DISTINCT ON: a key repeated within the call, the first wins.
-		_, err = s.write.ExecContext(ctx, `INSERT OR IGNORE INTO evidence
-			SELECT DISTINCT ON (account, id) * FROM evidence_in ORDER BY account, id, rowid`)
+		_, err = s.write.ExecContext(ctx, `INSERT OR IGNORE INTO evidence SELECT * FROM evidence_in`)
 		return err
 	})
 	if err != nil {
