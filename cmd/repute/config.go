@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"reflect"
 	"strings"
 	"time"
@@ -68,6 +69,7 @@ type serveConfig struct {
 	AdminKey string `yaml:"-"`
 
 	fileKeys map[string]bool // the top-level keys the file set
+	args     []string        // the command's arguments after its flags
 	warnings []string        // for the log, once there is one
 }
 
@@ -233,6 +235,7 @@ func loadConfig(spec configSpec, args []string, getenv func(string) string, usag
 	if err := fs.Parse(args); err != nil {
 		return cfg, fmt.Errorf("%w: %v", errUsage, err)
 	}
+	cfg.args = fs.Args()
 	if cfg.ClickHousePassword == "" {
 		pw, err := cfg.ClickHousePasswordRef.Resolve(getenv)
 		if err != nil {
@@ -244,6 +247,28 @@ func loadConfig(spec configSpec, args []string, getenv func(string) string, usag
 		return cfg, fmt.Errorf("config %s: %w", configFile, err)
 	}
 	return cfg, cfg.validate()
+}
+
+// loadCommandConfig is loadConfig for a subcommand: --help prints the
+// command's help on stdout (status 0); an error is printed as
+// "repute COMMAND: …" with its exit status. ok is false when the command
+// is to return code at once. The arguments after the flags are cfg.args.
+func loadCommandConfig(spec configSpec, args []string, stdout, stderr io.Writer) (cfg serveConfig, code int, ok bool) {
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" {
+			loadConfig(spec, args, os.Getenv, stdout)
+			return cfg, 0, false
+		}
+	}
+	cfg, err := loadConfig(spec, args, os.Getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return cfg, 0, false
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "repute %s: %v\n", spec.command, err)
+		return cfg, exitStatus(err), false
+	}
+	return cfg, 0, true
 }
 
 // scalarType returns the type of the serveConfig field a flag sets: its

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -48,22 +47,12 @@ func runEvidence(args []string, stdout, stderr io.Writer) int {
 			fs.StringVar(&key, "key", "", "the API key for --server (an account's or the admin's)")
 			fs.BoolVar(&asJSON, "json", false, "print the record as JSON, the message in it")
 		}}
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			loadConfig(spec, args, os.Getenv, stdout)
-			return 0
-		}
-	}
-	cfg, err := loadConfig(spec, args, os.Getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "repute evidence:", err)
-		return exitStatus(err)
+	cfg, code, ok := loadCommandConfig(spec, args, stdout, stderr)
+	if !ok {
+		return code
 	}
 	id := ""
-	if rest := positionalEvidence(args); len(rest) == 1 {
+	if rest := cfg.args; len(rest) == 1 {
 		id = rest[0]
 	}
 	if id == "" {
@@ -84,20 +73,6 @@ func runEvidence(args []string, stdout, stderr io.Writer) int {
 		return evidenceFromServer(ctx, server, key, id, asJSON, stdout, stderr)
 	}
 	return evidenceFromStore(ctx, cfg, id, asJSON, stdout, stderr)
-}
-
-// positionalEvidence returns the arguments after the flags of evidence.
-func positionalEvidence(args []string) []string {
-	fs := flag.NewFlagSet("", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	cfg := defaultServeConfig()
-	var s string
-	serveFlags(fs, &cfg, &s)
-	fs.String("server", "", "")
-	fs.String("key", "", "")
-	fs.Bool("json", false, "")
-	fs.Parse(args)
-	return fs.Args()
 }
 
 func evidenceFromServer(ctx context.Context, server, key, id string, asJSON bool, stdout, stderr io.Writer) int {

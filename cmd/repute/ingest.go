@@ -79,21 +79,11 @@ func runIngest(args []string, stdout, stderr io.Writer) int {
 			fs.StringVar(&ia.server, "server", "", "a running repute serve's base `URL`: POST each message to its /v1/feedback")
 			fs.StringVar(&ia.key, "key", "", "the API key for --server (an account's or the admin's)")
 		}}
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			loadConfig(spec, args, os.Getenv, stdout)
-			return 0
-		}
+	cfg, code, ok := loadCommandConfig(spec, args, stdout, stderr)
+	if !ok {
+		return code
 	}
-	cfg, err := loadConfig(spec, args, os.Getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "repute ingest:", err)
-		return exitStatus(err)
-	}
-	inputs := positionalArgs(args)
+	inputs := cfg.args
 	if len(inputs) == 0 {
 		fmt.Fprintln(stderr, "repute ingest: no input: name files, directories or - (stdin)")
 		return 2
@@ -144,7 +134,7 @@ func runIngest(args []string, stdout, stderr io.Writer) int {
 			}
 		})
 	}()
-	err = sink(ctx, msgs)
+	err := sink(ctx, msgs)
 	for range msgs { // the reader stops at ctx's end
 	}
 	prog.stop()
@@ -161,22 +151,6 @@ func runIngest(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// positionalArgs returns the arguments after the flags (loadConfig has
-// checked them).
-func positionalArgs(args []string) []string {
-	fs := flag.NewFlagSet("", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	// Every flag of ingest takes a value.
-	cfg := defaultServeConfig()
-	var s string
-	serveFlags(fs, &cfg, &s)
-	fs.String("account", "", "")
-	fs.String("server", "", "")
-	fs.String("key", "", "")
-	fs.Parse(args)
-	return fs.Args()
 }
 
 // ingestMsg is one message read: its bytes, where it was read (the events'

@@ -2,11 +2,9 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -79,20 +77,9 @@ func runSpoolDead(args []string, stdout, stderr io.Writer) int {
 		extra: func(fs *flag.FlagSet) {
 			fs.BoolVar(&asJSON, "json", false, "print one JSON object per dead-letter file, with its events in full")
 		}}
-	// --help goes to stdout, with status 0.
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			loadConfig(spec, args, os.Getenv, stdout)
-			return 0
-		}
-	}
-	cfg, err := loadConfig(spec, args, os.Getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "repute spool dead:", err)
-		return exitStatus(err)
+	cfg, code, ok := loadCommandConfig(spec, args, stdout, stderr)
+	if !ok {
+		return code
 	}
 	dir := filepath.Join(cfg.Data, "spool")
 	dead, err := spool.ReadDead(dir)
