@@ -40,9 +40,16 @@ type table struct {
 	slots   []uint64
 	shift   uint // 64 - log2(len(slots))
 	entries []entry
-	arena   []byte
+	// arena holds the keys in chunks of chunkSize bytes, so that growing
+	// it copies nothing; a key never spans two chunks. An offset is the
+	// chunk's number times chunkSize plus the position in it: 4 GiB of
+	// keys in all.
+	arena   [][]byte
+	size    int // bytes used in arena, garbage included
 	garbage int // arena bytes no entry refers to
 }
+
+const chunkSize = 1 << 20
 
 const minSlots = 16
 
@@ -65,7 +72,22 @@ func (t *table) hash(key []byte) uint64 { return maphash.Bytes(t.seed, key) }
 
 func (t *table) hashString(key string) uint64 { return maphash.String(t.seed, key) }
 
-func (t *table) key(e *entry) []byte { return t.arena[e.off : e.off+uint32(e.n)] }
+func (t *table) key(e *entry) []byte {
+	c, p := e.off/chunkSize, e.off%chunkSize
+	return t.arena[c][p : p+uint32(e.n)]
+}
+
+// store appends key to t's arena and returns its offset.
+func store[K string | []byte](t *table, key K) uint32 {
+	if len(t.arena) == 0 || len(t.arena[len(t.arena)-1])+len(key) > chunkSize {
+		t.arena = append(t.arena, make([]byte, 0, chunkSize))
+	}
+	c := len(t.arena) - 1
+	off := uint32(c*chunkSize + len(t.arena[c]))
+	t.arena[c] = append(t.arena[c], key...)
+	t.size += len(key)
+	return off
+}
 
 // find returns the slot and entry index of key, whose hash is h, or
 // ok false.
@@ -92,8 +114,10 @@ func (t *table) insert(key string, h uint64, e entry) int {
 	if (len(t.entries)+1)*4 > len(t.slots)*3 {
 		t.resize(len(t.slots) * 2)
 	}
-	e.off, e.n = uint32(len(t.arena)), uint16(len(key))
-	t.arena = append(t.arena, key...)
+	if len(t.arena) >= 1<<32/chunkSize-1 && t.garbage > 0 {
+		t.compact()
+	}
+	e.off, e.n = store(t, key), uint16(len(key))
 	t.entries = append(t.entries, e)
 	t.place(h, len(t.entries)-1)
 	return len(t.entries) - 1
@@ -141,7 +165,7 @@ func (t *table) remove(slot int) {
 		t.entries[idx] = e
 	}
 	t.entries = t.entries[:last]
-	if t.garbage > 1<<16 && t.garbage > len(t.arena)/2 {
+	if t.garbage > chunkSize && t.garbage > t.size/2 {
 		t.compact()
 	}
 }
@@ -160,12 +184,11 @@ func (t *table) findIndex(key []byte, idx int) (slot int, h uint64, ok bool) {
 
 // compact rewrites the arena without garbage.
 func (t *table) compact() {
-	arena := make([]byte, 0, len(t.arena)-t.garbage)
+	old := t.arena
+	t.arena, t.size, t.garbage = nil, 0, 0
 	for j := range t.entries {
 		e := &t.entries[j]
-		k := t.key(e)
-		e.off = uint32(len(arena))
-		arena = append(arena, k...)
+		c, p := e.off/chunkSize, e.off%chunkSize
+		e.off = store(t, old[c][p:p+uint32(e.n)])
 	}
-	t.arena, t.garbage = arena, 0
 }

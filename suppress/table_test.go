@@ -57,12 +57,21 @@ func TestTableAgainstMap(t *testing.T) {
 		t.Fatalf("%d entries, want %d", tb.len(), len(want))
 	}
 	checkTable(t, tb)
+	tb.compact()
+	checkTable(t, tb)
+	live := 0
+	for k := range want {
+		live += len(k)
+	}
+	if tb.garbage != 0 || tb.size != live {
+		t.Fatalf("after compaction %d garbage, %d bytes; want 0, %d", tb.garbage, tb.size, live)
+	}
 	for k := range want {
 		slot, _, _ := tb.find(k, tb.hashString(k))
 		tb.remove(slot)
 	}
-	if tb.len() != 0 || tb.garbage > len(tb.arena) {
-		t.Fatalf("after removing all: %d entries, %d garbage of %d", tb.len(), tb.garbage, len(tb.arena))
+	if tb.len() != 0 || tb.garbage > tb.size {
+		t.Fatalf("after removing all: %d entries, %d garbage of %d", tb.len(), tb.garbage, tb.size)
 	}
 	checkTable(t, tb)
 }
