@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -49,12 +50,14 @@ func BenchmarkDovecot(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		b.StartTimer()
+		cpu0 := sampleCPU()
 		start := time.Now()
 		go func() { done <- r.Run(ctx) }()
 		for countOr0(c, folder) != 0 {
 			time.Sleep(10 * time.Millisecond)
 		}
 		elapsed := time.Since(start)
+		self, dovecot := sampleCPU().since(cpu0)
 		b.StopTimer()
 		cancel()
 		if err := <-done; err != nil {
@@ -62,6 +65,11 @@ func BenchmarkDovecot(b *testing.B) {
 		}
 		b.ReportMetric(float64(n)/elapsed.Seconds(), "msgs/s")
 		b.Logf("%d messages read, converted and moved in %v", n, elapsed.Round(time.Millisecond))
+		b.ReportMetric(self.Seconds(), "cpu-s")
+		b.ReportMetric(dovecot.Seconds(), "dovecot-cpu-s")
+		b.Logf("CPU: this process %v, Dovecot's imap processes %v (%d cores: %v available)",
+			self.Round(time.Millisecond), dovecot.Round(10*time.Millisecond), runtime.NumCPU(),
+			(time.Duration(runtime.NumCPU()) * elapsed).Round(time.Millisecond))
 	}
 }
 
