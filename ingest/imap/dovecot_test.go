@@ -56,7 +56,8 @@ func TestDovecotEndToEnd(t *testing.T) {
 		{"complaint", crlf(msgs.complaint), want{o.Processed, 1}},
 		{"not a bounce", crlf(msgs.notBounce), want{o.Ignored, 0}},
 		{"truncated", crlf(msgs.truncated), want{o.Quarantine, 0}},
-		{"garbage", []byte("\x01\x02\xfe\xff not mail at all\r\n"), want{o.Ignored, 0}},
+		// Not a header field first: ingest.ErrNotMessage, unreadable.
+		{"garbage", []byte("\x01\x02\xfe\xff not mail at all\r\n"), want{o.Quarantine, 0}},
 		{"oversize", oversize, want{o.Quarantine, 0}},
 	}
 	uids := map[imapv2.UID]int{}
@@ -145,7 +146,7 @@ func TestDovecotEndToEnd(t *testing.T) {
 	if len(rec.violations) > 0 {
 		t.Errorf("evidence after Submit: %v", rec.violations)
 	}
-	for outcome, want := range map[string]float64{OutcomeProcessed: 2, OutcomeIgnored: 2, OutcomeQuarantined: 2} {
+	for outcome, want := range map[string]float64{OutcomeProcessed: 2, OutcomeIgnored: 1, OutcomeQuarantined: 3} {
 		if got := testutil.ToFloat64(r.m.messages.WithLabelValues(outcome)); got != want {
 			t.Errorf("repute_imap_messages_total{outcome=%s} = %v, want %v", outcome, got, want)
 		}
