@@ -13,6 +13,7 @@ import (
 // time goes when the client and the server share the machine.
 type cpuSample struct {
 	self    time.Duration
+	busy    time.Duration         // of the whole machine (/proc/stat), all cores
 	dovecot map[int]time.Duration // by pid; absent when /proc cannot be read
 }
 
@@ -23,7 +24,30 @@ func sampleCPU() cpuSample {
 		s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	s.dovecot = dovecotIMAPCPU()
+	s.busy = machineBusy()
 	return s
+}
+
+// machineBusy returns the CPU time spent by the machine but idle and iowait
+// since boot, all cores summed; 0 when /proc/stat cannot be read.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:8] { // user nice system idle iowait irq softirq
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return time.Duration(busy) * 10 * time.Millisecond
 }
 
 // dovecotIMAPCPU returns utime+stime of every process named "imap" (Dovecot's
@@ -61,12 +85,15 @@ func dovecotIMAPCPU() map[int]time.Duration {
 	return out
 }
 
-// since returns this process's and Dovecot's CPU time between s0 and s; a
-// Dovecot process started after s0 counts from zero, one that ended before s
-// is lost (the reader's connection lives until Run returns).
-func (s cpuSample) since(s0 cpuSample) (self, dovecot time.Duration) {
+// since returns this process's and Dovecot's CPU time between s0 and s,
+// and the rest of the machine's (other processes: a benchmark run beside
+// others measures little); a Dovecot process started after s0 counts from
+// zero, one that ended before s is lost (the reader's connection lives
+// until Run returns).
+func (s cpuSample) since(s0 cpuSample) (self, dovecot, others time.Duration) {
 	for pid, t := range s.dovecot {
 		dovecot += t - s0.dovecot[pid]
 	}
-	return s.self - s0.self, dovecot
+	self = s.self - s0.self
+	return self, dovecot, max(0, s.busy-s0.busy-self-dovecot)
 }
