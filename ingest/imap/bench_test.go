@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +43,9 @@ func BenchmarkDovecot(b *testing.B) {
 		}
 		o := dovecotOptions(b, server, folder)
 		o.BatchSize = 1000
+		if n, err := strconv.Atoi(os.Getenv("REPUTE_BENCH_BATCH")); err == nil {
+			o.BatchSize = n
+		}
 		o.Logger = benchLogger()
 		r, err := New(o, newProcessor(b), nopSink{}, nopSink{}, &MemoryLeases{})
 		if err != nil {
