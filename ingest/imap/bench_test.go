@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -41,6 +43,9 @@ func BenchmarkDovecot(b *testing.B) {
 		}
 		o := dovecotOptions(b, server, folder)
 		o.BatchSize = 1000
+		if n, err := strconv.Atoi(os.Getenv("REPUTE_BENCH_BATCH")); err == nil {
+			o.BatchSize = n
+		}
 		o.Logger = benchLogger()
 		r, err := New(o, newProcessor(b), nopSink{}, nopSink{}, &MemoryLeases{})
 		if err != nil {
@@ -49,12 +54,14 @@ func BenchmarkDovecot(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		b.StartTimer()
+		cpu0 := sampleCPU()
 		start := time.Now()
 		go func() { done <- r.Run(ctx) }()
 		for countOr0(c, folder) != 0 {
 			time.Sleep(10 * time.Millisecond)
 		}
 		elapsed := time.Since(start)
+		self, dovecot, others := sampleCPU().since(cpu0)
 		b.StopTimer()
 		cancel()
 		if err := <-done; err != nil {
@@ -62,6 +69,12 @@ func BenchmarkDovecot(b *testing.B) {
 		}
 		b.ReportMetric(float64(n)/elapsed.Seconds(), "msgs/s")
 		b.Logf("%d messages read, converted and moved in %v", n, elapsed.Round(time.Millisecond))
+		b.ReportMetric(self.Seconds(), "cpu-s")
+		b.ReportMetric(dovecot.Seconds(), "dovecot-cpu-s")
+		b.ReportMetric(others.Seconds(), "other-cpu-s")
+		b.Logf("CPU: this process %v, Dovecot's imap processes %v, the rest of the machine %v (%d cores: %v available)",
+			self.Round(time.Millisecond), dovecot.Round(10*time.Millisecond), others.Round(10*time.Millisecond), runtime.NumCPU(),
+			(time.Duration(runtime.NumCPU()) * elapsed).Round(time.Millisecond))
 	}
 }
 

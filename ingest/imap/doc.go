@@ -17,7 +17,12 @@
 //     RFC822.SIZE and INTERNALDATE, UID FETCH BODY.PEEK[] of those within
 //     MaxMessageBytes, conversion (Processor, Concurrency at a time),
 //     PutEvidence of the batch's evidence, Submit of its events, then one
-//     UID MOVE per destination;
+//     UID MOVE per destination. The commands are pipelined so that the
+//     server works while this process converts: the bodies are read as
+//     they come, up to 64 MiB (or Concurrency+1 messages of
+//     MaxMessageBytes) ahead of the conversions; a batch's MOVEs go out
+//     behind the next batch's FETCHes; and with MOVE the next batch's
+//     bodies are fetched while this one is converted and submitted;
 //  4. waits for more: IDLE on the first watched folder when the server
 //     offers it (re-issued every 25 minutes, RFC 2177), polling every
 //     PollInterval otherwise; with several watched folders the IDLE ends

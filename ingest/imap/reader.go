@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -412,6 +413,13 @@ func imapCode(err error) imapv2.ResponseCode {
 // by construction, as every message read is moved out. UIDVALIDITY only
 // enters source_ref; a change of it (the folder re-created) changes the
 // ref of the messages still there, which are the unread ones all the same.
+//
+// The server is kept busy while this process converts: with MOVE, the
+// commands go out as FETCH bodies k, MOVE k-1, FETCH sizes k+1, then, once
+// the bodies of k are read (their conversion still running), FETCH bodies
+// k+1, read ahead while batch k is converted and submitted, and only then
+// MOVE k. Without MOVE, whose COPY, STORE and EXPUNGE wait for their
+// answers, a batch's bodies are fetched once the batch before is filed.
 func (r *Reader) drain(ctx context.Context, c *imapclient.Client, folder string) (left int, err error) {
 	sel, err := c.Select(folder, nil).Wait()
 	if err != nil {
@@ -433,26 +441,94 @@ func (r *Reader) drain(ctx context.Context, c *imapclient.Client, folder string)
 	uids := found.AllUIDs()
 	slices.Sort(uids)
 	r.log.Debug("imap: folder searched", "folder", folder, "uidvalidity", sel.UIDValidity, "messages", len(uids))
-	// Each batch's moves are sent after the next batch's FETCH, so that
-	// the server moves one batch while this process converts the next.
-	var moves sendMoves
+	if len(uids) == 0 {
+		return 0, nil
+	}
+	var batches [][]imapv2.UID
 	for len(uids) > 0 {
 		n := min(len(uids), r.o.BatchSize)
-		l, next, err := r.batch(ctx, c, folder, sel.UIDValidity, uids[:n], moves)
-		left += l
+		batches = append(batches, uids[:n])
+		uids = uids[n:]
+	}
+
+	// The conversions of every batch, Options.Concurrency at a time; the
+	// bodies are read up to the budget's bytes ahead of them.
+	p := &pipe{
+		folder: folder, uidValidity: sel.UIDValidity,
+		budget: newByteBudget(max(readAhead, (int64(r.o.Concurrency)+1)*r.o.MaxMessageBytes)),
+		jobs:   make(chan *message, 2*r.o.BatchSize),
+	}
+	var workers sync.WaitGroup
+	for range r.o.Concurrency {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for m := range p.jobs {
+				size := int64(len(m.raw))
+				r.process(ctx, folder, sel.UIDValidity, m)
+				p.budget.release(size)
+				m.batch.converted.Done()
+			}
+		}()
+	}
+	var readers sync.WaitGroup
+	defer func() {
 		if err != nil {
-			return left, err
+			// A FETCH may still be read: the connection is given up (the
+			// session makes a new one) so that its reader returns.
+			c.Close()
 		}
-		moves = next
-		if !c.Caps().Has(imapv2.CapMove) {
-			// COPY, STORE and EXPUNGE wait for their answers: they cannot
-			// be sent behind a FETCH still being read.
+		readers.Wait()
+		close(p.jobs)
+		workers.Wait()
+	}()
+
+	moveCap := c.Caps().Has(imapv2.CapMove)
+	meta := r.fetchMeta(c, batches[0])
+	cur, err := r.startBatch(ctx, c, p, &readers, meta)
+	if err != nil {
+		return 0, err
+	}
+	var moves sendMoves
+	for k := range batches {
+		var prevWait func() error
+		if moves != nil {
+			prevWait = moves()
+		}
+		var nextMeta *metaFetch
+		if k+1 < len(batches) {
+			nextMeta = r.fetchMeta(c, batches[k+1])
+		}
+		var next *batch
+		if moveCap && nextMeta != nil {
+			// Read ahead: the next batch's bodies come while this one is
+			// converted, submitted and moved.
+			<-cur.read
+			if next, err = r.startBatch(ctx, c, p, &readers, nextMeta); err != nil {
+				if prevWait != nil {
+					prevWait()
+				}
+				return left, err
+			}
+		}
+		l, batchMoves, ferr := r.finish(ctx, c, cur, prevWait)
+		left += l
+		if ferr != nil {
+			return left, ferr
+		}
+		moves = batchMoves
+		if !moveCap {
 			if err := moves()(); err != nil {
 				return left, err
 			}
 			moves = nil
+			if nextMeta != nil {
+				if next, err = r.startBatch(ctx, c, p, &readers, nextMeta); err != nil {
+					return left, err
+				}
+			}
 		}
-		uids = uids[n:]
+		cur = next
 	}
 	if moves != nil {
 		if err := moves()(); err != nil {
@@ -462,12 +538,41 @@ func (r *Reader) drain(ctx context.Context, c *imapclient.Client, folder string)
 	return left, nil
 }
 
+// pipe is what the batches of one drain share.
+type pipe struct {
+	folder      string
+	uidValidity uint32
+	budget      *byteBudget
+	jobs        chan *message // to the converting workers
+}
+
+// metaFetch is a UID FETCH of RFC822.SIZE and INTERNALDATE in flight, its
+// answers collected by a goroutine of its own (so that the commands sent
+// after it can be waited for before it is).
+type metaFetch struct {
+	done chan struct{}
+	msgs []*imapclient.FetchMessageBuffer
+	err  error
+}
+
+// fetchMeta sends the UID FETCH of the sizes and dates of uids.
+func (r *Reader) fetchMeta(c *imapclient.Client, uids []imapv2.UID) *metaFetch {
+	cmd := c.Fetch(imapv2.UIDSetNum(uids...), &imapv2.FetchOptions{UID: true, RFC822Size: true, InternalDate: true})
+	f := &metaFetch{done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		f.msgs, f.err = cmd.Collect()
+	}()
+	return f
+}
+
 // sendMoves sends a batch's MOVE commands and returns what waits for them
 // (and then counts and logs the batch's outcomes).
 type sendMoves func() (wait func() error)
 
 // message is one message of a batch and what became of it.
 type message struct {
+	batch   *batch
 	uid     imapv2.UID
 	size    int64
 	date    time.Time
@@ -478,31 +583,40 @@ type message struct {
 	report  ingest.Report
 }
 
-// batch reads, converts and files one batch of messages of the selected
-// folder; it returns how many were left in place (send lookup failed).
-//
-// prev, when not nil, sends the previous batch's moves: after this batch's
-// FETCH of bodies, and they are waited for before this batch is submitted.
-// The batch's own moves are returned, not sent.
-func (r *Reader) batch(ctx context.Context, c *imapclient.Client, folder string, uidValidity uint32, uids []imapv2.UID, prev sendMoves) (int, sendMoves, error) {
-	start := time.Now()
-	meta, err := c.Fetch(imapv2.UIDSetNum(uids...), &imapv2.FetchOptions{
-		UID: true, RFC822Size: true, InternalDate: true,
-	}).Collect()
-	if err != nil {
-		return 0, nil, fmt.Errorf("uid fetch %s: %w", folder, err)
+// batch is one batch of messages being read and converted.
+type batch struct {
+	folder      string
+	uidValidity uint32
+	msgs        map[imapv2.UID]*message
+	order       []*message // by UID
+	start       time.Time
+	read        chan struct{} // closed once every body is read (or err set)
+	readAt      time.Time
+	err         error // reading the bodies failed
+	converted   sync.WaitGroup
+}
+
+// startBatch waits for the sizes and dates of a batch, sets aside the
+// messages over MaxMessageBytes, sends the UID FETCH of the others' bodies
+// (BODY.PEEK[]: \Seen is not set) and reads them in the background,
+// handing each to the workers as it arrives.
+func (r *Reader) startBatch(ctx context.Context, c *imapclient.Client, p *pipe, readers *sync.WaitGroup, meta *metaFetch) (*batch, error) {
+	b := &batch{folder: p.folder, uidValidity: p.uidValidity, start: time.Now(), read: make(chan struct{})}
+	<-meta.done
+	if meta.err != nil {
+		return nil, fmt.Errorf("uid fetch %s: %w", p.folder, meta.err)
 	}
 	// A message expunged since the search is simply not there.
-	msgs := make(map[imapv2.UID]*message, len(meta))
-	order := make([]*message, 0, len(meta))
+	b.msgs = make(map[imapv2.UID]*message, len(meta.msgs))
+	b.order = make([]*message, 0, len(meta.msgs))
 	var small imapv2.UIDSet
-	for _, m := range meta {
+	for _, m := range meta.msgs {
 		if m.UID == 0 {
 			continue
 		}
-		msg := &message{uid: m.UID, size: m.RFC822Size, date: m.InternalDate}
-		msgs[m.UID] = msg
-		order = append(order, msg)
+		msg := &message{batch: b, uid: m.UID, size: m.RFC822Size, date: m.InternalDate}
+		b.msgs[m.UID] = msg
+		b.order = append(b.order, msg)
 		if m.RFC822Size > r.o.MaxMessageBytes {
 			msg.outcome = OutcomeQuarantined
 			msg.reason = fmt.Errorf("message of %d bytes is over the size cap of %d", m.RFC822Size, r.o.MaxMessageBytes)
@@ -510,27 +624,122 @@ func (r *Reader) batch(ctx context.Context, c *imapclient.Client, folder string,
 		}
 		small.AddNum(m.UID)
 	}
-	slices.SortFunc(order, func(a, b *message) int { return cmp.Compare(a.uid, b.uid) })
-
-	fetched := time.Now()
-	var prevWait func() error
-	if len(small) > 0 {
-		if err := r.fetchAndProcess(ctx, c, folder, uidValidity, small, msgs, prev, &prevWait); err != nil {
-			if prevWait != nil {
-				prevWait()
-			}
-			return 0, nil, err
-		}
-	} else if prev != nil {
-		prevWait = prev()
+	slices.SortFunc(b.order, func(x, y *message) int { return cmp.Compare(x.uid, y.uid) })
+	if len(small) == 0 {
+		b.readAt = time.Now()
+		close(b.read)
+		return b, nil
 	}
+	section := &imapv2.FetchItemBodySection{Peek: true}
+	cmd := c.Fetch(small, &imapv2.FetchOptions{UID: true, BodySection: []*imapv2.FetchItemBodySection{section}})
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		defer close(b.read)
+		err := r.readBodies(cmd, p, b)
+		var le *literalError
+		if errors.As(err, &le) {
+			// The stream is lost mid-literal: cmd.Close would read on
+			// beside go-imap's decoder. The connection is given up.
+			c.Close()
+		} else if cerr := cmd.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			b.err = fmt.Errorf("uid fetch %s: %w", p.folder, err)
+		}
+		b.readAt = time.Now()
+	}()
+	return b, nil
+}
+
+// readBodies reads the answers of a FETCH of bodies as fast as the server
+// sends them, up to the budget's bytes ahead of the conversions, so that
+// the server is done with the FETCH, and goes on with the commands behind
+// it, while they run.
+func (r *Reader) readBodies(cmd *imapclient.FetchCommand, p *pipe, b *batch) error {
+	for {
+		data := cmd.Next()
+		if data == nil {
+			return nil
+		}
+		var uid imapv2.UID
+		var raw []byte
+		var body, over bool
+		var size int64
+		for {
+			item := data.Next()
+			if item == nil {
+				break
+			}
+			switch item := item.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = item.UID
+			case imapclient.FetchItemDataBodySection:
+				if item.Literal == nil || body {
+					continue // NIL: no body; a second one: the first counts
+				}
+				body = true
+				// Read into one buffer of the literal's size: no growing.
+				size = item.Literal.Size()
+				if size > r.o.MaxMessageBytes {
+					over = true
+					if _, err := io.Copy(io.Discard, item.Literal); err != nil {
+						return &literalError{err}
+					}
+					continue
+				}
+				p.budget.acquire(size)
+				raw = make([]byte, size)
+				if _, err := io.ReadFull(item.Literal, raw); err != nil {
+					p.budget.release(size)
+					return &literalError{err}
+				}
+			}
+		}
+		m := b.msgs[uid]
+		if m == nil || m.fetched || m.outcome != "" {
+			p.budget.release(int64(len(raw)))
+			continue
+		}
+		m.fetched = true
+		switch {
+		case over:
+			m.outcome = OutcomeQuarantined
+			m.reason = fmt.Errorf("message of %d bytes is over the size cap of %d", size, r.o.MaxMessageBytes)
+		case !body:
+			m.outcome, m.reason = OutcomeQuarantined, errors.New("the server returned no body")
+		default:
+			m.raw = raw
+			b.converted.Add(1)
+			p.jobs <- m
+		}
+	}
+}
+
+// literalError is a body that could not be read to its end.
+type literalError struct{ err error }
+
+func (e *literalError) Error() string { return "reading a body: " + e.err.Error() }
+func (e *literalError) Unwrap() error { return e.err }
+
+// finish waits for a batch's bodies and conversions and for prevWait (the
+// previous batch's moves), then stores its evidence and submits its
+// events; it returns how many were left in place (send lookup failed) and
+// what sends the batch's moves, which are not sent yet.
+func (r *Reader) finish(ctx context.Context, c *imapclient.Client, b *batch, prevWait func() error) (int, sendMoves, error) {
+	<-b.read
+	b.converted.Wait()
 	if prevWait != nil {
 		if err := prevWait(); err != nil {
 			return 0, nil, err
 		}
 	}
+	if b.err != nil {
+		return 0, nil, b.err
+	}
 	converted := time.Now()
-
+	folder, uidValidity, order := b.folder, b.uidValidity, b.order
 	var evidence []metrics.Evidence
 	var events []metrics.Event
 	var sets [3]imapv2.UIDSet
@@ -601,7 +810,7 @@ func (r *Reader) batch(ctx context.Context, c *imapclient.Client, folder string,
 				return err
 			}
 			r.log.Debug("imap: batch done", "folder", folder, "messages", len(order), "left", left,
-				"fetch_meta", fetched.Sub(start), "fetch_convert", converted.Sub(fetched),
+				"read", b.readAt.Sub(b.start), "read_convert", converted.Sub(b.start),
 				"store", stored.Sub(converted), "move", time.Since(stored))
 			for _, m := range order {
 				if m.outcome == "" {
@@ -619,53 +828,41 @@ func (r *Reader) batch(ctx context.Context, c *imapclient.Client, folder string,
 	}, nil
 }
 
-// fetchAndProcess downloads the bodies of set (BODY.PEEK[]: \Seen is not
-// set) and converts each as it arrives, Options.Concurrency at a time.
-func (r *Reader) fetchAndProcess(ctx context.Context, c *imapclient.Client, folder string, uidValidity uint32, set imapv2.UIDSet, msgs map[imapv2.UID]*message, prev sendMoves, prevWait *func() error) error {
-	section := &imapv2.FetchItemBodySection{Peek: true}
-	cmd := c.Fetch(set, &imapv2.FetchOptions{UID: true, BodySection: []*imapv2.FetchItemBodySection{section}})
-	if prev != nil {
-		*prevWait = prev()
+// readAhead is how many bytes of bodies are read ahead of the conversions
+// at most (or enough for Concurrency+1 messages of MaxMessageBytes).
+const readAhead = 64 << 20
+
+// byteBudget bounds the bytes held at once.
+type byteBudget struct {
+	mu   sync.Mutex
+	cond sync.Cond
+	left int64
+}
+
+func newByteBudget(n int64) *byteBudget {
+	b := &byteBudget{left: n}
+	b.cond.L = &b.mu
+	return b
+}
+
+// acquire waits until n bytes are available (n is at most the budget).
+func (b *byteBudget) acquire(n int64) {
+	b.mu.Lock()
+	for b.left < n {
+		b.cond.Wait()
 	}
-	jobs := make(chan *message, r.o.Concurrency)
-	var wg sync.WaitGroup
-	for range r.o.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for m := range jobs {
-				r.process(ctx, folder, uidValidity, m)
-			}
-		}()
+	b.left -= n
+	b.mu.Unlock()
+}
+
+func (b *byteBudget) release(n int64) {
+	if n == 0 {
+		return
 	}
-	var err error
-	for {
-		data := cmd.Next()
-		if data == nil {
-			break
-		}
-		buf, cerr := data.Collect()
-		if cerr != nil {
-			err = cerr
-			break
-		}
-		m := msgs[buf.UID]
-		if m == nil || m.fetched || m.outcome != "" {
-			continue
-		}
-		m.fetched = true
-		m.raw = buf.FindBodySection(section)
-		jobs <- m
-	}
-	close(jobs)
-	wg.Wait()
-	if cerr := cmd.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("uid fetch %s: %w", folder, err)
-	}
-	return nil
+	b.mu.Lock()
+	b.left += n
+	b.mu.Unlock()
+	b.cond.Broadcast()
 }
 
 // process converts one message and decides where it goes.
