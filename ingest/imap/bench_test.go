@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -12,18 +13,35 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"repute/ingest"
+	"repute/intake"
+	"repute/internal/corpustest"
 	"repute/internal/testenv"
+	"repute/metrics/duckdb"
+	"repute/spool"
 )
 
 // BenchmarkDovecot times Run draining a folder of 5,000 corpus messages
-// into the destination folders, with a Submitter and EvidenceWriter that
-// keep nothing: IMAP, conversion and MOVE are what is measured. The APPENDs
-// (pipelined over 4 connections) are outside the timer.
+// into the destination folders. In "nop" the Submitter and EvidenceWriter
+// keep nothing: IMAP, conversion and MOVE are what is measured. In
+// "duckdb" the messages are 5,000 distinct reports (corpustest.Variants)
+// and everything is stored: evidence and events into DuckDB through the
+// spool and intake, the sends looked up in the store, until the events
+// are queryable. The APPENDs (pipelined over 4 connections) are outside
+// the timer.
 //
-//	make test-services; go test -run '^$' -bench Dovecot -benchtime 1x ./ingest/imap/
+//	go test -run '^$' -bench Dovecot -benchtime 1x ./ingest/imap/
 func BenchmarkDovecot(b *testing.B) {
+	b.Run("nop", func(b *testing.B) { benchDovecot(b, false) })
+	b.Run("duckdb", func(b *testing.B) { benchDovecot(b, true) })
+}
+
+func benchDovecot(b *testing.B, toStore bool) {
 	const n = 5000
 	corpus := allCorpus(b)
+	if toStore {
+		corpus = corpustest.Variants(b, n)
+	}
 	for i := range corpus {
 		corpus[i] = crlf(corpus[i])
 	}
@@ -47,7 +65,34 @@ func BenchmarkDovecot(b *testing.B) {
 			o.BatchSize = n
 		}
 		o.Logger = benchLogger()
-		r, err := New(o, newProcessor(b), nopSink{}, nopSink{}, &MemoryLeases{})
+		var proc Processor = newProcessor(b)
+		var sub Submitter = nopSink{}
+		var evid EvidenceWriter = nopSink{}
+		var pipe *intake.Pipeline
+		if toStore {
+			dir := b.TempDir()
+			store, err := duckdb.Open(filepath.Join(dir, "repute.duckdb"), duckdb.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer store.Close()
+			sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer sp.Close()
+			pipe = intake.New(sp, store, intake.Options{})
+			pctx, pcancel := context.WithCancel(context.Background())
+			pdone := make(chan error, 1)
+			go func() { pdone <- pipe.Run(pctx) }()
+			defer func() { pcancel(); <-pdone }()
+			conv, err := ingest.NewConverter(ingest.Options{Account: "acme", Sends: store})
+			if err != nil {
+				b.Fatal(err)
+			}
+			proc, sub, evid = ingest.NewProcessor(conv, 0, nil), pipe, store
+		}
+		r, err := New(o, proc, sub, evid, &MemoryLeases{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -59,6 +104,11 @@ func BenchmarkDovecot(b *testing.B) {
 		go func() { done <- r.Run(ctx) }()
 		for countOr0(c, folder) != 0 {
 			time.Sleep(10 * time.Millisecond)
+		}
+		if pipe != nil {
+			if err := pipe.WaitVisible(ctx); err != nil {
+				b.Fatal(err)
+			}
 		}
 		elapsed := time.Since(start)
 		self, dovecot, others := sampleCPU().since(cpu0)
