@@ -65,8 +65,9 @@ func (a *app) feedbackSources(procs processorFactory, reg prometheus.Registerer)
 			Brokers: k.Brokers, Group: k.Group,
 			EventTopics: k.EventTopics, KumoMTATopics: k.KumoMTATopics, RawTopics: k.RawTopics,
 			DeadLetterTopic: k.DeadLetterTopic, Account: k.Account,
-			ISPs:   metrics.NewISPMap(a.cfg.ISPDomains),
-			Logger: a.log.With("component", "kafka"),
+			ISPs:       metrics.NewISPMap(a.cfg.ISPDomains),
+			Logger:     a.log.With("component", "kafka"),
+			Registerer: reg,
 		}
 		if len(k.RawTopics) > 0 {
 			proc, err := procs(k.Account)

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"repute/ingest"
@@ -84,6 +85,8 @@ type Options struct {
 	ISPs    metrics.ISPMap   // for Normalize; the zero value is the built-in map
 	Now     func() time.Time // bounds event times from above; nil: time.Now
 	Logger  *slog.Logger     // nil: silent
+	// Registerer receives repute_kafka_records_total; nil: none.
+	Registerer prometheus.Registerer
 
 	// MaxBatch bounds the records submitted together. Default 500.
 	MaxBatch int
@@ -105,7 +108,18 @@ type Consumer struct {
 	sub   Submitter
 	log   *slog.Logger
 	kinds map[string]topicKind
+	// records counts the records read by topic and outcome: submitted
+	// (it gave events), ignored (no event: an automatic reply, a record
+	// type that is no fact about a message) or dead_lettered.
+	records *prometheus.CounterVec
 }
+
+// The outcomes of repute_kafka_records_total.
+const (
+	OutcomeSubmitted    = "submitted"
+	OutcomeIgnored      = "ignored"
+	OutcomeDeadLettered = "dead_lettered"
+)
 
 type topicKind int
 
@@ -129,7 +143,16 @@ func New(sub Submitter, opts Options) (*Consumer, error) {
 	if opts.DeadLetterTopic == "" {
 		return nil, errors.New("kafka: no dead-letter topic: a record that cannot be read must go somewhere")
 	}
-	c := &Consumer{opts: opts, sub: sub, log: opts.Logger, kinds: map[string]topicKind{}}
+	c := &Consumer{opts: opts, sub: sub, log: opts.Logger, kinds: map[string]topicKind{},
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "repute_kafka_records_total",
+			Help: "Kafka records read, by topic and outcome: submitted (events), ignored (no event) or dead_lettered.",
+		}, []string{"topic", "outcome"})}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(c.records); err != nil {
+			return nil, fmt.Errorf("kafka: register metrics: %w", err)
+		}
+	}
 	for _, l := range []struct {
 		topics []string
 		kind   topicKind
@@ -316,16 +339,32 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, w *kafkago.Wr
 	var events []metrics.Event
 	var evidence []metrics.Evidence
 	var dead []deadLetter
+	outcomes := make([]string, len(reads))
 	for i, rd := range reads {
 		m := batch[i]
 		events = append(events, rd.events...)
 		evidence = append(evidence, rd.evidence...)
-		if rd.err != nil {
+		switch {
+		case rd.err != nil:
 			dead = append(dead, deadLetter{m, rd.err})
 			c.log.Warn("kafka record cannot be read; dead-lettered", "topic", m.Topic,
 				"partition", m.Partition, "offset", m.Offset, "err", rd.err)
+			outcomes[i] = OutcomeDeadLettered
+		case len(rd.events) == 0:
+			outcomes[i] = OutcomeIgnored
+		default:
+			outcomes[i] = OutcomeSubmitted
 		}
 	}
+	// Counted once the batch is stored and dead-lettered (below), before
+	// the commit: a batch read again after a failed commit counts again.
+	defer func() {
+		if ctx.Err() == nil {
+			for i, o := range outcomes {
+				c.records.WithLabelValues(batch[i].Topic, o).Inc()
+			}
+		}
+	}()
 	// Evidence first: an event must never point at evidence that is not
 	// stored. A crash between the two stores the evidence again (a no-op).
 	if len(evidence) > 0 {

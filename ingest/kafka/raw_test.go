@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	kafkago "github.com/segmentio/kafka-go"
 
 	"repute/ingest"
@@ -77,8 +79,9 @@ func TestConsumerRawReports(t *testing.T) {
 	}
 	ev := &orderedEvidence{t: t}
 	sub := &checkingSubmitter{ev: ev}
+	reg := prometheus.NewRegistry()
 	cons, err := New(sub, Options{Brokers: brokers, Group: "g", RawTopics: []string{"raw"}, DeadLetterTopic: "dead",
-		Raw: ingest.NewProcessor(conv, 0, nil), Evidence: ev, Account: "acme",
+		Raw: ingest.NewProcessor(conv, 0, nil), Evidence: ev, Account: "acme", Registerer: reg,
 		Logger: testLogger(t), ReaderConfig: fastGroup, RetryMin: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -101,6 +104,12 @@ func TestConsumerRawReports(t *testing.T) {
 	events := sub.snapshot()
 	if len(events) < 15 {
 		t.Fatalf("%d events from 20 reports", len(events))
+	}
+	count := func(outcome string) float64 {
+		return testutil.ToFloat64(cons.records.WithLabelValues("raw", outcome))
+	}
+	if d, sub, ign := count(OutcomeDeadLettered), count(OutcomeSubmitted), count(OutcomeIgnored); d != 1 || sub+ign != 20 || sub < 15 {
+		t.Errorf("records counted: dead_lettered %v, submitted %v, ignored %v; want 1 and 20 between the others", d, sub, ign)
 	}
 	for _, e := range events {
 		if e.Source != ingest.SourceKafka || e.Correlation != ingest.CorrelationNone || e.Account != "acme" {
