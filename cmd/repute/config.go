@@ -243,7 +243,7 @@ func loadConfig(spec configSpec, args []string, getenv func(string) string, usag
 		}
 		cfg.ClickHousePassword = pw
 	}
-	if err := cfg.checkFeedback(getenv); err != nil {
+	if err := cfg.checkFeedback(getenv, spec.command == "serve"); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", configFile, err)
 	}
 	return cfg, cfg.validate()

@@ -50,9 +50,11 @@ const (
 	defaultIMAPMaxMessage = 25 << 20
 )
 
-// checkFeedback fills the defaults of the imap: and kafka: sections,
-// resolves their secrets and checks them; errors name the entry and key.
-func (c *serveConfig) checkFeedback(getenv func(string) string) error {
+// checkFeedback fills the defaults of the imap: and kafka: sections and
+// checks them; errors name the entry and key. With resolve (repute serve,
+// which reads the mailboxes) it also reads their passwords: other commands
+// that share the file do not need them.
+func (c *serveConfig) checkFeedback(getenv func(string) string, resolve bool) error {
 	known := map[string]bool{}
 	for _, a := range c.Accounts {
 		known[a.Name] = true
@@ -104,8 +106,10 @@ func (c *serveConfig) checkFeedback(getenv func(string) string) error {
 		if m.Password.IsZero() {
 			return fmt.Errorf("%s: password_env: NAME or password_file: PATH is required", where)
 		}
-		if m.password, err = m.Password.Resolve(getenv); err != nil {
-			return fmt.Errorf("%s: %w", where, err)
+		if resolve {
+			if m.password, err = m.Password.Resolve(getenv); err != nil {
+				return fmt.Errorf("%s: %w", where, err)
+			}
 		}
 		if len(m.Folders) == 0 {
 			m.Folders = []string{"INBOX"}

@@ -80,3 +80,20 @@ func TestFeedbackConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestFeedbackConfigOtherCommands: a command other than serve reads the
+// same file without needing the mailboxes' passwords.
+func TestFeedbackConfigOtherCommands(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "repute.yaml")
+	if err := os.WriteFile(file, []byte(feedbackYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noenv := func(string) string { return "" }
+	if _, err := loadServeConfig([]string{"--config", file}, noenv, io.Discard); err == nil || !strings.Contains(err.Error(), "IMAP_PW") {
+		t.Errorf("serve without the password: %v, want an error naming IMAP_PW", err)
+	}
+	spec := configSpec{command: "ingest", help: "", flags: []string{"config", "data"}}
+	if _, err := loadConfig(spec, []string{"--config", file}, noenv, io.Discard); err != nil {
+		t.Errorf("ingest without the IMAP password: %v", err)
+	}
+}
