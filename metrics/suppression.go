@@ -1,0 +1,55 @@
+package metrics
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"time"
+)
+
+// SuppressionChange is one change of the suppression lists (package
+// suppress, issue 10) as the stores keep it: an append-only log that is
+// both the audit (who, when, why, which event) and what the lists are
+// rebuilt from at start, replayed in (Time, ID) order.
+type SuppressionChange struct {
+	// ID identifies the change (SuppressionChangeID): storing a change
+	// again, as a replay after a crash does, changes nothing.
+	ID           string
+	Time         time.Time // when it took effect
+	Action       string    // added, extended, counted, expired, lifted, lift_refused, unsubscribed, resubscribed
+	Address      string    // normalised
+	Account      string
+	Shared       bool // a blocklist entry for every account, not only Account
+	SenderDomain string
+	List         string // blocklist or unsubscribe
+	Reason       string
+	EventID      string // the event that caused it, when one did
+	Since, Until time.Time
+	By           string // who: the poster of the event, or the principal of an API call
+}
+
+// SuppressionChangeID is the id of a change: the first 16 bytes, in hex,
+// of SHA-256 over a label and the fields that make it what it is (its
+// time to the nanosecond, action, address, account, sender domain, list
+// and event id), each length-prefixed.
+func SuppressionChangeID(c SuppressionChange) string {
+	buf := make([]byte, 0, 160)
+	for _, v := range []string{"repute suppression change v1", c.Time.UTC().Format(time.RFC3339Nano), c.Action,
+		c.Address, c.Account, c.SenderDomain, c.List, c.EventID} {
+		buf = binary.AppendUvarint(buf, uint64(len(v)))
+		buf = append(buf, v...)
+	}
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:16])
+}
+
+// SuppressionLog is the stores' log of suppression changes.
+type SuppressionLog interface {
+	// AppendSuppressionChanges stores changes; one whose ID is stored
+	// already is left as it is.
+	AppendSuppressionChanges(ctx context.Context, changes []SuppressionChange) error
+	// SuppressionChanges calls fn with every stored change in (Time, ID)
+	// order, stopping at fn's first error, which it returns.
+	SuppressionChanges(ctx context.Context, fn func(SuppressionChange) error) error
+}
