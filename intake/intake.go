@@ -60,6 +60,13 @@ type Options struct {
 	// the event is set aside in the spool's dead-letter files. Default 8
 	// (with the spool's backoff, about 10 s).
 	DeadLetterAttempts int
+	// AfterStore, when set, is called with each drained batch's events
+	// once they are in the store (those set aside for good left out),
+	// before the spool forgets the batch. An error makes the spool drain
+	// the batch again (the store writes are not repeated; AfterStore is),
+	// so a consumer of stored events (the suppression lists) sees every
+	// event at least once, even across a crash, and must be idempotent.
+	AfterStore func(ctx context.Context, events []metrics.Event) error
 }
 
 // Pipeline connects intake to the spool and the spool to the store.
@@ -75,10 +82,11 @@ type Pipeline struct {
 
 	// Of the batch being drained, which the spool passes again until the
 	// drain returns nil or a RefusedError; only the drain uses them.
-	deadAfter int
-	written   map[metrics.Key]bool    // already in the store
-	strikes   map[metrics.Key]*strike // refused alone while the store took other writes
-	probe     []metrics.Event         // one event the store has taken
+	deadAfter  int
+	afterStore func(context.Context, []metrics.Event) error
+	written    map[metrics.Key]bool    // already in the store
+	strikes    map[metrics.Key]*strike // refused alone while the store took other writes
+	probe      []metrics.Event         // one event the store has taken
 
 	healthMu  sync.Mutex
 	lastError error // of the last store write; nil when it succeeded
@@ -99,7 +107,7 @@ func New(sp Spool, st Store, opts Options) *Pipeline {
 		deadAfter = 8
 	}
 	return &Pipeline{spool: sp, store: st, log: log, m: newPipelineMetrics(opts.Registerer),
-		known: known, queued: map[metrics.Key]bool{}, deadAfter: deadAfter,
+		known: known, queued: map[metrics.Key]bool{}, deadAfter: deadAfter, afterStore: opts.AfterStore,
 		written: map[metrics.Key]bool{}, strikes: map[metrics.Key]*strike{}}
 }
 
@@ -255,6 +263,7 @@ func (p *Pipeline) drain(ctx context.Context, payloads [][]byte) error {
 		events []metrics.Event
 		locs   []loc
 		keys   []metrics.Key
+		all    []metrics.Event // for AfterStore
 	)
 	for i, payload := range payloads {
 		batch, err := metrics.DecodeEvents(payload)
@@ -262,6 +271,9 @@ func (p *Pipeline) drain(ctx context.Context, payloads [][]byte) error {
 			// The spool checksums every record, so this is a bug, not a
 			// torn write; fail loudly rather than skip.
 			return fmt.Errorf("intake: decode spooled events: %w", err)
+		}
+		if p.afterStore != nil {
+			all = append(all, batch...)
 		}
 		for j := range batch {
 			k := batch[j].Key()
@@ -310,6 +322,13 @@ func (p *Pipeline) drain(ctx context.Context, payloads [][]byte) error {
 		p.setStoreError(pending)
 		return pending
 	}
+	if p.afterStore != nil {
+		if err := p.afterStore(ctx, storedOf(all, refused)); err != nil {
+			err = fmt.Errorf("intake: after the store write: %w", err)
+			p.setStoreError(err)
+			return err
+		}
+	}
 	p.setStoreError(nil)
 	// The batch is done: stored, or set aside for good.
 	p.mu.Lock()
@@ -323,6 +342,29 @@ func (p *Pipeline) drain(ctx context.Context, payloads [][]byte) error {
 		return &spool.RefusedError{Refused: refused}
 	}
 	return nil
+}
+
+// storedOf is all but the events refused for good (refused, whose payloads
+// hold the events set aside).
+func storedOf(all []metrics.Event, refused []spool.Refusal) []metrics.Event {
+	if len(refused) == 0 {
+		return all
+	}
+	out := make([]metrics.Event, 0, len(all))
+	gone := make(map[metrics.Key]bool, len(refused))
+	for _, r := range refused {
+		if evs, err := metrics.DecodeEvents(r.Payload); err == nil {
+			for _, e := range evs {
+				gone[e.Key()] = true
+			}
+		}
+	}
+	for _, e := range all {
+		if !gone[e.Key()] {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // loc is where an event is in the batch being drained: the payload's
