@@ -1,6 +1,8 @@
 package suppress
 
 import (
+	"slices"
+	"sort"
 	"testing"
 	"time"
 
@@ -90,5 +92,87 @@ func TestObserveIdempotent(t *testing.T) {
 	wantBlocked(t, x, acme, "future@example.com", false)
 	if v := check(x, acme, "news.acme.example", "early@example.com"); !v.Allowed {
 		t.Fatalf("re-subscribed, then its event again: %+v", v)
+	}
+}
+
+func TestStoredRoundTrip(t *testing.T) {
+	c := Change{Time: day0.Add(time.Nanosecond), Action: ActionLifted, Address: "a@example.com", Account: "acme",
+		Shared: true, SenderDomain: "news.acme.example", List: Blocklist, Reason: "ticket 1",
+		EventID: "ev-1", Since: day0.Add(-day), Until: day0.Add(13 * day), By: "admin"}
+	s := c.Stored()
+	if s.ID != metrics.SuppressionChangeID(s) || len(s.ID) != 32 {
+		t.Fatalf("id %q", s.ID)
+	}
+	if got := FromStored(s); got != c {
+		t.Fatalf("round trip: %+v; want %+v", got, c)
+	}
+	c2 := c
+	c2.Action = ActionExpired
+	if c2.Stored().ID == s.ID {
+		t.Fatal("two changes, one id")
+	}
+}
+
+// replayed rebuilds a fresh index from changes as a store would: by id
+// once each, in (Time, ID) order.
+func replayed(t *testing.T, c *clock, changes []Change) *Index {
+	t.Helper()
+	byID := map[string]metrics.SuppressionChange{}
+	for _, ch := range changes {
+		s := ch.Stored()
+		byID[s.ID] = s
+	}
+	log := make([]metrics.SuppressionChange, 0, len(byID))
+	for _, s := range byID {
+		log = append(log, s)
+	}
+	sort.Slice(log, func(i, j int) bool {
+		if !log[i].Time.Equal(log[j].Time) {
+			return log[i].Time.Before(log[j].Time)
+		}
+		return log[i].ID < log[j].ID
+	})
+	b, err := New(Options{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Replay(slices.Values(log)); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Changes of one entry made at one instant of the clock keep their order
+// in the log.
+func TestReplaySameInstant(t *testing.T) {
+	x, c := newIndex(t)
+	var all []Change
+	rec := func(ch []Change, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, ch...)
+	}
+	rcpts := []string{"r1@example.com", "r2@example.com", "r3@example.com", "r4@example.com", "r5@example.com",
+		"r6@example.com", "r7@example.com", "r8@example.com"}
+	for _, r := range rcpts {
+		for range 2 {
+			rec(x.Unsubscribe(acme, "news.acme.example", r, ""))
+			rec(x.Resubscribe(acme, "news.acme.example", r, "asked to"))
+		}
+		rec(x.Unsubscribe(acme, "news.acme.example", r, ""))
+	}
+	// A bounce dated at the clock's instant, lifted at that instant.
+	rec(x.Observe([]metrics.Event{bounce("acme", "gone@example.com", "userunknown", c.Now())}, shared))
+	rec(x.Lift(acme, "gone@example.com", "fixed"))
+	b := replayed(t, c, all)
+	for _, ix := range []*Index{x, b} {
+		for _, r := range rcpts {
+			if v := check(ix, acme, "news.acme.example", r); v.Allowed {
+				t.Fatalf("unsubscribed last: %+v", v)
+			}
+		}
+		wantBlocked(t, ix, acme, "gone@example.com", false)
 	}
 }
