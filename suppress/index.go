@@ -39,9 +39,9 @@ const (
 )
 
 // Change is one mutation of the lists, for the audit (GET /v1/audit) and
-// for the store that persists the entries: every call that changes
-// something returns its changes, in order, and keeps no copy. The caller
-// writes them.
+// for the store's log, from which Replay rebuilds the index: every call
+// that changes something returns its changes, in order, and keeps no
+// copy. The caller writes them (Stored).
 type Change struct {
 	Time         time.Time // when it took effect: the event's time, the call's clock, or the expiry
 	Action       Action
