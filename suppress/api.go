@@ -137,6 +137,7 @@ func (x *Index) Lift(by Principal, address, reason string) ([]Change, error) {
 		}
 		ch := x.entryChange(t, own, key, &en)
 		ch.Time, ch.Reason, ch.By = now.UTC(), reason, by.String()
+		sk := oddKey(own, key)
 		if !allowed && !by.Admin && x.accounts[en.account] != by.Account {
 			ch.Action, ch.Account = ActionLiftRefused, by.Account
 			ch.EventID = "" // another account's event
@@ -144,11 +145,20 @@ func (x *Index) Lift(by Principal, address, reason string) ([]Change, error) {
 			refused = &ForbiddenError{Address: addr, By: by}
 			return
 		}
+		// The lift takes effect after the evidence it lifts, even evidence
+		// dated ahead of the clock: seen again, it does not count, and in
+		// the log the lift comes after it.
+		latest := int64(en.until) - x.rules.lifetime()
+		for _, h := range x.soft[sk] {
+			latest = max(latest, h.at)
+		}
+		if ev := time.Unix(latest, 0); !ch.Time.After(ev) {
+			ch.Time = ev.Add(time.Nanosecond).UTC()
+		}
 		ch.Action = ActionLifted
 		changes = append(changes, ch)
 		x.removeEntry(t, own, key, slot, &en)
-		sk := oddKey(own, key)
-		x.lifted[sk] = nowU
+		x.lifted[sk] = ch.Time.Unix()
 		delete(x.soft, sk)
 		lifted = true
 	}
@@ -182,10 +192,10 @@ func (x *Index) Unsubscribe(by Principal, senderDomain, address, reason string) 
 	if strings.TrimSpace(reason) == "" {
 		reason = "api"
 	}
-	now := x.now().Unix()
+	now := x.now()
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return x.unsubscribe(nil, by.Account, domain, addr, reason, "", now, by.String(), true), nil
+	return x.unsubscribe(nil, by.Account, domain, addr, reason, "", now.Unix(), now, by.String(), true), nil
 }
 
 // Resubscribe takes address off the unsubscribe list of (by.Account,
@@ -207,10 +217,13 @@ func (x *Index) Resubscribe(by Principal, senderDomain, address, reason string) 
 	if u == nil || !u.active {
 		return nil, fmt.Errorf("suppress: resubscribe %s from %q: %w", addr, domain, ErrNotFound)
 	}
-	ch := Change{Time: now.UTC(), Action: ActionResubscribed, Address: addr, Account: by.Account,
+	// After the unsubscription even if it is dated ahead of the clock, so
+	// that the event, seen again, does not count.
+	when := after(now, u)
+	ch := Change{Time: when, Action: ActionResubscribed, Address: addr, Account: by.Account,
 		SenderDomain: domain, List: Unsubscribe, Reason: reason, EventID: u.eventID,
 		Since: time.Unix(u.since, 0).UTC(), By: by.String()}
-	*u = unsubEntry{resub: now.Unix()}
+	*u = unsubEntry{resub: when.Unix(), at: when.UnixNano()}
 	return []Change{ch}, nil
 }
 
@@ -313,7 +326,7 @@ func (x *Index) load(e *Entry, now int64) error {
 				return err
 			}
 		}
-		x.unsubscribe(nil, e.Account, domain, addr, e.Reason, e.EventID, e.Since.Unix(), "", true)
+		x.unsubscribe(nil, e.Account, domain, addr, e.Reason, e.EventID, e.Since.Unix(), e.Since, "", true)
 		return nil
 	case Blocklist:
 	default:

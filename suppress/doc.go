@@ -6,8 +6,9 @@
 //
 // This package is the core only: it persists nothing and serves nothing.
 // Every call that changes a list returns its changes (Change), in order,
-// and keeps no copy: the caller writes them to the store, from which it
-// rebuilds the index at start with Load, and serves them as the audit.
+// and keeps no copy: the caller appends them to the store's log
+// (Change.Stored, metrics.SuppressionLog), serves that log as the audit,
+// and rebuilds the index from it at start (see Persistence).
 //
 // # The blocklist
 //
@@ -67,6 +68,28 @@
 // kept, since whether "+tag" is a sub-address is the receiving domain's
 // own rule (RFC 5233). Event ids are stored as given.
 //
+// # Persistence
+//
+// The store keeps an append-only log of changes; the index is its fold.
+// Replay applies the log in (Time, ID) order and rebuilds the exact
+// state, including what no entry shows: every soft bounce counted is an
+// ActionCounted change (the one that completes a window too, since replay
+// needs every hit), a lift restores its marker, a re-subscription its
+// own. The order of the log is the order of the changes of one entry: a
+// lift or a re-subscription takes effect after the evidence it undoes,
+// even evidence dated ahead of the clock (Change.Time is moved a
+// nanosecond past it if need be), and an addition that sorts before the
+// expiry of the entry it replaces wins by its later expiry. An account's
+// own entry names that account (its scope) as the one whose send caused
+// it. Replay keeps entries past their expiry until the log (or a Sweep)
+// says they expired, as the index that made them did.
+//
+// Intake replays the last batch after a crash, so Observe is idempotent:
+// soft hits are keyed by event id, an expiry only ever moves later, an
+// unsubscribe in force is not repeated, and evidence dated at or before
+// a lift or re-subscription does not count again. Load, which takes
+// entries rather than changes, restores none of the markers.
+//
 // # The index
 //
 // Blocklist entries are 36-byte structs in a slice, found through an
@@ -80,7 +103,7 @@
 // beside the blocklist.
 //
 // One sync.RWMutex guards the index: Check takes the read lock for a
-// batch, Observe, Lift, Unsubscribe, Resubscribe, Sweep and Load the
-// write lock. Sweep walks the whole index: call it periodically, not per
+// batch, Observe, Lift, Unsubscribe, Resubscribe, Sweep, Load and Replay
+// the write lock. Sweep walks the whole index: call it periodically, not per
 // check.
 package suppress

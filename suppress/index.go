@@ -30,6 +30,7 @@ type Action string
 const (
 	ActionAdded        Action = "added"        // an address went on the blocklist
 	ActionExtended     Action = "extended"     // a later qualifying event moved its expiry
+	ActionCounted      Action = "counted"      // a soft bounce was counted towards SoftThreshold
 	ActionExpired      Action = "expired"      // its expiry passed (Change.Time is the expiry)
 	ActionLifted       Action = "lifted"       // taken off the blocklist before its expiry
 	ActionLiftRefused  Action = "lift_refused" // a lift of another account's entry without the admin key
@@ -38,9 +39,9 @@ const (
 )
 
 // Change is one mutation of the lists, for the audit (GET /v1/audit) and
-// for the store that persists the entries: every call that changes
-// something returns its changes, in order, and keeps no copy. The caller
-// writes them.
+// for the store's log, from which Replay rebuilds the index: every call
+// that changes something returns its changes, in order, and keeps no
+// copy. The caller writes them (Stored).
 type Change struct {
 	Time         time.Time // when it took effect: the event's time, the call's clock, or the expiry
 	Action       Action
@@ -154,6 +155,7 @@ type unsubEntry struct {
 	active  bool
 	since   int64 // unsubscribed at
 	resub   int64 // re-subscribed at, when !active: events dated at or before it do not count
+	at      int64 // unix nanoseconds: the Time of the change that made the entry what it is
 	reason  string
 	eventID string
 }
@@ -326,10 +328,21 @@ func (x *Index) observeBounce(changes []Change, e *metrics.Event, trust Trust, b
 	if lift, ok := x.lifted[sk]; ok && at <= lift {
 		return changes, nil // evidence from before a lift: only a new event counts
 	}
+	// The account whose send caused the entry: the event's, or for an
+	// account's own entry that account (its scope), so that a change
+	// names the scope and replays into the same key.
+	account := e.Account
+	if own {
+		account = trust.Account
+	}
 	life := x.rules.lifetime()
 	qualifying := e // the event whose time sets the expiry
 	if class == Soft {
-		q, ok := x.countSoft(sk, e, now)
+		q, counted, ok := x.countSoft(sk, e, account, now)
+		if counted {
+			changes = append(changes, Change{Time: e.Time.UTC(), Action: ActionCounted, Address: addr,
+				Account: account, Shared: !own, List: Blocklist, Reason: e.Reason, EventID: e.EventID, By: by})
+		}
 		if !ok {
 			return changes, nil
 		}
@@ -348,9 +361,12 @@ func (x *Index) observeBounce(changes []Change, e *metrics.Event, trust Trust, b
 	}
 	ch := Change{Address: addr, Shared: !own, List: Blocklist, Reason: qualifying.Reason,
 		EventID: qualifying.EventID, Account: qualifying.Account, By: by}
+	if own {
+		ch.Account = account
+	}
 	if !found {
 		ne := entry{since: clampUnix(qt), until: clampUnix(until), reason: x.reason(qualifying.Reason),
-			account: x.account(qualifying.Account)}
+			account: x.account(ch.Account)}
 		if setID(&ne, qualifying.EventID) {
 			x.oddIDs[sk] = qualifying.EventID
 		}
@@ -365,7 +381,7 @@ func (x *Index) observeBounce(changes []Change, e *metrics.Event, trust Trust, b
 	if clampUnix(until) <= en.until {
 		return changes, nil // an older or repeated event never shortens an entry
 	}
-	en.until, en.reason, en.account = clampUnix(until), x.reason(qualifying.Reason), x.account(qualifying.Account)
+	en.until, en.reason, en.account = clampUnix(until), x.reason(qualifying.Reason), x.account(ch.Account)
 	if setID(en, qualifying.EventID) {
 		x.oddIDs[sk] = qualifying.EventID
 	} else {
@@ -375,28 +391,28 @@ func (x *Index) observeBounce(changes []Change, e *metrics.Event, trust Trust, b
 	return append(changes, ch), nil
 }
 
-// countSoft records a soft bounce for sk and reports whether
-// SoftThreshold of them (distinct event ids) fall within SoftWindow
-// with it; if so it returns the latest event of such a window that holds
-// e, whose time sets the expiry. Hits older than one blocklist lifetime
-// (or one window, if longer) before now can no longer make a live entry
-// and are dropped.
-func (x *Index) countSoft(sk string, e *metrics.Event, now int64) (*metrics.Event, bool) {
+// countSoft records a soft bounce for sk (counted: it was not recorded
+// before; hits are keyed by event id, so an event seen twice counts once)
+// and reports whether SoftThreshold of them fall within SoftWindow with
+// it; if so it returns the latest event of such a window that holds e,
+// whose time sets the expiry. Hits older than one blocklist lifetime (or
+// one window, if longer) before now can no longer make a live entry and
+// are dropped.
+func (x *Index) countSoft(sk string, e *metrics.Event, account string, now int64) (q *metrics.Event, counted, ok bool) {
 	hits := x.soft[sk]
 	at := e.Time.Unix()
 	horizon := now - max(x.rules.lifetime(), int64(x.rules.SoftWindow/time.Second))
 	if at <= horizon {
-		return nil, false
+		return nil, false, false
 	}
 	hits = slices.DeleteFunc(hits, func(h softHit) bool { return h.at <= horizon })
 	for _, h := range hits {
-		if h.eventID == e.EventID && h.at == at {
+		if h.eventID == e.EventID {
 			x.soft[sk] = hits
-			return nil, false // seen before
+			return nil, false, false // seen before
 		}
 	}
-	i := sort.Search(len(hits), func(i int) bool { return hits[i].at > at })
-	hits = slices.Insert(hits, i, softHit{at: at, eventID: e.EventID, account: e.Account, reason: e.Reason})
+	hits, i := insertHit(hits, softHit{at: at, eventID: e.EventID, account: account, reason: e.Reason})
 	x.soft[sk] = hits
 	// Windows of SoftThreshold consecutive hits holding hit i; the latest
 	// end wins.
@@ -408,11 +424,21 @@ func (x *Index) countSoft(sk string, e *metrics.Event, now int64) (*metrics.Even
 		}
 	}
 	if best < 0 {
-		return nil, false
+		return nil, true, false
 	}
 	h := hits[best]
 	return &metrics.Event{EventID: h.eventID, Time: time.Unix(h.at, 0).UTC(), Account: h.account,
-		Reason: h.reason, Kind: metrics.KindBounced}, true
+		Reason: h.reason, Kind: metrics.KindBounced}, true, true
+}
+
+// insertHit inserts h into hits, kept in order of time (and of event id
+// among equal times, so that the order does not depend on the order of
+// arrival), and returns where.
+func insertHit(hits []softHit, h softHit) ([]softHit, int) {
+	i := sort.Search(len(hits), func(i int) bool {
+		return hits[i].at > h.at || hits[i].at == h.at && hits[i].eventID > h.eventID
+	})
+	return slices.Insert(hits, i, h), i
 }
 
 // expire removes the entry at slot/idx, which is past its expiry, and
@@ -459,13 +485,15 @@ func (x *Index) observeUnsubscribe(changes []Change, e *metrics.Event, by string
 			return changes, err
 		}
 	}
-	return x.unsubscribe(changes, e.Account, domain, addr, string(e.Kind), e.EventID, e.Time.Unix(), by, false), nil
+	return x.unsubscribe(changes, e.Account, domain, addr, string(e.Kind), e.EventID, e.Time.Unix(), e.Time, by, false), nil
 }
 
 // unsubscribe adds an unsubscribe entry unless one is in force; an event
 // dated at or before a re-subscription does not count (api: the caller's
-// word does).
-func (x *Index) unsubscribe(changes []Change, account, domain, addr, reason, eventID string, at int64, by string, api bool) []Change {
+// word does). at is the time of the unsubscription, when the Time of its
+// change: for the API, the clock, moved past the re-subscription if it is
+// not after it, so that the log replays them in their order.
+func (x *Index) unsubscribe(changes []Change, account, domain, addr, reason, eventID string, at int64, when time.Time, by string, api bool) []Change {
 	sc := unsubScope{account, domain}
 	m := x.unsubs[sc]
 	if m == nil {
@@ -476,8 +504,19 @@ func (x *Index) unsubscribe(changes []Change, account, domain, addr, reason, eve
 	if u != nil && (u.active || !api && at <= u.resub) {
 		return changes
 	}
-	m[addr] = &unsubEntry{active: true, since: at, reason: reason, eventID: eventID}
-	return append(changes, Change{Time: time.Unix(at, 0).UTC(), Action: ActionUnsubscribed, Address: addr,
+	when = after(when, u)
+	m[addr] = &unsubEntry{active: true, since: at, at: when.UnixNano(), reason: reason, eventID: eventID}
+	return append(changes, Change{Time: when, Action: ActionUnsubscribed, Address: addr,
 		Account: account, SenderDomain: domain, List: Unsubscribe, Reason: reason, EventID: eventID,
 		Since: time.Unix(at, 0).UTC(), By: by})
+}
+
+// after returns t, or if the last change of u is not before it, the
+// instant after that change: the changes of one entry keep their order in
+// the log, which is replayed in (Time, ID) order.
+func after(t time.Time, u *unsubEntry) time.Time {
+	if u != nil && t.UnixNano() <= u.at {
+		return time.Unix(0, u.at+1).UTC()
+	}
+	return t.UTC()
 }
