@@ -97,6 +97,7 @@ var tests = []struct {
 	{"MachineVerdict", testMachineVerdict},
 	{"MachineVerdictUnique", testMachineVerdictUnique},
 	{"VerdictKeepsID", testVerdictKeepsID},
+	{"PostedByKeepsID", testPostedByKeepsID},
 	{"GroupByCategory", testGroupByCategory},
 	{"DroppedReasons", testDroppedReasons},
 	{"Rates", testRates},
