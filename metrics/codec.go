@@ -12,7 +12,8 @@ import (
 // because every accepted event is encoded once and decoded once on its way
 // to the store.
 //
-//	version  1 byte (eventsCodecV2; DecodeEvents also reads eventsCodecV1)
+//	version  1 byte (eventsCodecV3; DecodeEvents also reads eventsCodecV1
+//	         and eventsCodecV2)
 //	count    uvarint
 //	count times:
 //	  time        varint, Unix seconds (normalized events have whole seconds)
@@ -21,7 +22,8 @@ import (
 //	              (V1: 0 false, 1 true; a V1 false is read as no verdict,
 //	              which statistics count as human, as they did)
 //	  each string field in stringFields order: uvarint length, bytes
-//	              (V1 lacks the fields after evidence_id: category)
+//	              (V1 lacks the fields after evidence_id: category and
+//	              posted_by; V2 lacks those after category: posted_by)
 //
 // Adding a field to Event needs a new version, and DecodeEvents must keep
 // reading the old ones: records written before an upgrade are still in the
@@ -29,17 +31,21 @@ import (
 const (
 	eventsCodecV1 = 1
 	eventsCodecV2 = 2
+	eventsCodecV3 = 3
 )
 
-// v1StringFields is how many of stringFields a V1 record carries.
-const v1StringFields = 26
+// How many of stringFields a V1 and a V2 record carry.
+const (
+	v1StringFields = 26
+	v2StringFields = 27
+)
 
 // ErrBadEncoding is wrapped by DecodeEvents' errors.
 var ErrBadEncoding = errors.New("bad event encoding")
 
 // AppendEvents appends the binary encoding of events to dst.
 func AppendEvents(dst []byte, events []Event) []byte {
-	dst = append(dst, eventsCodecV2)
+	dst = append(dst, eventsCodecV3)
 	dst = binary.AppendUvarint(dst, uint64(len(events)))
 	for i := range events {
 		e := &events[i]
@@ -65,13 +71,20 @@ func AppendEvents(dst []byte, events []Event) []byte {
 // DecodeEvents decodes what AppendEvents wrote. The strings of the events
 // share one copy of data.
 func DecodeEvents(data []byte) ([]Event, error) {
-	if len(data) == 0 || (data[0] != eventsCodecV1 && data[0] != eventsCodecV2) {
+	if len(data) == 0 {
 		return nil, fmt.Errorf("metrics: %w: unknown version", ErrBadEncoding)
 	}
 	version := data[0]
-	fields := stringFields
-	if version == eventsCodecV1 {
+	var fields []stringField
+	switch version {
+	case eventsCodecV1:
 		fields = stringFields[:v1StringFields]
+	case eventsCodecV2:
+		fields = stringFields[:v2StringFields]
+	case eventsCodecV3:
+		fields = stringFields
+	default:
+		return nil, fmt.Errorf("metrics: %w: unknown version", ErrBadEncoding)
 	}
 	d := decoder{s: string(data[1:])}
 	n := d.uvarint()
@@ -92,7 +105,7 @@ func DecodeEvents(data []byte) ([]Event, error) {
 		switch m := d.byte(); {
 		case m == 1:
 			e.Machine = Verdict(true)
-		case m == 2 && version == eventsCodecV2:
+		case m == 2 && version != eventsCodecV1:
 			e.Machine = Verdict(false)
 		case m > 2 || m == 2 && version == eventsCodecV1:
 			if d.err == nil {

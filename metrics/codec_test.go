@@ -68,7 +68,7 @@ func TestEventsCodecReadsV1(t *testing.T) {
 	in[2].Machine = nil
 	want := append([]Event{}, in...)
 	for i := range want {
-		want[i].Category = ""
+		want[i].Category, want[i].PostedBy = "", ""
 	}
 	want[1].Machine = nil
 	out, err := DecodeEvents(appendEventsV1(nil, in))
@@ -80,6 +80,61 @@ func TestEventsCodecReadsV1(t *testing.T) {
 	}
 }
 
+// appendEventsV2 is AppendEvents as it was before version 3 (no
+// posted_by), for the spool records an upgrade finds.
+func appendEventsV2(dst []byte, events []Event) []byte {
+	v3 := AppendEvents(nil, nil)[0]
+	if v3 != eventsCodecV3 {
+		panic("AppendEvents no longer writes version 3")
+	}
+	dst = append(dst, eventsCodecV2)
+	dst = binary.AppendUvarint(dst, uint64(len(events)))
+	for i := range events {
+		e := &events[i]
+		dst = binary.AppendVarint(dst, e.Time.Unix())
+		dst = binary.AppendUvarint(dst, uint64(e.ReplyCode))
+		machine := byte(0)
+		if e.Machine != nil {
+			machine = 2
+			if *e.Machine {
+				machine = 1
+			}
+		}
+		dst = append(dst, machine)
+		for _, f := range stringFields[:v2StringFields] {
+			v := *f.get(e)
+			dst = binary.AppendUvarint(dst, uint64(len(v)))
+			dst = append(dst, v...)
+		}
+	}
+	return dst
+}
+
+// Records spooled before posted_by decode with it empty, everything else
+// (the three-state verdict, the category) as written.
+func TestEventsCodecReadsV2(t *testing.T) {
+	if stringFields[v2StringFields-1].name != "category" {
+		t.Fatalf("v2StringFields = %d no longer ends at category", v2StringFields)
+	}
+	in := []Event{fullEvent(), fullEvent(), fullEvent()}
+	in[1].Machine = Verdict(false)
+	in[2].Machine = nil
+	want := append([]Event{}, in...)
+	for i := range want {
+		want[i].PostedBy = ""
+	}
+	out, err := DecodeEvents(appendEventsV2(nil, in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(out, want) {
+		t.Errorf("V2 records:\n got %+v\nwant %+v", out, want)
+	}
+	if out[0].Category == "" {
+		t.Error("V2 record lost its category")
+	}
+}
+
 func TestEventsCodecRejectsDamage(t *testing.T) {
 	good := AppendEvents(nil, []Event{fullEvent(), fullEvent()})
 	for name, data := range map[string][]byte{
@@ -88,7 +143,8 @@ func TestEventsCodecRejectsDamage(t *testing.T) {
 		"truncated":       good[:len(good)-3],
 		"trailing bytes":  append(append([]byte{}, good...), 0),
 		"huge count":      {eventsCodecV2, 0xff, 0xff, 0xff, 0xff, 0x0f},
-		"bad verdict":     append([]byte{eventsCodecV2, 1, 2, 0, 3}, make([]byte, len(stringFields))...),
+		"bad verdict":     append([]byte{eventsCodecV3, 1, 2, 0, 3}, make([]byte, len(stringFields))...),
+		"V2 bad verdict":  append([]byte{eventsCodecV2, 1, 2, 0, 3}, make([]byte, v2StringFields)...),
 		"V1 verdict 2":    append([]byte{eventsCodecV1, 1, 2, 0, 2}, make([]byte, v1StringFields)...),
 	} {
 		if _, err := DecodeEvents(data); !errors.Is(err, ErrBadEncoding) {

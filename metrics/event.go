@@ -135,6 +135,14 @@ type Event struct {
 
 	// Evidence: the stored raw message that produced the event.
 	EvidenceID string `json:"evidence_id,omitempty"`
+
+	// PostedBy is the account whose key posted the event through the API;
+	// empty when repute produced the event itself (a parsed report, its
+	// sender) or the admin key posted it. It decides whether a blocklist
+	// entry the event causes is shared with every account (empty) or
+	// limited to that account. The API sets it from the key; it is not
+	// part of the id (ComputeID).
+	PostedBy string `json:"posted_by,omitempty"`
 }
 
 // Verdict returns a machine-open verdict for Event.Machine: true for a
@@ -352,6 +360,8 @@ var stringFields = []stringField{
 	// encodings stay prefixes of the newer (codec.go), and hashed only when
 	// set, so that the ids of events without it are what they were.
 	{"category", func(e *Event) *string { return &e.Category }, maxShortField},
+	// Who posted the event: never hashed (ComputeID).
+	{"posted_by", func(e *Event) *string { return &e.PostedBy }, maxShortField},
 }
 
 func (e *Event) checkStrings() error {
@@ -382,7 +392,8 @@ func (e *Event) checkStrings() error {
 // client's second look — never makes the same open another event. (They
 // keep their place in the encoding so that ids computed before the verdict
 // became three-state are unchanged.) category enters only when set, for
-// the same reason. Call it on a normalized event.
+// the same reason. posted_by never enters: who posted a fact does not make
+// it another fact. Call it on a normalized event.
 func (e *Event) ComputeID() string {
 	buf := make([]byte, 0, 512)
 	put := func(name, value string) {
@@ -394,7 +405,7 @@ func (e *Event) ComputeID() string {
 	put("time", e.Time.UTC().Format(time.RFC3339))
 	for _, f := range stringFields {
 		switch f.name {
-		case "event_id", "recipient_domain", "isp", "category":
+		case "event_id", "recipient_domain", "isp", "category", "posted_by":
 			continue
 		case "machine_reason":
 			put(f.name, "")

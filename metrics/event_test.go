@@ -50,6 +50,8 @@ func TestNormalizeErrors(t *testing.T) {
 		{"before 2000", func(e *Event) { e.Time = time.Date(1999, 12, 31, 23, 59, 59, 0, time.UTC) }, "time", ErrTimeRange},
 		{"far future", func(e *Event) { e.Time = testNow.Add(61 * time.Minute) }, "time", ErrTimeRange},
 		{"long campaign", func(e *Event) { e.Campaign = strings.Repeat("x", 256) }, "campaign", ErrFieldTooLong},
+		{"long posted_by", func(e *Event) { e.PostedBy = strings.Repeat("x", 256) }, "posted_by", ErrFieldTooLong},
+		{"posted_by not utf-8", func(e *Event) { e.PostedBy = "acme\xff" }, "posted_by", ErrInvalidUTF8},
 		{"invalid utf-8", func(e *Event) { e.Diagnostic = "550 \xff" }, "diagnostic", ErrInvalidUTF8},
 		{"bad bounce type", func(e *Event) { e.Kind = KindBounced; e.BounceType = "medium" }, "bounce_type", ErrInvalidValue},
 		{"bad category", func(e *Event) { e.Category = "promotional" }, "category", ErrInvalidValue},
@@ -275,6 +277,26 @@ func TestComputeIDIgnoresMachineVerdict(t *testing.T) {
 	}
 	if ids[e.EventID] {
 		t.Error("a category did not change the id")
+	}
+}
+
+// Who posted an event does not make it another event: two events equal
+// but for PostedBy have one id.
+func TestComputeIDIgnoresPostedBy(t *testing.T) {
+	ids := map[string]bool{}
+	for _, by := range []string{"", "acme", "other"} {
+		e := validEvent()
+		e.PostedBy = by
+		if err := e.Normalize(ISPMap{}, testNow); err != nil {
+			t.Fatal(err)
+		}
+		if e.PostedBy != by {
+			t.Errorf("Normalize changed posted_by %q to %q", by, e.PostedBy)
+		}
+		ids[e.EventID] = true
+	}
+	if len(ids) != 1 {
+		t.Errorf("posted_by gave %d ids, want 1: %v", len(ids), ids)
 	}
 }
 

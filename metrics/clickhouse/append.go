@@ -20,7 +20,7 @@ var columns = []string{"account", "event_id", "time", "kind", "source", "source_
 	"recipient_domain", "isp", "bounce_type", "reason", "status", "reply_code",
 	"diagnostic", "remote_mta", "correlation", "feedback_type", "feedback_provider",
 	"recipient_recovered_from", "user_agent", "client_ip", "machine",
-	"machine_reason", "url", "evidence_id", "precedence"}
+	"machine_reason", "url", "evidence_id", "posted_by", "precedence"}
 
 func insertSQL(table string) string {
 	return "INSERT INTO " + table + " (" + strings.Join(columns, ", ") + ")"
@@ -175,6 +175,7 @@ func columnValues(events []metrics.Event, prec uint64) ([]any, error) {
 		str(func(e *metrics.Event) string { return e.MachineReason }),
 		str(func(e *metrics.Event) string { return e.URL }),
 		str(func(e *metrics.Event) string { return e.EvidenceID }),
+		str(func(e *metrics.Event) string { return e.PostedBy }),
 		precs,
 	}, nil
 }

@@ -159,8 +159,8 @@ type column struct {
 	value func(e *metrics.Event) driver.Value
 }
 
-// columns lists every column of events in table order (as migrations 0002
-// and 0004 leave it): the Appender fills them by position.
+// columns lists every column of events in table order (as migrations 0002,
+// 0004 and 0009 leave it): the Appender fills them by position.
 var columns = []column{
 	{"event_id", func(e *metrics.Event) driver.Value { return e.EventID }},
 	{"time", func(e *metrics.Event) driver.Value { return e.Time.UTC() }},
@@ -198,6 +198,7 @@ var columns = []column{
 	{"evidence_id", func(e *metrics.Event) driver.Value { return e.EvidenceID }},
 	{"key_hash", func(e *metrics.Event) driver.Value { return keyHash(e.Key()) }},
 	{"category", func(e *metrics.Event) driver.Value { return e.Category }},
+	{"posted_by", func(e *metrics.Event) driver.Value { return e.PostedBy }},
 }
 
 // keyHash returns the key_hash of k: md5_number_lower(account || chr(0) ||

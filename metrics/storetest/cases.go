@@ -532,6 +532,25 @@ func testVerdictKeepsID(t *testing.T, s *suite) {
 	checkCounts(t, "totals", totals(t, st, window()), metrics.Counts{OpenedHuman: 1, OpenedUnverified: 1})
 }
 
+// Who posted an event is not part of it: the same fact posted through two
+// accounts' keys, or by repute itself, is one event, and Append takes a
+// posted_by without complaint.
+func testPostedByKeepsID(t *testing.T, s *suite) {
+	st := s.open(t)
+	byAcme := mk(t, ev{kind: metrics.KindBounced, msg: "m1", bounce: "hard"})
+	byAcme.PostedBy = "acme"
+	byNobody := byAcme
+	byNobody.PostedBy, byNobody.EventID = "", ""
+	byNobody.EventID = byNobody.ComputeID()
+	if byNobody.EventID != byAcme.EventID {
+		t.Fatalf("ids %s (posted by acme), %s (by nobody): want one id", byAcme.EventID, byNobody.EventID)
+	}
+	appendOK(t, st, []metrics.Event{byAcme})
+	checkKnown(t, st, []metrics.Event{byNobody}, map[metrics.Key]bool{byNobody.Key(): true})
+	appendOK(t, st, []metrics.Event{byNobody})
+	checkCounts(t, "totals", totals(t, st, window()), metrics.Counts{BouncedHard: 1})
+}
+
 func testGroupByCategory(t *testing.T, s *suite) {
 	st := s.open(t)
 	appendOK(t, st, mkAll(t,

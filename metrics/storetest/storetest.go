@@ -29,6 +29,11 @@
 //     sort as strings.
 //   - Known reports the stored keys among the candidates (a key mapped to
 //     false counts as absent).
+//   - A store that keeps the suppression log (metrics.SuppressionLog)
+//     returns every field of a change as appended (times to the
+//     nanosecond, a zero time as zero), each ID once however often it was
+//     appended (the first stored wins), in (Time, ID) order, and stops at
+//     fn's first error, returning it.
 //
 // Event times are fixed (around 2026-11-24T10:00:00Z), so results do not
 // depend on the clock.
@@ -92,6 +97,7 @@ var tests = []struct {
 	{"MachineVerdict", testMachineVerdict},
 	{"MachineVerdictUnique", testMachineVerdictUnique},
 	{"VerdictKeepsID", testVerdictKeepsID},
+	{"PostedByKeepsID", testPostedByKeepsID},
 	{"GroupByCategory", testGroupByCategory},
 	{"DroppedReasons", testDroppedReasons},
 	{"Rates", testRates},
@@ -107,6 +113,9 @@ var tests = []struct {
 	{"SendLookup", testSendLookup},
 	{"Leases", testLeases},
 	{"LeaseExpiry", testLeaseExpiry},
+	{"SuppressionLog", testSuppressionLog},
+	{"SuppressionLogIdempotent", testSuppressionLogIdempotent},
+	{"SuppressionLogStop", testSuppressionLogStop},
 }
 
 // suite is the state of one subtest: the harness and the current store.

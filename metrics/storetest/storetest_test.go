@@ -33,6 +33,8 @@ type memData struct {
 	mu     sync.Mutex
 	events []metrics.Event
 	keys   map[metrics.Key]bool
+	// changes is the suppression log, by id.
+	changes map[string]metrics.SuppressionChange
 }
 
 type memStore struct{ data *memData }
@@ -170,3 +172,40 @@ func (s *memStore) Stats(_ context.Context, q metrics.StatsQuery) (*metrics.Stat
 
 func (s *memStore) Ping(context.Context) error { return nil }
 func (s *memStore) Close() error               { return nil }
+
+func (s *memStore) AppendSuppressionChanges(_ context.Context, changes []metrics.SuppressionChange) error {
+	d := s.data
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.changes == nil {
+		d.changes = map[string]metrics.SuppressionChange{}
+	}
+	for _, c := range changes {
+		if _, ok := d.changes[c.ID]; !ok {
+			d.changes[c.ID] = c
+		}
+	}
+	return nil
+}
+
+func (s *memStore) SuppressionChanges(_ context.Context, fn func(metrics.SuppressionChange) error) error {
+	d := s.data
+	d.mu.Lock()
+	all := make([]metrics.SuppressionChange, 0, len(d.changes))
+	for _, c := range d.changes {
+		all = append(all, c)
+	}
+	d.mu.Unlock()
+	slices.SortFunc(all, func(a, b metrics.SuppressionChange) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	for _, c := range all {
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,121 @@
+package duckdb
+
+import (
+	"context"
+	"database/sql/driver"
+	"fmt"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"repute/metrics"
+)
+
+var _ metrics.SuppressionLog = (*Store)(nil)
+
+// suppressionColumns are the columns of suppression_changes in table order
+// (migrations/0008_suppression_changes.sql): the Appender fills the staging
+// table by position.
+const suppressionColumns = `id, time_ns, action, address, account, shared, sender_domain,
+    list, reason, event_id, since_ns, until_ns, changed_by`
+
+// suppressionStaging is the temporary table (of the write connection) that
+// AppendSuppressionChanges fills through an Appender before one INSERT OR
+// IGNORE moves the changes not stored yet into suppression_changes, as
+// PutEvidence does.
+const suppressionStaging = `CREATE TEMP TABLE IF NOT EXISTS suppression_changes_in (
+    id VARCHAR, time_ns BIGINT, action VARCHAR, address VARCHAR, account VARCHAR,
+    shared BOOLEAN, sender_domain VARCHAR, list VARCHAR, reason VARCHAR,
+    event_id VARCHAR, since_ns BIGINT, until_ns BIGINT, changed_by VARCHAR)`
+
+// unixNano is t in Unix nanoseconds, 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromUnixNano is the inverse of unixNano, in UTC.
+func fromUnixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}
+
+// AppendSuppressionChanges stores changes in one transaction; a change whose
+// ID is stored already (or repeated within the call) is left as the first
+// stored.
+func (s *Store) AppendSuppressionChanges(ctx context.Context, changes []metrics.SuppressionChange) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	err := s.writeTx(ctx, func() error {
+		if _, err := s.write.ExecContext(ctx, suppressionStaging); err != nil {
+			return err
+		}
+		if _, err := s.write.ExecContext(ctx, "DELETE FROM suppression_changes_in"); err != nil {
+			return err
+		}
+		seen := make(map[string]bool, len(changes))
+		err := s.write.Raw(func(dc any) error {
+			a, err := duckdb.NewAppender(dc.(driver.Conn), "temp", "main", "suppression_changes_in")
+			if err != nil {
+				return err
+			}
+			for _, c := range changes {
+				if seen[c.ID] {
+					continue
+				}
+				seen[c.ID] = true
+				if err := a.AppendRow(c.ID, unixNano(c.Time), c.Action, c.Address, c.Account, c.Shared,
+					c.SenderDomain, c.List, c.Reason, c.EventID, unixNano(c.Since), unixNano(c.Until), c.By); err != nil {
+					a.Close()
+					return err
+				}
+			}
+			return a.CloseWithCancel(ctx)
+		})
+		if err != nil {
+			return err
+		}
+		_, err = s.write.ExecContext(ctx, "INSERT OR IGNORE INTO suppression_changes ("+suppressionColumns+
+			") SELECT "+suppressionColumns+" FROM suppression_changes_in")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("duckdb: append %d suppression changes: %w", len(changes), err)
+	}
+	return nil
+}
+
+// SuppressionChanges calls fn with every stored change in (Time, ID) order,
+// row by row as the query streams them, and stops at fn's first error,
+// which it returns as it is.
+func (s *Store) SuppressionChanges(ctx context.Context, fn func(metrics.SuppressionChange) error) error {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+suppressionColumns+
+		" FROM suppression_changes ORDER BY time_ns, id")
+	if err != nil {
+		return fmt.Errorf("duckdb: suppression changes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			c                metrics.SuppressionChange
+			at, since, until int64
+		)
+		if err := rows.Scan(&c.ID, &at, &c.Action, &c.Address, &c.Account, &c.Shared, &c.SenderDomain,
+			&c.List, &c.Reason, &c.EventID, &since, &until, &c.By); err != nil {
+			return fmt.Errorf("duckdb: suppression changes: %w", err)
+		}
+		c.Time, c.Since, c.Until = fromUnixNano(at), fromUnixNano(since), fromUnixNano(until)
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("duckdb: suppression changes: %w", err)
+	}
+	return nil
+}
