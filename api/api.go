@@ -75,6 +75,9 @@ type Options struct {
 	// EvidenceReader serves GET /v1/evidence/{id}; nil: the route does
 	// not exist.
 	EvidenceReader metrics.EvidenceReader
+	// Suppressions answers POST /v1/suppressions/check; nil: the route
+	// is not served.
+	Suppressions SuppressionChecker
 
 	// RetryAfter is sent with 503 when the spool is full or the bodies in
 	// flight are over their budget. Default 5 s.
@@ -158,6 +161,10 @@ func NewHandler(opts Options) (http.Handler, error) {
 	if opts.EvidenceReader != nil {
 		mux.HandleFunc("GET /v1/evidence/{id}", s.authed(s.getEvidence))
 		endpoints += ", GET /v1/evidence/{id}"
+	}
+	if opts.Suppressions != nil {
+		mux.HandleFunc("POST /v1/suppressions/check", s.authed(s.postSuppressionCheck))
+		endpoints += ", POST /v1/suppressions/check"
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
@@ -557,6 +564,9 @@ func (s *server) validate(e *metrics.Event, p Principal, now time.Time) (problem
 			return "wrong_account", fmt.Errorf("account %q is not the key's account %q", e.Account, p.Account)
 		}
 	}
+	// Who posted it is the server's to say, never the poster's: it decides
+	// whether a bounce blocklists the address for every account (issue 10).
+	e.PostedBy = postedBy(p)
 	if e.Source == "" {
 		e.Source = "http"
 	}
@@ -569,6 +579,15 @@ func (s *server) validate(e *metrics.Event, p Principal, now time.Time) (problem
 		return label, errors.New(strings.TrimPrefix(err.Error(), "metrics: "))
 	}
 	return "", nil
+}
+
+// postedBy is the event's posted_by for a principal: the account of an
+// account key, "" for the admin key (trusted like repute's own sources).
+func postedBy(p Principal) string {
+	if p.Admin {
+		return ""
+	}
+	return p.Account
 }
 
 // statsRow is one group (or the totals) of GET /v1/stats.

@@ -115,6 +115,12 @@ func (s *server) postFeedback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "unusable report: "+err.Error()+"; nothing was stored")
 		return
 	}
+	for i := range rep.Events {
+		// A report posted with an account key is that account's word, not
+		// repute's own reading of its mail: it suppresses for that account
+		// only (issue 10).
+		rep.Events[i].PostedBy = postedBy(p)
+	}
 	if !p.Admin {
 		for _, e := range rep.Events {
 			if e.Account != p.Account {

@@ -63,12 +63,14 @@ func (f processorFactory) feedbackFunc() api.FeedbackFunc {
 
 // store is what repute needs of a backend; both implement all of it: the
 // events and their stats, the send lookup of the feedback sources, the
-// evidence, and the leases of shared IMAP mailboxes.
+// evidence, the log of the suppression lists, and the leases of shared
+// IMAP mailboxes.
 type store interface {
 	metrics.Store
 	ingest.SendLookup
 	metrics.EvidenceWriter
 	metrics.EvidenceReader
+	metrics.SuppressionLog
 	imap.Leaser
 }
 

@@ -552,7 +552,14 @@ func openLocalIngest(ctx context.Context, cfg serveConfig, account string, stder
 		l.closeStores()
 		return nil, err
 	}
-	l.pipeline = intake.New(l.spool, l.store, intake.Options{Logger: log.With("component", "intake")})
+	// The suppression lists see what this run stores, as serve's do: their
+	// log is loaded first, then fed by every stored batch.
+	sup := newSuppression(l.store, log.With("component", "suppress"))
+	if err := sup.loadOnce(ctx); err != nil {
+		l.closeStores()
+		return nil, fmt.Errorf("loading the suppression lists: %w", err)
+	}
+	l.pipeline = intake.New(l.spool, l.store, intake.Options{Logger: log.With("component", "intake"), AfterStore: sup.afterStore})
 	runCtx, stop := context.WithCancel(context.Background())
 	l.stopRun, l.ran = stop, make(chan error, 1)
 	go func() { l.ran <- l.pipeline.Run(runCtx) }()

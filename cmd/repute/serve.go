@@ -86,6 +86,9 @@ type app struct {
 	spool    *spool.Spool
 	store    store
 	sources  []source
+	// suppression keeps the blocklist and the unsubscribe list, fed by
+	// intake once events are stored.
+	suppression *suppression
 	pipeline *intake.Pipeline
 	handler  http.Handler
 	adminKey string // the generated or configured admin key, if any
@@ -148,8 +151,10 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 			Name: "repute_spool_dead_records", Help: "Dead-letter files in the spool directory: events the store refused for good, set aside (repute spool dead lists them).",
 		}, func() float64 { return float64(a.spool.Stats().Dead) }),
 	)
+	a.suppression = newSuppression(a.store, log.With("component", "suppress"))
 	a.pipeline = intake.New(a.spool, a.store, intake.Options{
 		Logger: log.With("component", "intake"), Registerer: reg,
+		AfterStore: a.suppression.afterStore,
 	})
 	// One Converter configuration for every feedback source: POST
 	// /v1/feedback, the IMAP mailboxes and the Kafka raw topics.
@@ -166,6 +171,7 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		Feedback:       procs.feedbackFunc(),
 		Evidence:       a.store,
 		EvidenceReader: a.store,
+		Suppressions:   a.suppression,
 
 		Keys:         keys,
 		Submitter:    a.pipeline,
@@ -341,6 +347,9 @@ func listen(addr string) (net.Listener, error) {
 
 // ready says why the server cannot serve reads or drain the spool.
 func (a *app) ready(ctx context.Context) error {
+	if err := a.suppression.notReady(); err != nil {
+		return err
+	}
 	if err := a.store.Ping(ctx); err != nil {
 		return fmt.Errorf("store unreachable (events are kept in the spool): %w", err)
 	}
@@ -389,6 +398,10 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 		wg.Go(func() { runSources(sourcesCtx, a.sources, a.log) })
 		wg.Go(func() {
 			purgeEvidence(sourcesCtx, a.store, a.cfg.EvidenceRetention, a.log.With("component", "evidence"))
+		})
+		wg.Go(func() {
+			a.suppression.load(sourcesCtx)
+			a.suppression.sweep(sourcesCtx, time.Minute)
 		})
 		wg.Wait()
 	}()

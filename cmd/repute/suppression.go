@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"repute/metrics"
+	"repute/suppress"
+)
+
+// errSuppressionLoading is what the suppression lists answer until their
+// index is rebuilt from the store.
+var errSuppressionLoading = errors.New("the suppression lists are being loaded from the store")
+
+// suppression keeps the lists for repute serve: an index (package
+// suppress) rebuilt at start from the store's log of changes, fed with
+// every batch intake has stored (intake.Options.AfterStore), its changes
+// written to the log before the spool forgets the batch. A crash between
+// the two drains the batch again; observing is idempotent, so the log ends
+// with each change once.
+type suppression struct {
+	index *suppress.Index
+	store metrics.SuppressionLog
+	log   *slog.Logger
+	ready atomic.Bool
+
+	mu sync.Mutex // one writer at a time: the log's order is the index's
+	// pending are changes made in the index and not yet in the log (its
+	// write failed): written first at the next call.
+	pending []metrics.SuppressionChange
+}
+
+func newSuppression(store metrics.SuppressionLog, log *slog.Logger) *suppression {
+	return &suppression{store: store, log: log}
+}
+
+// load rebuilds the index from the log, retrying with backoff until it
+// succeeds or ctx ends; the lists answer only once it is done.
+func (s *suppression) load(ctx context.Context) {
+	wait := time.Second
+	for {
+		err := s.loadOnce(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		s.log.Error("suppression: loading the lists failed; retrying", "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
+	}
+}
+
+// loadOnce rebuilds the index from the log once. A failed read leaves
+// the index empty and the lists not ready.
+func (s *suppression) loadOnce(ctx context.Context) error {
+	start := time.Now()
+	index, err := suppress.New(suppress.Options{})
+	if err != nil {
+		return err
+	}
+	n := 0
+	err = s.store.SuppressionChanges(ctx, func(c metrics.SuppressionChange) error {
+		n++
+		if err := index.Apply(suppress.FromStored(c)); err != nil {
+			s.log.Warn("suppression: a change of the log cannot be applied; skipped", "change", c.ID, "err", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.index = index
+	s.pending = append(s.pending, stored(index.Sweep(time.Now()))...)
+	s.mu.Unlock()
+	s.ready.Store(true)
+	shared, own := index.Len()
+	s.log.Info("suppression lists loaded", "changes", n, "blocklist_shared", shared, "blocklist_own", own,
+		"took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// notReady says why the lists cannot answer, or nil (for /readyz).
+func (s *suppression) notReady() error {
+	if s.ready.Load() {
+		return nil
+	}
+	return errSuppressionLoading
+}
+
+// afterStore observes a batch intake has stored and writes the changes to
+// the log. Until the index is loaded it refuses, so the batch stays in the
+// spool and is observed once it is.
+func (s *suppression) afterStore(ctx context.Context, events []metrics.Event) error {
+	if !s.ready.Load() {
+		return errSuppressionLoading
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, run := range byPoster(events) {
+		changes, err := s.index.Observe(run, trustOf(run[0]))
+		s.pending = append(s.pending, stored(changes)...)
+		if err != nil {
+			s.log.Warn("suppression: events not observed", "err", err)
+		}
+	}
+	return s.flush(ctx)
+}
+
+// flush writes the pending changes to the log; s.mu is held.
+func (s *suppression) flush(ctx context.Context) error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	if err := s.store.AppendSuppressionChanges(ctx, s.pending); err != nil {
+		return fmt.Errorf("suppression log: %w", err)
+	}
+	s.pending = s.pending[:0]
+	return nil
+}
+
+// sweep records the entries past their expiry, every interval until ctx
+// ends.
+func (s *suppression) sweep(ctx context.Context, interval time.Duration) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+		if !s.ready.Load() {
+			continue
+		}
+		s.mu.Lock()
+		s.pending = append(s.pending, stored(s.index.Sweep(time.Now()))...)
+		if err := s.flush(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("suppression: writing expired entries to the log failed; retrying later", "err", err)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Check is the lists' answer for the API; errSuppressionLoading until the
+// index is loaded.
+func (s *suppression) Check(by suppress.Principal, senderDomain string, recipients []string) ([]suppress.Verdict, error) {
+	if !s.ready.Load() {
+		return nil, errSuppressionLoading
+	}
+	return s.index.Check(by, senderDomain, recipients), nil
+}
+
+// byPoster splits events into runs of the same poster, in order.
+func byPoster(events []metrics.Event) [][]metrics.Event {
+	var runs [][]metrics.Event
+	start := 0
+	for i := 1; i <= len(events); i++ {
+		if i == len(events) || events[i].PostedBy != events[start].PostedBy {
+			runs = append(runs, events[start:i])
+			start = i
+		}
+	}
+	return runs
+}
+
+// trustOf is the trust of an event's poster (issue 10): an event repute
+// produced itself (a report it parsed from a mailbox or a topic, its own
+// sender) or that the admin key posted has no PostedBy, and its entries
+// are shared with every account; one an account key posted suppresses for
+// that account only.
+func trustOf(e metrics.Event) suppress.Trust {
+	if e.PostedBy == "" {
+		return suppress.Trust{Shared: true, By: e.Source}
+	}
+	return suppress.Trust{Account: e.PostedBy, By: "key:" + e.PostedBy}
+}
+
+func stored(changes []suppress.Change) []metrics.SuppressionChange {
+	out := make([]metrics.SuppressionChange, len(changes))
+	for i, c := range changes {
+		out[i] = c.Stored()
+	}
+	return out
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"repute/api"
+	"repute/internal/testenv"
+	"repute/metrics"
+)
+
+// runApp starts repute serve in process and returns its base URL and a
+// stop that shuts it down cleanly.
+func runApp(t *testing.T, cfg serveConfig) (string, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := newApp(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.run(ctx, ln) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return "http://" + ln.Addr().String(), stop
+}
+
+type checkResult struct {
+	Recipient string `json:"recipient"`
+	Allowed   bool   `json:"allowed"`
+	List      string `json:"list"`
+	Reason    string `json:"reason"`
+	Since     string `json:"since"`
+	Until     string `json:"until"`
+	EventID   string `json:"event_id"`
+	Error     string `json:"error"`
+}
+
+func check(t *testing.T, base, key, senderDomain string, recipients ...string) []checkResult {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"sender_domain": senderDomain, "recipients": recipients})
+	var status int
+	var out string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, out = post(t, base+"/v1/suppressions/check", key, "application/json", body)
+		if status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // the lists are loading
+	}
+	if status != http.StatusOK {
+		t.Fatalf("check: %d %s", status, out)
+	}
+	var res struct {
+		Results []checkResult `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Results) != len(recipients) {
+		t.Fatalf("check answer %s (%v)", out, err)
+	}
+	return res.Results
+}
+
+// TestSuppressionThroughServe is issue 10's path through a real repute
+// serve, on both stores: bounces and complaints posted as events reach the
+// lists once stored; the check answers in order, by scope and trust; and a
+// restart rebuilds the same answers from the store's log.
+func TestSuppressionThroughServe(t *testing.T) {
+	t.Run("duckdb", func(t *testing.T) { testSuppressionThroughServe(t, "") })
+	t.Run("clickhouse", func(t *testing.T) { testSuppressionThroughServe(t, "clickhouse") })
+}
+
+func testSuppressionThroughServe(t *testing.T, backend string) {
+	cfg := defaultServeConfig()
+	cfg.Data = t.TempDir()
+	cfg.AdminKey = "admin"
+	cfg.Accounts = []accountConfig{{Name: "acme", Keys: []string{api.HashKey("acme-key")}}, {Name: "globex", Keys: []string{api.HashKey("globex-key")}}}
+	if backend == "clickhouse" {
+		cfg.ClickHouse, cfg.ClickHouseDatabase = testenv.ClickHouseDatabase(t)
+	}
+	base, stop := runApp(t, cfg)
+
+	at := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	bounce := func(id, account, rcpt, reason, status string) metrics.Event {
+		return metrics.Event{EventID: id, Time: at, Kind: metrics.KindBounced, Account: account, SenderDomain: "news." + account + ".example",
+			Recipient: rcpt, BounceType: metrics.BounceHard, Reason: reason, Status: status}
+	}
+	postEvents := func(key string, events ...metrics.Event) {
+		t.Helper()
+		body, _ := json.Marshal(events)
+		if status, out := post(t, base+"/v1/events?wait=visible", key, "application/json", body); status != http.StatusAccepted {
+			t.Fatalf("POST events: %d %s", status, out)
+		}
+	}
+	postEvents("admin",
+		bounce("b1", "acme", "gone@gmail.example", "userunknown", "5.1.1"),
+		bounce("b2", "acme", "blocked-us@gmail.example", "blocked", "5.7.1"), // a reputation refusal: the sender's problem
+		metrics.Event{EventID: "c1", Time: at, Kind: metrics.KindComplained, Account: "acme", SenderDomain: "news.acme.example",
+			Recipient: "angry@yahoo.example", FeedbackType: "abuse"},
+	)
+	postEvents("globex-key", bounce("g1", "globex", "theirs@outlook.example", "userunknown", "5.1.1"))
+
+	answers := func() []checkResult {
+		return check(t, base, "acme-key", "news.acme.example",
+			"gone@gmail.example", "Gone@GMAIL.example ", "ok@gmail.example", "blocked-us@gmail.example",
+			"angry@yahoo.example", "theirs@outlook.example", "not an address")
+	}
+	got := answers()
+	wantUntil := at.Add(14 * 24 * time.Hour).Format(time.RFC3339)
+	if r := got[0]; r.Allowed || r.List != "blocklist" || r.Reason != "userunknown" || r.Until != wantUntil || r.EventID != "b1" {
+		t.Errorf("a hard bounce: %+v; want blocklisted until %s naming b1", r, wantUntil)
+	}
+	if r := got[1]; r.Allowed || r.Recipient != "Gone@GMAIL.example " {
+		t.Errorf("the same address written otherwise: %+v", r)
+	}
+	if !got[2].Allowed || !got[3].Allowed {
+		t.Errorf("an unknown address and a reputation refusal must pass: %+v, %+v", got[2], got[3])
+	}
+	if r := got[4]; r.Allowed || r.List != "unsubscribe" || r.Until != "" {
+		t.Errorf("a complaint: %+v; want on the unsubscribe list, no expiry", r)
+	}
+	if !got[5].Allowed {
+		t.Errorf("a bounce posted with globex's key must not suppress for acme: %+v", got[5])
+	}
+	if got[6].Allowed || got[6].Error == "" {
+		t.Errorf("not an address: %+v", got[6])
+	}
+	// Another sender domain of acme: the complaint does not apply.
+	if r := check(t, base, "acme-key", "offers.acme.example", "angry@yahoo.example"); !r[0].Allowed {
+		t.Errorf("a complaint unsubscribes from its sender domain only: %+v", r[0])
+	}
+	// globex sees the shared entry without acme's event id, and its own.
+	g := check(t, base, "globex-key", "news.globex.example", "gone@gmail.example", "theirs@outlook.example", "angry@yahoo.example")
+	if g[0].Allowed || g[0].EventID != "" {
+		t.Errorf("globex on the shared entry: %+v; want refused, without acme's event id", g[0])
+	}
+	if g[1].Allowed || g[1].EventID != "g1" || !g[2].Allowed {
+		t.Errorf("globex: own entry %+v, acme's unsubscribe %+v", g[1], g[2])
+	}
+
+	// A restart rebuilds the lists from the store's log.
+	stop()
+	base, _ = runApp(t, cfg)
+	if again := answers(); !equalResults(again, got) {
+		t.Errorf("after a restart:\n%+v\nbefore:\n%+v", again, got)
+	}
+}
+
+func equalResults(a, b []checkResult) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSuppressionCheckErrors(t *testing.T) {
+	cfg := defaultServeConfig()
+	cfg.Data = t.TempDir()
+	cfg.AdminKey = "admin"
+	base, _ := runApp(t, cfg)
+	for _, tt := range []struct{ body, want string }{
+		{`{"recipients": ["a@b.example"]}`, "sender_domain is required"},
+		{`{"sender_domain": "x.example", "recipients": "a@b.example"}`, "malformed check"},
+		{`{"sender_domain": "x.example", "recipients": [` + strings.Repeat(`"a@b.example",`, api.MaxCheckRecipients) + `"a@b.example"]}`, "at most 10000"},
+	} {
+		status, out := post(t, base+"/v1/suppressions/check", "admin", "application/json", []byte(tt.body))
+		if status != http.StatusBadRequest || !strings.Contains(out, tt.want) {
+			t.Errorf("%.60s: %d %s; want 400 naming %q", tt.body, status, out, tt.want)
+		}
+	}
+}
