@@ -81,17 +81,17 @@ func durationAsText(_ []string, a slog.Attr) slog.Attr {
 
 // app is a running repute: spool, store, pipeline and HTTP handler.
 type app struct {
-	cfg      serveConfig
-	log      *slog.Logger
-	spool    *spool.Spool
-	store    store
-	sources  []source
+	cfg     serveConfig
+	log     *slog.Logger
+	spool   *spool.Spool
+	store   store
+	sources []source
 	// suppression keeps the blocklist and the unsubscribe list, fed by
 	// intake once events are stored.
 	suppression *suppression
-	pipeline *intake.Pipeline
-	handler  http.Handler
-	adminKey string // the generated or configured admin key, if any
+	pipeline    *intake.Pipeline
+	handler     http.Handler
+	adminKey    string // the generated or configured admin key, if any
 	// signing is the key set for the tokens repute issues.
 	signing signingKeys
 }
