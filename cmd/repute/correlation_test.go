@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"repute/api"
 	"repute/correlate"
-	"repute/internal/testenv"
 	"repute/metrics"
 )
 
@@ -30,13 +28,7 @@ func TestFeedbackCorrelation(t *testing.T) {
 }
 
 func testFeedbackCorrelation(t *testing.T, backend string) {
-	cfg := defaultServeConfig()
-	cfg.Data = t.TempDir()
-	cfg.AdminKey = "admin"
-	cfg.Accounts = []accountConfig{{Name: "acme", Keys: []string{api.HashKey("acme-key")}}, {Name: "globex", Keys: []string{api.HashKey("globex-key")}}}
-	if backend == "clickhouse" {
-		cfg.ClickHouse, cfg.ClickHouseDatabase = testenv.ClickHouseDatabase(t)
-	}
+	cfg := twoAccounts(t, backend)
 	key := strings.Repeat("k", 43)
 	if err := os.WriteFile(filepath.Join(cfg.Data, signingKeysFile), []byte(key+"\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -45,6 +45,22 @@ func runApp(t *testing.T, cfg serveConfig) (string, func()) {
 	return "http://" + ln.Addr().String(), stop
 }
 
+// twoAccounts is a serve configuration with the admin key "admin" and the
+// accounts acme and globex (keys "acme-key", "globex-key"), on DuckDB in a
+// temporary data directory or, for backend "clickhouse", on a test
+// database of its own.
+func twoAccounts(t *testing.T, backend string) serveConfig {
+	t.Helper()
+	cfg := defaultServeConfig()
+	cfg.Data = t.TempDir()
+	cfg.AdminKey = "admin"
+	cfg.Accounts = []accountConfig{{Name: "acme", Keys: []string{api.HashKey("acme-key")}}, {Name: "globex", Keys: []string{api.HashKey("globex-key")}}}
+	if backend == "clickhouse" {
+		cfg.ClickHouse, cfg.ClickHouseDatabase = testenv.ClickHouseDatabase(t)
+	}
+	return cfg
+}
+
 type checkResult struct {
 	Recipient string `json:"recipient"`
 	Allowed   bool   `json:"allowed"`
@@ -91,13 +107,7 @@ func TestSuppressionThroughServe(t *testing.T) {
 }
 
 func testSuppressionThroughServe(t *testing.T, backend string) {
-	cfg := defaultServeConfig()
-	cfg.Data = t.TempDir()
-	cfg.AdminKey = "admin"
-	cfg.Accounts = []accountConfig{{Name: "acme", Keys: []string{api.HashKey("acme-key")}}, {Name: "globex", Keys: []string{api.HashKey("globex-key")}}}
-	if backend == "clickhouse" {
-		cfg.ClickHouse, cfg.ClickHouseDatabase = testenv.ClickHouseDatabase(t)
-	}
+	cfg := twoAccounts(t, backend)
 	base, stop := runApp(t, cfg)
 
 	at := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
