@@ -75,9 +75,10 @@ type Options struct {
 	// EvidenceReader serves GET /v1/evidence/{id}; nil: the route does
 	// not exist.
 	EvidenceReader metrics.EvidenceReader
-	// Suppressions answers POST /v1/suppressions/check; nil: the route
-	// is not served.
-	Suppressions SuppressionChecker
+	// Suppressions are the suppression lists (POST /v1/suppressions/check,
+	// GET /v1/suppressions/{address}, DELETE /v1/blocklist/{address},
+	// POST and DELETE /v1/unsubscribes); nil: those routes are not served.
+	Suppressions Suppressions
 
 	// RetryAfter is sent with 503 when the spool is full or the bodies in
 	// flight are over their budget. Default 5 s.
@@ -164,7 +165,11 @@ func NewHandler(opts Options) (http.Handler, error) {
 	}
 	if opts.Suppressions != nil {
 		mux.HandleFunc("POST /v1/suppressions/check", s.authed(s.postSuppressionCheck))
-		endpoints += ", POST /v1/suppressions/check"
+		mux.HandleFunc("GET /v1/suppressions/{address}", s.authed(s.getSuppression))
+		mux.HandleFunc("DELETE /v1/blocklist/{address}", s.authed(s.deleteBlocklist))
+		mux.HandleFunc("POST /v1/unsubscribes", s.authed(s.postUnsubscribe))
+		mux.HandleFunc("DELETE /v1/unsubscribes", s.authed(s.deleteUnsubscribe))
+		endpoints += ", POST /v1/suppressions/check, GET /v1/suppressions/{address}, DELETE /v1/blocklist/{address}, POST and DELETE /v1/unsubscribes"
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")

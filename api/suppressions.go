@@ -3,19 +3,30 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"repute/suppress"
 )
 
-// SuppressionChecker answers the check every send must pass (package
-// suppress, as repute serve keeps it). An error means it cannot answer
-// yet (its index is loading): 503 with Retry-After.
-type SuppressionChecker interface {
+// Suppressions are the suppression lists as repute serve keeps them
+// (package suppress, each change written to the store's log). Every method
+// answers ErrNotReady (503 with Retry-After) while the lists are loading;
+// the others are suppress's errors: ErrForbidden (403), ErrNotFound (404),
+// ErrNoReason and ErrMalformed (400).
+type Suppressions interface {
 	Check(by suppress.Principal, senderDomain string, recipients []string) ([]suppress.Verdict, error)
+	Lookup(by suppress.Principal, address string) ([]suppress.Entry, error)
+	Lift(by suppress.Principal, address, reason string) error
+	Unsubscribe(by suppress.Principal, senderDomain, address, reason string) error
+	Resubscribe(by suppress.Principal, senderDomain, address, reason string) error
 }
+
+// ErrNotReady is what Suppressions answer while they cannot (loading).
+var ErrNotReady = errors.New("the suppression lists are being loaded from the store")
 
 // MaxCheckRecipients bounds the recipients of one check.
 const MaxCheckRecipients = 10_000
@@ -37,6 +48,153 @@ type checkResult struct {
 	Error     string `json:"error,omitempty"`
 }
 
+// suppressionPrincipal is the principal of a suppression call: an account
+// key acts within its account; the admin key for ?account=NAME, or as the
+// admin alone. ok is false when it answered an error.
+func (s *server) suppressionPrincipal(w http.ResponseWriter, r *http.Request) (suppress.Principal, bool) {
+	p := principalOf(r)
+	by := suppress.Principal{Account: p.Account, Admin: p.Admin}
+	if p.Admin {
+		by.Account = r.URL.Query().Get("account")
+		if by.Account != "" && !s.opts.Keys.knownAccount(by.Account) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("account=%q: no such account is configured", by.Account))
+			return by, false
+		}
+	}
+	return by, true
+}
+
+// suppressionError answers an error of the lists.
+func (s *server) suppressionError(w http.ResponseWriter, err error) {
+	var fe *suppress.ForbiddenError
+	switch {
+	case errors.Is(err, ErrNotReady):
+		s.retryLater(w, "the suppression lists cannot answer yet: "+err.Error())
+	case errors.As(err, &fe):
+		writeError(w, http.StatusForbidden, fe.Error())
+	case errors.Is(err, suppress.ErrForbidden):
+		writeError(w, http.StatusForbidden, strings.TrimPrefix(err.Error(), "suppress: "))
+	case errors.Is(err, suppress.ErrNotFound):
+		writeError(w, http.StatusNotFound, strings.TrimPrefix(err.Error(), "suppress: "))
+	case errors.Is(err, suppress.ErrNoReason), errors.Is(err, suppress.ErrMalformed), errors.Is(err, errNoAccount):
+		writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "suppress: "))
+	default:
+		s.log.Error("suppression lists", "err", err)
+		s.retryLater(w, "the suppression lists failed: "+err.Error())
+	}
+}
+
+// errNoAccount: the admin key acting on an account's unsubscribe list
+// without naming the account.
+var errNoAccount = errors.New("the unsubscribe list is per account: with the admin key, name it with ?account=NAME")
+
+// entryJSON is a list entry as GET /v1/suppressions/{address} shows it.
+type entryJSON struct {
+	List         string `json:"list"`
+	Address      string `json:"address"`
+	Account      string `json:"account,omitempty"`
+	Shared       bool   `json:"shared"`
+	SenderDomain string `json:"sender_domain,omitempty"`
+	Reason       string `json:"reason"`
+	Since        string `json:"since"`
+	Until        string `json:"until,omitempty"`
+	EventID      string `json:"event_id,omitempty"`
+}
+
+// getSuppression answers GET /v1/suppressions/{address}: every entry for
+// the address the caller may see.
+func (s *server) getSuppression(w http.ResponseWriter, r *http.Request) {
+	by, ok := s.suppressionPrincipal(w, r)
+	if !ok {
+		return
+	}
+	entries, err := s.opts.Suppressions.Lookup(by, r.PathValue("address"))
+	if err != nil {
+		s.suppressionError(w, err)
+		return
+	}
+	out := make([]entryJSON, len(entries))
+	for i, e := range entries {
+		out[i] = entryJSON{List: string(e.List), Address: e.Address, Account: e.Account, Shared: e.Shared,
+			SenderDomain: e.SenderDomain, Reason: e.Reason, Since: e.Since.UTC().Format(time.RFC3339), EventID: e.EventID}
+		if !e.Until.IsZero() {
+			out[i].Until = e.Until.UTC().Format(time.RFC3339)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": out})
+}
+
+// deleteBlocklist answers DELETE /v1/blocklist/{address}?reason=TEXT: an
+// account lifts an entry its own sends caused; another account's needs the
+// admin key (403 says so, and the refusal is in the audit).
+func (s *server) deleteBlocklist(w http.ResponseWriter, r *http.Request) {
+	by, ok := s.suppressionPrincipal(w, r)
+	if !ok {
+		return
+	}
+	addr := r.PathValue("address")
+	if err := s.opts.Suppressions.Lift(by, addr, r.URL.Query().Get("reason")); err != nil {
+		s.suppressionError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"lifted": addr})
+}
+
+type unsubscribeRequest struct {
+	SenderDomain string `json:"sender_domain"`
+	Recipient    string `json:"recipient"`
+	Reason       string `json:"reason"`
+}
+
+// postUnsubscribe answers POST /v1/unsubscribes: the recipient is put on
+// the account's unsubscribe list of the sender domain.
+func (s *server) postUnsubscribe(w http.ResponseWriter, r *http.Request) {
+	by, ok := s.suppressionPrincipal(w, r)
+	if !ok {
+		return
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		s.bodyError(w, err)
+		return
+	}
+	var req unsubscribeRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, `malformed unsubscribe: want {"sender_domain", "recipient", "reason"}: `+err.Error())
+		return
+	}
+	if by.Account == "" {
+		s.suppressionError(w, errNoAccount)
+		return
+	}
+	if err := s.opts.Suppressions.Unsubscribe(by, req.SenderDomain, req.Recipient, req.Reason); err != nil {
+		s.suppressionError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"unsubscribed": req.Recipient, "sender_domain": req.SenderDomain})
+}
+
+// deleteUnsubscribe answers DELETE
+// /v1/unsubscribes?sender_domain=&recipient=&reason=: a re-subscription.
+func (s *server) deleteUnsubscribe(w http.ResponseWriter, r *http.Request) {
+	by, ok := s.suppressionPrincipal(w, r)
+	if !ok {
+		return
+	}
+	if by.Account == "" {
+		s.suppressionError(w, errNoAccount)
+		return
+	}
+	q := r.URL.Query()
+	if err := s.opts.Suppressions.Resubscribe(by, q.Get("sender_domain"), q.Get("recipient"), q.Get("reason")); err != nil {
+		s.suppressionError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"resubscribed": q.Get("recipient"), "sender_domain": q.Get("sender_domain")})
+}
+
 // postSuppressionCheck answers POST /v1/suppressions/check: may the
 // caller's account send from sender_domain to each recipient? An account
 // key checks for its account; the admin key for ?account=NAME, or against
@@ -44,14 +202,9 @@ type checkResult struct {
 // a recipient that is not an address gets "error" and the rest are
 // answered.
 func (s *server) postSuppressionCheck(w http.ResponseWriter, r *http.Request) {
-	p := principalOf(r)
-	by := suppress.Principal{Account: p.Account, Admin: p.Admin}
-	if p.Admin {
-		by.Account = r.URL.Query().Get("account")
-		if by.Account != "" && !s.opts.Keys.knownAccount(by.Account) {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("account=%q: no such account is configured", by.Account))
-			return
-		}
+	by, ok := s.suppressionPrincipal(w, r)
+	if !ok {
+		return
 	}
 	body, err := s.readBody(w, r)
 	if err != nil {
@@ -75,7 +228,7 @@ func (s *server) postSuppressionCheck(w http.ResponseWriter, r *http.Request) {
 	}
 	verdicts, err := s.opts.Suppressions.Check(by, req.SenderDomain, req.Recipients)
 	if err != nil {
-		s.retryLater(w, "the suppression lists cannot answer yet: "+err.Error())
+		s.suppressionError(w, err)
 		return
 	}
 	results := make([]checkResult, len(verdicts))

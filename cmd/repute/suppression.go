@@ -9,13 +9,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"repute/api"
 	"repute/metrics"
 	"repute/suppress"
 )
 
 // errSuppressionLoading is what the suppression lists answer until their
 // index is rebuilt from the store.
-var errSuppressionLoading = errors.New("the suppression lists are being loaded from the store")
+var errSuppressionLoading = api.ErrNotReady
 
 // suppression keeps the lists for repute serve: an index (package
 // suppress) rebuilt at start from the store's log of changes, fed with
@@ -148,6 +149,8 @@ func (s *suppression) sweep(ctx context.Context, interval time.Duration) {
 	}
 }
 
+var _ api.Suppressions = (*suppression)(nil)
+
 // Check is the lists' answer for the API; errSuppressionLoading until the
 // index is loaded.
 func (s *suppression) Check(by suppress.Principal, senderDomain string, recipients []string) ([]suppress.Verdict, error) {
@@ -155,6 +158,49 @@ func (s *suppression) Check(by suppress.Principal, senderDomain string, recipien
 		return nil, errSuppressionLoading
 	}
 	return s.index.Check(by, senderDomain, recipients), nil
+}
+
+// Lookup returns the entries for address that by may see.
+func (s *suppression) Lookup(by suppress.Principal, address string) ([]suppress.Entry, error) {
+	if !s.ready.Load() {
+		return nil, errSuppressionLoading
+	}
+	return s.index.Lookup(by, address)
+}
+
+// Lift lifts a blocklist entry and writes the change — a refusal too, so
+// the audit shows every attempt.
+func (s *suppression) Lift(by suppress.Principal, address, reason string) error {
+	return s.change(func() ([]suppress.Change, error) { return s.index.Lift(by, address, reason) })
+}
+
+// Unsubscribe puts an address on an unsubscribe list through the API.
+func (s *suppression) Unsubscribe(by suppress.Principal, senderDomain, address, reason string) error {
+	return s.change(func() ([]suppress.Change, error) { return s.index.Unsubscribe(by, senderDomain, address, reason) })
+}
+
+// Resubscribe takes an address off an unsubscribe list.
+func (s *suppression) Resubscribe(by suppress.Principal, senderDomain, address, reason string) error {
+	return s.change(func() ([]suppress.Change, error) { return s.index.Resubscribe(by, senderDomain, address, reason) })
+}
+
+// change makes a change through the API and writes it to the log before
+// answering; a log that cannot be written is an error (the change stays
+// pending and is written with the next one).
+func (s *suppression) change(f func() ([]suppress.Change, error)) error {
+	if !s.ready.Load() {
+		return errSuppressionLoading
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changes, err := f()
+	s.pending = append(s.pending, stored(changes)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if ferr := s.flush(ctx); ferr != nil {
+		return errors.Join(err, ferr)
+	}
+	return err
 }
 
 // byPoster splits events into runs of the same poster, in order.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -168,12 +169,63 @@ func testSuppressionThroughServe(t *testing.T, backend string) {
 		t.Errorf("globex: own entry %+v, acme's unsubscribe %+v", g[1], g[2])
 	}
 
+	// Lifts: globex may not lift the entry acme's sends caused (403 says
+	// why), the admin may; a reason is required.
+	if status, out := do(t, "DELETE", base+"/v1/blocklist/gone@gmail.example?reason=mine", "globex-key"); status != http.StatusForbidden ||
+		!strings.Contains(out, "another account") {
+		t.Errorf("globex lifting acme's entry: %d %s; want 403 saying why", status, out)
+	}
+	if status, out := do(t, "DELETE", base+"/v1/blocklist/gone@gmail.example", "admin"); status != http.StatusBadRequest {
+		t.Errorf("a lift without a reason: %d %s; want 400", status, out)
+	}
+	if status, out := do(t, "DELETE", base+"/v1/blocklist/gone@gmail.example?reason=ticket+42", "admin"); status != http.StatusOK {
+		t.Errorf("the admin lifting: %d %s", status, out)
+	}
+	if status, _ := do(t, "DELETE", base+"/v1/blocklist/never@gmail.example?reason=x", "admin"); status != http.StatusNotFound {
+		t.Errorf("lifting what is not listed: %d, want 404", status)
+	}
+	// Unsubscribes through the API, and a re-subscription.
+	if status, out := post(t, base+"/v1/unsubscribes", "acme-key", "application/json",
+		[]byte(`{"sender_domain": "news.acme.example", "recipient": "asked@gmail.example", "reason": "phone call"}`)); status != http.StatusOK {
+		t.Errorf("POST unsubscribes: %d %s", status, out)
+	}
+	if status, out := do(t, "DELETE", base+"/v1/unsubscribes?sender_domain=news.acme.example&recipient=angry@yahoo.example&reason=asked+to+come+back", "acme-key"); status != http.StatusOK {
+		t.Errorf("re-subscribing: %d %s", status, out)
+	}
+	got = answers()
+	if !got[0].Allowed || !got[4].Allowed {
+		t.Errorf("after the lift and the re-subscription: %+v, %+v; want both allowed", got[0], got[4])
+	}
+	if r := check(t, base, "acme-key", "news.acme.example", "asked@gmail.example"); r[0].Allowed {
+		t.Errorf("unsubscribed through the API: %+v", r[0])
+	}
+	status, out := do(t, "GET", base+"/v1/suppressions/theirs@outlook.example", "globex-key")
+	if status != http.StatusOK || !strings.Contains(out, `"event_id":"g1"`) {
+		t.Errorf("GET suppressions: %d %s", status, out)
+	}
+
 	// A restart rebuilds the lists from the store's log.
 	stop()
 	base, _ = runApp(t, cfg)
 	if again := answers(); !equalResults(again, got) {
 		t.Errorf("after a restart:\n%+v\nbefore:\n%+v", again, got)
 	}
+	if r := check(t, base, "acme-key", "news.acme.example", "asked@gmail.example"); r[0].Allowed {
+		t.Errorf("after a restart, the API's unsubscribe is gone: %+v", r[0])
+	}
+}
+
+func do(t *testing.T, method, url, key string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
 }
 
 func equalResults(a, b []checkResult) bool {
