@@ -44,6 +44,19 @@ func SuppressionChangeID(c SuppressionChange) string {
 	return hex.EncodeToString(sum[:16])
 }
 
+// SuppressionQuery selects changes of the log; the zero value selects all.
+type SuppressionQuery struct {
+	Address string // normalised; "" any
+	Account string // the change's account; "" any
+	// After, when not zero, selects the changes after (AfterTime,
+	// AfterID) in (Time, ID) order: what a reader that has seen up to
+	// there has not seen yet.
+	AfterTime time.Time
+	AfterID   string
+	// Limit caps the changes given to fn; 0 is no cap.
+	Limit int
+}
+
 // SuppressionLog is the stores' log of suppression changes.
 type SuppressionLog interface {
 	// AppendSuppressionChanges stores changes; one whose ID is stored
@@ -52,4 +65,7 @@ type SuppressionLog interface {
 	// SuppressionChanges calls fn with every stored change in (Time, ID)
 	// order, stopping at fn's first error, which it returns.
 	SuppressionChanges(ctx context.Context, fn func(SuppressionChange) error) error
+	// FindSuppressionChanges is SuppressionChanges for the changes q
+	// selects, in the same order.
+	FindSuppressionChanges(ctx context.Context, q SuppressionQuery, fn func(SuppressionChange) error) error
 }
