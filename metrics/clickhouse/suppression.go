@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"repute/metrics"
@@ -103,13 +104,55 @@ func (s *Store) AppendSuppressionChanges(ctx context.Context, changes []metrics.
 // which it returns as it is. The read is bounded by the configured
 // timeout, as every call is.
 func (s *Store) SuppressionChanges(ctx context.Context, fn func(metrics.SuppressionChange) error) error {
+	return s.FindSuppressionChanges(ctx, metrics.SuppressionQuery{}, fn)
+}
+
+// suppressionQuery is the query of the changes q selects, in (time_ns, id)
+// order, and its arguments, bound to the ? placeholders by the driver. The
+// filtered columns are covered by the id, so the rows FINAL collapses
+// agree on them: filtering cannot keep one row of a change and drop
+// another.
+func suppressionQuery(q metrics.SuppressionQuery) (string, []any) {
+	var (
+		where []string
+		args  []any
+	)
+	if q.Address != "" {
+		where = append(where, "address = ?")
+		args = append(args, q.Address)
+	}
+	if q.Account != "" {
+		where = append(where, "account = ?")
+		args = append(args, q.Account)
+	}
+	if !q.AfterTime.IsZero() || q.AfterID != "" {
+		at := unixNano(q.AfterTime)
+		where = append(where, "(time_ns > ? OR (time_ns = ? AND id > ?))")
+		args = append(args, at, at, q.AfterID)
+	}
+	query := "SELECT " + suppressionColumns + " FROM suppression_changes FINAL"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY time_ns, id"
+	if q.Limit > 0 {
+		query += " LIMIT ?"
+		args = append(args, uint64(q.Limit))
+	}
+	return query, args
+}
+
+// FindSuppressionChanges calls fn with the stored changes q selects, in
+// (Time, ID) order, as SuppressionChanges does.
+func (s *Store) FindSuppressionChanges(ctx context.Context, q metrics.SuppressionQuery, fn func(metrics.SuppressionChange) error) error {
 	conn, err := s.ready(ctx)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
-	rows, err := conn.Query(ctx, "SELECT "+suppressionColumns+" FROM suppression_changes FINAL ORDER BY time_ns, id")
+	query, args := suppressionQuery(q)
+	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
 		return s.errorf("suppression changes", err)
 	}

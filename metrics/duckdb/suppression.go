@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"strings"
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
@@ -94,8 +95,46 @@ func (s *Store) AppendSuppressionChanges(ctx context.Context, changes []metrics.
 // row by row as the query streams them, and stops at fn's first error,
 // which it returns as it is.
 func (s *Store) SuppressionChanges(ctx context.Context, fn func(metrics.SuppressionChange) error) error {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+suppressionColumns+
-		" FROM suppression_changes ORDER BY time_ns, id")
+	return s.FindSuppressionChanges(ctx, metrics.SuppressionQuery{}, fn)
+}
+
+// suppressionQuery is the query of the changes q selects, in (time_ns, id)
+// order, and its arguments: every value is a bound parameter.
+func suppressionQuery(q metrics.SuppressionQuery) (string, []any) {
+	var (
+		where []string
+		args  []any
+	)
+	if q.Address != "" {
+		where = append(where, "address = ?")
+		args = append(args, q.Address)
+	}
+	if q.Account != "" {
+		where = append(where, "account = ?")
+		args = append(args, q.Account)
+	}
+	if !q.AfterTime.IsZero() || q.AfterID != "" {
+		at := unixNano(q.AfterTime)
+		where = append(where, "(time_ns > ? OR (time_ns = ? AND id > ?))")
+		args = append(args, at, at, q.AfterID)
+	}
+	query := "SELECT " + suppressionColumns + " FROM suppression_changes"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY time_ns, id"
+	if q.Limit > 0 {
+		query += " LIMIT ?"
+		args = append(args, int64(q.Limit))
+	}
+	return query, args
+}
+
+// FindSuppressionChanges calls fn with the stored changes q selects, in
+// (Time, ID) order, as SuppressionChanges does.
+func (s *Store) FindSuppressionChanges(ctx context.Context, q metrics.SuppressionQuery, fn func(metrics.SuppressionChange) error) error {
+	query, args := suppressionQuery(q)
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("duckdb: suppression changes: %w", err)
 	}

@@ -33,7 +33,10 @@
 //     returns every field of a change as appended (times to the
 //     nanosecond, a zero time as zero), each ID once however often it was
 //     appended (the first stored wins), in (Time, ID) order, and stops at
-//     fn's first error, returning it.
+//     fn's first error, returning it. FindSuppressionChanges gives the
+//     same changes in the same order, those of the address and the account
+//     asked (exact values), strictly after (AfterTime, AfterID) in (Time,
+//     ID) order when either is set, at most Limit when it is positive.
 //
 // Event times are fixed (around 2026-11-24T10:00:00Z), so results do not
 // depend on the clock.
@@ -116,6 +119,10 @@ var tests = []struct {
 	{"SuppressionLog", testSuppressionLog},
 	{"SuppressionLogIdempotent", testSuppressionLogIdempotent},
 	{"SuppressionLogStop", testSuppressionLogStop},
+	{"SuppressionFind", testSuppressionFind},
+	{"SuppressionFindAfter", testSuppressionFindAfter},
+	{"SuppressionFindLimit", testSuppressionFindLimit},
+	{"SuppressionFindPaging", testSuppressionFindPaging},
 }
 
 // suite is the state of one subtest: the harness and the current store.

@@ -188,20 +188,33 @@ func (s *memStore) AppendSuppressionChanges(_ context.Context, changes []metrics
 	return nil
 }
 
-func (s *memStore) SuppressionChanges(_ context.Context, fn func(metrics.SuppressionChange) error) error {
+func (s *memStore) SuppressionChanges(ctx context.Context, fn func(metrics.SuppressionChange) error) error {
+	return s.FindSuppressionChanges(ctx, metrics.SuppressionQuery{}, fn)
+}
+
+func (s *memStore) FindSuppressionChanges(_ context.Context, q metrics.SuppressionQuery, fn func(metrics.SuppressionChange) error) error {
+	cmp := func(t time.Time, id string, c metrics.SuppressionChange) int {
+		if r := t.Compare(c.Time); r != 0 {
+			return r
+		}
+		return strings.Compare(id, c.ID)
+	}
+	after := !q.AfterTime.IsZero() || q.AfterID != ""
 	d := s.data
 	d.mu.Lock()
 	all := make([]metrics.SuppressionChange, 0, len(d.changes))
 	for _, c := range d.changes {
+		if (q.Address != "" && c.Address != q.Address) || (q.Account != "" && c.Account != q.Account) ||
+			(after && cmp(c.Time, c.ID, metrics.SuppressionChange{Time: q.AfterTime, ID: q.AfterID}) <= 0) {
+			continue
+		}
 		all = append(all, c)
 	}
 	d.mu.Unlock()
-	slices.SortFunc(all, func(a, b metrics.SuppressionChange) int {
-		if c := a.Time.Compare(b.Time); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	slices.SortFunc(all, func(a, b metrics.SuppressionChange) int { return cmp(a.Time, a.ID, b) })
+	if q.Limit > 0 && len(all) > q.Limit {
+		all = all[:q.Limit]
+	}
 	for _, c := range all {
 		if err := fn(c); err != nil {
 			return err
