@@ -169,7 +169,8 @@ func NewHandler(opts Options) (http.Handler, error) {
 		mux.HandleFunc("DELETE /v1/blocklist/{address}", s.authed(s.deleteBlocklist))
 		mux.HandleFunc("POST /v1/unsubscribes", s.authed(s.postUnsubscribe))
 		mux.HandleFunc("DELETE /v1/unsubscribes", s.authed(s.deleteUnsubscribe))
-		endpoints += ", POST /v1/suppressions/check, GET /v1/suppressions/{address}, DELETE /v1/blocklist/{address}, POST and DELETE /v1/unsubscribes"
+		mux.HandleFunc("GET /v1/audit", s.authed(s.getAudit))
+		endpoints += ", POST /v1/suppressions/check, GET /v1/suppressions/{address}, DELETE /v1/blocklist/{address}, POST and DELETE /v1/unsubscribes, GET /v1/audit"
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")

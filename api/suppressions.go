@@ -2,13 +2,16 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
+	"repute/metrics"
 	"repute/suppress"
 )
 
@@ -23,7 +26,12 @@ type Suppressions interface {
 	Lift(by suppress.Principal, address, reason string) error
 	Unsubscribe(by suppress.Principal, senderDomain, address, reason string) error
 	Resubscribe(by suppress.Principal, senderDomain, address, reason string) error
+	// Audit returns the changes of the lists q selects, oldest first.
+	Audit(ctx context.Context, q metrics.SuppressionQuery) ([]metrics.SuppressionChange, error)
 }
+
+// MaxAuditChanges caps one page of GET /v1/audit.
+const MaxAuditChanges = 1000
 
 // ErrNotReady is what Suppressions answer while they cannot (loading).
 var ErrNotReady = errors.New("the suppression lists are being loaded from the store")
@@ -193,6 +201,90 @@ func (s *server) deleteUnsubscribe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"resubscribed": q.Get("recipient"), "sender_domain": q.Get("sender_domain")})
+}
+
+// auditJSON is one change as GET /v1/audit shows it.
+type auditJSON struct {
+	ID           string `json:"id"`
+	Time         string `json:"time"`
+	Action       string `json:"action"`
+	List         string `json:"list"`
+	Address      string `json:"address"`
+	Account      string `json:"account,omitempty"`
+	Shared       bool   `json:"shared"`
+	SenderDomain string `json:"sender_domain,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+	EventID      string `json:"event_id,omitempty"`
+	Since        string `json:"since,omitempty"`
+	Until        string `json:"until,omitempty"`
+	By           string `json:"by,omitempty"`
+}
+
+// getAudit answers GET /v1/audit?address=&account=&limit=&after=: every
+// change of the lists — added, extended, counted, expired, lifted, a
+// refused lift, unsubscribed, re-subscribed — with who, when, why and the
+// event that caused it, oldest first. An account key sees its own
+// account's changes; the admin any, filtered by ?account=. A page ends
+// with "next", the value of ?after= for the following page.
+func (s *server) getAudit(w http.ResponseWriter, r *http.Request) {
+	p := principalOf(r)
+	v := r.URL.Query()
+	q := metrics.SuppressionQuery{Account: v.Get("account"), Limit: MaxAuditChanges}
+	if !p.Admin {
+		if q.Account != "" && q.Account != p.Account {
+			writeError(w, http.StatusForbidden, fmt.Sprintf("this key reads only the audit of account %q", p.Account))
+			return
+		}
+		q.Account = p.Account
+	}
+	if a := v.Get("address"); a != "" {
+		addr, err := suppress.NormalizeAddress(a)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "suppress: "))
+			return
+		}
+		q.Address = addr
+	}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n <= 0 || n > MaxAuditChanges {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit=%q: want 1 to %d", l, MaxAuditChanges))
+			return
+		}
+		q.Limit = n
+	}
+	if a := v.Get("after"); a != "" {
+		ns, id, ok := strings.Cut(a, ".")
+		n, err := strconv.ParseInt(ns, 10, 64)
+		if !ok || err != nil || len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" { // a SuppressionChangeID
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("after=%q: want the \"next\" of the previous page", a))
+			return
+		}
+		q.AfterTime, q.AfterID = time.Unix(0, n), id
+	}
+	changes, err := s.opts.Suppressions.Audit(r.Context(), q)
+	if err != nil {
+		s.suppressionError(w, err)
+		return
+	}
+	out := make([]auditJSON, len(changes))
+	for i, c := range changes {
+		out[i] = auditJSON{ID: c.ID, Time: c.Time.UTC().Format(time.RFC3339Nano), Action: c.Action, List: c.List,
+			Address: c.Address, Account: c.Account, Shared: c.Shared, SenderDomain: c.SenderDomain, Reason: c.Reason,
+			EventID: c.EventID, By: c.By}
+		if !c.Since.IsZero() {
+			out[i].Since = c.Since.UTC().Format(time.RFC3339)
+		}
+		if !c.Until.IsZero() {
+			out[i].Until = c.Until.UTC().Format(time.RFC3339)
+		}
+	}
+	resp := map[string]any{"changes": out}
+	if len(changes) == q.Limit {
+		last := changes[len(changes)-1]
+		resp["next"] = strconv.FormatInt(last.Time.UnixNano(), 10) + "." + last.ID
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // postSuppressionCheck answers POST /v1/suppressions/check: may the

@@ -184,6 +184,17 @@ func (s *suppression) Resubscribe(by suppress.Principal, senderDomain, address, 
 	return s.change(func() ([]suppress.Change, error) { return s.index.Resubscribe(by, senderDomain, address, reason) })
 }
 
+// Audit reads the changes q selects from the store's log (pending ones,
+// not yet written, are not there).
+func (s *suppression) Audit(ctx context.Context, q metrics.SuppressionQuery) ([]metrics.SuppressionChange, error) {
+	var out []metrics.SuppressionChange
+	err := s.store.FindSuppressionChanges(ctx, q, func(c metrics.SuppressionChange) error {
+		out = append(out, c)
+		return nil
+	})
+	return out, err
+}
+
 // change makes a change through the API and writes it to the log before
 // answering; a log that cannot be written is an error (the change stays
 // pending and is written with the next one).

@@ -184,6 +184,36 @@ func testSuppressionThroughServe(t *testing.T, backend string) {
 	if status, _ := do(t, "DELETE", base+"/v1/blocklist/never@gmail.example?reason=x", "admin"); status != http.StatusNotFound {
 		t.Errorf("lifting what is not listed: %d, want 404", status)
 	}
+	// The audit shows the entry, both lift attempts and who made them.
+	status, out := do(t, "GET", base+"/v1/audit?address=Gone@gmail.example", "admin")
+	var audit struct {
+		Changes []struct {
+			Action  string `json:"action"`
+			By      string `json:"by"`
+			EventID string `json:"event_id"`
+		} `json:"changes"`
+	}
+	if err := json.Unmarshal([]byte(out), &audit); status != http.StatusOK || err != nil {
+		t.Fatalf("GET audit: %d %s", status, out)
+	}
+	var actions []string
+	for _, c := range audit.Changes {
+		actions = append(actions, c.Action+" by "+c.By)
+	}
+	if got := strings.Join(actions, ", "); got != "added by http, lift_refused by account globex, lifted by admin" {
+		t.Errorf("audit of gone@gmail.example: %s", got)
+	}
+	if audit.Changes[0].EventID != "b1" {
+		t.Errorf("the entry's change names event %q, want b1", audit.Changes[0].EventID)
+	}
+	if status, out := do(t, "GET", base+"/v1/audit?address=gone@gmail.example", "globex-key"); status != http.StatusOK ||
+		strings.Contains(out, `"b1"`) || !strings.Contains(out, "lift_refused") {
+		t.Errorf("globex's audit: %d %s; want its refused lift only", status, out)
+	}
+	if status, _ := do(t, "GET", base+"/v1/audit?account=acme", "globex-key"); status != http.StatusForbidden {
+		t.Errorf("globex reading acme's audit: %d, want 403", status)
+	}
+
 	// Unsubscribes through the API, and a re-subscription.
 	if status, out := post(t, base+"/v1/unsubscribes", "acme-key", "application/json",
 		[]byte(`{"sender_domain": "news.acme.example", "recipient": "asked@gmail.example", "reason": "phone call"}`)); status != http.StatusOK {
@@ -199,7 +229,7 @@ func testSuppressionThroughServe(t *testing.T, backend string) {
 	if r := check(t, base, "acme-key", "news.acme.example", "asked@gmail.example"); r[0].Allowed {
 		t.Errorf("unsubscribed through the API: %+v", r[0])
 	}
-	status, out := do(t, "GET", base+"/v1/suppressions/theirs@outlook.example", "globex-key")
+	status, out = do(t, "GET", base+"/v1/suppressions/theirs@outlook.example", "globex-key")
 	if status != http.StatusOK || !strings.Contains(out, `"event_id":"g1"`) {
 		t.Errorf("GET suppressions: %d %s", status, out)
 	}
