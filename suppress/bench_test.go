@@ -155,3 +155,41 @@ func BenchmarkCheck(b *testing.B) {
 		b.Fatalf("%d of 1000 refused, want 110", blocked)
 	}
 }
+
+// BenchmarkBlocklistPage reads pages of 100 of a blocklist of a million
+// shared entries, the first and then one further on (a cursor): each is a
+// scan of the whole table under the read lock (Index.Blocklist).
+func BenchmarkBlocklistPage(b *testing.B) {
+	now := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	x, err := New(Options{Now: func() time.Time { return now }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 1_000_000
+	if err := x.Load(benchEntries(n, now)); err != nil {
+		b.Fatal(err)
+	}
+	by := Principal{Account: "account-7"}
+	_, next, err := x.Blocklist(by, ListQuery{Limit: 1000})
+	if err != nil || next == "" {
+		b.Fatal(next, err)
+	}
+	for _, bb := range []struct {
+		name string
+		q    ListQuery
+	}{
+		{"first", ListQuery{}},
+		{"cursor", ListQuery{Cursor: next}},
+		{"reason", ListQuery{Reason: "hasmoved"}},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				page, _, err := x.Blocklist(by, bb.q)
+				if err != nil || len(page) != DefaultListLimit {
+					b.Fatal(len(page), err)
+				}
+			}
+		})
+	}
+}
