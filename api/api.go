@@ -76,8 +76,9 @@ type Options struct {
 	// not exist.
 	EvidenceReader metrics.EvidenceReader
 	// Suppressions are the suppression lists (POST /v1/suppressions/check,
-	// GET /v1/suppressions/{address}, DELETE /v1/blocklist/{address},
-	// POST and DELETE /v1/unsubscribes); nil: those routes are not served.
+	// GET /v1/suppressions/{address}, GET /v1/blocklist, DELETE
+	// /v1/blocklist/{address}, GET, POST and DELETE /v1/unsubscribes, GET
+	// /v1/audit); nil: those routes are not served.
 	Suppressions Suppressions
 
 	// RetryAfter is sent with 503 when the spool is full or the bodies in
@@ -166,11 +167,13 @@ func NewHandler(opts Options) (http.Handler, error) {
 	if opts.Suppressions != nil {
 		mux.HandleFunc("POST /v1/suppressions/check", s.authed(s.postSuppressionCheck))
 		mux.HandleFunc("GET /v1/suppressions/{address}", s.authed(s.getSuppression))
+		mux.HandleFunc("GET /v1/blocklist", s.authed(s.getBlocklist))
 		mux.HandleFunc("DELETE /v1/blocklist/{address}", s.authed(s.deleteBlocklist))
+		mux.HandleFunc("GET /v1/unsubscribes", s.authed(s.getUnsubscribes))
 		mux.HandleFunc("POST /v1/unsubscribes", s.authed(s.postUnsubscribe))
 		mux.HandleFunc("DELETE /v1/unsubscribes", s.authed(s.deleteUnsubscribe))
 		mux.HandleFunc("GET /v1/audit", s.authed(s.getAudit))
-		endpoints += ", POST /v1/suppressions/check, GET /v1/suppressions/{address}, DELETE /v1/blocklist/{address}, POST and DELETE /v1/unsubscribes, GET /v1/audit"
+		endpoints += ", POST /v1/suppressions/check, GET /v1/suppressions/{address}, GET /v1/blocklist, DELETE /v1/blocklist/{address}, GET, POST and DELETE /v1/unsubscribes, GET /v1/audit"
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")

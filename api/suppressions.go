@@ -23,6 +23,10 @@ import (
 type Suppressions interface {
 	Check(by suppress.Principal, senderDomain string, recipients []string) ([]suppress.Verdict, error)
 	Lookup(by suppress.Principal, address string) ([]suppress.Entry, error)
+	// Blocklist and Unsubscribes return a page of a list, newest first,
+	// and the cursor of the next ("" on the last).
+	Blocklist(by suppress.Principal, q suppress.ListQuery) ([]suppress.Entry, string, error)
+	Unsubscribes(by suppress.Principal, q suppress.ListQuery) ([]suppress.Entry, string, error)
 	Lift(by suppress.Principal, address, reason string) error
 	Unsubscribe(by suppress.Principal, senderDomain, address, reason string) error
 	Resubscribe(by suppress.Principal, senderDomain, address, reason string) error
@@ -84,7 +88,8 @@ func (s *server) suppressionError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusForbidden, strings.TrimPrefix(err.Error(), "suppress: "))
 	case errors.Is(err, suppress.ErrNotFound):
 		writeError(w, http.StatusNotFound, strings.TrimPrefix(err.Error(), "suppress: "))
-	case errors.Is(err, suppress.ErrNoReason), errors.Is(err, suppress.ErrMalformed), errors.Is(err, errNoAccount):
+	case errors.Is(err, suppress.ErrNoReason), errors.Is(err, suppress.ErrMalformed), errors.Is(err, errNoAccount),
+		errors.Is(err, suppress.ErrMalformedCursor):
 		writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "suppress: "))
 	default:
 		s.log.Error("suppression lists", "err", err)
@@ -121,6 +126,10 @@ func (s *server) getSuppression(w http.ResponseWriter, r *http.Request) {
 		s.suppressionError(w, err)
 		return
 	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": entriesJSON(entries)})
+}
+
+func entriesJSON(entries []suppress.Entry) []entryJSON {
 	out := make([]entryJSON, len(entries))
 	for i, e := range entries {
 		out[i] = entryJSON{List: string(e.List), Address: e.Address, Account: e.Account, Shared: e.Shared,
@@ -129,7 +138,91 @@ func (s *server) getSuppression(w http.ResponseWriter, r *http.Request) {
 			out[i].Until = e.Until.UTC().Format(time.RFC3339)
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"entries": out})
+	return out
+}
+
+// listQuery reads the paging and filters of GET /v1/blocklist and GET
+// /v1/unsubscribes; ok is false when it answered an error.
+func listQuery(w http.ResponseWriter, r *http.Request) (suppress.ListQuery, bool) {
+	v := r.URL.Query()
+	q := suppress.ListQuery{Cursor: v.Get("cursor"), Reason: v.Get("reason"), SenderDomain: v.Get("sender_domain")}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n <= 0 || n > suppress.MaxListLimit {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit=%q: want 1 to %d", l, suppress.MaxListLimit))
+			return q, false
+		}
+		q.Limit = n
+	}
+	if s := v.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("since=%q: want an RFC 3339 time such as 2026-11-02T09:30:00Z", s))
+			return q, false
+		}
+		q.Since = t
+	}
+	return q, true
+}
+
+// writePage answers a page of a list: {"entries": […], "next": "…"}, next
+// absent on the last page.
+func writePage(w http.ResponseWriter, entries []suppress.Entry, next string) {
+	resp := map[string]any{"entries": entriesJSON(entries)}
+	if next != "" {
+		resp["next"] = next
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// getBlocklist answers GET /v1/blocklist?limit=&cursor=&reason=&since=: a
+// page of the blocklist entries the caller may see (the shared ones and
+// its account's own; the admin every one, or with ?account= that
+// account's view), newest first, DefaultListLimit a page (at most
+// MaxListLimit). "next" is the ?cursor= of the following page.
+func (s *server) getBlocklist(w http.ResponseWriter, r *http.Request) {
+	by, ok := s.suppressionPrincipal(w, r)
+	if !ok {
+		return
+	}
+	q, ok := listQuery(w, r)
+	if !ok {
+		return
+	}
+	if q.SenderDomain != "" {
+		writeError(w, http.StatusBadRequest, "sender_domain filters GET /v1/unsubscribes; the blocklist is not per sender domain")
+		return
+	}
+	entries, next, err := s.opts.Suppressions.Blocklist(by, q)
+	if err != nil {
+		s.suppressionError(w, err)
+		return
+	}
+	writePage(w, entries, next)
+}
+
+// getUnsubscribes answers GET /v1/unsubscribes?sender_domain=&since=&limit=&cursor=:
+// a page of the account's unsubscribe list, newest first. The admin key
+// names the account with ?account=, or lists every account's without it.
+func (s *server) getUnsubscribes(w http.ResponseWriter, r *http.Request) {
+	by, ok := s.suppressionPrincipal(w, r)
+	if !ok {
+		return
+	}
+	q, ok := listQuery(w, r)
+	if !ok {
+		return
+	}
+	if q.Reason != "" {
+		writeError(w, http.StatusBadRequest, "reason filters GET /v1/blocklist, not the unsubscribe list")
+		return
+	}
+	entries, next, err := s.opts.Suppressions.Unsubscribes(by, q)
+	if err != nil {
+		s.suppressionError(w, err)
+		return
+	}
+	writePage(w, entries, next)
 }
 
 // deleteBlocklist answers DELETE /v1/blocklist/{address}?reason=TEXT: an

@@ -168,6 +168,22 @@ func (s *suppression) Lookup(by suppress.Principal, address string) ([]suppress.
 	return s.index.Lookup(by, address)
 }
 
+// Blocklist returns a page of the blocklist entries by may see.
+func (s *suppression) Blocklist(by suppress.Principal, q suppress.ListQuery) ([]suppress.Entry, string, error) {
+	if !s.ready.Load() {
+		return nil, "", errSuppressionLoading
+	}
+	return s.index.Blocklist(by, q)
+}
+
+// Unsubscribes returns a page of the unsubscribe entries by may see.
+func (s *suppression) Unsubscribes(by suppress.Principal, q suppress.ListQuery) ([]suppress.Entry, string, error) {
+	if !s.ready.Load() {
+		return nil, "", errSuppressionLoading
+	}
+	return s.index.Unsubscribes(by, q)
+}
+
 // Lift lifts a blocklist entry and writes the change — a refusal too, so
 // the audit shows every attempt.
 func (s *suppression) Lift(by suppress.Principal, address, reason string) error {
