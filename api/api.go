@@ -80,6 +80,9 @@ type Options struct {
 	// /v1/blocklist/{address}, GET, POST and DELETE /v1/unsubscribes, GET
 	// /v1/audit); nil: those routes are not served.
 	Suppressions Suppressions
+	// Webhooks are the accounts' webhook dispatchers (GET
+	// /v1/webhooks/deliveries); nil: the route is not served.
+	Webhooks Webhooks
 
 	// RetryAfter is sent with 503 when the spool is full or the bodies in
 	// flight are over their budget. Default 5 s.
@@ -174,6 +177,10 @@ func NewHandler(opts Options) (http.Handler, error) {
 		mux.HandleFunc("DELETE /v1/unsubscribes", s.authed(s.deleteUnsubscribe))
 		mux.HandleFunc("GET /v1/audit", s.authed(s.getAudit))
 		endpoints += ", POST /v1/suppressions/check, GET /v1/suppressions/{address}, GET /v1/blocklist, DELETE /v1/blocklist/{address}, GET, POST and DELETE /v1/unsubscribes, GET /v1/audit"
+	}
+	if opts.Webhooks != nil {
+		mux.HandleFunc("GET /v1/webhooks/deliveries", s.authed(s.getWebhookDeliveries))
+		endpoints += ", GET /v1/webhooks/deliveries"
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")

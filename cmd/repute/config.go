@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -76,6 +78,13 @@ type serveConfig struct {
 type accountConfig struct {
 	Name string   `yaml:"name"`
 	Keys []string `yaml:"keys"`
+	// WebhookURL, when set, is told of every change of the account's
+	// unsubscribe list (webhooks.go), each POST signed with
+	// WebhookSecret (webhook_secret_env / webhook_secret_file).
+	WebhookURL    string `yaml:"webhook_url"`
+	WebhookSecret secret `yaml:"webhook_secret"`
+
+	webhookSecret string // resolved
 }
 
 func defaultServeConfig() serveConfig {
@@ -246,6 +255,9 @@ func loadConfig(spec configSpec, args []string, getenv func(string) string, usag
 	if err := cfg.checkFeedback(getenv, spec.command == "serve"); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", configFile, err)
 	}
+	if err := cfg.checkWebhooks(getenv, spec.command == "serve"); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", configFile, err)
+	}
 	return cfg, cfg.validate()
 }
 
@@ -325,4 +337,58 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("--max-evidence-bytes %d must be at least 4096: a report's header and parts must fit", c.MaxEvidenceBytes)
 	}
 	return nil
+}
+
+// checkWebhooks checks the webhooks of the accounts: http(s) URLs, https
+// unless the host is a loopback one, and a secret with each URL. With
+// resolve (repute serve) it also reads the secrets.
+func (c *serveConfig) checkWebhooks(getenv func(string) string, resolve bool) error {
+	for i := range c.Accounts {
+		acc := &c.Accounts[i]
+		if acc.WebhookURL == "" {
+			if !acc.WebhookSecret.IsZero() {
+				return fmt.Errorf("accounts: account %q: webhook_secret is set without webhook_url", acc.Name)
+			}
+			continue
+		}
+		if err := checkWebhookURL(acc.WebhookURL); err != nil {
+			return fmt.Errorf("accounts: account %q: webhook_url %q: %w", acc.Name, acc.WebhookURL, err)
+		}
+		if acc.WebhookSecret.IsZero() {
+			return fmt.Errorf("accounts: account %q: webhook_url needs a secret to sign with: webhook_secret_env: NAME or webhook_secret_file: PATH", acc.Name)
+		}
+		if !resolve {
+			continue
+		}
+		v, err := acc.WebhookSecret.Resolve(getenv)
+		if err != nil {
+			return fmt.Errorf("accounts: account %q: %w", acc.Name, err)
+		}
+		acc.webhookSecret = v
+	}
+	return nil
+}
+
+// checkWebhookURL accepts an absolute http or https URL; plain http only
+// to a loopback host (the body says who unsubscribed).
+func checkWebhookURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return errors.New("want an absolute http:// or https:// URL")
+	}
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		return errors.New("https is required (plain http only to a loopback host: localhost, 127.0.0.1, ::1)")
+	}
+	return nil
+}
+
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

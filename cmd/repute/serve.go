@@ -89,9 +89,12 @@ type app struct {
 	// suppression keeps the blocklist and the unsubscribe list, fed by
 	// intake once events are stored.
 	suppression *suppression
-	pipeline    *intake.Pipeline
-	handler     http.Handler
-	adminKey    string // the generated or configured admin key, if any
+	// webhooks tell the accounts of the changes of their unsubscribe
+	// lists.
+	webhooks *webhooks
+	pipeline *intake.Pipeline
+	handler  http.Handler
+	adminKey string // the generated or configured admin key, if any
 	// signing is the key set for the tokens repute issues.
 	signing signingKeys
 }
@@ -152,6 +155,8 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		}, func() float64 { return float64(a.spool.Stats().Dead) }),
 	)
 	a.suppression = newSuppression(a.store, log.With("component", "suppress"))
+	a.webhooks = newWebhooks(cfg.Accounts, a.store, cfg.Data, log.With("component", "webhooks"))
+	a.suppression.changed = a.webhooks.changed
 	a.pipeline = intake.New(a.spool, a.store, intake.Options{
 		Logger: log.With("component", "intake"), Registerer: reg,
 		AfterStore: a.suppression.afterStore,
@@ -172,6 +177,7 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		Evidence:       a.store,
 		EvidenceReader: a.store,
 		Suppressions:   a.suppression,
+		Webhooks:       a.webhooks,
 
 		Keys:         keys,
 		Submitter:    a.pipeline,
@@ -399,6 +405,7 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 		wg.Go(func() {
 			purgeEvidence(sourcesCtx, a.store, a.cfg.EvidenceRetention, a.log.With("component", "evidence"))
 		})
+		wg.Go(func() { a.webhooks.run(sourcesCtx) })
 		wg.Go(func() {
 			a.suppression.load(sourcesCtx)
 			a.suppression.sweep(sourcesCtx, time.Minute)

@@ -29,6 +29,9 @@ type suppression struct {
 	store metrics.SuppressionLog
 	log   *slog.Logger
 	ready atomic.Bool
+	// changed, if set, is called after changes are written to the log
+	// (the webhooks read it).
+	changed func()
 
 	mu sync.Mutex // one writer at a time: the log's order is the index's
 	// pending are changes made in the index and not yet in the log (its
@@ -125,6 +128,9 @@ func (s *suppression) flush(ctx context.Context) error {
 		return fmt.Errorf("suppression log: %w", err)
 	}
 	s.pending = s.pending[:0]
+	if s.changed != nil {
+		s.changed()
+	}
 	return nil
 }
 
