@@ -140,12 +140,14 @@ Flags:
 const serveUsage = `Usage: repute serve [flags]
 
 Serves the HTTP API (POST /v1/events, GET /v1/stats, POST /v1/feedback,
-GET /v1/evidence/ID, /healthz, /readyz, /metrics), keeps accepted events in
-the on-disk spool and drains them into the store: DuckDB in the data
-directory, or ClickHouse with --clickhouse. POST /v1/feedback and GET
-/v1/evidence exist when the store looks up sends and keeps evidence.
-REPUTE_ADMIN_KEY holds the admin key; see repute.example.yaml for accounts
-and their keys (repute keys new --account NAME makes one).
+GET /v1/evidence/ID, the suppression lists under /v1/suppressions,
+/v1/blocklist, /v1/unsubscribes and /v1/audit, GET /v1/webhooks/deliveries,
+/healthz, /readyz, /metrics), keeps accepted events in the on-disk spool and
+drains them into the store: DuckDB in the data directory, or ClickHouse with
+--clickhouse. It reads the feedback mailboxes (imap:) and Kafka topics
+(kafka:) of the configuration file. REPUTE_ADMIN_KEY holds the admin key;
+see repute.example.yaml for accounts and their keys (repute keys new
+--account NAME makes one).
 
 ` + configHelp
 
