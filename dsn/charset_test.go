@@ -51,7 +51,8 @@ var charsetCases = []charsetCase{
 	{"ISO-8859-15", charmap.ISO8859_15, "8bit", "Boîte pleine, dépassement de 5 € de quota"},
 	{`"utf-8"`, encoding.Nop, "base64", "Адресат не найден"},
 	{"", encoding.Nop, "8bit", "Boîte pleine"},
-	// QUIRK: KDDI labels EUC-JP text ISO-2022-JP (see lhost-ezweb-05).
+	// QUIRK: Japanese carrier gateways (KDDI's ezweb among them) label 8-bit EUC-JP or
+	// Shift_JIS text ISO-2022-JP, a 7-bit charset (RFC 1468): the bytes decide.
 	{"ISO-2022-JP", japanese.EUCJP, "8bit", "次のあて先へのメッセージはエラーのため送信できませんでした"},
 	{"iso-2022-jp", japanese.ShiftJIS, "8bit", "送信できませんでした"},
 	{"iso-2022-jp", encoding.Nop, "8bit", "送信できませんでした"},
