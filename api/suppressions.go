@@ -181,30 +181,22 @@ func writePage(w http.ResponseWriter, entries []suppress.Entry, next string) {
 // account's view), newest first, DefaultListLimit a page (at most
 // MaxListLimit). "next" is the ?cursor= of the following page.
 func (s *server) getBlocklist(w http.ResponseWriter, r *http.Request) {
-	by, ok := s.suppressionPrincipal(w, r)
-	if !ok {
-		return
-	}
-	q, ok := listQuery(w, r)
-	if !ok {
-		return
-	}
-	if q.SenderDomain != "" {
-		writeError(w, http.StatusBadRequest, "sender_domain filters GET /v1/unsubscribes; the blocklist is not per sender domain")
-		return
-	}
-	entries, next, err := s.opts.Suppressions.Blocklist(by, q)
-	if err != nil {
-		s.suppressionError(w, err)
-		return
-	}
-	writePage(w, entries, next)
+	s.getList(w, r, s.opts.Suppressions.Blocklist, "sender_domain",
+		"sender_domain filters GET /v1/unsubscribes; the blocklist is not per sender domain")
 }
 
 // getUnsubscribes answers GET /v1/unsubscribes?sender_domain=&since=&limit=&cursor=:
 // a page of the account's unsubscribe list, newest first. The admin key
 // names the account with ?account=, or lists every account's without it.
 func (s *server) getUnsubscribes(w http.ResponseWriter, r *http.Request) {
+	s.getList(w, r, s.opts.Suppressions.Unsubscribes, "reason",
+		"reason filters GET /v1/blocklist, not the unsubscribe list")
+}
+
+// getList answers a page of one list; the filter named foreign belongs to
+// the other list and is refused with why.
+func (s *server) getList(w http.ResponseWriter, r *http.Request,
+	list func(suppress.Principal, suppress.ListQuery) ([]suppress.Entry, string, error), foreign, why string) {
 	by, ok := s.suppressionPrincipal(w, r)
 	if !ok {
 		return
@@ -213,11 +205,11 @@ func (s *server) getUnsubscribes(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if q.Reason != "" {
-		writeError(w, http.StatusBadRequest, "reason filters GET /v1/blocklist, not the unsubscribe list")
+	if r.URL.Query().Get(foreign) != "" {
+		writeError(w, http.StatusBadRequest, why)
 		return
 	}
-	entries, next, err := s.opts.Suppressions.Unsubscribes(by, q)
+	entries, next, err := list(by, q)
 	if err != nil {
 		s.suppressionError(w, err)
 		return

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,7 +54,11 @@ func TestFeedbackCrashExactlyOnce(t *testing.T) {
 	if err := c.Create(folder, nil).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	appendAll(t, imapServer, folder, imapMsgs)
+	crlf := make([][]byte, len(imapMsgs))
+	for i, m := range imapMsgs {
+		crlf[i] = bytes.ReplaceAll(bytes.ReplaceAll(m, []byte("\r\n"), []byte("\n")), []byte("\n"), []byte("\r\n"))
+	}
+	imapServer.AppendAll(t, folder, crlf)
 	stored := fetchBodies(t, c, folder)
 	if len(stored) != len(imapMsgs) {
 		t.Fatalf("%d messages in the folder after appending %d", len(stored), len(imapMsgs))
@@ -328,56 +331,6 @@ func (s *served) stop() {
 	case <-time.After(time.Minute):
 		s.t.Error("serve did not stop within a minute of SIGTERM")
 		s.kill()
-	}
-}
-
-// appendAll appends msgs (line ends made CRLF) to folder over a few
-// connections, many APPENDs in flight on each.
-func appendAll(t *testing.T, server testenv.IMAPServer, folder string, msgs [][]byte) {
-	t.Helper()
-	const conns, inFlight = 4, 64
-	var wg sync.WaitGroup
-	errs := make(chan error, conns)
-	for w := range conns {
-		c := server.Dial(t, nil)
-		wg.Go(func() {
-			var pending []*imapclient.AppendCommand
-			flush := func() error {
-				for _, cmd := range pending {
-					if _, err := cmd.Wait(); err != nil {
-						return err
-					}
-				}
-				pending = pending[:0]
-				return nil
-			}
-			for i := w; i < len(msgs); i += conns {
-				m := bytes.ReplaceAll(bytes.ReplaceAll(msgs[i], []byte("\r\n"), []byte("\n")), []byte("\n"), []byte("\r\n"))
-				cmd := c.Append(folder, int64(len(m)), nil)
-				if _, err := cmd.Write(m); err != nil {
-					errs <- err
-					return
-				}
-				if err := cmd.Close(); err != nil {
-					errs <- err
-					return
-				}
-				if pending = append(pending, cmd); len(pending) == inFlight {
-					if err := flush(); err != nil {
-						errs <- err
-						return
-					}
-				}
-			}
-			if err := flush(); err != nil {
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("APPEND: %v", err)
 	}
 }
 

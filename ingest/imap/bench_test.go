@@ -7,11 +7,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/emersion/go-imap/v2/imapclient"
 
 	"repute/ingest"
 	"repute/intake"
@@ -54,7 +51,11 @@ func benchDovecot(b *testing.B, toStore bool) {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
-		fill(b, server, folder, corpus, n)
+		msgs := make([][]byte, n)
+		for i := range msgs {
+			msgs[i] = corpus[i%len(corpus)]
+		}
+		server.AppendAll(b, folder, msgs)
 		b.Logf("%d APPENDs in %v", n, time.Since(t0).Round(time.Millisecond))
 		if got := countOr0(c, folder); got != n {
 			b.Fatalf("%d messages appended, want %d", got, n)
@@ -125,58 +126,6 @@ func benchDovecot(b *testing.B, toStore bool) {
 		b.Logf("CPU: this process %v, Dovecot's imap processes %v, the rest of the machine %v (%d cores: %v available)",
 			self.Round(time.Millisecond), dovecot.Round(10*time.Millisecond), others.Round(10*time.Millisecond), runtime.NumCPU(),
 			(time.Duration(runtime.NumCPU()) * elapsed).Round(time.Millisecond))
-	}
-}
-
-// fill appends n messages, cycling through corpus, over 4 connections with
-// up to 64 APPENDs in flight on each.
-func fill(b *testing.B, server testenv.IMAPServer, folder string, corpus [][]byte, n int) {
-	const conns, inFlight = 4, 64
-	var wg sync.WaitGroup
-	errs := make(chan error, conns)
-	for w := range conns {
-		c := server.Dial(b, nil)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var pending []*imapclient.AppendCommand
-			flush := func() error {
-				for _, cmd := range pending {
-					if _, err := cmd.Wait(); err != nil {
-						return err
-					}
-				}
-				pending = pending[:0]
-				return nil
-			}
-			for i := w; i < n; i += conns {
-				m := corpus[i%len(corpus)]
-				cmd := c.Append(folder, int64(len(m)), nil)
-				if _, err := cmd.Write(m); err != nil {
-					errs <- err
-					return
-				}
-				if err := cmd.Close(); err != nil {
-					errs <- err
-					return
-				}
-				pending = append(pending, cmd)
-				if len(pending) == inFlight {
-					if err := flush(); err != nil {
-						errs <- err
-						return
-					}
-				}
-			}
-			if err := flush(); err != nil {
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatalf("APPEND: %v", err)
 	}
 }
 

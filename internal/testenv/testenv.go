@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,4 +159,54 @@ func ClickHouseDatabase(t testing.TB) (addr, database string) {
 		}
 	})
 	return addr, database
+}
+
+// AppendAll appends msgs to folder, as given, over 4 connections with up
+// to 64 APPENDs in flight on each (a few thousand messages take seconds,
+// not minutes). Fails the test on error.
+func (s IMAPServer) AppendAll(t testing.TB, folder string, msgs [][]byte) {
+	t.Helper()
+	const conns, inFlight = 4, 64
+	errs := make(chan error, conns)
+	var wg sync.WaitGroup
+	for w := range conns {
+		c := s.Dial(t, nil)
+		wg.Go(func() {
+			var pending []*imapclient.AppendCommand
+			flush := func() error {
+				for _, cmd := range pending {
+					if _, err := cmd.Wait(); err != nil {
+						return err
+					}
+				}
+				pending = pending[:0]
+				return nil
+			}
+			for i := w; i < len(msgs); i += conns {
+				cmd := c.Append(folder, int64(len(msgs[i])), nil)
+				if _, err := cmd.Write(msgs[i]); err != nil {
+					errs <- err
+					return
+				}
+				if err := cmd.Close(); err != nil {
+					errs <- err
+					return
+				}
+				if pending = append(pending, cmd); len(pending) == inFlight {
+					if err := flush(); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+			if err := flush(); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("testenv: APPEND to %s: %v", folder, err)
+	}
 }
