@@ -27,6 +27,11 @@ type SuppressionChange struct {
 	EventID      string // the event that caused it, when one did
 	Since, Until time.Time
 	By           string // who: the poster of the event, or the principal of an API call
+	// Logged is when the store took the change, set by the store on
+	// append (the caller's value is ignored). It orders the log as it was
+	// written, which readers that follow it need: a change about an old
+	// event is written late, after changes with later Times.
+	Logged time.Time
 }
 
 // SuppressionChangeID is the id of a change: the first 16 bytes, in hex,
@@ -55,6 +60,17 @@ type SuppressionQuery struct {
 	AfterID   string
 	// Limit caps the changes given to fn; 0 is no cap.
 	Limit int
+	// ByLogged orders by (Logged, ID) instead of (Time, ID), and After
+	// then compares (Logged, ID): a reader following the log (a webhook,
+	// another repute serve) sees each change once, however late it was
+	// written about however old an event. Followers may see a change that
+	// was appended twice (a replay after a crash) twice; applying one is
+	// idempotent, and webhook receivers dedupe on its id.
+	ByLogged bool
+	// LoggedBefore, when not zero, selects only changes logged before it:
+	// a follower reads up to a moment a little in the past, leaving the
+	// changes other writers are still committing for its next read.
+	LoggedBefore time.Time
 }
 
 // SuppressionLog is the stores' log of suppression changes.

@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -33,7 +34,8 @@ func fromUnixNano(ns int64) time.Time {
 	return time.Unix(0, ns).UTC()
 }
 
-// AppendSuppressionChanges stores changes in one insert. A change whose ID
+// AppendSuppressionChanges stores changes in one insert, logged now (the
+// precedence column is the insert time, reversed). A change whose ID
 // is stored already is inserted again, but reads take the first stored
 // (FINAL over ReplacingMergeTree(precedence)); one repeated within the call
 // is inserted once, the first.
@@ -125,10 +127,42 @@ func suppressionQuery(q metrics.SuppressionQuery) (string, []any) {
 		where = append(where, "account = ?")
 		args = append(args, q.Account)
 	}
+	if q.ByLogged {
+		// The insert time is the precedence, reversed (precedence): a
+		// later insert has a lower precedence. No FINAL: the filter on
+		// precedence is not covered by the id, and a change appended
+		// twice may be read twice (metrics.SuppressionQuery.ByLogged).
+		if !q.AfterTime.IsZero() || q.AfterID != "" {
+			p := uint64(math.MaxUint64) // logged at the epoch: the log's beginning
+			if !q.AfterTime.IsZero() {
+				p = precedence(q.AfterTime)
+			}
+			where = append(where, "(precedence < ? OR (precedence = ? AND id > ?))")
+			args = append(args, p, p, q.AfterID)
+		}
+		if !q.LoggedBefore.IsZero() {
+			where = append(where, "precedence > ?")
+			args = append(args, precedence(q.LoggedBefore))
+		}
+		query := "SELECT " + suppressionColumns + " FROM suppression_changes"
+		if len(where) > 0 {
+			query += " WHERE " + strings.Join(where, " AND ")
+		}
+		query += " ORDER BY precedence DESC, id"
+		if q.Limit > 0 {
+			query += " LIMIT ?"
+			args = append(args, uint64(q.Limit))
+		}
+		return query, args
+	}
 	if !q.AfterTime.IsZero() || q.AfterID != "" {
 		at := unixNano(q.AfterTime)
 		where = append(where, "(time_ns > ? OR (time_ns = ? AND id > ?))")
 		args = append(args, at, at, q.AfterID)
+	}
+	if !q.LoggedBefore.IsZero() {
+		where = append(where, "precedence > ?")
+		args = append(args, precedence(q.LoggedBefore))
 	}
 	query := "SELECT " + suppressionColumns + " FROM suppression_changes FINAL"
 	if len(where) > 0 {
@@ -169,6 +203,7 @@ func (s *Store) FindSuppressionChanges(ctx context.Context, q metrics.Suppressio
 			return s.errorf("suppression changes", err)
 		}
 		c.Time, c.Since, c.Until, c.Shared = fromUnixNano(at), fromUnixNano(since), fromUnixNano(until), shared == 1
+		c.Logged = time.Unix(0, int64(math.MaxUint64-prec)).UTC()
 		if err := fn(c); err != nil {
 			return err
 		}

@@ -15,10 +15,10 @@ import (
 var _ metrics.SuppressionLog = (*Store)(nil)
 
 // suppressionColumns are the columns of suppression_changes in table order
-// (migrations/0008_suppression_changes.sql): the Appender fills the staging
-// table by position.
+// (migrations 0008 and 0010): the Appender fills the staging table by
+// position.
 const suppressionColumns = `id, time_ns, action, address, account, shared, sender_domain,
-    list, reason, event_id, since_ns, until_ns, changed_by`
+    list, reason, event_id, since_ns, until_ns, changed_by, logged_ns`
 
 // suppressionStaging is the temporary table (of the write connection) that
 // AppendSuppressionChanges fills through an Appender before one INSERT OR
@@ -27,7 +27,7 @@ const suppressionColumns = `id, time_ns, action, address, account, shared, sende
 const suppressionStaging = `CREATE TEMP TABLE IF NOT EXISTS suppression_changes_in (
     id VARCHAR, time_ns BIGINT, action VARCHAR, address VARCHAR, account VARCHAR,
     shared BOOLEAN, sender_domain VARCHAR, list VARCHAR, reason VARCHAR,
-    event_id VARCHAR, since_ns BIGINT, until_ns BIGINT, changed_by VARCHAR)`
+    event_id VARCHAR, since_ns BIGINT, until_ns BIGINT, changed_by VARCHAR, logged_ns BIGINT)`
 
 // unixNano is t in Unix nanoseconds, 0 for the zero time.
 func unixNano(t time.Time) int64 {
@@ -45,9 +45,9 @@ func fromUnixNano(ns int64) time.Time {
 	return time.Unix(0, ns).UTC()
 }
 
-// AppendSuppressionChanges stores changes in one transaction; a change whose
-// ID is stored already (or repeated within the call) is left as the first
-// stored.
+// AppendSuppressionChanges stores changes in one transaction, logged now;
+// a change whose ID is stored already (or repeated within the call) is left
+// as the first stored.
 func (s *Store) AppendSuppressionChanges(ctx context.Context, changes []metrics.SuppressionChange) error {
 	if len(changes) == 0 {
 		return nil
@@ -60,6 +60,7 @@ func (s *Store) AppendSuppressionChanges(ctx context.Context, changes []metrics.
 			return err
 		}
 		seen := make(map[string]bool, len(changes))
+		logged := time.Now().UnixNano()
 		err := s.write.Raw(func(dc any) error {
 			a, err := duckdb.NewAppender(dc.(driver.Conn), "temp", "main", "suppression_changes_in")
 			if err != nil {
@@ -71,7 +72,7 @@ func (s *Store) AppendSuppressionChanges(ctx context.Context, changes []metrics.
 				}
 				seen[c.ID] = true
 				if err := a.AppendRow(c.ID, unixNano(c.Time), c.Action, c.Address, c.Account, c.Shared,
-					c.SenderDomain, c.List, c.Reason, c.EventID, unixNano(c.Since), unixNano(c.Until), c.By); err != nil {
+					c.SenderDomain, c.List, c.Reason, c.EventID, unixNano(c.Since), unixNano(c.Until), c.By, logged); err != nil {
 					a.Close()
 					return err
 				}
@@ -99,7 +100,7 @@ func (s *Store) SuppressionChanges(ctx context.Context, fn func(metrics.Suppress
 }
 
 // suppressionQuery is the query of the changes q selects, in (time_ns, id)
-// order, and its arguments: every value is a bound parameter.
+// order or (logged_ns, id) with q.ByLogged, and its arguments: every value is a bound parameter.
 func suppressionQuery(q metrics.SuppressionQuery) (string, []any) {
 	var (
 		where []string
@@ -113,16 +114,24 @@ func suppressionQuery(q metrics.SuppressionQuery) (string, []any) {
 		where = append(where, "account = ?")
 		args = append(args, q.Account)
 	}
+	order := "time_ns"
+	if q.ByLogged {
+		order = "logged_ns"
+	}
 	if !q.AfterTime.IsZero() || q.AfterID != "" {
 		at := unixNano(q.AfterTime)
-		where = append(where, "(time_ns > ? OR (time_ns = ? AND id > ?))")
+		where = append(where, "("+order+" > ? OR ("+order+" = ? AND id > ?))")
 		args = append(args, at, at, q.AfterID)
+	}
+	if !q.LoggedBefore.IsZero() {
+		where = append(where, "logged_ns < ?")
+		args = append(args, unixNano(q.LoggedBefore))
 	}
 	query := "SELECT " + suppressionColumns + " FROM suppression_changes"
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
-	query += " ORDER BY time_ns, id"
+	query += " ORDER BY " + order + ", id"
 	if q.Limit > 0 {
 		query += " LIMIT ?"
 		args = append(args, int64(q.Limit))
@@ -131,7 +140,7 @@ func suppressionQuery(q metrics.SuppressionQuery) (string, []any) {
 }
 
 // FindSuppressionChanges calls fn with the stored changes q selects, in
-// (Time, ID) order, as SuppressionChanges does.
+// (Time, ID) order (or (Logged, ID)), as SuppressionChanges does.
 func (s *Store) FindSuppressionChanges(ctx context.Context, q metrics.SuppressionQuery, fn func(metrics.SuppressionChange) error) error {
 	query, args := suppressionQuery(q)
 	rows, err := s.db.QueryContext(ctx, query, args...)
@@ -142,13 +151,13 @@ func (s *Store) FindSuppressionChanges(ctx context.Context, q metrics.Suppressio
 	for rows.Next() {
 		var (
 			c                metrics.SuppressionChange
-			at, since, until int64
+			at, since, until, logged int64
 		)
 		if err := rows.Scan(&c.ID, &at, &c.Action, &c.Address, &c.Account, &c.Shared, &c.SenderDomain,
-			&c.List, &c.Reason, &c.EventID, &since, &until, &c.By); err != nil {
+			&c.List, &c.Reason, &c.EventID, &since, &until, &c.By, &logged); err != nil {
 			return fmt.Errorf("duckdb: suppression changes: %w", err)
 		}
-		c.Time, c.Since, c.Until = fromUnixNano(at), fromUnixNano(since), fromUnixNano(until)
+		c.Time, c.Since, c.Until, c.Logged = fromUnixNano(at), fromUnixNano(since), fromUnixNano(until), fromUnixNano(logged)
 		if err := fn(c); err != nil {
 			return err
 		}

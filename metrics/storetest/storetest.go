@@ -123,6 +123,7 @@ var tests = []struct {
 	{"SuppressionFindAfter", testSuppressionFindAfter},
 	{"SuppressionFindLimit", testSuppressionFindLimit},
 	{"SuppressionFindPaging", testSuppressionFindPaging},
+	{"SuppressionFollow", testSuppressionFollow},
 }
 
 // suite is the state of one subtest: the harness and the current store.

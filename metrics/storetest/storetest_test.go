@@ -180,8 +180,10 @@ func (s *memStore) AppendSuppressionChanges(_ context.Context, changes []metrics
 	if d.changes == nil {
 		d.changes = map[string]metrics.SuppressionChange{}
 	}
+	logged := time.Now().UTC()
 	for _, c := range changes {
 		if _, ok := d.changes[c.ID]; !ok {
+			c.Logged = logged
 			d.changes[c.ID] = c
 		}
 	}
@@ -193,8 +195,14 @@ func (s *memStore) SuppressionChanges(ctx context.Context, fn func(metrics.Suppr
 }
 
 func (s *memStore) FindSuppressionChanges(_ context.Context, q metrics.SuppressionQuery, fn func(metrics.SuppressionChange) error) error {
+	at := func(c metrics.SuppressionChange) time.Time {
+		if q.ByLogged {
+			return c.Logged
+		}
+		return c.Time
+	}
 	cmp := func(t time.Time, id string, c metrics.SuppressionChange) int {
-		if r := t.Compare(c.Time); r != 0 {
+		if r := t.Compare(at(c)); r != 0 {
 			return r
 		}
 		return strings.Compare(id, c.ID)
@@ -205,13 +213,14 @@ func (s *memStore) FindSuppressionChanges(_ context.Context, q metrics.Suppressi
 	all := make([]metrics.SuppressionChange, 0, len(d.changes))
 	for _, c := range d.changes {
 		if (q.Address != "" && c.Address != q.Address) || (q.Account != "" && c.Account != q.Account) ||
-			(after && cmp(c.Time, c.ID, metrics.SuppressionChange{Time: q.AfterTime, ID: q.AfterID}) <= 0) {
+			(after && cmp(at(c), c.ID, metrics.SuppressionChange{Time: q.AfterTime, Logged: q.AfterTime, ID: q.AfterID}) <= 0) ||
+			(!q.LoggedBefore.IsZero() && !c.Logged.Before(q.LoggedBefore)) {
 			continue
 		}
 		all = append(all, c)
 	}
 	d.mu.Unlock()
-	slices.SortFunc(all, func(a, b metrics.SuppressionChange) int { return cmp(a.Time, a.ID, b) })
+	slices.SortFunc(all, func(a, b metrics.SuppressionChange) int { return cmp(at(a), a.ID, b) })
 	if q.Limit > 0 && len(all) > q.Limit {
 		all = all[:q.Limit]
 	}

@@ -360,3 +360,68 @@ func testSuppressionFindPaging(t *testing.T, s *suite) {
 	checkFound(t, "after the last, once more is appended",
 		findChanges(t, l, metrics.SuppressionQuery{AfterTime: last.Time, AfterID: last.ID, Limit: 3}), []metrics.SuppressionChange{more})
 }
+
+// testSuppressionFollow checks the log in the order it was written
+// (SuppressionQuery.ByLogged), which readers following it use: a change
+// about an old event, written late, comes after what was written before
+// it, and Logged says when the store took each change.
+func testSuppressionFollow(t *testing.T, s *suite) {
+	l := asSuppressionLog(t, s.open(t))
+	recent := change(time.Hour, "added", "a@gmail.com")
+	old := change(-time.Hour, "added", "b@gmail.com")
+	old2 := change(-2*time.Hour, "unsubscribed", "c@gmail.com")
+	old2.Account = "other"
+	old2.ID = metrics.SuppressionChangeID(old2)
+	before := time.Now()
+	if err := l.AppendSuppressionChanges(ctx(t), []metrics.SuppressionChange{recent}); err != nil {
+		t.Fatalf("AppendSuppressionChanges: %v", err)
+	}
+	time.Sleep(5 * time.Millisecond) // distinct insert times on any clock
+	if err := l.AppendSuppressionChanges(ctx(t), []metrics.SuppressionChange{old, old2}); err != nil {
+		t.Fatalf("AppendSuppressionChanges: %v", err)
+	}
+	after := time.Now()
+	// Appended again: the first stored stays (and may be read twice).
+	if err := l.AppendSuppressionChanges(ctx(t), []metrics.SuppressionChange{recent}); err != nil {
+		t.Fatalf("AppendSuppressionChanges again: %v", err)
+	}
+	logged := findChanges(t, l, metrics.SuppressionQuery{ByLogged: true, LoggedBefore: after})
+	if len(logged) != 3 {
+		t.Fatalf("ByLogged before the repeat: %d changes, want 3:\n%s", len(logged), indent(fmtChanges(logged)))
+	}
+	second := []metrics.SuppressionChange{old, old2}
+	if old2.ID < old.ID {
+		second = []metrics.SuppressionChange{old2, old}
+	}
+	checkFound(t, "in the order written", logged, append([]metrics.SuppressionChange{recent}, second...))
+	for _, c := range logged {
+		if c.Logged.Before(before.Add(-time.Second)) || c.Logged.After(after.Add(time.Second)) {
+			t.Errorf("change %s logged at %v, want within [%v, %v]", c.Address, c.Logged, before, after)
+		}
+	}
+	if !logged[0].Logged.Before(logged[1].Logged) || !logged[1].Logged.Equal(logged[2].Logged) {
+		t.Errorf("Logged = %v, %v, %v: want the first append before the second, one instant per append",
+			logged[0].Logged, logged[1].Logged, logged[2].Logged)
+	}
+	checkFound(t, "in the order of time", findChanges(t, l, metrics.SuppressionQuery{}),
+		[]metrics.SuppressionChange{old2, old, recent})
+	checkFound(t, "written after the first", findChanges(t, l, metrics.SuppressionQuery{
+		ByLogged: true, AfterTime: logged[0].Logged, AfterID: logged[0].ID, LoggedBefore: after}), second)
+	checkFound(t, "written after the first of the second append", findChanges(t, l, metrics.SuppressionQuery{
+		ByLogged: true, AfterTime: logged[1].Logged, AfterID: logged[1].ID, LoggedBefore: after}), second[1:])
+	checkFound(t, "written before the second append", findChanges(t, l, metrics.SuppressionQuery{
+		ByLogged: true, LoggedBefore: logged[1].Logged}), []metrics.SuppressionChange{recent})
+	checkFound(t, "written after, of one account", findChanges(t, l, metrics.SuppressionQuery{
+		ByLogged: true, Account: "other", AfterTime: logged[0].Logged, AfterID: logged[0].ID}),
+		[]metrics.SuppressionChange{old2})
+	checkFound(t, "written after, limit 1", findChanges(t, l, metrics.SuppressionQuery{
+		ByLogged: true, AfterTime: logged[0].Logged, AfterID: logged[0].ID, Limit: 1}), second[:1])
+}
+
+func fmtChanges(cs []metrics.SuppressionChange) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = fmtChange(c)
+	}
+	return out
+}
