@@ -150,7 +150,7 @@ func (s *Store) FindSuppressionChanges(ctx context.Context, q metrics.Suppressio
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			c                metrics.SuppressionChange
+			c                        metrics.SuppressionChange
 			at, since, until, logged int64
 		)
 		if err := rows.Scan(&c.ID, &at, &c.Action, &c.Address, &c.Account, &c.Shared, &c.SenderDomain,
