@@ -49,7 +49,13 @@ func (x *Index) Replay(changes iter.Seq[metrics.SuppressionChange]) error {
 	return errors.Join(errs...)
 }
 
-// Apply applies one change of the log, as Replay does.
+// Apply applies one change of the log, as Replay does. The result does
+// not depend on the order changes are applied in, nor on applying one
+// twice, so a process following the log (which reads in the order changes
+// were written, and may read one twice) reaches the state of the process
+// that wrote them: a lift removes only what was on the list before it, an
+// entry or a soft count from before a lift is not brought back, the later
+// expiry wins, and of an address's unsubscribe changes the latest does.
 func (x *Index) Apply(c Change) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -82,7 +88,11 @@ func (x *Index) apply(c Change) error {
 	case ActionAdded, ActionExtended:
 		// The entry with the later expiry wins: an entry that expired is
 		// logged as expired at its expiry, which may sort after the
-		// addition of the next one.
+		// addition of the next one. An entry from before a lift is not
+		// brought back (a follower may read the lift first).
+		if lift, ok := x.lifted[sk]; ok && c.Since.Unix() <= lift {
+			return nil
+		}
 		ne := entry{since: clampUnix(c.Since.Unix()), until: clampUnix(c.Until.Unix()),
 			reason: x.reason(c.Reason), account: x.account(c.Account)}
 		if found {
@@ -104,6 +114,9 @@ func (x *Index) apply(c Change) error {
 		}
 	case ActionCounted:
 		at := c.Time.Unix()
+		if lift, ok := x.lifted[sk]; ok && at <= lift {
+			return nil // counted before a lift: a lift starts the count afresh
+		}
 		for _, h := range x.soft[sk] {
 			if h.eventID == c.EventID {
 				return nil
@@ -116,12 +129,25 @@ func (x *Index) apply(c Change) error {
 			x.removeEntry(t, own, key, slot, &en)
 		}
 	case ActionLifted:
-		if found {
+		// Only what was on the list at the lift goes: an entry put back
+		// by an event dated after it stays, whichever is applied first.
+		lift := c.Time.Unix()
+		if found && int64(t.entries[idx].since) <= lift {
 			en := t.entries[idx]
 			x.removeEntry(t, own, key, slot, &en)
 		}
-		x.lifted[sk] = max(x.lifted[sk], c.Time.Unix())
-		delete(x.soft, sk)
+		x.lifted[sk] = max(x.lifted[sk], lift)
+		hits := x.soft[sk][:0]
+		for _, h := range x.soft[sk] {
+			if h.at > lift {
+				hits = append(hits, h)
+			}
+		}
+		if len(hits) == 0 {
+			delete(x.soft, sk)
+		} else {
+			x.soft[sk] = hits
+		}
 	case ActionLiftRefused:
 	default:
 		return fmt.Errorf("suppress: replay %s: unknown action %q for the blocklist", c.Address, c.Action)
@@ -147,6 +173,11 @@ func (x *Index) applyUnsub(c Change) error {
 	if m == nil {
 		m = map[string]*unsubEntry{}
 		x.unsubs[sc] = m
+	}
+	// The latest change wins, whichever is applied first: a follower may
+	// read a re-subscription before the unsubscription it undoes.
+	if prev := m[c.Address]; prev != nil && prev.at > u.at {
+		return nil
 	}
 	m[c.Address] = &u
 	return nil

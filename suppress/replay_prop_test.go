@@ -3,6 +3,7 @@ package suppress
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -223,5 +224,64 @@ func TestReplayRebuildsTheSameIndex(t *testing.T) {
 			}
 		}
 		sameAnswers(t, w.a, b, fmt.Sprintf("seed %d, at the end", seed))
+	}
+}
+
+// Applying the log in any order, some changes twice, gives the index the
+// log's order gives: what a process following another's changes needs,
+// as it reads them in the order they were written, not by time.
+func TestApplyInAnyOrder(t *testing.T) {
+	seeds := 300
+	if testing.Short() {
+		seeds = 50
+	}
+	for seed := range seeds {
+		w := &world{t: t, r: rand.New(rand.NewPCG(uint64(seed), 11)), c: &clock{t: day0}, log: map[string]metrics.SuppressionChange{}}
+		var err error
+		if w.a, err = New(Options{Now: w.c.Now}); err != nil {
+			t.Fatal(err)
+		}
+		for range 40 + w.r.IntN(80) {
+			w.advance()
+			op, e, trust, by, addr, domain := w.randomOp()
+			w.record(w.step(w.a, op, e, trust, by, addr, domain))
+		}
+		log := slices.Collect(maps.Values(w.log))
+		slices.SortFunc(log, func(x, y metrics.SuppressionChange) int {
+			return cmp.Or(x.Time.Compare(y.Time), cmp.Compare(x.ID, y.ID))
+		})
+		shuffled := slices.Clone(log)
+		w.r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		for range len(log) / 4 { // some read twice, later
+			shuffled = append(shuffled, pick(w.r, log))
+		}
+		b, err := New(Options{Now: w.c.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range shuffled {
+			if err := b.Apply(FromStored(c)); err != nil {
+				t.Fatalf("seed %d: apply: %v", seed, err)
+			}
+		}
+		now := w.c.Now()
+		for _, d := range []time.Duration{0, time.Hour, day, 7 * day, 15 * day} {
+			w.c.Set(now.Add(d))
+			sameChecks(t, w.a, b, fmt.Sprintf("seed %d, %d changes shuffled, at +%v", seed, len(log), d))
+		}
+	}
+}
+
+// sameChecks compares the answers of Check of two indexes for every
+// principal, sender domain and address of the property tests.
+func sameChecks(t *testing.T, a, b *Index, when string) {
+	t.Helper()
+	for _, by := range propPrinc {
+		for _, d := range []string{"news.acme.example", "shop.example", "other.example"} {
+			va, vb := a.Check(by, d, propAddrs), b.Check(by, d, propAddrs)
+			if !reflect.DeepEqual(va, vb) {
+				t.Fatalf("%s: Check(%v, %s):\n A %+v\n B %+v", when, by, d, va, vb)
+			}
+		}
 	}
 }
