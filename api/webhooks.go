@@ -33,7 +33,10 @@ type WebhookStatus struct {
 // WebhookCursor is a position in the store's log of suppression changes.
 type WebhookCursor struct {
 	Time time.Time `json:"time"`
-	ID   string    `json:"id,omitempty"`
+	// Logged is when the store took the change: the dispatcher follows
+	// the log in the order it was written.
+	Logged time.Time `json:"logged"`
+	ID     string    `json:"id,omitempty"`
 }
 
 // WebhookAttempt is one POST of a change to the account's URL.

@@ -408,7 +408,14 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 		wg.Go(func() { a.webhooks.run(sourcesCtx) })
 		wg.Go(func() {
 			a.suppression.load(sourcesCtx)
+			var follow sync.WaitGroup
+			if a.cfg.ClickHouse != "" {
+				// Only ClickHouse is shared by several processes (one
+				// process at a time opens a DuckDB file).
+				follow.Go(func() { a.suppression.follow(sourcesCtx) })
+			}
 			a.suppression.sweep(sourcesCtx, time.Minute)
+			follow.Wait()
 		})
 		wg.Wait()
 	}()

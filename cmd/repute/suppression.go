@@ -34,6 +34,8 @@ type suppression struct {
 	changed func()
 
 	mu sync.Mutex // one writer at a time: the log's order is the index's
+	// followed is the last change read by follow, by (Logged, ID).
+	followed metrics.SuppressionChange
 	// pending are changes made in the index and not yet in the log (its
 	// write failed): written first at the next call.
 	pending []metrics.SuppressionChange
@@ -84,6 +86,10 @@ func (s *suppression) loadOnce(ctx context.Context) error {
 	s.mu.Lock()
 	s.index = index
 	s.pending = append(s.pending, stored(index.Sweep(time.Now()))...)
+	// Following starts a settling delay before the load began: what
+	// another process was still writing then is read again (applying a
+	// change twice changes nothing).
+	s.followed = metrics.SuppressionChange{Logged: start.Add(-suppressionSettle)}
 	s.mu.Unlock()
 	s.ready.Store(true)
 	shared, own := index.Len()
@@ -152,6 +158,75 @@ func (s *suppression) sweep(ctx context.Context, interval time.Duration) {
 			s.log.Error("suppression: writing expired entries to the log failed; retrying later", "err", err)
 		}
 		s.mu.Unlock()
+	}
+}
+
+// The pace of following the log; variables for the tests.
+var (
+	// suppressionFollow is how often follow reads the log.
+	suppressionFollow = 2 * time.Second
+	// suppressionSettle is how long follow leaves a change to be written:
+	// it reads only changes logged that long ago, so that one another
+	// process is still committing, or logged by a clock a little behind,
+	// is not passed over. It bounds the clock skew between the processes
+	// sharing a store (NTP keeps it in milliseconds).
+	suppressionSettle = 10 * time.Second
+)
+
+// follow applies the changes that other repute serve processes sharing the
+// store (ClickHouse) write to its log, every suppressionFollow until ctx
+// ends: each process observes only the events its own intake stored, and
+// the lists of all of them converge on the log. It reads in the order the
+// changes were written (metrics.SuppressionQuery.ByLogged), its own among
+// them, which the index applies again harmlessly (suppress.Index.Apply:
+// the result depends neither on order nor on repeats). A change made by
+// another process reaches this one's checks within suppressionSettle +
+// suppressionFollow (12 s) plus the read's own time.
+func (s *suppression) follow(ctx context.Context) {
+	wait := suppressionFollow
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if !s.ready.Load() {
+			continue
+		}
+		if err := s.followOnce(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			wait = min(2*wait, time.Minute)
+			s.log.Error("suppression: reading other processes' changes failed; retrying", "in", wait, "err", err)
+			continue
+		}
+		wait = suppressionFollow
+	}
+}
+
+// followOnce applies the changes logged after the last one read and at
+// least suppressionSettle before now.
+func (s *suppression) followOnce(ctx context.Context, now time.Time) error {
+	s.mu.Lock()
+	after := s.followed
+	s.mu.Unlock()
+	for {
+		n := 0
+		err := s.store.FindSuppressionChanges(ctx, metrics.SuppressionQuery{
+			ByLogged: true, AfterTime: after.Logged, AfterID: after.ID,
+			LoggedBefore: now.Add(-suppressionSettle), Limit: webhookBatch,
+		}, func(c metrics.SuppressionChange) error {
+			if err := s.index.Apply(suppress.FromStored(c)); err != nil {
+				s.log.Warn("suppression: a change of the log cannot be applied; skipped", "change", c.ID, "err", err)
+			}
+			after = c
+			n++
+			return nil
+		})
+		s.mu.Lock()
+		s.followed = after
+		s.mu.Unlock()
+		if err != nil || n < webhookBatch {
+			return err
+		}
 	}
 }
 

@@ -286,3 +286,63 @@ func TestSuppressionCheckErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestSuppressionTwoProcesses runs two repute serve on one ClickHouse
+// database, as a deployment past one machine does: a bounce stored by one,
+// a lift and an unsubscribe made through the other, each reach the other's
+// checks by following the store's log.
+func TestSuppressionTwoProcesses(t *testing.T) {
+	saved, savedSettle := suppressionFollow, suppressionSettle
+	t.Cleanup(func() { suppressionFollow, suppressionSettle = saved, savedSettle })
+	suppressionFollow, suppressionSettle = 50*time.Millisecond, 300*time.Millisecond
+
+	cfgA := twoAccounts(t, "clickhouse")
+	cfgB := cfgA
+	cfgB.Data = t.TempDir()
+	baseA, _ := runApp(t, cfgA)
+	baseB, _ := runApp(t, cfgB)
+	check(t, baseB, "acme-key", "news.acme.example", "x@y.example") // waits for B's lists to load
+
+	// waitFor polls base's check of addr until its answer is allowed.
+	waitFor := func(base, addr string, allowed bool, list string) checkResult {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			r := check(t, base, "acme-key", "news.acme.example", addr)[0]
+			if r.Allowed == allowed && r.List == list {
+				return r
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s on %s: %+v, want allowed=%v list=%q", addr, base, r, allowed, list)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	at := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	body, _ := json.Marshal([]metrics.Event{{EventID: "b1", Time: at, Kind: metrics.KindBounced, Account: "acme",
+		SenderDomain: "news.acme.example", Recipient: "gone@gmail.example", BounceType: metrics.BounceHard,
+		Reason: "userunknown", Status: "5.1.1"}})
+	if status, out := post(t, baseA+"/v1/events?wait=visible", "admin", "application/json", body); status != http.StatusAccepted {
+		t.Fatalf("POST events to A: %d %s", status, out)
+	}
+	waitFor(baseA, "gone@gmail.example", false, "blocklist")
+	if r := waitFor(baseB, "gone@gmail.example", false, "blocklist"); r.EventID != "b1" || r.Reason != "userunknown" {
+		t.Errorf("B's entry: %+v, want A's event b1", r)
+	}
+
+	if status, out := do(t, "DELETE", baseB+"/v1/blocklist/gone@gmail.example?reason=mailbox+restored", "acme-key"); status != http.StatusOK {
+		t.Fatalf("lift on B: %d %s", status, out)
+	}
+	waitFor(baseB, "gone@gmail.example", true, "")
+	waitFor(baseA, "gone@gmail.example", true, "")
+
+	if status, out := post(t, baseA+"/v1/unsubscribes", "acme-key", "application/json",
+		[]byte(`{"sender_domain": "news.acme.example", "recipient": "asked@gmail.example", "reason": "phone call"}`)); status != http.StatusOK {
+		t.Fatalf("unsubscribe on A: %d %s", status, out)
+	}
+	waitFor(baseB, "asked@gmail.example", false, "unsubscribe")
+	if status, out := do(t, "DELETE", baseB+"/v1/unsubscribes?sender_domain=news.acme.example&recipient=asked@gmail.example&reason=came+back", "acme-key"); status != http.StatusOK {
+		t.Fatalf("re-subscribe on B: %d %s", status, out)
+	}
+	waitFor(baseA, "asked@gmail.example", true, "")
+}

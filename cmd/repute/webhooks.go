@@ -26,6 +26,9 @@ var (
 	webhookTimeout    = 10 * time.Second // a POST not answered by then is a failure
 	webhookMinBackoff = time.Second      // the first retry's wait, doubling
 	webhookMaxBackoff = 10 * time.Minute
+	// webhookSettle is how long a change is left to be written before
+	// the dispatcher reads past it (see suppressionSettle).
+	webhookSettle = suppressionSettle
 )
 
 const (
@@ -94,7 +97,7 @@ func (w *webhooks) Deliveries(account string) []api.WebhookStatus {
 // unsubscribe list. It follows the store's log, not the local index: what
 // another repute serve sharing the store wrote is delivered too (by each
 // of them: receivers dedupe on X-Repute-Delivery). Changes go out one at a
-// time in the log's order; a failed one is retried with backoff and the
+// time in the order they were written to the log; a failed one is retried with backoff and the
 // later ones wait, so a receiver never sees a re-subscription before the
 // unsubscription it undoes. The cursor is kept in a file, written after
 // each delivery: a restart resumes after the last delivered change, and
@@ -164,8 +167,12 @@ func (d *webhookDispatcher) pass(ctx context.Context) error {
 		cur := d.cursor
 		d.mu.Unlock()
 		var batch []metrics.SuppressionChange
+		// In the order written, so a change about an old event, written
+		// late, is not passed over; up to a settling delay ago, so one
+		// another process is still writing is not either.
 		err := d.store.FindSuppressionChanges(ctx, metrics.SuppressionQuery{
-			Account: d.account, AfterTime: cur.Time, AfterID: cur.ID, Limit: webhookBatch,
+			Account: d.account, ByLogged: true, AfterTime: cur.Logged, AfterID: cur.ID,
+			LoggedBefore: time.Now().Add(-webhookSettle), Limit: webhookBatch,
 		}, func(c metrics.SuppressionChange) error {
 			batch = append(batch, c)
 			return nil
@@ -191,7 +198,7 @@ func (d *webhookDispatcher) pass(ctx context.Context) error {
 					return nil // ctx ended
 				}
 			}
-			if err := d.advance(api.WebhookCursor{Time: c.Time, ID: c.ID}, c.List == "unsubscribe"); err != nil {
+			if err := d.advance(api.WebhookCursor{Time: c.Time, Logged: c.Logged, ID: c.ID}, c.List == "unsubscribe"); err != nil {
 				return err
 			}
 		}
@@ -290,8 +297,12 @@ func (d *webhookDispatcher) post(ctx context.Context, id string, body []byte) (i
 
 // webhookCursorFile is the cursor file's content.
 type webhookCursorFile struct {
-	TimeNS int64  `json:"time_ns"`
-	ID     string `json:"id"`
+	TimeNS int64 `json:"time_ns"`
+	// LoggedNS is when the store took the change (the cursor's order);
+	// a file written before it existed has none, and its time stands in
+	// (the stores take old changes as logged at their time).
+	LoggedNS int64  `json:"logged_ns,omitempty"`
+	ID       string `json:"id"`
 }
 
 // readWebhookCursor reads a cursor file; a missing file is the log's
@@ -308,7 +319,10 @@ func readWebhookCursor(path string) (api.WebhookCursor, error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return api.WebhookCursor{}, fmt.Errorf("malformed: %w", err)
 	}
-	return api.WebhookCursor{Time: time.Unix(0, f.TimeNS).UTC(), ID: f.ID}, nil
+	if f.LoggedNS == 0 {
+		f.LoggedNS = f.TimeNS
+	}
+	return api.WebhookCursor{Time: time.Unix(0, f.TimeNS).UTC(), Logged: time.Unix(0, f.LoggedNS).UTC(), ID: f.ID}, nil
 }
 
 // writeWebhookCursor replaces a cursor file atomically: a temporary file,
@@ -318,7 +332,7 @@ func writeWebhookCursor(path string, cur api.WebhookCursor) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	b, _ := json.Marshal(webhookCursorFile{TimeNS: cur.Time.UnixNano(), ID: cur.ID})
+	b, _ := json.Marshal(webhookCursorFile{TimeNS: cur.Time.UnixNano(), LoggedNS: cur.Logged.UnixNano(), ID: cur.ID})
 	f, err := os.CreateTemp(dir, ".cursor-")
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"repute/api"
 	"repute/metrics"
 	"repute/suppress/webhook"
 )
@@ -21,9 +22,9 @@ import (
 // deliveries endpoint shows them; a restart delivers nothing again.
 func TestWebhookThroughServe(t *testing.T) {
 	// Restored after the servers stop (cleanups run last first).
-	saved := webhookMinBackoff
-	t.Cleanup(func() { webhookMinBackoff = saved })
-	webhookMinBackoff = 50 * time.Millisecond
+	saved, savedSettle := webhookMinBackoff, webhookSettle
+	t.Cleanup(func() { webhookMinBackoff, webhookSettle = saved, savedSettle })
+	webhookMinBackoff, webhookSettle = 50*time.Millisecond, 200*time.Millisecond
 
 	secret := []byte("hook-secret")
 	type delivery struct {
@@ -200,11 +201,20 @@ func TestWebhookThroughServe(t *testing.T) {
 		t.Fatalf("POST unsubscribes: %d %s", status, out)
 	}
 	received(3)
-	time.Sleep(200 * time.Millisecond)
+	// A change about an old event, written after the others: the log's
+	// order by time puts it before the cursor, the order written after.
+	old, _ := json.Marshal([]metrics.Event{{EventID: "u-old", Time: at.Add(-30 * 24 * time.Hour), Kind: metrics.KindUnsubscribed,
+		Account: "acme", SenderDomain: "news.acme.example", Recipient: "late@gmail.example"}})
+	if status, out := post(t, base+"/v1/events?wait=visible", "admin", "application/json", old); status != http.StatusAccepted {
+		t.Fatalf("POST events: %d %s", status, out)
+	}
+	received(4)
+	time.Sleep(300 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
-	if len(got) != 3 || got[2].payload.Action != "unsubscribed" || got[2].payload.Address != "asked@gmail.example" {
-		t.Errorf("after a restart, delivered %+v; want only the new change", got[2:])
+	if len(got) != 4 || got[2].payload.Action != "unsubscribed" || got[2].payload.Address != "asked@gmail.example" ||
+		got[3].payload.Address != "late@gmail.example" || got[3].payload.EventID != "u-old" {
+		t.Errorf("after a restart, delivered %+v; want only the new change, then the late one", got[2:])
 	}
 	if len(bad) > 0 {
 		t.Errorf("the receiver refused: %v", bad)
@@ -251,17 +261,23 @@ func TestWebhookCursorFile(t *testing.T) {
 		t.Fatalf("missing file: %+v %v", cur, err)
 	}
 	want := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	logged := want.Add(time.Hour + 7)
 	for _, id := range []string{"a", "b"} {
-		if err := writeWebhookCursor(path, struct {
-			Time time.Time `json:"time"`
-			ID   string    `json:"id,omitempty"`
-		}{want, id}); err != nil {
+		if err := writeWebhookCursor(path, api.WebhookCursor{Time: want, Logged: logged, ID: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cur, err := readWebhookCursor(path)
-	if err != nil || !cur.Time.Equal(want) || cur.ID != "b" {
+	if err != nil || !cur.Time.Equal(want) || !cur.Logged.Equal(logged) || cur.ID != "b" {
 		t.Errorf("read back %+v %v", cur, err)
+	}
+	// A file from before the cursor followed the order written: its time
+	// stands in, as the stores take old changes as logged at their time.
+	if err := os.WriteFile(path, []byte(`{"time_ns":1767323045000000006,"id":"c"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := readWebhookCursor(path); err != nil || !cur.Logged.Equal(want) || cur.ID != "c" {
+		t.Errorf("an old file read back %+v %v", cur, err)
 	}
 	entries, _ := os.ReadDir(filepath.Dir(path))
 	if len(entries) != 1 {
