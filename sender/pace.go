@@ -429,7 +429,7 @@ func (p *WarmupPacer) Done(k PaceKey, sent bool) {
 	}
 	t := q[0]
 	if len(q) == 1 {
-		delete(p.inflight, k)
+		p.inflight[k] = q[:0] // keeps the array for the key's next Take
 	} else {
 		p.inflight[k] = q[1:]
 	}
