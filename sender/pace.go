@@ -180,16 +180,16 @@ type WarmupPacer struct {
 	now       func() time.Time
 
 	mu        sync.Mutex
-	domains   map[string]*domainState
-	scopes    map[Scope]*scopeState
+	domains   map[string]*paceDomain
+	scopes    map[Scope]*paceScope
 	overrides map[Scope]Override
-	inflight  map[PaceKey][]taken
+	inflight  map[PaceKey][]paceTaken
 }
 
 var _ Pacer = (*WarmupPacer)(nil)
 
-// domainState is what the pacer knows of one sender domain.
-type domainState struct {
+// paceDomain is what the pacer knows of one sender domain.
+type paceDomain struct {
 	first          time.Time // the first send (store or local); zero = none yet
 	firstFromStore bool      // History answered: no need to ask again
 	ips            map[string]struct{}
@@ -205,8 +205,8 @@ type domainState struct {
 	ownMinIdx [60]int64
 }
 
-// scopeState is the pacing state of one scope.
-type scopeState struct {
+// paceScope is the pacing state of one scope.
+type paceScope struct {
 	dayIdx   int64 // the warm-up day dayCount counts
 	dayCount int64
 	hourTAT  time.Time // GCRA theoretical arrival time: the next slot
@@ -214,8 +214,8 @@ type scopeState struct {
 	conns    int
 }
 
-// taken is one Take waiting for its Done: what to give back.
-type taken struct {
+// paceTaken is one Take waiting for its Done: what to give back.
+type paceTaken struct {
 	at    time.Time
 	day   int64
 	hourT [3]time.Duration
@@ -236,10 +236,10 @@ func NewWarmupPacer(o PacerOptions) (*WarmupPacer, error) {
 		schedule:  o.Schedule,
 		history:   o.History,
 		now:       o.Now,
-		domains:   map[string]*domainState{},
-		scopes:    map[Scope]*scopeState{},
+		domains:   map[string]*paceDomain{},
+		scopes:    map[Scope]*paceScope{},
 		overrides: map[Scope]Override{},
-		inflight:  map[PaceKey][]taken{},
+		inflight:  map[PaceKey][]paceTaken{},
 	}
 	if p.conns == 0 {
 		p.conns = DefaultConnections
@@ -279,31 +279,29 @@ func (p *WarmupPacer) Day(senderDomain string, now time.Time) int {
 	if d == nil || d.first.IsZero() {
 		return 1
 	}
-	return int(dayIndex(d.first, now))
+	return int(warmupDay(d.first, now))
 }
 
-// dayIndex is the warm-up day (1-based) of now for a domain that first
+// warmupDay is the warm-up day (1-based) of now for a domain that first
 // sent at first.
-func dayIndex(first, now time.Time) int64 {
+func warmupDay(first, now time.Time) int64 {
 	if !now.After(first) {
 		return 1
 	}
 	return int64(now.Sub(first)/(24*time.Hour)) + 1
 }
 
-const hour, minute = time.Hour, time.Minute
-
-// interval is the GCRA emission interval of n per window (0 = no limit).
-func interval(window time.Duration, n int) time.Duration {
+// paceInterval is the GCRA emission interval of n per window (0 = no limit).
+func paceInterval(window time.Duration, n int) time.Duration {
 	if n <= 0 {
 		return 0
 	}
 	return max(window/time.Duration(n), 1)
 }
 
-// tighten returns the stricter of a and b field by field, 0 meaning no
+// tightenLimits returns the stricter of a and b field by field, 0 meaning no
 // limit.
-func tighten(a, b Limits) Limits {
+func tightenLimits(a, b Limits) Limits {
 	f := func(x, y int) int {
 		switch {
 		case x == 0:
@@ -324,14 +322,14 @@ func (p *WarmupPacer) Take(k PaceKey, now time.Time) (bool, time.Time) {
 
 	d := p.domains[k.SenderDomain]
 	if d == nil {
-		d = &domainState{ips: map[string]struct{}{}}
+		d = &paceDomain{ips: map[string]struct{}{}}
 		p.domains[k.SenderDomain] = d
 	}
 	first := d.first
 	if first.IsZero() {
 		first = now // the day starts with this send, if it goes
 	}
-	day := dayIndex(first, now)
+	day := warmupDay(first, now)
 	nextDay := first.Add(time.Duration(day) * 24 * time.Hour)
 
 	base := p.schedule(int(day))
@@ -347,7 +345,7 @@ func (p *WarmupPacer) Take(k PaceKey, now time.Time) (bool, time.Time) {
 		base,
 		{Connections: p.conns},
 	}
-	var states [3]*scopeState
+	var states [3]*paceScope
 	retry := now
 	for i, s := range scopes {
 		if o, ok := p.overrides[s]; ok {
@@ -358,14 +356,14 @@ func (p *WarmupPacer) Take(k PaceKey, now time.Time) (bool, time.Time) {
 				if until.IsZero() {
 					until = now.Add(DefaultPauseRecheck)
 				}
-				retry = later(retry, until)
+				retry = paceLater(retry, until)
 			} else {
-				lims[i] = tighten(lims[i], o.Limits)
+				lims[i] = tightenLimits(lims[i], o.Limits)
 			}
 		}
 		st := p.scopes[s]
 		if st == nil {
-			st = &scopeState{}
+			st = &paceScope{}
 			p.scopes[s] = st
 		}
 		states[i] = st
@@ -379,36 +377,36 @@ func (p *WarmupPacer) Take(k PaceKey, now time.Time) (bool, time.Time) {
 				used += d.othersDay
 			}
 			if used >= int64(l.PerDay) {
-				retry = later(retry, nextDay)
+				retry = paceLater(retry, nextDay)
 			}
 		}
 		if l.PerHour > 0 {
-			retry = later(retry, st.hourTAT)
+			retry = paceLater(retry, st.hourTAT)
 			if i == 0 && d.othersHour > 0 && d.ownHour(now)+d.othersHour >= int64(l.PerHour) {
 				// the oldest own minute leaves the hour at the next minute
-				retry = later(retry, now.Truncate(minute).Add(minute))
+				retry = paceLater(retry, now.Truncate(time.Minute).Add(time.Minute))
 			}
 		}
 		if l.PerMinute > 0 {
-			retry = later(retry, st.minTAT)
+			retry = paceLater(retry, st.minTAT)
 		}
 		if l.Connections > 0 && st.conns >= l.Connections {
-			retry = later(retry, now.Add(p.connRetry))
+			retry = paceLater(retry, now.Add(p.connRetry))
 		}
 	}
 	if retry.After(now) {
 		return false, retry
 	}
 
-	t := taken{at: now, day: day}
+	t := paceTaken{at: now, day: day}
 	for i, st := range states {
 		l := lims[i]
 		st.dayCount++
 		st.conns++
-		t.hourT[i] = interval(hour, l.PerHour)
-		t.minT[i] = interval(minute, l.PerMinute)
-		st.hourTAT = later(st.hourTAT, now).Add(t.hourT[i])
-		st.minTAT = later(st.minTAT, now).Add(t.minT[i])
+		t.hourT[i] = paceInterval(time.Hour, l.PerHour)
+		t.minT[i] = paceInterval(time.Minute, l.PerMinute)
+		st.hourTAT = paceLater(st.hourTAT, now).Add(t.hourT[i])
+		st.minTAT = paceLater(st.minTAT, now).Add(t.minT[i])
 	}
 	if d.first.IsZero() {
 		d.first = now
@@ -458,7 +456,7 @@ func (p *WarmupPacer) Done(k PaceKey, sent bool) {
 }
 
 // addOwn counts n own sends in now's minute.
-func (d *domainState) addOwn(now time.Time, n int64) {
+func (d *paceDomain) addOwn(now time.Time, n int64) {
 	m := now.Unix() / 60
 	i := m % 60
 	if d.ownMinIdx[i] != m {
@@ -471,7 +469,7 @@ func (d *domainState) addOwn(now time.Time, n int64) {
 }
 
 // ownHour is the own sends in the 60 minutes up to and including now's.
-func (d *domainState) ownHour(now time.Time) int64 {
+func (d *paceDomain) ownHour(now time.Time) int64 {
 	m := now.Unix() / 60
 	var n int64
 	for i := range d.ownMin {
@@ -524,7 +522,7 @@ func (p *WarmupPacer) Refresh(ctx context.Context) error {
 		var dayStart time.Time
 		var day int64
 		if !first.IsZero() {
-			day = dayIndex(first, now)
+			day = warmupDay(first, now)
 			dayStart = first.Add(time.Duration(day-1) * 24 * time.Hour)
 		}
 		var dayN int64
@@ -536,7 +534,7 @@ func (p *WarmupPacer) Refresh(ctx context.Context) error {
 			}
 			dayN = n
 		}
-		hourN, err := p.history.Sent(ctx, a.domain, now.Add(-hour))
+		hourN, err := p.history.Sent(ctx, a.domain, now.Add(-time.Hour))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("sender: pacer refresh %s: sent last hour: %w", a.domain, err))
 			continue
@@ -563,7 +561,7 @@ func (p *WarmupPacer) Refresh(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func later(a, b time.Time) time.Time {
+func paceLater(a, b time.Time) time.Time {
 	if b.After(a) {
 		return b
 	}

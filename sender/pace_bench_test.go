@@ -10,9 +10,9 @@ import (
 // domain (no limit binds), over 64 keys: the pacer's own cost per
 // delivery.
 func BenchmarkPacerTakeDone(b *testing.B) {
-	p := newPacer(b, PacerOptions{Schedule: func(int) Limits { return WarmupLimits(61) }})
-	keys := benchKeys()
-	now := t0
+	p := newTestPacer(b, PacerOptions{Schedule: func(int) Limits { return WarmupLimits(61) }})
+	keys := paceBenchKeys()
+	now := paceT0
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		now = now.Add(10 * time.Microsecond)
@@ -27,8 +27,8 @@ func BenchmarkPacerTakeDone(b *testing.B) {
 // BenchmarkPacerTakeDoneParallel is the same from GOMAXPROCS goroutines
 // at once (one mutex guards the pacer).
 func BenchmarkPacerTakeDoneParallel(b *testing.B) {
-	p := newPacer(b, PacerOptions{Schedule: func(int) Limits { return Limits{} }})
-	keys := benchKeys()
+	p := newTestPacer(b, PacerOptions{Schedule: func(int) Limits { return Limits{} }})
+	keys := paceBenchKeys()
 	var clock atomic.Int64
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -36,14 +36,14 @@ func BenchmarkPacerTakeDoneParallel(b *testing.B) {
 		for pb.Next() {
 			k := keys[i%len(keys)]
 			i++
-			if ok, _ := p.Take(k, t0.Add(time.Duration(clock.Add(1)))); ok {
+			if ok, _ := p.Take(k, paceT0.Add(time.Duration(clock.Add(1)))); ok {
 				p.Done(k, true)
 			}
 		}
 	})
 }
 
-func benchKeys() []PaceKey {
+func paceBenchKeys() []PaceKey {
 	var keys []PaceKey
 	for _, d := range []string{"news.acme.example", "mail.shop.example"} {
 		for _, ip := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"} {

@@ -52,14 +52,14 @@ func (h StoreHistory) FirstSent(ctx context.Context, senderDomain string) (time.
 		// the bucket began before the lookback: sent then, or earlier
 		return from, true, nil
 	}
-	hr, ok, err := h.earliest(ctx, senderDomain, day, earlier(day.Add(24*time.Hour), now), metrics.GroupHour)
+	hr, ok, err := h.earliest(ctx, senderDomain, day, paceEarlier(day.Add(24*time.Hour), now), metrics.GroupHour)
 	if err != nil {
 		return time.Time{}, false, err
 	}
 	if !ok { // deleted in between: keep the day's start
 		return day, true, nil
 	}
-	return earlier(hr.Add(time.Hour), now), true, nil
+	return paceEarlier(hr.Add(time.Hour), now), true, nil
 }
 
 // earliest returns the start of the first bucket (grouped by by) in
@@ -102,7 +102,7 @@ func (h StoreHistory) Sent(ctx context.Context, senderDomain string, since time.
 	return 0, nil
 }
 
-func earlier(a, b time.Time) time.Time {
+func paceEarlier(a, b time.Time) time.Time {
 	if b.Before(a) {
 		return b
 	}

@@ -11,21 +11,21 @@ import (
 	"repute/metrics"
 )
 
-// fakeStats answers StatsQuery over sent events the way the backends do:
+// paceFakeStats answers StatsQuery over sent events the way the backends do:
 // [From, To), day and hour keys as the RFC 3339 UTC bucket start, groups
 // in ascending key order.
-type fakeStats struct {
-	sent    []fakeSent
+type paceFakeStats struct {
+	sent    []paceFakeSent
 	queries []metrics.StatsQuery
 	err     error
 }
 
-type fakeSent struct {
+type paceFakeSent struct {
 	domain string
 	at     time.Time
 }
 
-func (f *fakeStats) Stats(_ context.Context, q metrics.StatsQuery) (*metrics.StatsResult, error) {
+func (f *paceFakeStats) Stats(_ context.Context, q metrics.StatsQuery) (*metrics.StatsResult, error) {
 	f.queries = append(f.queries, q)
 	if f.err != nil {
 		return nil, f.err
@@ -48,7 +48,7 @@ func (f *fakeStats) Stats(_ context.Context, q metrics.StatsQuery) (*metrics.Sta
 			case metrics.GroupHour:
 				v = s.at.UTC().Truncate(time.Hour).Format(time.RFC3339)
 			default:
-				return nil, errors.New("fakeStats: unsupported group " + string(g))
+				return nil, errors.New("paceFakeStats: unsupported group " + string(g))
 			}
 			key[g] = v
 			parts = append(parts, v)
@@ -71,7 +71,7 @@ func (f *fakeStats) Stats(_ context.Context, q metrics.StatsQuery) (*metrics.Sta
 
 func TestStoreHistory(t *testing.T) {
 	now := time.Date(2026, 11, 20, 15, 0, 0, 0, time.UTC)
-	f := &fakeStats{sent: []fakeSent{
+	f := &paceFakeStats{sent: []paceFakeSent{
 		{"other.example", now.Add(-20 * 24 * time.Hour)},
 		{"news.acme.example", time.Date(2026, 11, 18, 7, 42, 0, 0, time.UTC)},
 		{"news.acme.example", time.Date(2026, 11, 18, 9, 1, 0, 0, time.UTC)},
@@ -135,9 +135,9 @@ func TestStoreHistory(t *testing.T) {
 // with what it knew.
 func TestPacerWithStoreHistory(t *testing.T) {
 	now := time.Date(2026, 11, 20, 15, 0, 0, 0, time.UTC)
-	f := &fakeStats{sent: []fakeSent{{"news.acme.example", now.Add(-3*24*time.Hour + 30*time.Minute)}}}
+	f := &paceFakeStats{sent: []paceFakeSent{{"news.acme.example", now.Add(-3*24*time.Hour + 30*time.Minute)}}}
 	clock := func() time.Time { return now }
-	p := newPacer(t, PacerOptions{History: StoreHistory{Stats: f, Now: clock}, Now: clock})
+	p := newTestPacer(t, PacerOptions{History: StoreHistory{Stats: f, Now: clock}, Now: clock})
 	k := PaceKey{"news.acme.example", "192.0.2.1", "gmail"}
 	if ok, _ := p.Take(k, now); !ok {
 		t.Fatal("first Take refused")

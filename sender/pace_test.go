@@ -8,11 +8,11 @@ import (
 	"time"
 )
 
-// t0 is not at the top of an hour, so that nothing can lean on calendar
+// paceT0 is not at the top of an hour, so that nothing can lean on calendar
 // hours.
-var t0 = time.Date(2026, 11, 2, 9, 37, 11, 0, time.UTC)
+var paceT0 = time.Date(2026, 11, 2, 9, 37, 11, 0, time.UTC)
 
-func newPacer(t testing.TB, o PacerOptions) *WarmupPacer {
+func newTestPacer(t testing.TB, o PacerOptions) *WarmupPacer {
 	t.Helper()
 	p, err := NewWarmupPacer(o)
 	if err != nil {
@@ -25,7 +25,7 @@ func newPacer(t testing.TB, o PacerOptions) *WarmupPacer {
 // refused, wait until retry (checking that a moment earlier is refused
 // too: never sent early); stop at until. It returns the admission times
 // and the refusals' retry times.
-func drain(t *testing.T, p *WarmupPacer, k PaceKey, now time.Time, n int, until time.Time) (admitted, retries []time.Time) {
+func paceDrain(t *testing.T, p *WarmupPacer, k PaceKey, now time.Time, n int, until time.Time) (admitted, retries []time.Time) {
 	t.Helper()
 	for len(admitted) < n && now.Before(until) {
 		ok, retry := p.Take(k, now)
@@ -47,7 +47,7 @@ func drain(t *testing.T, p *WarmupPacer, k PaceKey, now time.Time, n int, until 
 	return admitted, retries
 }
 
-func countIn(ts []time.Time, from, to time.Time) int {
+func paceCountIn(ts []time.Time, from, to time.Time) int {
 	n := 0
 	for _, x := range ts {
 		if !x.Before(from) && x.Before(to) {
@@ -61,12 +61,12 @@ func countIn(ts []time.Time, from, to time.Time) int {
 // first hour, evenly spread, 1,000 on day 1, the rest waiting for day 2;
 // day 2 admits 1,500 at 200/hour.
 func TestPacerNewDomain(t *testing.T) {
-	p := newPacer(t, PacerOptions{})
+	p := newTestPacer(t, PacerOptions{})
 	k := PaceKey{SenderDomain: "news.acme.example", SendingIP: "192.0.2.1", Provider: "gmail"}
-	day2 := t0.Add(24 * time.Hour)
+	day2 := paceT0.Add(24 * time.Hour)
 
-	admitted, retries := drain(t, p, k, t0, 1500, day2)
-	if n := countIn(admitted, t0, t0.Add(time.Hour)); n != 200 {
+	admitted, retries := paceDrain(t, p, k, paceT0, 1500, day2)
+	if n := paceCountIn(admitted, paceT0, paceT0.Add(time.Hour)); n != 200 {
 		t.Errorf("first hour admitted %d, want 200", n)
 	}
 	if len(admitted) != 1000 {
@@ -91,15 +91,15 @@ func TestPacerNewDomain(t *testing.T) {
 	}
 
 	// The remaining 500 go on day 2, and day 2 holds 1,500 at 200/hour.
-	rest, _ := drain(t, p, k, last, 5000, t0.Add(48*time.Hour))
+	rest, _ := paceDrain(t, p, k, last, 5000, paceT0.Add(48*time.Hour))
 	if len(rest) != 1500 {
 		t.Errorf("day 2 admitted %d, want 1500", len(rest))
 	}
 	if rest[0].Before(day2) {
 		t.Errorf("first message of day 2 at %v, before %v", rest[0], day2)
 	}
-	for h := day2; h.Before(t0.Add(48 * time.Hour)); h = h.Add(time.Hour) {
-		if n := countIn(rest, h, h.Add(time.Hour)); n > 200 {
+	for h := day2; h.Before(paceT0.Add(48 * time.Hour)); h = h.Add(time.Hour) {
+		if n := paceCountIn(rest, h, h.Add(time.Hour)); n > 200 {
 			t.Errorf("hour from %v admitted %d, want ≤ 200", h, n)
 		}
 	}
@@ -110,7 +110,7 @@ func TestPacerNewDomain(t *testing.T) {
 
 // run offers every key a message at each step, as a queue with plenty
 // of mail for each would, until until; it counts admissions per key.
-func run(t *testing.T, p *WarmupPacer, keys []PaceKey, now, until time.Time) map[PaceKey][]time.Time {
+func paceRun(t *testing.T, p *WarmupPacer, keys []PaceKey, now, until time.Time) map[PaceKey][]time.Time {
 	t.Helper()
 	got := map[PaceKey][]time.Time{}
 	for now.Before(until) {
@@ -138,10 +138,10 @@ func run(t *testing.T, p *WarmupPacer, keys []PaceKey, now, until time.Time) map
 	return got
 }
 
-func total(m map[PaceKey][]time.Time, from, to time.Time) int {
+func paceTotal(m map[PaceKey][]time.Time, from, to time.Time) int {
 	n := 0
 	for _, ts := range m {
-		n += countIn(ts, from, to)
+		n += paceCountIn(ts, from, to)
 	}
 	return n
 }
@@ -149,7 +149,7 @@ func total(m map[PaceKey][]time.Time, from, to time.Time) int {
 // With several IPs the domain may send more, never beyond 5× the table;
 // and a domain-level limit holds whatever its IPs allow.
 func TestPacerDomainCapsIPs(t *testing.T) {
-	day := t0.Add(24 * time.Hour)
+	day := paceT0.Add(24 * time.Hour)
 	keys := func(n int) []PaceKey {
 		var ks []PaceKey
 		for i := range n {
@@ -159,39 +159,39 @@ func TestPacerDomainCapsIPs(t *testing.T) {
 	}
 
 	// Two IPs: 1,000 each on day 1.
-	got := run(t, newPacer(t, PacerOptions{}), keys(2), t0, day)
-	if n := total(got, t0, day); n != 2000 {
+	got := paceRun(t, newTestPacer(t, PacerOptions{}), keys(2), paceT0, day)
+	if n := paceTotal(got, paceT0, day); n != 2000 {
 		t.Errorf("two IPs, day 1: %d, want 2000", n)
 	}
 
 	// Six IPs: the domain stops at 5 × 1,000 and 5 × 200 an hour.
-	got = run(t, newPacer(t, PacerOptions{}), keys(6), t0, day)
-	if n := total(got, t0, day); n != 5000 {
+	got = paceRun(t, newTestPacer(t, PacerOptions{}), keys(6), paceT0, day)
+	if n := paceTotal(got, paceT0, day); n != 5000 {
 		t.Errorf("six IPs, day 1: %d, want 5000", n)
 	}
 	// The first message went before the other five IPs were known (one
 	// IP's spacing, 18 s, instead of five IPs' 3.6 s): 4 fewer.
-	if n := total(got, t0, t0.Add(time.Hour)); n != 996 {
+	if n := paceTotal(got, paceT0, paceT0.Add(time.Hour)); n != 996 {
 		t.Errorf("six IPs, first hour: %d, want 996 (5 × 200 less the first 18 s)", n)
 	}
 
 	// Two IPs under a domain decision of 1,200/day: the domain wins.
-	p := newPacer(t, PacerOptions{})
+	p := newTestPacer(t, PacerOptions{})
 	p.SetOverride(DomainScope("news.acme.example"), Override{Limits: Limits{PerDay: 1200}})
-	got = run(t, p, keys(2), t0, day)
-	if n := total(got, t0, day); n != 1200 {
+	got = paceRun(t, p, keys(2), paceT0, day)
+	if n := paceTotal(got, paceT0, day); n != 1200 {
 		t.Errorf("two IPs, domain capped at 1200: %d", n)
 	}
-	if ok, retry := p.Take(keys(2)[0], t0.Add(23*time.Hour)); ok || !retry.Equal(day) {
+	if ok, retry := p.Take(keys(2)[0], paceT0.Add(23*time.Hour)); ok || !retry.Equal(day) {
 		t.Errorf("Take after the domain's day = %v, %v; want false, %v", ok, retry, day)
 	}
 }
 
 func TestPacerConnectionCap(t *testing.T) {
-	p := newPacer(t, PacerOptions{Connections: 2, ConnectionRetry: 3 * time.Second})
+	p := newTestPacer(t, PacerOptions{Connections: 2, ConnectionRetry: 3 * time.Second})
 	gmail := PaceKey{"news.acme.example", "192.0.2.1", "gmail"}
 	yahoo := PaceKey{"news.acme.example", "192.0.2.1", "yahoo"}
-	now := t0
+	now := paceT0
 	for i := range 2 {
 		if ok, r := p.Take(gmail, now); !ok {
 			t.Fatalf("Take %d to gmail refused (retry %v)", i+1, r)
@@ -220,17 +220,17 @@ func TestPacerConnectionCap(t *testing.T) {
 // Done(sent=false) gives the slot back: the next message may go at once,
 // and it does not count towards the day.
 func TestPacerDoneNotSentGivesBack(t *testing.T) {
-	p := newPacer(t, PacerOptions{})
+	p := newTestPacer(t, PacerOptions{})
 	d := "news.acme.example"
 	k := PaceKey{d, "192.0.2.1", "gmail"}
 	p.SetOverride(DomainScope(d), Override{Limits: Limits{PerDay: 2}})
 	for i := range 5 {
-		if ok, r := p.Take(k, t0); !ok {
+		if ok, r := p.Take(k, paceT0); !ok {
 			t.Fatalf("Take %d after a failed send refused (retry %v)", i+1, r)
 		}
 		p.Done(k, false)
 	}
-	now := t0
+	now := paceT0
 	for i := range 2 {
 		if ok, r := p.Take(k, now); !ok {
 			t.Fatalf("send %d refused (retry %v)", i+1, r)
@@ -238,8 +238,8 @@ func TestPacerDoneNotSentGivesBack(t *testing.T) {
 		p.Done(k, true)
 		now = now.Add(time.Minute)
 	}
-	if ok, r := p.Take(k, now); ok || !r.Equal(t0.Add(24*time.Hour)) {
-		t.Errorf("third send of a 2/day domain: %v, %v; want false, %v", ok, r, t0.Add(24*time.Hour))
+	if ok, r := p.Take(k, now); ok || !r.Equal(paceT0.Add(24*time.Hour)) {
+		t.Errorf("third send of a 2/day domain: %v, %v; want false, %v", ok, r, paceT0.Add(24*time.Hour))
 	}
 	// A Done without a Take changes nothing.
 	p.Done(PaceKey{d, "192.0.2.9", "none"}, false)
@@ -249,16 +249,16 @@ func TestPacerDoneNotSentGivesBack(t *testing.T) {
 }
 
 func TestPacerOverridePause(t *testing.T) {
-	p := newPacer(t, PacerOptions{})
+	p := newTestPacer(t, PacerOptions{})
 	d := "news.acme.example"
 	gmail := PaceKey{d, "192.0.2.1", "gmail"}
 	yahoo := PaceKey{d, "192.0.2.1", "yahoo"}
-	until := t0.Add(time.Hour)
+	until := paceT0.Add(time.Hour)
 	p.SetOverride(ProviderScope(d, "gmail"), Override{Pause: true, Until: until, Reason: "421 from gmail"})
-	if ok, r := p.Take(gmail, t0); ok || !r.Equal(until) {
+	if ok, r := p.Take(gmail, paceT0); ok || !r.Equal(until) {
 		t.Errorf("paused gmail: %v, %v; want false, %v", ok, r, until)
 	}
-	if ok, r := p.Take(yahoo, t0); !ok {
+	if ok, r := p.Take(yahoo, paceT0); !ok {
 		t.Errorf("yahoo refused (retry %v) while only gmail is paused", r)
 	}
 	p.Done(yahoo, true)
@@ -279,14 +279,14 @@ func TestPacerOverridePause(t *testing.T) {
 	}
 }
 
-// fakeHistory is a store of sent times for one domain.
-type fakeHistory struct {
+// paceFakeHistory is a store of sent times for one domain.
+type paceFakeHistory struct {
 	mu   sync.Mutex
 	now  *time.Time
 	sent []time.Time
 }
 
-func (h *fakeHistory) FirstSent(_ context.Context, _ string) (time.Time, bool, error) {
+func (h *paceFakeHistory) FirstSent(_ context.Context, _ string) (time.Time, bool, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.sent) == 0 {
@@ -301,13 +301,13 @@ func (h *fakeHistory) FirstSent(_ context.Context, _ string) (time.Time, bool, e
 	return f, true, nil
 }
 
-func (h *fakeHistory) Sent(_ context.Context, _ string, since time.Time) (int64, error) {
+func (h *paceFakeHistory) Sent(_ context.Context, _ string, since time.Time) (int64, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return int64(countIn(h.sent, since, *h.now)), nil
+	return int64(paceCountIn(h.sent, since, *h.now)), nil
 }
 
-func (h *fakeHistory) add(ts ...time.Time) {
+func (h *paceFakeHistory) add(ts ...time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.sent = append(h.sent, ts...)
@@ -316,24 +316,24 @@ func (h *fakeHistory) add(ts ...time.Time) {
 // A slow-down caps the rate until it ends; the schedule (here day 30,
 // from the store's first send) holds again after it.
 func TestPacerOverrideSlowDown(t *testing.T) {
-	now := t0
-	h := &fakeHistory{now: &now}
+	now := paceT0
+	h := &paceFakeHistory{now: &now}
 	d := "news.acme.example"
-	h.add(t0.Add(-29*24*time.Hour - time.Minute)) // day 30 at t0
-	p := newPacer(t, PacerOptions{History: h, Now: func() time.Time { return now }})
+	h.add(paceT0.Add(-29*24*time.Hour - time.Minute)) // day 30 at paceT0
+	p := newTestPacer(t, PacerOptions{History: h, Now: func() time.Time { return now }})
 	k := PaceKey{d, "192.0.2.1", "gmail"}
-	p.Take(k, t0.Add(-time.Hour)) // the pacer learns of the domain
+	p.Take(k, paceT0.Add(-time.Hour)) // the pacer learns of the domain
 	p.Done(k, false)
 	if err := p.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if day := p.Day(d, t0); day != 30 {
+	if day := p.Day(d, paceT0); day != 30 {
 		t.Fatalf("Day = %d, want 30", day)
 	}
-	end := t0.Add(5 * time.Minute)
+	end := paceT0.Add(5 * time.Minute)
 	p.SetOverride(DomainScope(d), Override{Until: end, Limits: Limits{PerMinute: 10}, Reason: "deferrals"})
-	got, _ := drain(t, p, k, t0, 1<<20, t0.Add(10*time.Minute))
-	if n := countIn(got, t0, end); n != 50 {
+	got, _ := paceDrain(t, p, k, paceT0, 1<<20, paceT0.Add(10*time.Minute))
+	if n := paceCountIn(got, paceT0, end); n != 50 {
 		t.Errorf("5 minutes at 10/minute admitted %d, want 50", n)
 	}
 	for i := 1; i < len(got) && got[i].Before(end); i++ {
@@ -342,7 +342,7 @@ func TestPacerOverrideSlowDown(t *testing.T) {
 		}
 	}
 	// Day 30: 5,000/hour → one every 720 ms (84/minute: 714 ms).
-	if n := countIn(got, end, end.Add(5*time.Minute)); n < 400 || n > 420 {
+	if n := paceCountIn(got, end, end.Add(5*time.Minute)); n < 400 || n > 420 {
 		t.Errorf("5 minutes after the slow-down admitted %d, want ~417", n)
 	}
 }
@@ -350,22 +350,22 @@ func TestPacerOverrideSlowDown(t *testing.T) {
 // Another process's sends, read from History, come off this process's
 // budget: day and hour.
 func TestPacerHistorySharesBudget(t *testing.T) {
-	now := t0
-	h := &fakeHistory{now: &now}
+	now := paceT0
+	h := &paceFakeHistory{now: &now}
 	d := "news.acme.example"
-	first := t0.Add(-10 * time.Hour)
+	first := paceT0.Add(-10 * time.Hour)
 	// The other process: 710 spread over 8 hours, then 190 in the 10
-	// minutes before t0.
+	// minutes before paceT0.
 	for i := range 710 {
 		h.add(first.Add(time.Duration(i) * 8 * time.Hour / 710))
 	}
-	burst := t0.Add(-10 * time.Minute)
+	burst := paceT0.Add(-10 * time.Minute)
 	for i := range 190 {
 		h.add(burst.Add(time.Duration(i) * 10 * time.Minute / 190))
 	}
-	p := newPacer(t, PacerOptions{History: h, Now: func() time.Time { return now }})
+	p := newTestPacer(t, PacerOptions{History: h, Now: func() time.Time { return now }})
 	k := PaceKey{d, "192.0.2.1", "gmail"}
-	p.Take(k, t0.Add(-time.Hour))
+	p.Take(k, paceT0.Add(-time.Hour))
 	p.Done(k, false)
 
 	dayEnd := first.Add(24 * time.Hour)
@@ -394,17 +394,17 @@ func TestPacerHistorySharesBudget(t *testing.T) {
 	if len(ours) != 100 {
 		t.Errorf("day 1 with 900 sent elsewhere: %d admitted here, want 100", len(ours))
 	}
-	if p.Day(d, t0) != 1 || p.Day(d, dayEnd) != 2 {
-		t.Errorf("Day = %d at t0, %d at +24h from the other's first send; want 1, 2",
-			p.Day(d, t0), p.Day(d, dayEnd))
+	if p.Day(d, paceT0) != 1 || p.Day(d, dayEnd) != 2 {
+		t.Errorf("Day = %d at paceT0, %d at +24h from the other's first send; want 1, 2",
+			p.Day(d, paceT0), p.Day(d, dayEnd))
 	}
 	for _, a := range ours {
-		if n := countIn(h.sent, a.Add(-time.Hour+time.Nanosecond), a.Add(time.Nanosecond)); n > 201 {
+		if n := paceCountIn(h.sent, a.Add(-time.Hour+time.Nanosecond), a.Add(time.Nanosecond)); n > 201 {
 			t.Errorf("hour up to %v holds %d sends of both processes, want ≤ 200 (+1 stale)", a, n)
 		}
 	}
 	// 190 sent elsewhere in the last hour leave 10 until they age out.
-	if n := countIn(ours, t0, burst.Add(time.Hour)); n != 10 {
+	if n := paceCountIn(ours, paceT0, burst.Add(time.Hour)); n != 10 {
 		t.Errorf("%d admitted while the other's 190 were in the hour, want 10", n)
 	}
 }
@@ -412,7 +412,7 @@ func TestPacerHistorySharesBudget(t *testing.T) {
 // Many goroutines Take and Done at once: the connection cap holds, and
 // the race detector finds nothing.
 func TestPacerConcurrent(t *testing.T) {
-	p := newPacer(t, PacerOptions{Connections: 3, Schedule: func(int) Limits { return Limits{} }})
+	p := newTestPacer(t, PacerOptions{Connections: 3, Schedule: func(int) Limits { return Limits{} }})
 	var clock atomic.Int64
 	var inflight [4]atomic.Int32
 	var admitted atomic.Int64
@@ -425,7 +425,7 @@ func TestPacerConcurrent(t *testing.T) {
 			for i := range 2000 {
 				pi := (g + i) % len(providers)
 				k := PaceKey{"news.acme.example", "192.0.2.1", providers[pi]}
-				now := t0.Add(time.Duration(clock.Add(1)) * time.Millisecond)
+				now := paceT0.Add(time.Duration(clock.Add(1)) * time.Millisecond)
 				if ok, _ := p.Take(k, now); !ok {
 					continue
 				}
@@ -443,7 +443,7 @@ func TestPacerConcurrent(t *testing.T) {
 		t.Error("nothing admitted")
 	}
 	for _, pr := range providers {
-		if ok, r := p.Take(PaceKey{"news.acme.example", "192.0.2.1", pr}, t0.Add(time.Hour)); !ok {
+		if ok, r := p.Take(PaceKey{"news.acme.example", "192.0.2.1", pr}, paceT0.Add(time.Hour)); !ok {
 			t.Errorf("%s refused after every Done (retry %v): connections leaked", pr, r)
 		}
 	}

@@ -74,17 +74,17 @@ func WarmupLimits(day int) Limits {
 			if day < r.from || day > r.to {
 				continue
 			}
-			perDay = interpolate(day, r.from, r.to, r.dayLo, r.dayHi)
-			perHour = interpolate(day, r.from, r.to, r.hourLo, r.hourHi)
+			perDay = warmupInterpolate(day, r.from, r.to, r.dayLo, r.dayHi)
+			perHour = warmupInterpolate(day, r.from, r.to, r.hourLo, r.hourHi)
 			break
 		}
 	}
 	return Limits{PerDay: perDay, PerHour: perHour, PerMinute: (perHour + 59) / 60}
 }
 
-// interpolate returns the value at day on the line from (from, lo) to
+// warmupInterpolate returns the value at day on the line from (from, lo) to
 // (to, hi), rounded to the nearest integer (halves up).
-func interpolate(day, from, to, lo, hi int) int {
+func warmupInterpolate(day, from, to, lo, hi int) int {
 	if to == from {
 		return lo
 	}
