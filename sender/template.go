@@ -11,6 +11,7 @@ import (
 	ttemplate "text/template"
 	"text/template/parse"
 
+	nethtml "golang.org/x/net/html"
 	"golang.org/x/net/idna"
 )
 
@@ -131,10 +132,12 @@ func Prepare(m *Message) (p *Prepared, bad []*RecipientError, err error) {
 		blankMissing(p.text.Tree)
 	}
 	if m.HTML != "" {
+		src, comments := keepComments(m.HTML)
 		t := htemplate.New("html").Option("missingkey=zero").Funcs(htemplate.FuncMap{
 			UnsubscribeFunc: func() htemplate.URL { return unsubscribePlaceholder },
+			commentFunc:     func(i int) htemplate.HTML { return comments[i] },
 		})
-		if p.html, err = t.Parse(m.HTML); err != nil {
+		if p.html, err = t.Parse(src); err != nil {
 			return fail("html template: %v", err)
 		}
 	}
@@ -324,4 +327,46 @@ func (p *Prepared) Render(recipient string) (Rendered, error) {
 		r.HTML = b.String()
 	}
 	return r, nil
+}
+
+// commentFunc is the template function keepComments writes in place of
+// each comment.
+const commentFunc = "reputeComment"
+
+// keepComments replaces the HTML comments of an html template with calls
+// of commentFunc, which prints each verbatim. html/template drops comments
+// (one could hide an escaping context), but email HTML needs them:
+// Outlook for Windows renders with Word's engine and reads conditional
+// comments (<!--[if mso]> … <![endif]-->, Microsoft's "conditional
+// comments" documentation) for its VML buttons, table widths and fonts; a
+// newsletter without them breaks there. The tokenizer of
+// golang.org/x/net/html finds the comments as a browser would, so the
+// text of <style> and <script> (raw text, HTML §13.1.2) is left as it is.
+// What is inside a comment is not a template: its {{…}} stay as written.
+func keepComments(src string) (string, []htemplate.HTML) {
+	if !strings.Contains(src, "<!--") {
+		return src, nil
+	}
+	var (
+		out      strings.Builder
+		comments []htemplate.HTML
+		off      int
+	)
+	z := nethtml.NewTokenizer(strings.NewReader(src))
+	for {
+		tt := z.Next()
+		if tt == nethtml.ErrorToken {
+			break
+		}
+		raw := z.Raw()
+		if tt == nethtml.CommentToken && strings.HasPrefix(string(raw), "<!--") {
+			fmt.Fprintf(&out, "{{%s %d}}", commentFunc, len(comments))
+			comments = append(comments, htemplate.HTML(raw))
+		} else {
+			out.Write(raw)
+		}
+		off += len(raw)
+	}
+	out.WriteString(src[off:])
+	return out.String(), comments
 }

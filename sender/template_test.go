@@ -115,3 +115,36 @@ func TestRenderError(t *testing.T) {
 		t.Errorf("Render error %v, want a *RecipientError", err)
 	}
 }
+
+// Comments survive the html template: Outlook's conditional comments
+// carry what Outlook for Windows renders; the text of <style> is not
+// taken for comments; a comment's {{…}} stay as written.
+func TestRenderKeepsComments(t *testing.T) {
+	html := `<!DOCTYPE html><html><head><style><!-- p { color: red } --></style></head><body>` +
+		`<!--[if mso]><v:roundrect href="https://acme.example/"><center>Buy</center></v:roundrect><![endif]-->` +
+		`<!--[if !mso]><!--><a href="https://acme.example/">Buy, {{.name}}</a><!--<![endif]-->` +
+		`<p>{{if .vip}}<!-- vip {{.name}} -->VIP{{end}}</p></body></html>`
+	for _, vip := range []bool{true, false} {
+		m := &Message{From: "news@acme.example", To: []string{"a@x.example"}, Subject: "s", HTML: html,
+			Data: map[string]map[string]any{"a@x.example": {"name": "<Ann>", "vip": vip}}}
+		p, bad, err := Prepare(m)
+		if err != nil || len(bad) > 0 {
+			t.Fatalf("Prepare: %v %v", err, bad)
+		}
+		r, err := p.Render("a@x.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := `<!DOCTYPE html><html><head><style><!-- p { color: red } --></style></head><body>` +
+			`<!--[if mso]><v:roundrect href="https://acme.example/"><center>Buy</center></v:roundrect><![endif]-->` +
+			`<!--[if !mso]><!--><a href="https://acme.example/">Buy, &lt;Ann&gt;</a><!--<![endif]-->`
+		if vip {
+			want += `<p><!-- vip {{.name}} -->VIP</p></body></html>`
+		} else {
+			want += `<p></p></body></html>`
+		}
+		if r.HTML != want {
+			t.Errorf("vip=%v:\n got %s\nwant %s", vip, r.HTML, want)
+		}
+	}
+}
