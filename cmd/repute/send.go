@@ -60,7 +60,7 @@ func runSend(args []string, stdout, stderr io.Writer) int {
 	fs := newListsFlags(c, sendUsage)
 	var (
 		file, from, subject, htmlFile, textFile, campaign, category, dataFile string
-		to, headers                                                          stringList
+		to, headers                                                           stringList
 	)
 	fs.StringVar(&file, "file", "", "the request as JSON, from this `file` (- is stdin)")
 	fs.StringVar(&from, "from", "", "the From `address`, e.g. \"News <news@news.acme.example>\"")
