@@ -1,0 +1,486 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"repute/dsn"
+	"repute/metrics"
+)
+
+// Retry defaults.
+const (
+	// DefaultRetryFor is how long a message is retried before it is given
+	// up as a bounced event with reason expired (issue 11: retry_for;
+	// RFC 5321 §4.5.4.1 asks for "at least 4-5 days", bulk senders use
+	// less: an offer that late is worth little).
+	DefaultRetryFor = 72 * time.Hour
+	// DefaultFirstRetry is the wait after the first temporary failure; it
+	// doubles with each further one up to DefaultMaxRetry, ±10% jitter.
+	//
+	// RFC 5321 §4.5.4.1 says the retry interval "SHOULD be at least 30
+	// minutes". We deliberately start at 15 minutes, as KumoMTA (its
+	// default retry_interval is 20 minutes, doubling) and PowerMTA
+	// (retry-after 10-20 minutes in common configurations) do: most
+	// deferrals from mailbox providers are rate limits ("421 4.7.28 try
+	// again later") that clear within minutes, and the pacer already keeps
+	// us from hammering. From the second retry on the wait is 30 minutes
+	// or more, as the RFC asks.
+	DefaultFirstRetry = 15 * time.Minute
+	DefaultMaxRetry   = 4 * time.Hour
+)
+
+// Source is the source of the sender's events.
+const Source = "sender"
+
+// Options configures a Sender. Queue, Relay.Addr and Events are required;
+// the zero value of the rest works.
+type Options struct {
+	Queue  *Queue
+	Relay  Relay
+	Pacer  Pacer     // nil: no pacing
+	Events EventSink // where sent, delivered, deferred and bounced go
+	// ISP maps a recipient domain to its mailbox provider (metrics' ISP
+	// map); nil or "" means the domain itself. It keys pacing and the
+	// queue summary.
+	ISP func(domain string) string
+
+	Now func() time.Time // default time.Now
+	// After is time.After (the default) for the waits on the clock Now
+	// reads: the next due item, a retry. Tests give a fake clock's.
+	After func(d time.Duration) <-chan time.Time
+	// Rand returns a number in [0, 1) for the backoff's jitter (default
+	// math/rand/v2's Float64).
+	Rand func() float64
+
+	RetryFor   time.Duration // default DefaultRetryFor
+	FirstRetry time.Duration // default DefaultFirstRetry
+	MaxRetry   time.Duration // default DefaultMaxRetry
+	// Connections is how many deliveries run at once (default
+	// Relay.Connections, itself 8 by default).
+	Connections int
+	Logger      *slog.Logger // nil: silent
+}
+
+// Sender delivers what its Queue holds, through a Pool of connections to
+// its Relay, asking the Pacer first and recording an event for each
+// outcome.
+//
+// # At most one send, almost
+//
+// For each item the event is recorded (EventSink.Record, durable) before
+// the item's outcome is made durable in the queue. A crash between the two
+// delivers the item again rather than losing its record: a message can be
+// sent twice only when the crash falls between the relay's 250 and the
+// queue's durable record of it (the RFC 1047 window, which no SMTP client
+// can close). That window holds only the items in flight, at most
+// Connections messages, and lasts one event append and one journal fsync
+// after the 250. The event of such a repeat has the id of the first (the
+// id is derived from the item's Ref, the kind and the attempt number, and
+// the attempt number is the one durable before the crash), so intake counts
+// the send once although the recipient may see it twice.
+type Sender struct {
+	q     *Queue
+	pool  *Pool
+	pacer Pacer
+	sink  EventSink
+	isp   func(string) string
+	now   func() time.Time
+	after func(time.Duration) <-chan time.Time
+	rand  func() float64
+	log   *slog.Logger
+
+	retryFor, firstRetry, maxRetry time.Duration
+	workers                        int
+
+	stats struct {
+		sent, delivered, bounced, deferred, expired, paced atomic.Uint64
+		recordErrors, queueErrors                          atomic.Uint64
+		inFlight                                           atomic.Int64
+	}
+}
+
+// New checks opts and returns a Sender; nothing runs until Run.
+func New(opts Options) (*Sender, error) {
+	if opts.Queue == nil {
+		return nil, errors.New("sender: no queue")
+	}
+	if opts.Events == nil {
+		return nil, errors.New("sender: no event sink")
+	}
+	pool, err := NewPool(opts.Relay)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sender{
+		q: opts.Queue, pool: pool, pacer: opts.Pacer, sink: opts.Events, isp: opts.ISP,
+		now: opts.Now, after: opts.After, rand: opts.Rand, log: opts.Logger,
+		retryFor: opts.RetryFor, firstRetry: opts.FirstRetry, maxRetry: opts.MaxRetry,
+		workers: opts.Connections,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.after == nil {
+		s.after = time.After
+	}
+	if s.rand == nil {
+		s.rand = rand.Float64
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.retryFor <= 0 {
+		s.retryFor = DefaultRetryFor
+	}
+	if s.firstRetry <= 0 {
+		s.firstRetry = DefaultFirstRetry
+	}
+	if s.maxRetry <= 0 {
+		s.maxRetry = DefaultMaxRetry
+	}
+	if s.workers <= 0 {
+		s.workers = pool.Relay().Connections
+	}
+	return s, nil
+}
+
+// Enqueue queues items (durably, see Queue.Enqueue) and wakes the workers
+// at once. An item without Queued is stamped with now.
+func (s *Sender) Enqueue(items []*Item) error {
+	now := s.now()
+	for _, it := range items {
+		if it.Queued.IsZero() {
+			it.Queued = now
+		}
+	}
+	return s.q.Enqueue(items)
+}
+
+// Summary is the queue's summary now, by the ISP map (GET /v1/queue).
+func (s *Sender) Summary() QueueSummary { return s.q.Summary(s.isp, s.now()) }
+
+// Stats is a snapshot of the sender's counters, for Prometheus.
+type Stats struct {
+	Sent         uint64 // relay said 2xx
+	Delivered    uint64 // delivered events recorded at once (RelayIsFinal)
+	Bounced      uint64 // 5xx, and expired
+	Expired      uint64 // of Bounced: given up after RetryFor
+	Deferred     uint64 // 4xx or no reply; retried
+	Paced        uint64 // the pacer said not yet
+	RecordErrors uint64 // EventSink.Record failures (retried)
+	QueueErrors  uint64 // the queue could not read an item or record an outcome
+	InFlight     int64  // deliveries under way now
+	Queued       int    // items not done
+	Dials        int64  // connections opened to the relay
+	Reuses       int64  // deliveries over an already open connection
+}
+
+// Stats returns the counters now.
+func (s *Sender) Stats() Stats {
+	ps := s.pool.Stats()
+	return Stats{
+		Sent: s.stats.sent.Load(), Delivered: s.stats.delivered.Load(),
+		Bounced: s.stats.bounced.Load(), Expired: s.stats.expired.Load(),
+		Deferred: s.stats.deferred.Load(), Paced: s.stats.paced.Load(),
+		RecordErrors: s.stats.recordErrors.Load(), QueueErrors: s.stats.queueErrors.Load(),
+		InFlight: s.stats.inFlight.Load(), Queued: s.q.Len(),
+		Dials: ps.Dials, Reuses: ps.Reuses,
+	}
+}
+
+// Run delivers until ctx is cancelled, with Connections workers, and
+// returns nil then; or an error when the queue can no longer record
+// outcomes (its journal failed), after stopping the workers. Deliveries
+// under way when ctx is cancelled are finished and recorded; the pool's
+// connections are closed on return.
+func (s *Sender) Run(ctx context.Context) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range s.workers {
+		wg.Go(func() {
+			if err := s.worker(wctx); err != nil {
+				select {
+				case errc <- err:
+				default:
+				}
+				cancel()
+			}
+		})
+	}
+	wg.Go(func() {
+		t := time.NewTicker(s.pool.Relay().IdleTimeout / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+				s.pool.CloseIdle()
+			}
+		}
+	})
+	wg.Wait()
+	s.pool.Close()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (s *Sender) worker(ctx context.Context) error {
+	for ctx.Err() == nil {
+		now := s.now()
+		e, it, due, changed, err := s.q.take(now)
+		if errors.Is(err, ErrQueueClosed) {
+			return nil
+		}
+		if err != nil {
+			s.stats.queueErrors.Add(1)
+			s.log.Error("sender: queue", "err", err)
+			continue
+		}
+		if e == nil {
+			var timer <-chan time.Time
+			if !due.IsZero() {
+				timer = s.after(due.Sub(now))
+			}
+			select {
+			case <-ctx.Done():
+			case <-changed:
+			case <-timer:
+			}
+			continue
+		}
+		if err := s.handle(ctx, e, it, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handle takes one due item through pacing, delivery, its event and its
+// durable outcome. It returns an error only when the queue's journal fails.
+func (s *Sender) handle(ctx context.Context, e *entry, it *Item, now time.Time) error {
+	attempt := it.Attempts + 1
+	if !now.Before(it.Queued.Add(s.retryFor)) {
+		diag := it.LastError
+		if diag == "" {
+			diag = "not delivered within " + s.retryFor.String()
+		}
+		ev := s.event(it, metrics.KindBounced, it.Attempts, now)
+		ev.BounceType, ev.Reason, ev.Status, ev.Diagnostic = "soft", string(dsn.Expired), "4.4.7", bound(diag) // RFC 3463 X.4.7: delivery time expired
+		s.stats.expired.Add(1)
+		s.stats.bounced.Add(1)
+		return s.conclude(ctx, e, it, []metrics.Event{ev}, true, attempt, time.Time{}, "")
+	}
+
+	key := PaceKey{SenderDomain: it.SenderDomain, SendingIP: it.SendingIP, Provider: providerOf(s.isp, it.Recipient)}
+	if s.pacer != nil {
+		ok, retry := s.pacer.Take(key, now)
+		if !ok {
+			if !retry.After(now) {
+				retry = now.Add(time.Second)
+			}
+			s.stats.paced.Add(1)
+			s.q.release(e, retry, WhyPaced)
+			return nil
+		}
+	}
+	s.stats.inFlight.Add(1)
+	res := s.pool.Deliver(ctx, it)
+	s.stats.inFlight.Add(-1)
+	if s.pacer != nil {
+		s.pacer.Done(key, res.Sent)
+	}
+	now = s.now()
+
+	switch res.Outcome {
+	case Accepted:
+		evs := []metrics.Event{s.event(it, metrics.KindSent, attempt, now)}
+		evs[0].RemoteMTA = s.pool.RemoteMTA()
+		s.stats.sent.Add(1)
+		if s.pool.Relay().RelayIsFinal {
+			d := s.event(it, metrics.KindDelivered, attempt, now)
+			d.RemoteMTA, d.Reason = s.pool.RemoteMTA(), string(dsn.Delivered)
+			evs = append(evs, d)
+			s.stats.delivered.Add(1)
+		}
+		return s.conclude(ctx, e, it, evs, true, attempt, time.Time{}, "")
+
+	case Permanent:
+		ev := s.replyEvent(it, metrics.KindBounced, attempt, now, res)
+		s.stats.bounced.Add(1)
+		return s.conclude(ctx, e, it, []metrics.Event{ev}, true, attempt, time.Time{}, "")
+	}
+
+	// Temporary.
+	if res.Phase == dsn.PhaseConnect && ctx.Err() != nil && errors.Is(res.Err, ctx.Err()) {
+		// Shut down before a connection was had: not an attempt.
+		s.q.release(e, now, e.why)
+		return nil
+	}
+	lastErr := describe(res)
+	if !now.Before(it.Queued.Add(s.retryFor)) {
+		ev := s.replyEvent(it, metrics.KindBounced, attempt, now, res)
+		ev.BounceType, ev.Reason = "soft", string(dsn.Expired)
+		s.stats.expired.Add(1)
+		s.stats.bounced.Add(1)
+		return s.conclude(ctx, e, it, []metrics.Event{ev}, true, attempt, time.Time{}, "")
+	}
+	ev := s.replyEvent(it, metrics.KindDeferred, attempt, now, res)
+	ev.BounceType = ""
+	s.stats.deferred.Add(1)
+	return s.conclude(ctx, e, it, []metrics.Event{ev}, false, attempt, now.Add(s.backoff(attempt)), lastErr)
+}
+
+// conclude records evs, then makes the item's outcome durable: done, or
+// attempts made and the next attempt at next.
+func (s *Sender) conclude(ctx context.Context, e *entry, it *Item, evs []metrics.Event, done bool, attempts int, next time.Time, lastErr string) error {
+	if err := s.record(ctx, evs); err != nil {
+		// Only at shutdown: the item stays queued, delivered again after
+		// the restart (the documented window).
+		s.q.release(e, it.NextAttempt, e.why)
+		return nil
+	}
+	var err error
+	if done {
+		err = s.q.finish(e, attempts)
+	} else {
+		err = s.q.retry(e, attempts, next, lastErr)
+	}
+	if err != nil {
+		s.stats.queueErrors.Add(1)
+		if errors.Is(err, ErrQueueClosed) {
+			return nil
+		}
+		return fmt.Errorf("sender: recording the outcome of %s to %s: %w", it.Ref, it.Recipient, err)
+	}
+	return nil
+}
+
+// record hands evs to the sink, retrying (1 s, doubling to 30 s) until it
+// takes them or ctx is done. Each try gets 30 s, even during shutdown:
+// the relay may have accepted the message already.
+func (s *Sender) record(ctx context.Context, evs []metrics.Event) error {
+	delay := time.Second
+	for {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		err := s.sink.Record(rctx, evs)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		s.stats.recordErrors.Add(1)
+		s.log.Error("sender: recording events", "err", err, "ref", evs[0].SourceRef, "kind", evs[0].Kind)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+// backoff is the wait after the attempts-th temporary failure: FirstRetry
+// doubled attempts-1 times, at most MaxRetry, ±10%.
+func (s *Sender) backoff(attempts int) time.Duration {
+	d := s.firstRetry
+	for i := 1; i < attempts && d < s.maxRetry; i++ {
+		d *= 2
+	}
+	d = min(d, s.maxRetry)
+	return time.Duration(float64(d) * (0.9 + 0.2*s.rand()))
+}
+
+// event is an event about it with the fields every kind has. Its id is
+// derived from the item's Ref and Message-ID, the attempt and the kind, so
+// that recording it again after a crash gives the same event.
+func (s *Sender) event(it *Item, kind metrics.Kind, attempt int, now time.Time) metrics.Event {
+	ref := ""
+	if !it.Ref.IsZero() {
+		ref = it.Ref.String()
+	}
+	return metrics.Event{
+		EventID:      metrics.DerivedID(Source+":"+ref+":"+it.MessageID+":"+strconv.Itoa(attempt), it.Recipient, kind),
+		Time:         now.UTC(),
+		Kind:         kind,
+		Source:       Source,
+		SourceRef:    ref,
+		Account:      it.Account,
+		SenderDomain: it.SenderDomain,
+		SendingIP:    it.SendingIP,
+		Campaign:     it.Campaign,
+		Category:     it.Category,
+		MessageID:    it.MessageID,
+		Recipient:    it.Recipient,
+	}
+}
+
+// replyEvent is a bounced or deferred event for the relay's reply,
+// classified by dsn.ClassifyReply with the command it answered.
+func (s *Sender) replyEvent(it *Item, kind metrics.Kind, attempt int, now time.Time, res Result) metrics.Event {
+	ev := s.event(it, kind, attempt, now)
+	reason, hard := dsn.ClassifyReply(res.Code, res.Enhanced, res.Text, res.Phase)
+	if res.Code == 0 {
+		reason = dsn.NetworkError // no reply at all: the connection failed
+	}
+	ev.Reason = string(reason)
+	ev.BounceType = "soft"
+	if hard {
+		ev.BounceType = "hard"
+	}
+	ev.Status = res.Enhanced
+	ev.ReplyCode = uint16(res.Code)
+	ev.Diagnostic = bound(replyText(res))
+	ev.RemoteMTA = s.pool.RemoteMTA()
+	return ev
+}
+
+// replyText is the reply as the relay gave it ("451 4.3.0 text"), or the
+// error when there was none.
+func replyText(res Result) string {
+	switch {
+	case res.Code != 0 && res.Enhanced != "":
+		return fmt.Sprintf("%d %s %s", res.Code, res.Enhanced, res.Text)
+	case res.Code != 0:
+		return fmt.Sprintf("%d %s", res.Code, res.Text)
+	}
+	return res.Text
+}
+
+// describe is replyText with the phase, for Item.LastError.
+func describe(res Result) string {
+	t := replyText(res)
+	if res.Phase != "" {
+		t += " (in reply to " + string(res.Phase) + ")"
+	}
+	return t
+}
+
+// bound keeps a diagnostic within the event's 2048-byte limit
+// (docs/events.md), cutting at a rune boundary.
+func bound(s string) string {
+	const limit = 2048
+	if len(s) <= limit {
+		return s
+	}
+	i := limit
+	for i > 0 && s[i]&0xC0 == 0x80 {
+		i--
+	}
+	return s[:i]
+}
