@@ -63,9 +63,9 @@ const (
 	// maxRecord bounds a record's length field, so that a corrupt length
 	// cannot make the reader allocate gigabytes.
 	maxRecord = 256 << 20
-	// compactAt is how many journal records beyond four per live item make
-	// the journal be rewritten.
-	compactAt = 100_000
+	// defaultCompactAt is how many journal records beyond four per live
+	// item make the journal be rewritten.
+	defaultCompactAt = 100_000
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -118,16 +118,17 @@ type Queue struct {
 	changed chan struct{} // closed and replaced whenever an item becomes due
 
 	// The journal and its group commit.
-	jmu      sync.Mutex
-	jcond    *sync.Cond
-	jfile    *os.File
-	jerr     error  // sticky: after a failed write or fsync nothing is trusted
-	pending  []byte // records not yet written
-	pendRecs int    // how many
-	pendGen  uint64 // the generation pending belongs to
-	doneGen  uint64 // every generation below it is durable
-	flushing bool
-	jrecs    int // records in the journal file
+	jmu       sync.Mutex
+	jcond     *sync.Cond
+	jfile     *os.File
+	jerr      error  // sticky: after a failed write or fsync nothing is trusted
+	pending   []byte // records not yet written
+	pendRecs  int    // how many
+	pendGen   uint64 // the generation pending belongs to
+	doneGen   uint64 // every generation below it is durable
+	flushing  bool
+	jrecs     int // records in the journal file
+	compactAt int // see defaultCompactAt
 }
 
 type batch struct {
@@ -184,7 +185,7 @@ func OpenQueueLogger(dir string, log *slog.Logger) (*Queue, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sender: queue directory: %w", err)
 	}
-	q := &Queue{dir: dir, log: log, batches: map[uint64]*batch{}, changed: make(chan struct{})}
+	q := &Queue{dir: dir, log: log, batches: map[uint64]*batch{}, changed: make(chan struct{}), compactAt: defaultCompactAt}
 	q.jcond = sync.NewCond(&q.jmu)
 	if err := q.recover(); err != nil {
 		return nil, err
@@ -216,7 +217,7 @@ func (q *Queue) recover() error {
 		q.nextSeq = max(q.nextSeq, seq+1)
 		b, bad := q.loadBatch(seq, filepath.Join(q.dir, name))
 		if bad != nil {
-			q.quarantine(name, bad, len(b.entries))
+			q.quarantine(name, bad, len(b.rescue))
 			b.corrupt = true
 		}
 		q.batches[seq] = b
@@ -226,7 +227,7 @@ func (q *Queue) recover() error {
 	}
 	for seq, b := range q.batches {
 		for _, e := range b.entries {
-			if e.journaled {
+			if e != nil && e.journaled {
 				e.item.Attempts = e.jstate.attempts
 				e.item.NextAttempt = e.jstate.nextAttempt
 				e.item.LastError = e.jstate.lastError
@@ -237,7 +238,7 @@ func (q *Queue) recover() error {
 			// The readable items of a corrupt batch, with the state the
 			// journal gave them, go into a new batch.
 			for i, e := range b.entries {
-				if !e.done {
+				if e != nil && !e.done {
 					it := e.item
 					it.Data = b.rescue[i]
 					rescued = append(rescued, it)
@@ -308,14 +309,18 @@ func (q *Queue) quarantine(name string, cause error, kept int) {
 		"file", name, "moved_to", dst, "cause", cause, "records_kept", kept)
 }
 
-// loadBatch reads a batch file. bad is non-nil when a record is damaged;
-// b then holds the readable records before it, with their Data (b.rescue).
+// loadBatch reads a batch file. bad is non-nil when records are damaged;
+// b then holds the readable ones with their Data (b.rescue) and nil in the
+// place of the damaged ones. A record whose checksum fails but whose length
+// is sound is skipped and reading goes on after it; a record whose length
+// runs past the end ends the reading.
 func (q *Queue) loadBatch(seq uint64, path string) (b *batch, bad error) {
 	b = &batch{seq: seq, path: path}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return b, err
 	}
+	var damaged []string
 	off := 0
 	for off < len(data) {
 		payload, n, err := readRecord(data[off:])
@@ -329,7 +334,16 @@ func (q *Queue) loadBatch(seq uint64, path string) (b *batch, bad error) {
 				continue
 			}
 		}
-		return b, fmt.Errorf("record at offset %d: %w", off, err)
+		damaged = append(damaged, fmt.Sprintf("record %d at offset %d: %v", len(b.entries), off, err))
+		if n == 0 {
+			break
+		}
+		b.rescue = append(b.rescue, nil)
+		b.entries = append(b.entries, nil)
+		off += n
+	}
+	if damaged != nil {
+		return b, errors.New(strings.Join(damaged, "; "))
 	}
 	b.rescue = nil
 	return b, nil
@@ -338,7 +352,8 @@ func (q *Queue) loadBatch(seq uint64, path string) (b *batch, bad error) {
 var errTorn = errors.New("record runs past the end of the file")
 
 // readRecord reads one framed record from the start of buf, returning its
-// payload and its length with the frame.
+// payload and its length with the frame (also when only the checksum
+// fails, so that a reader can step over it).
 func readRecord(buf []byte) (payload []byte, n int, err error) {
 	if len(buf) < recHeaderLen {
 		return nil, 0, errTorn
@@ -352,7 +367,7 @@ func readRecord(buf []byte) (payload []byte, n int, err error) {
 	}
 	payload = buf[recHeaderLen : recHeaderLen+int(l)]
 	if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(buf[4:]) {
-		return nil, 0, errors.New("checksum mismatch")
+		return nil, recHeaderLen + int(l), errors.New("checksum mismatch")
 	}
 	return payload, recHeaderLen + int(l), nil
 }
@@ -473,7 +488,7 @@ func (q *Queue) replayJournal() error {
 			seq, idx, s, err = decodeJournal(payload)
 			if err == nil {
 				q.nextSeq = max(q.nextSeq, seq+1)
-				if b := q.batches[seq]; b != nil && idx < len(b.entries) {
+				if b := q.batches[seq]; b != nil && idx < len(b.entries) && b.entries[idx] != nil {
 					e := b.entries[idx]
 					e.journaled, e.jstate = true, s
 				}
@@ -876,7 +891,7 @@ func (q *Queue) journal(e *entry, s jstate) error {
 		} else {
 			q.doneGen = gen + 1
 			q.jrecs += recs
-			if q.jrecs > compactAt+4*q.Len() {
+			if q.jrecs > q.compactAt+4*q.Len() {
 				// Still under jmu, so no flush runs meanwhile; records
 				// pending now are in the rewrite already (their state is
 				// set) and are written once more after it, harmlessly.
