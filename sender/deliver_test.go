@@ -51,11 +51,11 @@ type testRelay struct {
 	sessions int
 	// Hooks, called with the number of transactions seen so far (refused
 	// ones included) and the recipient; an error refuses.
-	onMail func(n int, from string) error
-	onRcpt func(n int, to string) error
-	onData func(n int, s *session) error // may close the connection
-	discard bool                         // count, keep nothing (benchmarks)
-	noDSN   bool                         // do not advertise DSN
+	onMail  func(n int, from string) error
+	onRcpt  func(n int, to string) error
+	onData  func(n int, s *session) error // may close the connection
+	discard bool                          // count, keep nothing (benchmarks)
+	noDSN   bool                          // do not advertise DSN
 	count   int
 }
 
