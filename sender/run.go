@@ -99,6 +99,7 @@ type Sender struct {
 
 	retryFor, firstRetry, maxRetry time.Duration
 	workers                        int
+	recordRetry                    time.Duration // first wait after a failed Record
 
 	stats struct {
 		sent, delivered, bounced, deferred, expired, paced atomic.Uint64
@@ -123,7 +124,7 @@ func New(opts Options) (*Sender, error) {
 		q: opts.Queue, pool: pool, pacer: opts.Pacer, sink: opts.Events, isp: opts.ISP,
 		now: opts.Now, after: opts.After, rand: opts.Rand, log: opts.Logger,
 		retryFor: opts.RetryFor, firstRetry: opts.FirstRetry, maxRetry: opts.MaxRetry,
-		workers: opts.Connections,
+		workers: opts.Connections, recordRetry: time.Second,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -374,7 +375,7 @@ func (s *Sender) conclude(ctx context.Context, e *entry, it *Item, evs []metrics
 // takes them or ctx is done. Each try gets 30 s, even during shutdown:
 // the relay may have accepted the message already.
 func (s *Sender) record(ctx context.Context, evs []metrics.Event) error {
-	delay := time.Second
+	delay := s.recordRetry
 	for {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		err := s.sink.Record(rctx, evs)
