@@ -110,12 +110,13 @@ type Queue struct {
 	dir string
 	log *slog.Logger
 
-	mu      sync.Mutex
-	closed  bool
-	nextSeq uint64
-	batches map[uint64]*batch
-	ready   entryHeap
-	changed chan struct{} // closed and replaced whenever an item becomes due
+	mu       sync.Mutex
+	closed   bool
+	nextSeq  uint64
+	batches  map[uint64]*batch
+	ready    entryHeap
+	lastRead *batch        // whose file readData keeps open
+	changed  chan struct{} // closed and replaced whenever an item becomes due
 
 	// The journal and its group commit.
 	jmu       sync.Mutex
@@ -136,6 +137,9 @@ type batch struct {
 	path    string
 	entries []*entry
 	live    int // entries not done
+
+	f    *os.File // open for reading Data (see readData), or nil
+	refs int      // reads of f under way
 
 	corrupt bool     // moved aside at open; its readable items are rewritten
 	rescue  [][]byte // their Data, while a corrupt batch is being rewritten
@@ -593,11 +597,22 @@ func syncDir(dir string) error {
 
 // Enqueue adds items to the queue and returns once they are durable: one
 // file written, fsynced, renamed into place and the directory fsynced, for
-// the whole batch. An item's NextAttempt (zero: now) says when it is due.
-// The items are copied; the caller may reuse them.
+// the whole batch. An item's NextAttempt (zero: now) says when it is due;
+// an item without Queued is stamped with the wall clock (Sender.Enqueue
+// stamps its own clock's time first). The items are copied; the caller may
+// reuse them.
 func (q *Queue) Enqueue(items []*Item) error {
 	if len(items) == 0 {
 		return nil
+	}
+	var now time.Time
+	for _, it := range items {
+		if it.Queued.IsZero() {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			it.Queued = now
+		}
 	}
 	q.mu.Lock()
 	if q.closed {
@@ -609,7 +624,12 @@ func (q *Queue) Enqueue(items []*Item) error {
 	q.mu.Unlock()
 
 	b := &batch{seq: seq, path: filepath.Join(q.dir, fmt.Sprintf("%s%016x%s", batchPrefix, seq, batchSuffix))}
-	var buf, scratch []byte
+	size := 0
+	for _, it := range items {
+		size += len(it.Data) + 512
+	}
+	buf := make([]byte, 0, size)
+	var scratch []byte
 	for i, it := range items {
 		var err error
 		scratch, err = encodeItem(scratch[:0], it)
@@ -777,25 +797,54 @@ func (q *Queue) take(now time.Time) (*entry, *Item, time.Time, <-chan struct{}, 
 	return e, &it, time.Time{}, nil, nil
 }
 
+// readData reads e's record back from its batch file and returns its Data,
+// the checksum verified. The file of the batch read last stays open (a
+// large batch is read item after item); another is closed once no read of
+// it is under way, so at most Connections+1 files are open.
 func (q *Queue) readData(e *entry) ([]byte, error) {
-	f, err := os.Open(e.b.path)
-	if err != nil {
-		return nil, err
+	b := e.b
+	q.mu.Lock()
+	if b.f == nil {
+		f, err := os.Open(b.path)
+		if err != nil {
+			q.mu.Unlock()
+			return nil, err
+		}
+		b.f = f
 	}
-	defer f.Close()
+	b.refs++
+	if old := q.lastRead; old != b {
+		q.lastRead = b
+		if old != nil && old.refs == 0 && old.f != nil {
+			old.f.Close()
+			old.f = nil
+		}
+	}
+	f := b.f
+	q.mu.Unlock()
+
 	buf := make([]byte, e.n)
-	if _, err := f.ReadAt(buf, e.off); err != nil {
+	_, err := f.ReadAt(buf, e.off)
+
+	q.mu.Lock()
+	b.refs--
+	if b.refs == 0 && q.lastRead != b && b.f != nil {
+		b.f.Close()
+		b.f = nil
+	}
+	q.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	payload, _, err := readRecord(buf)
 	if err != nil {
 		return nil, err
 	}
-	var it Item
-	if err := decodeItem(payload, &it); err != nil {
-		return nil, err
+	l, k := binary.Uvarint(payload)
+	if k <= 0 || l > uint64(len(payload)-k) {
+		return nil, errors.New("bad item header")
 	}
-	return it.Data, nil
+	return payload[k+int(l):], nil
 }
 
 // release puts an in-flight item back, due at until, without writing
@@ -850,6 +899,13 @@ func (q *Queue) finish(e *entry, attempts int) error {
 		// item is done and the file is removed at the next open.
 		os.Remove(e.b.path)
 		delete(q.batches, e.b.seq)
+		if q.lastRead == e.b {
+			q.lastRead = nil
+		}
+		if e.b.refs == 0 && e.b.f != nil {
+			e.b.f.Close()
+			e.b.f = nil
+		}
 	}
 	return nil
 }
@@ -919,6 +975,10 @@ func (q *Queue) Close() error {
 	}
 	q.closed = true
 	q.notifyLocked()
+	if b := q.lastRead; b != nil && b.refs == 0 && b.f != nil {
+		b.f.Close()
+		b.f = nil
+	}
 	q.mu.Unlock()
 	q.jmu.Lock()
 	defer q.jmu.Unlock()

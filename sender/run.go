@@ -37,6 +37,12 @@ const (
 	DefaultMaxRetry   = 4 * time.Hour
 )
 
+// DefaultPipeline is Options.Pipeline's default. Measured with the
+// in-process sink (BenchmarkDeliver, one connection): 1 → ~1,300 msgs/s,
+// 4 → ~2,400, 16 → ~3,200 on this class of machine, where the journal's
+// fsync costs ~0.3 ms.
+const DefaultPipeline = 32
+
 // Source is the source of the sender's events.
 const Source = "sender"
 
@@ -66,7 +72,15 @@ type Options struct {
 	// Connections is how many deliveries run at once (default
 	// Relay.Connections, itself 8 by default).
 	Connections int
-	Logger      *slog.Logger // nil: silent
+	// Pipeline is how many delivered items may wait for their event and
+	// their durable outcome while the workers go on with the next ones
+	// (default DefaultPipeline; negative: none, each worker waits for its
+	// own). The journal's fsync is shared by the outcomes waiting together,
+	// so this is what lets one connection run at the relay's pace rather
+	// than the disk's; it widens the window of a possible double send after
+	// a crash by as many items (see Sender).
+	Pipeline int
+	Logger   *slog.Logger // nil: silent
 }
 
 // Sender delivers what its Queue holds, through a Pool of connections to
@@ -100,6 +114,14 @@ type Sender struct {
 	retryFor, firstRetry, maxRetry time.Duration
 	workers                        int
 	recordRetry                    time.Duration // first wait after a failed Record
+
+	// Concluding: recording the event and the durable outcome of a
+	// delivery runs beside the next delivery, at most workers at once.
+	concludeSem chan struct{}
+	concluding  sync.WaitGroup
+	fatalOnce   sync.Once
+	fatal       error
+	stopWorkers context.CancelFunc
 
 	stats struct {
 		sent, delivered, bounced, deferred, expired, paced atomic.Uint64
@@ -149,6 +171,12 @@ func New(opts Options) (*Sender, error) {
 	}
 	if s.workers <= 0 {
 		s.workers = pool.Relay().Connections
+	}
+	switch {
+	case opts.Pipeline == 0:
+		s.concludeSem = make(chan struct{}, DefaultPipeline)
+	case opts.Pipeline > 0:
+		s.concludeSem = make(chan struct{}, opts.Pipeline)
 	}
 	return s, nil
 }
@@ -205,16 +233,12 @@ func (s *Sender) Stats() Stats {
 func (s *Sender) Run(ctx context.Context) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 1)
+	s.stopWorkers = cancel
 	var wg sync.WaitGroup
 	for range s.workers {
 		wg.Go(func() {
 			if err := s.worker(wctx); err != nil {
-				select {
-				case errc <- err:
-				default:
-				}
-				cancel()
+				s.fail(err)
 			}
 		})
 	}
@@ -231,13 +255,18 @@ func (s *Sender) Run(ctx context.Context) error {
 		}
 	})
 	wg.Wait()
+	s.concluding.Wait()
 	s.pool.Close()
-	select {
-	case err := <-errc:
-		return err
-	default:
-		return nil
-	}
+	return s.fatal
+}
+
+// fail stops the workers for good: the queue cannot record outcomes.
+func (s *Sender) fail(err error) {
+	s.fatalOnce.Do(func() {
+		s.fatal = err
+		s.log.Error("sender: stopping", "err", err)
+		s.stopWorkers()
+	})
 }
 
 func (s *Sender) worker(ctx context.Context) error {
@@ -284,7 +313,7 @@ func (s *Sender) handle(ctx context.Context, e *entry, it *Item, now time.Time) 
 		ev.BounceType, ev.Reason, ev.Status, ev.Diagnostic = "soft", string(dsn.Expired), "4.4.7", bound(diag) // RFC 3463 X.4.7: delivery time expired
 		s.stats.expired.Add(1)
 		s.stats.bounced.Add(1)
-		return s.conclude(ctx, e, it, []metrics.Event{ev}, true, attempt, time.Time{}, "")
+		return s.concludeAsync(ctx, e, it, []metrics.Event{ev}, true, attempt, time.Time{}, "")
 	}
 
 	key := PaceKey{SenderDomain: it.SenderDomain, SendingIP: it.SendingIP, Provider: providerOf(s.isp, it.Recipient)}
@@ -318,12 +347,12 @@ func (s *Sender) handle(ctx context.Context, e *entry, it *Item, now time.Time) 
 			evs = append(evs, d)
 			s.stats.delivered.Add(1)
 		}
-		return s.conclude(ctx, e, it, evs, true, attempt, time.Time{}, "")
+		return s.concludeAsync(ctx, e, it, evs, true, attempt, time.Time{}, "")
 
 	case Permanent:
 		ev := s.replyEvent(it, metrics.KindBounced, attempt, now, res)
 		s.stats.bounced.Add(1)
-		return s.conclude(ctx, e, it, []metrics.Event{ev}, true, attempt, time.Time{}, "")
+		return s.concludeAsync(ctx, e, it, []metrics.Event{ev}, true, attempt, time.Time{}, "")
 	}
 
 	// Temporary.
@@ -338,12 +367,31 @@ func (s *Sender) handle(ctx context.Context, e *entry, it *Item, now time.Time) 
 		ev.BounceType, ev.Reason = "soft", string(dsn.Expired)
 		s.stats.expired.Add(1)
 		s.stats.bounced.Add(1)
-		return s.conclude(ctx, e, it, []metrics.Event{ev}, true, attempt, time.Time{}, "")
+		return s.concludeAsync(ctx, e, it, []metrics.Event{ev}, true, attempt, time.Time{}, "")
 	}
 	ev := s.replyEvent(it, metrics.KindDeferred, attempt, now, res)
 	ev.BounceType = ""
 	s.stats.deferred.Add(1)
-	return s.conclude(ctx, e, it, []metrics.Event{ev}, false, attempt, now.Add(s.backoff(attempt)), lastErr)
+	return s.concludeAsync(ctx, e, it, []metrics.Event{ev}, false, attempt, now.Add(s.backoff(attempt)), lastErr)
+}
+
+// concludeAsync concludes a delivery beside the next one: the worker goes
+// on while the event is recorded and the outcome made durable, as long as
+// fewer than Pipeline conclusions are under way. The item stays in flight
+// (never handed out again) until its outcome is durable. Without a
+// pipeline it concludes before it returns.
+func (s *Sender) concludeAsync(ctx context.Context, e *entry, it *Item, evs []metrics.Event, done bool, attempts int, next time.Time, lastErr string) error {
+	if s.concludeSem == nil {
+		return s.conclude(ctx, e, it, evs, done, attempts, next, lastErr)
+	}
+	s.concludeSem <- struct{}{}
+	s.concluding.Go(func() {
+		defer func() { <-s.concludeSem }()
+		if err := s.conclude(ctx, e, it, evs, done, attempts, next, lastErr); err != nil {
+			s.fail(err)
+		}
+	})
+	return nil
 }
 
 // conclude records evs, then makes the item's outcome durable: done, or

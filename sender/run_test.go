@@ -3,7 +3,6 @@ package sender
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -487,66 +486,76 @@ func TestSenderRecordRetried(t *testing.T) {
 	}
 }
 
-// TestSenderCrashReopen: a sender stops dead (its event sink hangs on the
-// 6th message, the queue is never closed); a second one opens the same
-// directory and delivers the rest. Every message arrives; only the one in
-// flight arrives twice, and its sent event has the same id both times.
+// TestSenderCrashReopen: a sender stops dead (its event sink hangs from the
+// 6th message on, the queue is never closed); a second one opens the same
+// directory and delivers the rest. Every message arrives; only those in
+// flight at the crash — one being delivered and Pipeline being recorded —
+// arrive twice, and their sent events have the same ids both times.
 func TestSenderCrashReopen(t *testing.T) {
-	r := startRelay(t, "127.0.0.1:0", nil)
-	dir := t.TempDir()
-	hang := make(chan struct{})
-	defer close(hang)
-	h1 := startSender(t, r, dir, func(o *Options) { o.Connections = 1; o.Relay.Connections = 1 })
-	h1.sink.block = func(call int) chan struct{} {
-		if call == 6 {
-			return hang
-		}
-		return nil
-	}
-	var items []*Item
-	for i := range 20 {
-		items = append(items, testItem(i))
-	}
-	h1.s.Enqueue(items)
-	waitFor(t, "the 6th message at the relay", func() bool { return len(r.received()) == 6 })
-	waitFor(t, "5 events", func() bool { return len(h1.sink.all()) == 5 })
+	for _, tt := range []struct {
+		pipeline int
+		dupes    int // Connections (1) + Pipeline
+	}{
+		{-1, 1},
+		{4, 5},
+	} {
+		t.Run("pipeline="+strconv.Itoa(tt.pipeline), func(t *testing.T) {
+			r := startRelay(t, "127.0.0.1:0", nil)
+			dir := t.TempDir()
+			hang := make(chan struct{})
+			defer close(hang)
+			h1 := startSender(t, r, dir, func(o *Options) {
+				o.Connections, o.Relay.Connections, o.Pipeline = 1, 1, tt.pipeline
+			})
+			h1.sink.block = func(call int) chan struct{} {
+				if call >= 6 {
+					return hang
+				}
+				return nil
+			}
+			var items []*Item
+			for i := range 20 {
+				items = append(items, testItem(i))
+			}
+			h1.s.Enqueue(items)
+			waitFor(t, "5 events", func() bool { return len(h1.sink.all()) == 5 })
+			waitFor(t, "the messages in flight at the relay", func() bool { return len(r.received()) == 5+tt.dupes })
 
-	// The "restart": a new queue and sender on the same directory while
-	// the first is frozen.
-	h2 := startSender(t, r, dir, nil)
-	if n := h2.q.Len(); n != 15 {
-		t.Fatalf("after the crash %d items queued, want 15", n)
-	}
-	h2.waitEvents(t, 15)
-	waitFor(t, "the queue to empty", func() bool { return h2.q.Len() == 0 })
+			// The "restart": a new queue and sender on the same directory
+			// while the first is frozen.
+			h2 := startSender(t, r, dir, nil)
+			if n := h2.q.Len(); n != 15 {
+				t.Fatalf("after the crash %d items queued, want 15", n)
+			}
+			h2.waitEvents(t, 15)
+			waitFor(t, "the queue to empty", func() bool { return h2.q.Len() == 0 })
 
-	got := map[string]int{}
-	for _, m := range r.received() {
-		got[m.To[0]]++
-	}
-	for i, it := range items {
-		want := 1
-		if i == 5 {
-			want = 2 // in flight at the crash: accepted, not yet recorded
-		}
-		if got[it.Recipient] != want {
-			t.Errorf("%s received %d times, want %d", it.Recipient, got[it.Recipient], want)
-		}
-	}
-	ids := map[string]bool{}
-	for _, e := range append(h1.sink.all(), h2.sink.all()...) {
-		ids[e.EventID] = true
-	}
-	if len(ids) != 20 {
-		t.Errorf("%d distinct sent event ids, want 20", len(ids))
-	}
-	if ids[wantEventID(items[5], metrics.KindSent, 1)] != true {
-		t.Error("the re-sent message's event has another id")
-	}
-	// The first sender, when it wakes, fails to record (closed queue
-	// or not): nothing it does changes the second's result.
-	if _, err := os.Stat(filepath.Join(dir, journalName)); err != nil {
-		t.Error(err)
+			got := map[string]int{}
+			for _, m := range r.received() {
+				got[m.To[0]]++
+			}
+			for i, it := range items {
+				want := 1
+				if i >= 5 && i < 5+tt.dupes {
+					want = 2 // in flight at the crash: accepted, not yet recorded
+				}
+				if got[it.Recipient] != want {
+					t.Errorf("%s received %d times, want %d", it.Recipient, got[it.Recipient], want)
+				}
+			}
+			ids := map[string]bool{}
+			for _, e := range append(h1.sink.all(), h2.sink.all()...) {
+				ids[e.EventID] = true
+			}
+			if len(ids) != 20 {
+				t.Errorf("%d distinct sent event ids, want 20", len(ids))
+			}
+			for i := 5; i < 5+tt.dupes; i++ {
+				if !ids[wantEventID(items[i], metrics.KindSent, 1)] {
+					t.Errorf("the re-sent message %d's event has another id", i)
+				}
+			}
+		})
 	}
 }
 
