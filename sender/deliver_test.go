@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"strings"
@@ -210,6 +211,7 @@ func (r *testRelay) listen(t testing.TB, addr string) {
 	}
 	srv := smtp.NewServer(testBackend{r})
 	srv.Domain = "relay.test"
+	srv.ErrorLog = log.New(io.Discard, "", 0) // the failures tests cause on purpose
 	srv.EnableDSN = !r.noDSN
 	srv.TLSConfig = r.tls
 	srv.AllowInsecureAuth = r.tls == nil

@@ -2,7 +2,10 @@ package sender
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -599,4 +602,126 @@ func TestNewChecks(t *testing.T) {
 			t.Errorf("%s: New succeeded", tt.name)
 		}
 	}
+}
+
+// fileSink is the child process's EventSink: JSON lines, fsynced.
+type fileSink struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func (s *fileSink) Record(_ context.Context, evs []metrics.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var buf []byte
+	for _, e := range evs {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		buf = append(append(buf, b...), '\n')
+	}
+	if _, err := s.f.Write(buf); err != nil {
+		return err
+	}
+	return s.f.Sync()
+}
+
+// TestSenderKill9Child is the process TestSenderKill9 kills; it does
+// nothing in a normal run.
+func TestSenderKill9Child(t *testing.T) {
+	dir, addr := os.Getenv("REPUTE_SENDER_CHILD_DIR"), os.Getenv("REPUTE_SENDER_CHILD_RELAY")
+	if dir == "" {
+		t.Skip("run by TestSenderKill9")
+	}
+	q, err := OpenQueue(filepath.Join(dir, "queue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "events"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Queue: q, Events: &fileSink{f: f}, Relay: Relay{Addr: addr, TLS: TLSNone, Connections: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Run(context.Background()) // until killed
+}
+
+// TestSenderKill9 kills (SIGKILL) a process delivering from a queue
+// mid-queue, then delivers what is left from the same directory: every
+// message arrives, at most Connections+Pipeline of them twice, and every
+// item has exactly one sent event id.
+func TestSenderKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a child process")
+	}
+	const n, conns = 200, 4
+	r := startRelay(t, "127.0.0.1:0", func(r *testRelay) {
+		r.onData = func(int, *session) error { time.Sleep(time.Millisecond); return nil }
+	})
+	dir := t.TempDir()
+	q, _ := openTestQueue(t, filepath.Join(dir, "queue"))
+	var items []*Item
+	for i := range n {
+		items = append(items, testItem(i))
+	}
+	if err := q.Enqueue(items); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSenderKill9Child$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "REPUTE_SENDER_CHILD_DIR="+dir, "REPUTE_SENDER_CHILD_RELAY="+r.addr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the child to deliver a quarter", func() bool { return len(r.received()) >= n/4 })
+	cmd.Process.Kill()
+	cmd.Wait()
+	sentBefore := len(r.received())
+	if sentBefore >= n {
+		t.Fatalf("the child delivered everything (%d) before the kill", sentBefore)
+	}
+
+	h := startSender(t, r, filepath.Join(dir, "queue"), nil)
+	waitFor(t, "the queue to empty", func() bool { return h.q.Len() == 0 })
+
+	got := map[string]int{}
+	for _, m := range r.received() {
+		got[m.To[0]]++
+	}
+	dupes := 0
+	for _, it := range items {
+		switch c := got[it.Recipient]; {
+		case c == 0:
+			t.Errorf("%s never delivered", it.Recipient)
+		case c > 1:
+			dupes += c - 1
+		}
+	}
+	if dupes > conns+DefaultPipeline {
+		t.Errorf("%d messages sent twice, want at most %d (Connections + Pipeline)", dupes, conns+DefaultPipeline)
+	}
+	ids := map[string]bool{}
+	data, _ := os.ReadFile(filepath.Join(dir, "events"))
+	for line := range strings.SplitSeq(string(data), "\n") {
+		var e metrics.Event
+		if json.Unmarshal([]byte(line), &e) == nil {
+			ids[e.EventID] = true
+		}
+	}
+	for _, e := range h.sink.all() {
+		ids[e.EventID] = true
+	}
+	for _, it := range items {
+		if !ids[wantEventID(it, metrics.KindSent, 1)] {
+			t.Errorf("no sent event for %s", it.Recipient)
+		}
+	}
+	if len(ids) != n {
+		t.Errorf("%d distinct event ids, want %d", len(ids), n)
+	}
+	t.Logf("killed after %d messages at the relay; %d sent twice", sentBefore, dupes)
 }
