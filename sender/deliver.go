@@ -23,22 +23,22 @@ const (
 	TLSNone     = "none"     // no TLS: only to a loopback address
 )
 
-// Pool defaults.
+// RelayPool defaults.
 const (
-	DefaultConnections = 8
-	// DefaultMaxPerConn is how many messages one connection carries before
+	DefaultRelayConnections = 8
+	// DefaultRelayMaxPerConn is how many messages one connection carries before
 	// it is closed and another opened (spreads load over a relay's
 	// front-ends; Postfix's smtp_connection_reuse_count_limit plays the same
 	// role).
-	DefaultMaxPerConn = 100
-	// DefaultIdleTimeout closes a connection unused for this long, well
+	DefaultRelayMaxPerConn = 100
+	// DefaultRelayIdleTimeout closes a connection unused for this long, well
 	// before a relay's own idle timeout (RFC 5321 §4.5.3.2.7 gives the
 	// server 5 minutes).
-	DefaultIdleTimeout = 30 * time.Second
+	DefaultRelayIdleTimeout = 30 * time.Second
 )
 
 // Relay is where the sender delivers: one SMTP server (a smarthost, or the
-// recipients' own server when RelayIsFinal) reached with Pool.
+// recipients' own server when RelayIsFinal) reached with RelayPool.
 type Relay struct {
 	Addr string // host:port
 	// TLS is TLSStartTLS (the default when empty), TLSImplicit or TLSNone;
@@ -48,14 +48,14 @@ type Relay struct {
 	// User, when set, authenticates with AUTH PLAIN (RFC 4616, RFC 4954)
 	// after TLS.
 	User, Password string
-	Connections    int    // at most this many at once (default DefaultConnections)
+	Connections    int    // at most this many at once (default DefaultRelayConnections)
 	HeloName       string // the EHLO name (default "localhost")
 	// RelayIsFinal says the relay is the recipients' own server: its 250 is
 	// delivery, and the sender records delivered at once.
 	RelayIsFinal bool
 
-	MaxPerConn  int           // messages per connection (default DefaultMaxPerConn)
-	IdleTimeout time.Duration // default DefaultIdleTimeout
+	MaxPerConn  int           // messages per connection (default DefaultRelayMaxPerConn)
+	IdleTimeout time.Duration // default DefaultRelayIdleTimeout
 	// CommandTimeout bounds each command's reply (default 5 minutes, RFC
 	// 5321 §4.5.3.2); the reply after the final dot gets twice as long.
 	CommandTimeout time.Duration
@@ -90,10 +90,10 @@ func (o Outcome) String() string {
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
 
-// Result is the relay's answer for one item, in what dsn.ClassifyReply
+// DeliveryResult is the relay's answer for one item, in what dsn.ClassifyReply
 // takes: the reply code (0 when there was no reply), the RFC 3463 enhanced
 // code ("" when none), the reply text, and the phase it answered.
-type Result struct {
+type DeliveryResult struct {
 	Outcome  Outcome
 	Code     int
 	Enhanced string
@@ -106,8 +106,8 @@ type Result struct {
 	Err  error // the error behind a Temporary or Permanent outcome
 }
 
-// Pool delivers Items to a Relay over reused connections.
-type Pool struct {
+// RelayPool delivers Items to a Relay over reused connections.
+type RelayPool struct {
 	r    Relay
 	host string
 	sem  chan struct{}
@@ -126,9 +126,9 @@ type pconn struct {
 	lastUsed time.Time
 }
 
-// NewPool checks r and returns a pool for it. No connection is made until
+// NewRelayPool checks r and returns a pool for it. No connection is made until
 // the first Deliver.
-func NewPool(r Relay) (*Pool, error) {
+func NewRelayPool(r Relay) (*RelayPool, error) {
 	host, _, err := net.SplitHostPort(r.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("sender: relay address %q: %w (want host:port)", r.Addr, err)
@@ -145,16 +145,16 @@ func NewPool(r Relay) (*Pool, error) {
 		return nil, fmt.Errorf("sender: relay tls %q: want starttls, implicit or none", r.TLS)
 	}
 	if r.Connections <= 0 {
-		r.Connections = DefaultConnections
+		r.Connections = DefaultRelayConnections
 	}
 	if r.HeloName == "" {
 		r.HeloName = "localhost"
 	}
 	if r.MaxPerConn <= 0 {
-		r.MaxPerConn = DefaultMaxPerConn
+		r.MaxPerConn = DefaultRelayMaxPerConn
 	}
 	if r.IdleTimeout <= 0 {
-		r.IdleTimeout = DefaultIdleTimeout
+		r.IdleTimeout = DefaultRelayIdleTimeout
 	}
 	if r.CommandTimeout <= 0 {
 		r.CommandTimeout = 5 * time.Minute
@@ -170,7 +170,7 @@ func NewPool(r Relay) (*Pool, error) {
 		d := &net.Dialer{Timeout: 30 * time.Second}
 		r.Dial = d.DialContext
 	}
-	return &Pool{r: r, host: host, sem: make(chan struct{}, r.Connections)}, nil
+	return &RelayPool{r: r, host: host, sem: make(chan struct{}, r.Connections)}, nil
 }
 
 func isLoopback(host string) bool {
@@ -182,10 +182,10 @@ func isLoopback(host string) bool {
 }
 
 // Relay returns the configuration in use, defaults filled in.
-func (p *Pool) Relay() Relay { return p.r }
+func (p *RelayPool) Relay() Relay { return p.r }
 
 // RemoteMTA is the relay's host, as events name it.
-func (p *Pool) RemoteMTA() string { return p.host }
+func (p *RelayPool) RemoteMTA() string { return p.host }
 
 // Deliver sends one item: MAIL FROM with RET=HDRS and ENVID=<the Ref>
 // (RFC 3461 §4.3, §4.4) when the relay advertises DSN, RCPT TO with
@@ -195,11 +195,11 @@ func (p *Pool) RemoteMTA() string { return p.host }
 // failed. ctx bounds the wait and the dial; a transaction under way runs to
 // its end (each reply bounded by CommandTimeout), so that a shutdown does
 // not cut a message the relay may already have accepted.
-func (p *Pool) Deliver(ctx context.Context, it *Item) Result {
+func (p *RelayPool) Deliver(ctx context.Context, it *Item) DeliveryResult {
 	select {
 	case p.sem <- struct{}{}:
 	case <-ctx.Done():
-		return Result{Outcome: Temporary, Phase: dsn.PhaseConnect, Text: ctx.Err().Error(), Err: ctx.Err()}
+		return DeliveryResult{Outcome: Temporary, Phase: dsn.PhaseConnect, Text: ctx.Err().Error(), Err: ctx.Err()}
 	}
 	defer func() { <-p.sem }()
 
@@ -226,24 +226,24 @@ func (p *Pool) Deliver(ctx context.Context, it *Item) Result {
 // connFailure is the result of a failure before MAIL (dial, greeting, EHLO,
 // STARTTLS, AUTH): about the connection, not the message, so temporary
 // whatever its code.
-func connFailure(err error) Result {
-	res := Result{Outcome: Temporary, Phase: dsn.PhaseConnect, Text: err.Error(), Err: err}
+func connFailure(err error) DeliveryResult {
+	res := DeliveryResult{Outcome: Temporary, Phase: dsn.PhaseConnect, Text: err.Error(), Err: err}
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		res.Code, res.Enhanced, res.Text = se.Code, enhanced(se), se.Message
+		res.Code, res.Enhanced, res.Text = se.Code, enhancedCode(se), se.Message
 	}
 	return res
 }
 
-func (p *Pool) transact(pc *pconn, it *Item) (res Result, broken bool) {
+func (p *RelayPool) transact(pc *pconn, it *Item) (res DeliveryResult, broken bool) {
 	c := pc.c
-	fail := func(err error, phase dsn.Phase) (Result, bool) {
-		res := Result{Outcome: Temporary, Phase: phase, Text: err.Error(), Err: err}
+	fail := func(err error, phase dsn.Phase) (DeliveryResult, bool) {
+		res := DeliveryResult{Outcome: Temporary, Phase: phase, Text: err.Error(), Err: err}
 		var se *smtp.SMTPError
 		if !errors.As(err, &se) {
 			return res, true // no reply: the connection is gone or unusable
 		}
-		res.Code, res.Enhanced, res.Text = se.Code, enhanced(se), se.Message
+		res.Code, res.Enhanced, res.Text = se.Code, enhancedCode(se), se.Message
 		if se.Code >= 500 && se.Code < 600 {
 			res.Outcome = Permanent
 		}
@@ -266,7 +266,7 @@ func (p *Pool) transact(pc *pconn, it *Item) (res Result, broken bool) {
 		OriginalRecipientType: smtp.DSNAddressTypeRFC822,
 		OriginalRecipient:     it.Recipient,
 	}
-	if !isASCII(it.Recipient) {
+	if !addrIsASCII(it.Recipient) {
 		ropts.OriginalRecipientType = smtp.DSNAddressTypeUTF8 // RFC 6533 §3
 	}
 	if err := c.Rcpt(it.Recipient, ropts); err != nil {
@@ -279,7 +279,7 @@ func (p *Pool) transact(pc *pconn, it *Item) (res Result, broken bool) {
 		return res, broken || c.Reset() != nil
 	}
 	if _, err := w.Write(it.Data); err != nil {
-		return Result{Outcome: Temporary, Phase: dsn.PhaseData, Text: err.Error(), Err: err}, true
+		return DeliveryResult{Outcome: Temporary, Phase: dsn.PhaseData, Text: err.Error(), Err: err}, true
 	}
 	if _, err := w.CloseWithResponse(); err != nil {
 		res, broken := fail(err, dsn.PhaseEndOfData)
@@ -288,10 +288,10 @@ func (p *Pool) transact(pc *pconn, it *Item) (res Result, broken bool) {
 	}
 	// The transaction is complete: the next MAIL may follow without RSET
 	// (RFC 5321 §4.1.1.5 RSET is for aborting one).
-	return Result{Outcome: Accepted, Code: 250, Phase: dsn.PhaseEndOfData, Sent: true}, false
+	return DeliveryResult{Outcome: Accepted, Code: 250, Phase: dsn.PhaseEndOfData, Sent: true}, false
 }
 
-func enhanced(se *smtp.SMTPError) string {
+func enhancedCode(se *smtp.SMTPError) string {
 	ec := se.EnhancedCode
 	if ec[0] <= 0 {
 		return ""
@@ -299,7 +299,7 @@ func enhanced(se *smtp.SMTPError) string {
 	return fmt.Sprintf("%d.%d.%d", ec[0], ec[1], ec[2])
 }
 
-func isASCII(s string) bool {
+func addrIsASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0x80 {
 			return false
@@ -309,7 +309,7 @@ func isASCII(s string) bool {
 }
 
 // get returns an idle connection used within IdleTimeout, or a new one.
-func (p *Pool) get(ctx context.Context) (*pconn, error) {
+func (p *RelayPool) get(ctx context.Context) (*pconn, error) {
 	now := time.Now()
 	p.mu.Lock()
 	if p.closed {
@@ -339,7 +339,7 @@ func (p *Pool) get(ctx context.Context) (*pconn, error) {
 	return p.dial(ctx)
 }
 
-func (p *Pool) dial(ctx context.Context) (*pconn, error) {
+func (p *RelayPool) dial(ctx context.Context) (*pconn, error) {
 	conn, err := p.r.Dial(ctx, "tcp", p.r.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("sender: relay %s: %w", p.r.Addr, err)
@@ -387,28 +387,28 @@ func (p *Pool) dial(ctx context.Context) (*pconn, error) {
 	return &pconn{c: c, dsn: hasDSN}, nil
 }
 
-func (p *Pool) put(pc *pconn, broken bool) {
+func (p *RelayPool) put(pc *pconn, broken bool) {
 	pc.n++
 	if broken {
 		pc.c.Close()
 		return
 	}
 	if pc.n >= p.r.MaxPerConn {
-		quit(pc.c)
+		quitClient(pc.c)
 		return
 	}
 	pc.lastUsed = time.Now()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		quit(pc.c)
+		quitClient(pc.c)
 		return
 	}
 	p.idle = append(p.idle, pc)
 	p.mu.Unlock()
 }
 
-func quit(c *smtp.Client) {
+func quitClient(c *smtp.Client) {
 	if c.Quit() != nil {
 		c.Close()
 	}
@@ -416,7 +416,7 @@ func quit(c *smtp.Client) {
 
 // CloseIdle closes the connections unused for longer than IdleTimeout.
 // The sender's loop calls it periodically.
-func (p *Pool) CloseIdle() {
+func (p *RelayPool) CloseIdle() {
 	now := time.Now()
 	p.mu.Lock()
 	var stale []*pconn
@@ -432,34 +432,34 @@ func (p *Pool) CloseIdle() {
 	p.idle = kept
 	p.mu.Unlock()
 	for _, pc := range stale {
-		quit(pc.c)
+		quitClient(pc.c)
 	}
 }
 
-// PoolStats counts connections.
-type PoolStats struct {
+// RelayPoolStats counts connections.
+type RelayPoolStats struct {
 	Dials  int64 // connections opened
 	Reuses int64 // deliveries over a connection opened before
 	Idle   int   // connections open and unused now
 }
 
 // Stats returns the pool's counters.
-func (p *Pool) Stats() PoolStats {
+func (p *RelayPool) Stats() RelayPoolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return PoolStats{Dials: p.dials, Reuses: p.reuses, Idle: len(p.idle)}
+	return RelayPoolStats{Dials: p.dials, Reuses: p.reuses, Idle: len(p.idle)}
 }
 
 // Close says QUIT on every idle connection; a connection in use is closed
 // when its delivery ends.
-func (p *Pool) Close() error {
+func (p *RelayPool) Close() error {
 	p.mu.Lock()
 	p.closed = true
 	idle := p.idle
 	p.idle = nil
 	p.mu.Unlock()
 	for _, pc := range idle {
-		quit(pc.c)
+		quitClient(pc.c)
 	}
 	return nil
 }

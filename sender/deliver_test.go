@@ -249,13 +249,13 @@ func testItem(i int) *Item {
 	}
 }
 
-func newTestPool(t *testing.T, r *testRelay, mod func(*Relay)) *Pool {
+func newTestPool(t *testing.T, r *testRelay, mod func(*Relay)) *RelayPool {
 	t.Helper()
 	cfg := Relay{Addr: r.addr, TLS: TLSNone, Connections: 2}
 	if mod != nil {
 		mod(&cfg)
 	}
-	p, err := NewPool(cfg)
+	p, err := NewRelayPool(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,9 +420,9 @@ func TestRelayTLSNoneOnlyLoopback(t *testing.T) {
 		{"smtp.example.net:587", "ssl", false},
 		{"smtp.example.net", TLSStartTLS, false},
 	} {
-		_, err := NewPool(Relay{Addr: tt.addr, TLS: tt.tls})
+		_, err := NewRelayPool(Relay{Addr: tt.addr, TLS: tt.tls})
 		if (err == nil) != tt.ok {
-			t.Errorf("NewPool(%q, tls %q) error = %v, want ok=%v", tt.addr, tt.tls, err, tt.ok)
+			t.Errorf("NewRelayPool(%q, tls %q) error = %v, want ok=%v", tt.addr, tt.tls, err, tt.ok)
 		}
 	}
 }

@@ -68,7 +68,7 @@ const (
 	defaultCompactAt = 100_000
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+var queueCRCTable = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrQueueClosed is returned by the queue's methods after Close.
 var ErrQueueClosed = errors.New("sender: queue closed")
@@ -370,7 +370,7 @@ func readRecord(buf []byte) (payload []byte, n int, err error) {
 		return nil, 0, errTorn
 	}
 	payload = buf[recHeaderLen : recHeaderLen+int(l)]
-	if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(buf[4:]) {
+	if crc32.Checksum(payload, queueCRCTable) != binary.LittleEndian.Uint32(buf[4:]) {
 		return nil, recHeaderLen + int(l), errors.New("checksum mismatch")
 	}
 	return payload, recHeaderLen + int(l), nil
@@ -379,7 +379,7 @@ func readRecord(buf []byte) (payload []byte, n int, err error) {
 func appendRecord(dst, payload []byte) []byte {
 	var hdr [recHeaderLen]byte
 	binary.LittleEndian.PutUint32(hdr[:], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(hdr[4:], crc32.Checksum(payload, castagnoli))
+	binary.LittleEndian.PutUint32(hdr[4:], crc32.Checksum(payload, queueCRCTable))
 	return append(append(dst, hdr[:]...), payload...)
 }
 
@@ -745,7 +745,7 @@ func (q *Queue) Summary(provider func(domain string) string, now time.Time) Queu
 	return s
 }
 
-func recipientDomain(addr string) string {
+func rcptDomain(addr string) string {
 	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
 		return strings.ToLower(addr[i+1:])
 	}
@@ -753,7 +753,7 @@ func recipientDomain(addr string) string {
 }
 
 func providerOf(provider func(string) string, recipient string) string {
-	d := recipientDomain(recipient)
+	d := rcptDomain(recipient)
 	if provider != nil {
 		if p := provider(d); p != "" {
 			return p

@@ -43,8 +43,8 @@ const (
 // fsync costs ~0.3 ms.
 const DefaultPipeline = 32
 
-// Source is the source of the sender's events.
-const Source = "sender"
+// EventSource is the source of the sender's events.
+const EventSource = "sender"
 
 // Options configures a Sender. Queue, Relay.Addr and Events are required;
 // the zero value of the rest works.
@@ -83,7 +83,7 @@ type Options struct {
 	Logger   *slog.Logger // nil: silent
 }
 
-// Sender delivers what its Queue holds, through a Pool of connections to
+// Sender delivers what its Queue holds, through a RelayPool of connections to
 // its Relay, asking the Pacer first and recording an event for each
 // outcome.
 //
@@ -102,7 +102,7 @@ type Options struct {
 // the send once although the recipient may see it twice.
 type Sender struct {
 	q     *Queue
-	pool  *Pool
+	pool  *RelayPool
 	pacer Pacer
 	sink  EventSink
 	isp   func(string) string
@@ -138,7 +138,7 @@ func New(opts Options) (*Sender, error) {
 	if opts.Events == nil {
 		return nil, errors.New("sender: no event sink")
 	}
-	pool, err := NewPool(opts.Relay)
+	pool, err := NewRelayPool(opts.Relay)
 	if err != nil {
 		return nil, err
 	}
@@ -196,8 +196,8 @@ func (s *Sender) Enqueue(items []*Item) error {
 // Summary is the queue's summary now, by the ISP map (GET /v1/queue).
 func (s *Sender) Summary() QueueSummary { return s.q.Summary(s.isp, s.now()) }
 
-// Stats is a snapshot of the sender's counters, for Prometheus.
-type Stats struct {
+// DeliveryStats is a snapshot of the sender's counters, for Prometheus.
+type DeliveryStats struct {
 	Sent         uint64 // relay said 2xx
 	Delivered    uint64 // delivered events recorded at once (RelayIsFinal)
 	Bounced      uint64 // 5xx, and expired
@@ -213,9 +213,9 @@ type Stats struct {
 }
 
 // Stats returns the counters now.
-func (s *Sender) Stats() Stats {
+func (s *Sender) Stats() DeliveryStats {
 	ps := s.pool.Stats()
-	return Stats{
+	return DeliveryStats{
 		Sent: s.stats.sent.Load(), Delivered: s.stats.delivered.Load(),
 		Bounced: s.stats.bounced.Load(), Expired: s.stats.expired.Load(),
 		Deferred: s.stats.deferred.Load(), Paced: s.stats.paced.Load(),
@@ -310,7 +310,7 @@ func (s *Sender) handle(ctx context.Context, e *entry, it *Item, now time.Time) 
 			diag = "not delivered within " + s.retryFor.String()
 		}
 		ev := s.event(it, metrics.KindBounced, it.Attempts, now)
-		ev.BounceType, ev.Reason, ev.Status, ev.Diagnostic = "soft", string(dsn.Expired), "4.4.7", bound(diag) // RFC 3463 X.4.7: delivery time expired
+		ev.BounceType, ev.Reason, ev.Status, ev.Diagnostic = "soft", string(dsn.Expired), "4.4.7", boundDiagnostic(diag) // RFC 3463 X.4.7: delivery time expired
 		s.stats.expired.Add(1)
 		s.stats.bounced.Add(1)
 		return s.concludeAsync(ctx, e, it, []metrics.Event{ev}, true, attempt, time.Time{}, "")
@@ -464,10 +464,10 @@ func (s *Sender) event(it *Item, kind metrics.Kind, attempt int, now time.Time) 
 		ref = it.Ref.String()
 	}
 	return metrics.Event{
-		EventID:      metrics.DerivedID(Source+":"+ref+":"+it.MessageID+":"+strconv.Itoa(attempt), it.Recipient, kind),
+		EventID:      metrics.DerivedID(EventSource+":"+ref+":"+it.MessageID+":"+strconv.Itoa(attempt), it.Recipient, kind),
 		Time:         now.UTC(),
 		Kind:         kind,
-		Source:       Source,
+		Source:       EventSource,
 		SourceRef:    ref,
 		Account:      it.Account,
 		SenderDomain: it.SenderDomain,
@@ -481,7 +481,7 @@ func (s *Sender) event(it *Item, kind metrics.Kind, attempt int, now time.Time) 
 
 // replyEvent is a bounced or deferred event for the relay's reply,
 // classified by dsn.ClassifyReply with the command it answered.
-func (s *Sender) replyEvent(it *Item, kind metrics.Kind, attempt int, now time.Time, res Result) metrics.Event {
+func (s *Sender) replyEvent(it *Item, kind metrics.Kind, attempt int, now time.Time, res DeliveryResult) metrics.Event {
 	ev := s.event(it, kind, attempt, now)
 	reason, hard := dsn.ClassifyReply(res.Code, res.Enhanced, res.Text, res.Phase)
 	if res.Code == 0 {
@@ -494,14 +494,14 @@ func (s *Sender) replyEvent(it *Item, kind metrics.Kind, attempt int, now time.T
 	}
 	ev.Status = res.Enhanced
 	ev.ReplyCode = uint16(res.Code)
-	ev.Diagnostic = bound(replyText(res))
+	ev.Diagnostic = boundDiagnostic(replyText(res))
 	ev.RemoteMTA = s.pool.RemoteMTA()
 	return ev
 }
 
 // replyText is the reply as the relay gave it ("451 4.3.0 text"), or the
 // error when there was none.
-func replyText(res Result) string {
+func replyText(res DeliveryResult) string {
 	switch {
 	case res.Code != 0 && res.Enhanced != "":
 		return fmt.Sprintf("%d %s %s", res.Code, res.Enhanced, res.Text)
@@ -512,7 +512,7 @@ func replyText(res Result) string {
 }
 
 // describe is replyText with the phase, for Item.LastError.
-func describe(res Result) string {
+func describe(res DeliveryResult) string {
 	t := replyText(res)
 	if res.Phase != "" {
 		t += " (in reply to " + string(res.Phase) + ")"
@@ -522,7 +522,7 @@ func describe(res Result) string {
 
 // bound keeps a diagnostic within the event's 2048-byte limit
 // (docs/events.md), cutting at a rune boundary.
-func bound(s string) string {
+func boundDiagnostic(s string) string {
 	const limit = 2048
 	if len(s) <= limit {
 		return s
