@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/textproto"
 	"strings"
 	"sync"
 	"time"
@@ -74,7 +76,8 @@ const (
 	// or dropped, a timeout — including mid-DATA, since the relay did not
 	// say 250): try again later.
 	Temporary
-	// Permanent: a 5xx to MAIL, RCPT, DATA or the content.
+	// Permanent: a 5xx to MAIL, RCPT, DATA or the content, or a command
+	// the client itself refuses to send (Code 0).
 	Permanent
 )
 
@@ -241,6 +244,12 @@ func (p *RelayPool) transact(pc *pconn, it *Item) (res DeliveryResult, broken bo
 		res := DeliveryResult{Outcome: Temporary, Phase: phase, Text: err.Error(), Err: err}
 		var se *smtp.SMTPError
 		if !errors.As(err, &se) {
+			if isLocalRefusal(err) {
+				// go-smtp refused to send the command (an address
+				// with CR or LF, a malformed parameter): retrying
+				// cannot help.
+				res.Outcome = Permanent
+			}
 			return res, true // no reply: the connection is gone or unusable
 		}
 		res.Code, res.Enhanced, res.Text = se.Code, enhancedCode(se), se.Message
@@ -289,6 +298,20 @@ func (p *RelayPool) transact(pc *pconn, it *Item) (res DeliveryResult, broken bo
 	// The transaction is complete: the next MAIL may follow without RSET
 	// (RFC 5321 §4.1.1.5 RSET is for aborting one).
 	return DeliveryResult{Outcome: Accepted, Code: 250, Phase: dsn.PhaseEndOfData, Sent: true}, false
+}
+
+// isLocalRefusal says err is go-smtp's own refusal to send a command (its
+// plain "smtp: …" errors), not a failure of the connection.
+func isLocalRefusal(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	var pe textproto.ProtocolError
+	if errors.As(err, &pe) {
+		return false
+	}
+	return strings.HasPrefix(err.Error(), "smtp: ")
 }
 
 func enhancedCode(se *smtp.SMTPError) string {

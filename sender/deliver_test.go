@@ -352,6 +352,23 @@ func TestDeliverReplies(t *testing.T) {
 	}
 }
 
+func TestDeliverLocalRefusalIsPermanent(t *testing.T) {
+	r := startRelay(t, "127.0.0.1:0", nil)
+	p := newTestPool(t, r, nil)
+	it := testItem(1)
+	it.Recipient = "user@x.example\r\nDATA"
+	res := p.Deliver(context.Background(), it)
+	if res.Outcome != Permanent || res.Phase != dsn.PhaseRcpt || res.Code != 0 {
+		t.Fatalf("Deliver = %+v, want permanent at rcpt without a reply", res)
+	}
+	if res := p.Deliver(context.Background(), testItem(2)); res.Outcome != Accepted {
+		t.Fatalf("next message: %+v", res)
+	}
+	if n := len(r.received()); n != 1 {
+		t.Errorf("received %d, want 1", n)
+	}
+}
+
 func TestDeliverReusesConnections(t *testing.T) {
 	r := startRelay(t, "127.0.0.1:0", nil)
 	p := newTestPool(t, r, func(c *Relay) { c.Connections = 1; c.MaxPerConn = 4 })

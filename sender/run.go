@@ -59,9 +59,12 @@ type Options struct {
 	ISP func(domain string) string
 
 	Now func() time.Time // default time.Now
-	// After is time.After (the default) for the waits on the clock Now
-	// reads: the next due item, a retry. Tests give a fake clock's.
-	After func(d time.Duration) <-chan time.Time
+	// Until returns a channel that receives once the clock Now reads has
+	// reached t: the loop waits with it for the next due item (a retry, a
+	// pacing slot). The default is time.After(t - Now()). Tests give a fake
+	// clock's; a deadline rather than a duration keeps a fake clock moved
+	// meanwhile from shifting the wait.
+	Until func(t time.Time) <-chan time.Time
 	// Rand returns a number in [0, 1) for the backoff's jitter (default
 	// math/rand/v2's Float64).
 	Rand func() float64
@@ -107,7 +110,7 @@ type Sender struct {
 	sink  EventSink
 	isp   func(string) string
 	now   func() time.Time
-	after func(time.Duration) <-chan time.Time
+	until func(time.Time) <-chan time.Time
 	rand  func() float64
 	log   *slog.Logger
 
@@ -144,15 +147,15 @@ func New(opts Options) (*Sender, error) {
 	}
 	s := &Sender{
 		q: opts.Queue, pool: pool, pacer: opts.Pacer, sink: opts.Events, isp: opts.ISP,
-		now: opts.Now, after: opts.After, rand: opts.Rand, log: opts.Logger,
+		now: opts.Now, until: opts.Until, rand: opts.Rand, log: opts.Logger,
 		retryFor: opts.RetryFor, firstRetry: opts.FirstRetry, maxRetry: opts.MaxRetry,
 		workers: opts.Connections, recordRetry: time.Second,
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.after == nil {
-		s.after = time.After
+	if s.until == nil {
+		s.until = func(t time.Time) <-chan time.Time { return time.After(t.Sub(s.now())) }
 	}
 	if s.rand == nil {
 		s.rand = rand.Float64
@@ -284,7 +287,7 @@ func (s *Sender) worker(ctx context.Context) error {
 		if e == nil {
 			var timer <-chan time.Time
 			if !due.IsZero() {
-				timer = s.after(due.Sub(now))
+				timer = s.until(due)
 			}
 			select {
 			case <-ctx.Done():
@@ -484,7 +487,7 @@ func (s *Sender) event(it *Item, kind metrics.Kind, attempt int, now time.Time) 
 func (s *Sender) replyEvent(it *Item, kind metrics.Kind, attempt int, now time.Time, res DeliveryResult) metrics.Event {
 	ev := s.event(it, kind, attempt, now)
 	reason, hard := dsn.ClassifyReply(res.Code, res.Enhanced, res.Text, res.Phase)
-	if res.Code == 0 {
+	if res.Code == 0 && res.Outcome == Temporary {
 		reason = dsn.NetworkError // no reply at all: the connection failed
 	}
 	ev.Reason = string(reason)

@@ -37,15 +37,15 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+func (c *fakeClock) Until(t time.Time) <-chan time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ch := make(chan time.Time, 1)
-	if d <= 0 {
+	if !t.After(c.now) {
 		ch <- c.now
 		return ch
 	}
-	c.waiters = append(c.waiters, fakeWaiter{c.now.Add(d), ch})
+	c.waiters = append(c.waiters, fakeWaiter{t, ch})
 	return ch
 }
 
@@ -160,7 +160,7 @@ func startSender(t *testing.T, relay *testRelay, dir string, mod func(*Options))
 		Relay:  Relay{Addr: relay.addr, TLS: TLSNone, Connections: 2},
 		Events: h.sink,
 		Now:    h.clock.Now,
-		After:  h.clock.After,
+		Until:  h.clock.Until,
 		Rand:   func() float64 { return 0.5 }, // no jitter
 		ISP: func(d string) string {
 			if d == "x.example" {
