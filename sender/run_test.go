@@ -71,16 +71,15 @@ type memSink struct {
 	events []metrics.Event
 	calls  int
 	fail   int
-	block  func(call int) chan struct{}
+	block  func(evs []metrics.Event) chan struct{}
 }
 
 func (m *memSink) Record(ctx context.Context, evs []metrics.Event) error {
 	m.mu.Lock()
 	m.calls++
-	call := m.calls
 	var wait chan struct{}
 	if m.block != nil {
-		wait = m.block(call)
+		wait = m.block(evs)
 	}
 	m.mu.Unlock()
 	if wait != nil {
@@ -510,26 +509,34 @@ func TestSenderCrashReopen(t *testing.T) {
 			h1 := startSender(t, r, dir, func(o *Options) {
 				o.Connections, o.Relay.Connections, o.Pipeline = 1, 1, tt.pipeline
 			})
-			h1.sink.block = func(call int) chan struct{} {
-				if call >= 6 {
+			var items []*Item
+			blocked := map[string]bool{}
+			for i := range 20 {
+				items = append(items, testItem(i))
+				if i >= 5 {
+					blocked[items[i].Recipient] = true
+				}
+			}
+			h1.sink.mu.Lock()
+			h1.sink.block = func(evs []metrics.Event) chan struct{} {
+				if blocked[evs[0].Recipient] {
 					return hang
 				}
 				return nil
 			}
-			var items []*Item
-			for i := range 20 {
-				items = append(items, testItem(i))
-			}
+			h1.sink.mu.Unlock()
 			h1.s.Enqueue(items)
-			waitFor(t, "5 events", func() bool { return len(h1.sink.all()) == 5 })
+			waitFor(t, "5 outcomes durable", func() bool { return h1.q.Len() == 15 })
 			waitFor(t, "the messages in flight at the relay", func() bool { return len(r.received()) == 5+tt.dupes })
 
-			// The "restart": a new queue and sender on the same directory
-			// while the first is frozen.
-			h2 := startSender(t, r, dir, nil)
-			if n := h2.q.Len(); n != 15 {
+			// The "restart": the same directory opened again while the
+			// first sender is frozen.
+			q2, _ := openTestQueue(t, dir)
+			if n := q2.Len(); n != 15 {
 				t.Fatalf("after the crash %d items queued, want 15", n)
 			}
+			q2.Close()
+			h2 := startSender(t, r, dir, nil)
 			h2.waitEvents(t, 15)
 			waitFor(t, "the queue to empty", func() bool { return h2.q.Len() == 0 })
 
