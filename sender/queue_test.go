@@ -2,6 +2,7 @@ package sender
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -328,6 +329,12 @@ func TestQueueSummary(t *testing.T) {
 	for i := range want {
 		if s.Groups[i] != want[i] {
 			t.Errorf("group %d = %+v, want %+v", i, s.Groups[i], want[i])
+		}
+	}
+	js, _ := json.Marshal(s)
+	for _, k := range []string{`"total":4`, `"retrying":1`, `"paced":2`, `"in_flight":1`, `"sender_domain":"news.acme.example"`, `"provider":"gmail"`, `"why":"paced"`, `"next_attempt":`} {
+		if !strings.Contains(string(js), k) {
+			t.Errorf("JSON %s lacks %s", js, k)
 		}
 	}
 	// An hour later the retrying and paced ones are due: ready.

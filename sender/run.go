@@ -346,7 +346,7 @@ func (s *Sender) handle(ctx context.Context, e *entry, it *Item, now time.Time) 
 		s.stats.sent.Add(1)
 		if s.pool.Relay().RelayIsFinal {
 			d := s.event(it, metrics.KindDelivered, attempt, now)
-			d.RemoteMTA, d.Reason = s.pool.RemoteMTA(), string(dsn.Delivered)
+			d.RemoteMTA = s.pool.RemoteMTA()
 			evs = append(evs, d)
 			s.stats.delivered.Add(1)
 		}
