@@ -79,18 +79,23 @@ const (
 	WhyRetrying = "retrying"  // a temporary failure; waiting for its next attempt
 	WhyPaced    = "paced"     // the pacer had no slot; waiting for the one it named
 	WhyInFlight = "in_flight" // being delivered
+	// WhyRelayDown: the relay could not be reached; every delivery waits
+	// until it is tried again (nothing is recorded against the item).
+	WhyRelayDown = "relay_down"
 )
 
 // QueueSummary is what GET /v1/queue answers: the items not yet finished,
 // counted by why they wait, and grouped by sender domain, recipient
 // provider and why.
 type QueueSummary struct {
-	Total    int          `json:"total"`
-	Ready    int          `json:"ready"`
-	Retrying int          `json:"retrying"`
-	Paced    int          `json:"paced"`
-	InFlight int          `json:"in_flight"`
-	Groups   []QueueGroup `json:"groups"`
+	Total    int `json:"total"`
+	Ready    int `json:"ready"`
+	Retrying int `json:"retrying"`
+	Paced    int `json:"paced"`
+	InFlight int `json:"in_flight"`
+	// RelayDown counts the items held while the relay is unreachable.
+	RelayDown int          `json:"relay_down"`
+	Groups    []QueueGroup `json:"groups"`
 }
 
 // QueueGroup counts the waiting items of one sender domain and recipient
@@ -708,6 +713,8 @@ func (q *Queue) Summary(provider func(domain string) string, now time.Time) Queu
 				s.Paced++
 			case WhyInFlight:
 				s.InFlight++
+			case WhyRelayDown:
+				s.RelayDown++
 			}
 			s.Total++
 			k := key{e.item.SenderDomain, providerOf(provider, e.item.Recipient), why}
@@ -720,7 +727,7 @@ func (q *Queue) Summary(provider func(domain string) string, now time.Time) Queu
 			if e.item.Queued.Before(g.Oldest) {
 				g.Oldest = e.item.Queued
 			}
-			if why == WhyRetrying || why == WhyPaced {
+			if why == WhyRetrying || why == WhyPaced || why == WhyRelayDown {
 				if g.NextAttempt.IsZero() || e.item.NextAttempt.Before(g.NextAttempt) {
 					g.NextAttempt = e.item.NextAttempt
 				}

@@ -120,15 +120,19 @@ type Sender struct {
 
 	// Concluding: recording the event and the durable outcome of a
 	// delivery runs beside the next delivery, at most workers at once.
-	concludeSem chan struct{}
-	concluding  sync.WaitGroup
+	concludeSem    chan struct{}
+	concluding     sync.WaitGroup
+	relayMu        sync.Mutex
+	relayWait      time.Duration // the current relay-down backoff; 0: up
+	relayHoldUntil time.Time
+
 	fatalOnce   sync.Once
 	fatal       error
 	stopWorkers context.CancelFunc
 
 	stats struct {
 		sent, delivered, bounced, deferred, expired, paced atomic.Uint64
-		recordErrors, queueErrors                          atomic.Uint64
+		recordErrors, queueErrors, relayFailures           atomic.Uint64
 		inFlight                                           atomic.Int64
 	}
 }
@@ -197,7 +201,44 @@ func (s *Sender) Enqueue(items []*Item) error {
 }
 
 // Summary is the queue's summary now, by the ISP map (GET /v1/queue).
-func (s *Sender) Summary() QueueSummary { return s.q.Summary(s.isp, s.now()) }
+// While the relay is held as unreachable, the items that would be ready
+// wait for it: they are counted as relay_down, due when it is tried again.
+func (s *Sender) Summary() QueueSummary {
+	now := s.now()
+	sum := s.q.Summary(s.isp, now)
+	hold := s.relayHold()
+	if !now.Before(hold) || sum.Ready == 0 {
+		return sum
+	}
+	sum.RelayDown += sum.Ready
+	sum.Ready = 0
+	type key struct{ sd, p string }
+	down := map[key]int{}
+	groups := sum.Groups[:0]
+	for _, g := range sum.Groups {
+		if g.Why == WhyReady {
+			g.Why, g.NextAttempt = WhyRelayDown, hold
+		}
+		if g.Why == WhyRelayDown {
+			k := key{g.SenderDomain, g.Provider}
+			if i, ok := down[k]; ok {
+				m := &groups[i]
+				m.Count += g.Count
+				if g.Oldest.Before(m.Oldest) {
+					m.Oldest = g.Oldest
+				}
+				if g.NextAttempt.Before(m.NextAttempt) {
+					m.NextAttempt = g.NextAttempt
+				}
+				continue
+			}
+			down[k] = len(groups)
+		}
+		groups = append(groups, g)
+	}
+	sum.Groups = groups
+	return sum
+}
 
 // DeliveryStats is a snapshot of the sender's counters, for Prometheus.
 type DeliveryStats struct {
@@ -209,10 +250,13 @@ type DeliveryStats struct {
 	Paced        uint64 // the pacer said not yet
 	RecordErrors uint64 // EventSink.Record failures (retried)
 	QueueErrors  uint64 // the queue could not read an item or record an outcome
-	InFlight     int64  // deliveries under way now
-	Queued       int    // items not done
-	Dials        int64  // connections opened to the relay
-	Reuses       int64  // deliveries over an already open connection
+	// RelayDown counts the times the relay could not be reached (dial,
+	// greeting, TLS, AUTH) and deliveries were held off.
+	RelayDown uint64
+	InFlight  int64 // deliveries under way now
+	Queued    int   // items not done
+	Dials     int64 // connections opened to the relay
+	Reuses    int64 // deliveries over an already open connection
 }
 
 // Stats returns the counters now.
@@ -223,7 +267,8 @@ func (s *Sender) Stats() DeliveryStats {
 		Bounced: s.stats.bounced.Load(), Expired: s.stats.expired.Load(),
 		Deferred: s.stats.deferred.Load(), Paced: s.stats.paced.Load(),
 		RecordErrors: s.stats.recordErrors.Load(), QueueErrors: s.stats.queueErrors.Load(),
-		InFlight: s.stats.inFlight.Load(), Queued: s.q.Len(),
+		RelayDown: s.stats.relayFailures.Load(),
+		InFlight:  s.stats.inFlight.Load(), Queued: s.q.Len(),
 		Dials: ps.Dials, Reuses: ps.Reuses,
 	}
 }
@@ -275,6 +320,13 @@ func (s *Sender) fail(err error) {
 func (s *Sender) worker(ctx context.Context) error {
 	for ctx.Err() == nil {
 		now := s.now()
+		if hold := s.relayHold(); now.Before(hold) {
+			select {
+			case <-ctx.Done():
+			case <-s.until(hold):
+			}
+			continue
+		}
 		e, it, due, changed, err := s.q.take(now)
 		if errors.Is(err, ErrQueueClosed) {
 			return nil
@@ -341,6 +393,7 @@ func (s *Sender) handle(ctx context.Context, e *entry, it *Item, now time.Time) 
 
 	switch res.Outcome {
 	case Accepted:
+		s.relayUp()
 		evs := []metrics.Event{s.event(it, metrics.KindSent, attempt, now)}
 		evs[0].RemoteMTA = s.pool.RemoteMTA()
 		s.stats.sent.Add(1)
@@ -353,17 +406,27 @@ func (s *Sender) handle(ctx context.Context, e *entry, it *Item, now time.Time) 
 		return s.concludeAsync(ctx, e, it, evs, true, attempt, time.Time{}, "")
 
 	case Permanent:
+		s.relayUp()
 		ev := s.replyEvent(it, metrics.KindBounced, attempt, now, res)
 		s.stats.bounced.Add(1)
 		return s.concludeAsync(ctx, e, it, []metrics.Event{ev}, true, attempt, time.Time{}, "")
 	}
 
 	// Temporary.
-	if res.Phase == dsn.PhaseConnect && ctx.Err() != nil && errors.Is(res.Err, ctx.Err()) {
-		// Shut down before a connection was had: not an attempt.
-		s.q.release(e, now, e.why)
+	if res.Phase == dsn.PhaseConnect {
+		if ctx.Err() != nil && errors.Is(res.Err, ctx.Err()) {
+			// Shut down before a connection was had: not an attempt.
+			s.q.release(e, now, e.why)
+			return nil
+		}
+		// The relay cannot be reached (or greeted, or TLS or AUTH
+		// failed): our side's trouble, not the message's. Nothing is
+		// recorded against the item; every worker holds off, and the item
+		// waits, until the relay is tried again.
+		s.q.release(e, s.relayDown(now, res), WhyRelayDown)
 		return nil
 	}
+	s.relayUp()
 	lastErr := describe(res)
 	if !now.Before(it.Queued.Add(s.retryFor)) {
 		ev := s.replyEvent(it, metrics.KindBounced, attempt, now, res)
@@ -376,6 +439,48 @@ func (s *Sender) handle(ctx context.Context, e *entry, it *Item, now time.Time) 
 	ev.BounceType = ""
 	s.stats.deferred.Add(1)
 	return s.concludeAsync(ctx, e, it, []metrics.Event{ev}, false, attempt, now.Add(s.backoff(attempt)), lastErr)
+}
+
+// Relay-down backoff: the first wait after a failure to connect, doubling
+// with each further one.
+const (
+	relayRetryFirst = 30 * time.Second
+	relayRetryMax   = 5 * time.Minute
+)
+
+// relayDown notes a failure to reach the relay at now and returns when to
+// try again.
+func (s *Sender) relayDown(now time.Time, res DeliveryResult) time.Time {
+	s.relayMu.Lock()
+	defer s.relayMu.Unlock()
+	if now.Before(s.relayHoldUntil) {
+		return s.relayHoldUntil // another worker's failure set it already
+	}
+	if s.relayWait == 0 {
+		s.relayWait = relayRetryFirst
+		s.log.Warn("sender: relay unreachable; holding deliveries", "relay", s.pool.Relay().Addr, "err", describe(res))
+	} else {
+		s.relayWait = min(2*s.relayWait, relayRetryMax)
+	}
+	s.stats.relayFailures.Add(1)
+	s.relayHoldUntil = now.Add(s.relayWait)
+	return s.relayHoldUntil
+}
+
+// relayUp notes that the relay answered.
+func (s *Sender) relayUp() {
+	s.relayMu.Lock()
+	defer s.relayMu.Unlock()
+	if s.relayWait != 0 {
+		s.log.Info("sender: relay reachable again", "relay", s.pool.Relay().Addr)
+	}
+	s.relayWait = 0
+}
+
+func (s *Sender) relayHold() time.Time {
+	s.relayMu.Lock()
+	defer s.relayMu.Unlock()
+	return s.relayHoldUntil
 }
 
 // concludeAsync concludes a delivery beside the next one: the worker goes

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -731,4 +732,44 @@ func TestSenderKill9(t *testing.T) {
 		t.Errorf("%d distinct event ids, want %d", len(ids), n)
 	}
 	t.Logf("killed after %d messages at the relay; %d sent twice", sentBefore, dupes)
+}
+
+func TestSenderRelayDown(t *testing.T) {
+	// A port nobody listens on, for now.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	h := startSender(t, &testRelay{addr: addr}, "", nil)
+	h.s.Enqueue([]*Item{testItem(1), testItem(2), testItem(3)})
+	waitFor(t, "the items held", func() bool { return h.s.Summary().RelayDown == 3 })
+	if st := h.s.Stats(); st.RelayDown != 1 {
+		// One failure holds every worker: the other items are not tried.
+		t.Errorf("stats %+v, want one relay failure", st)
+	}
+	if evs := h.sink.all(); len(evs) != 0 {
+		t.Errorf("events while the relay is down: %+v, want none (not the message's fault)", evs)
+	}
+	if g := h.s.Summary().Groups[0]; !g.NextAttempt.Equal(t0.Add(relayRetryFirst)) {
+		t.Errorf("held until %v, want t0+%v", g.NextAttempt, relayRetryFirst)
+	}
+	// Still down at the next try: the hold doubles.
+	h.clock.Advance(relayRetryFirst)
+	waitFor(t, "the second failure", func() bool { return h.s.Stats().RelayDown == 2 })
+	waitFor(t, "the items held again", func() bool { return h.s.Summary().RelayDown == 3 })
+	if g := h.s.Summary().Groups[0]; !g.NextAttempt.Equal(t0.Add(3 * relayRetryFirst)) {
+		t.Errorf("held until %v, want t0+%v", g.NextAttempt, 3*relayRetryFirst)
+	}
+	// The relay comes up; at the next try everything goes.
+	r := startRelay(t, addr, nil)
+	h.clock.Advance(2 * relayRetryFirst)
+	h.waitEvents(t, 3)
+	if k := h.sink.kinds(); k != "sent,sent,sent" {
+		t.Errorf("events %s, want three sent", k)
+	}
+	if n := len(r.received()); n != 3 {
+		t.Errorf("relay got %d", n)
+	}
 }
