@@ -195,7 +195,10 @@ func (p *RelayPool) RemoteMTA() string { return p.host }
 // NOTIFY=SUCCESS,FAILURE,DELAY and ORCPT=rfc822;<recipient> (RFC 3461 §4.1,
 // §4.2), then DATA with it.Data as is. It waits for a free connection (at
 // most Relay.Connections at once) and reuses it afterwards unless it
-// failed. ctx bounds the wait and the dial; a transaction under way runs to
+// failed: a completed transaction is followed by the next MAIL directly, an
+// aborted one (refused at RCPT or DATA) by RSET (RFC 5321 §4.1.1.5); a
+// connection without a reply is closed. A pooled connection found dead at
+// MAIL (the relay restarted or timed it out) is replaced once at once. ctx bounds the wait and the dial; a transaction under way runs to
 // its end (each reply bounded by CommandTimeout), so that a shutdown does
 // not cut a message the relay may already have accepted.
 func (p *RelayPool) Deliver(ctx context.Context, it *Item) DeliveryResult {
