@@ -40,8 +40,7 @@ const (
 // DefaultPipeline is Options.Pipeline's default. Measured with the
 // in-process sink (BenchmarkDeliver, one connection): 1 → ~1,300 msgs/s,
 // 4 → ~2,400, 16 → ~3,200, 32 → ~3,500 (the bare-client ceiling: ~8,000)
-// on this class of machine, where the journal's
-// fsync costs ~0.3 ms.
+// on this class of machine, where the journal's fsync costs ~0.3 ms.
 const DefaultPipeline = 32
 
 // EventSource is the source of the sender's events.
