@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -143,7 +144,7 @@ func (c *Composer) Compose(p *Prepared, account, recipient string) (it *Item, si
 	if !ok {
 		return nil, false, fmt.Errorf("sender: compose: %q is not a usable recipient of the message", recipient)
 	}
-	r, err := p.Render(recipient)
+	r, err := p.render(recipient)
 	if err != nil {
 		return nil, false, err
 	}
@@ -178,7 +179,11 @@ func (c *Composer) Compose(p *Prepared, account, recipient string) (it *Item, si
 	html := ""
 	if r.HTML != "" {
 		html = strings.ReplaceAll(r.HTML, unsubscribePlaceholder, unsubURL)
-		html = c.rewriteHTML(html, ref, unsubURL)
+		if p.plan.dynamic {
+			html = c.rewriteHTML(html, ref, unsubURL)
+		} else {
+			html = c.trackPlanned(html, &p.plan, ref, unsubURL)
+		}
 	}
 
 	fields := make([]string, 0, 16+len(p.headers))
@@ -373,8 +378,7 @@ func (c *Composer) rewriteHTML(html string, ref correlate.Ref, unsubURL string) 
 	}
 	out.WriteString(html[min(pos, len(html)):]) // what the tokenizer left at EOF, if anything
 	s := out.String()
-	pixel := `<img src="` + nethtml.EscapeString(c.base+"/t/o/"+c.trk.OpenToken(ref)+".gif") +
-		`" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0;margin:0;padding:0">`
+	pixel := c.pixel(ref)
 	if body < 0 {
 		return s + pixel
 	}
@@ -388,8 +392,59 @@ func (c *Composer) rewriteHTML(html string, ref correlate.Ref, unsubURL string) 
 // NoTrackAttr. mailto:, tel:, fragments (#…), relative and other URLs are
 // left alone.
 func (c *Composer) rewriteAnchor(raw []byte, ref correlate.Ref, unsubURL string) (string, bool) {
-	hrefStart, hrefEnd, quoted := -1, -1, false
-	notrack := false
+	a := scanAnchor(raw)
+	if a.hrefStart < 0 || a.notrack {
+		return "", false
+	}
+	u := a.url(raw)
+	if !trackable(u) || u == unsubURL || strings.HasPrefix(u, c.ownLinks) {
+		return "", false
+	}
+	return a.withHref(raw, c.clickURL(ref, u)), true
+}
+
+// pixel is the open pixel's tag for ref.
+func (c *Composer) pixel(ref correlate.Ref) string {
+	return `<img src="` + nethtml.EscapeString(c.base+"/t/o/"+c.trk.OpenToken(ref)+".gif") +
+		`" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0;margin:0;padding:0">`
+}
+
+// clickURL is the click redirect of u for ref.
+func (c *Composer) clickURL(ref correlate.Ref, u string) string {
+	return c.base + "/t/c/" + c.trk.ClickToken(ref, u)
+}
+
+// trackable reports whether a link's URL may be tracked: an absolute http
+// or https URL of at most MaxClickURL bytes.
+func trackable(u string) bool { return len(u) <= MaxClickURL && hasHTTPScheme(u) }
+
+// anchor is where the href of an <a> start tag is, and whether the tag opts
+// out of tracking.
+type anchor struct {
+	hrefStart, hrefEnd int // the value's bytes; -1 without an href
+	quoted             bool
+	notrack            bool
+}
+
+// url is the link of the href: its value unescaped and trimmed (HTML
+// §4.6.1: a URL potentially surrounded by spaces).
+func (a anchor) url(raw []byte) string {
+	return strings.Trim(nethtml.UnescapeString(string(raw[a.hrefStart:a.hrefEnd])), "\t\n\f\r ")
+}
+
+// withHref returns the tag raw with its href value replaced by u, quoted.
+func (a anchor) withHref(raw []byte, u string) string {
+	href := nethtml.EscapeString(u)
+	if !a.quoted {
+		href = `"` + href + `"`
+	}
+	return string(raw[:a.hrefStart]) + href + string(raw[a.hrefEnd:])
+}
+
+// scanAnchor finds the href of an <a> start tag (its raw bytes, as the
+// tokenizer gives them), following HTML's attribute syntax (§13.2.5.32 ff.).
+func scanAnchor(raw []byte) anchor {
+	a := anchor{hrefStart: -1, hrefEnd: -1}
 	i := 1
 	for i < len(raw) && !isHTMLSpace(raw[i]) && raw[i] != '/' && raw[i] != '>' {
 		i++ // the tag name
@@ -434,24 +489,13 @@ func (c *Composer) rewriteAnchor(raw []byte, ref correlate.Ref, unsubURL string)
 			}
 		}
 		switch {
-		case strings.EqualFold(string(name), "href") && hrefStart < 0 && vs >= 0:
-			hrefStart, hrefEnd, quoted = vs, min(ve, len(raw)), q
+		case strings.EqualFold(string(name), "href") && a.hrefStart < 0 && vs >= 0:
+			a.hrefStart, a.hrefEnd, a.quoted = vs, min(ve, len(raw)), q
 		case strings.EqualFold(string(name), NoTrackAttr):
-			notrack = true
+			a.notrack = true
 		}
 	}
-	if hrefStart < 0 || notrack {
-		return "", false
-	}
-	u := strings.Trim(nethtml.UnescapeString(string(raw[hrefStart:hrefEnd])), "\t\n\f\r ")
-	if len(u) > MaxClickURL || u == unsubURL || strings.HasPrefix(u, c.ownLinks) || !hasHTTPScheme(u) {
-		return "", false
-	}
-	href := nethtml.EscapeString(c.base + "/t/c/" + c.trk.ClickToken(ref, u))
-	if !quoted {
-		href = `"` + href + `"`
-	}
-	return string(raw[:hrefStart]) + href + string(raw[hrefEnd:]), true
+	return a
 }
 
 func hasHTTPScheme(u string) bool {
@@ -461,4 +505,130 @@ func hasHTTPScheme(u string) bool {
 // isHTMLSpace reports ASCII whitespace as HTML defines it.
 func isHTMLSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'
+}
+
+// The tracking plan of an HTML template. Links are found once per message,
+// in its template, not per recipient in the rendered HTML: each static link
+// to track becomes a placeholder URL, and the place of the pixel a marker,
+// which Compose replaces for each recipient by plain string search. Only
+// the template's own text can hold links (html/template escapes what the
+// data brings, so a value cannot add a tag); a template whose href holds an
+// action ({{…}}, other than {{unsubscribeURL}}) is planned as dynamic and
+// rewritten per recipient in full (rewriteHTML). The .invalid TLD
+// (RFC 2606) keeps a placeholder from being a real link.
+const (
+	clickPlaceholder = "https://click.repute.invalid/" // + the link's index + "/"
+	pixelMarker      = "<img src=\"https://open.repute.invalid/\">"
+)
+
+// trackingPlan says how Compose tracks a prepared HTML template.
+type trackingPlan struct {
+	dynamic     bool     // rewrite the rendered HTML per recipient (rewriteHTML)
+	links       []string // the URL of each click placeholder, by index
+	pixelMarked bool     // pixelMarker stands before the last </body>; else the pixel is appended
+}
+
+// planTracking replaces the trackable links of an HTML template src with
+// placeholders and marks the pixel's place, following rewriteHTML's rules;
+// it returns src as it is, and a dynamic plan, when an href holds an action.
+func planTracking(src string) (string, trackingPlan) {
+	var (
+		out  strings.Builder
+		plan trackingPlan
+		pos  int
+		body = -1
+	)
+	out.Grow(len(src) + 64)
+	z := nethtml.NewTokenizer(strings.NewReader(src))
+	for {
+		tt := z.Next()
+		if tt == nethtml.ErrorToken {
+			break
+		}
+		raw := z.Raw()
+		pos += len(raw)
+		switch tt {
+		case nethtml.StartTagToken, nethtml.SelfClosingTagToken:
+			name, hasAttr := z.TagName()
+			if !hasAttr || len(name) != 1 || name[0] != 'a' {
+				break
+			}
+			a := scanAnchor(raw)
+			if a.hrefStart < 0 || a.notrack {
+				break
+			}
+			value := string(raw[a.hrefStart:a.hrefEnd])
+			if strings.Contains(value, "{{") {
+				if isUnsubscribeAction(value) {
+					break
+				}
+				return src, trackingPlan{dynamic: true}
+			}
+			if u := a.url(raw); trackable(u) {
+				out.WriteString(a.withHref(raw, clickPlaceholder+strconv.Itoa(len(plan.links))+"/"))
+				plan.links = append(plan.links, u)
+				continue
+			}
+		case nethtml.EndTagToken:
+			if name, _ := z.TagName(); string(name) == "body" {
+				body = out.Len()
+			}
+		}
+		out.Write(raw)
+	}
+	out.WriteString(src[min(pos, len(src)):])
+	s := out.String()
+	if body >= 0 {
+		s = s[:body] + pixelMarker + s[body:]
+		plan.pixelMarked = true
+	}
+	return s, plan
+}
+
+// isUnsubscribeAction reports whether an href value is only the action
+// that writes the unsubscribe URL, which is never tracked.
+func isUnsubscribeAction(v string) bool {
+	v = strings.TrimSpace(v)
+	if !strings.HasPrefix(v, "{{") || !strings.HasSuffix(v, "}}") {
+		return false
+	}
+	v = strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSuffix(strings.TrimPrefix(v, "{{"), "}}"), "-"), "-"))
+	return v == UnsubscribeFunc
+}
+
+// trackPlanned applies a static plan to the rendered html for ref: each
+// click placeholder becomes its link's redirect, the marker the pixel.
+func (c *Composer) trackPlanned(html string, plan *trackingPlan, ref correlate.Ref, unsubURL string) string {
+	var out strings.Builder
+	out.Grow(len(html) + len(plan.links)*160 + 256)
+	for {
+		i := strings.Index(html, clickPlaceholder)
+		if i < 0 {
+			break
+		}
+		rest := html[i+len(clickPlaceholder):]
+		j := strings.IndexByte(rest, '/')
+		n, err := strconv.Atoi(rest[:max(j, 0)])
+		if j < 0 || err != nil || n < 0 || n >= len(plan.links) {
+			// Not ours (a value that looks like one): kept as it is.
+			out.WriteString(html[:i+len(clickPlaceholder)])
+			html = rest
+			continue
+		}
+		out.WriteString(html[:i])
+		u := plan.links[n]
+		if strings.HasPrefix(u, c.ownLinks) || u == unsubURL {
+			out.WriteString(nethtml.EscapeString(u))
+		} else {
+			out.WriteString(nethtml.EscapeString(c.clickURL(ref, u)))
+		}
+		html = rest[j+1:]
+	}
+	out.WriteString(html)
+	s := out.String()
+	pixel := c.pixel(ref)
+	if plan.pixelMarked {
+		return strings.ReplaceAll(s, pixelMarker, pixel)
+	}
+	return s + pixel
 }

@@ -241,3 +241,44 @@ func TestFoldField(t *testing.T) {
 		t.Errorf("unfolded = %q", got)
 	}
 }
+
+// The tracking plan made once per message gives the bytes the full
+// rewrite of each recipient's HTML gives, whatever the links and the
+// markup around them.
+func TestTrackingPlanMatchesRewrite(t *testing.T) {
+	long := "https://shop.acme.example/" + strings.Repeat("x", MaxClickURL)
+	for i, html := range []string{
+		`<html><body><a href="https://a.example/1">one</a> <a href='https://a.example/2?x=1&amp;y=2'>two</a> <a href=https://a.example/3>three</a></body></html>`,
+		`<p><A HREF="https://a.example/up">up</A><a data-repute-notrack href="https://a.example/no">no</a><a href="mailto:x@y.example">m</a><a href="tel:+100">t</a><a href="#top">#</a><a href="/rel">r</a></p>`,
+		`<p><a href="https://t.acme.example/t/c/already">own</a><a href="` + long + `">long</a><a href="{{unsubscribeURL}}">unsub</a><a href="{{ unsubscribeURL }}">unsub2</a></p></BODY>`,
+		`<!-- <a href="https://a.example/commented">c</a> --><script>var s = '<a href="https://a.example/script">';</script><body><a href=" https://a.example/spaced ">s</a></body><p>after</p></body>`,
+		`<ul>{{range .items}}<li><a href="https://a.example/item">{{.}}</a></li>{{end}}</ul>{{if .vip}}<a href="https://a.example/vip">vip</a>{{end}}`,
+		`<p>no links, no body</p>`,
+		`<a href="https://click.repute.invalid/7/">looks like ours</a><p>https://click.repute.invalid/x/ in text</p>`,
+	} {
+		m := &Message{From: "news@news.acme.example", To: []string{"a@x.example"}, Subject: "s", HTML: html,
+			Data: map[string]map[string]any{"a@x.example": {"items": []string{"p", "q"}, "vip": true}}}
+		compose := func(static bool) string {
+			planStatic = static
+			defer func() { planStatic = true }()
+			p := mustPrepare(t, m)
+			if p.plan.dynamic == static {
+				t.Fatalf("case %d: plan dynamic=%v with planStatic=%v", i, p.plan.dynamic, static)
+			}
+			it, _, err := newTestComposer(t, "bounces.acme.example").Compose(p, "acme", "a@x.example")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(it.Data)
+		}
+		if planned, rewritten := compose(true), compose(false); planned != rewritten {
+			t.Errorf("case %d: the plan's message differs from the rewrite's:\n%s\n----\n%s", i, planned, rewritten)
+		}
+	}
+	// An href holding an action is rewritten per recipient.
+	p := mustPrepare(t, &Message{From: "news@news.acme.example", To: []string{"a@x.example"}, Subject: "s",
+		HTML: `<a href="https://a.example/u/{{.id}}">me</a>`})
+	if !p.plan.dynamic {
+		t.Errorf("an href with an action: plan %+v, want dynamic", p.plan)
+	}
+}

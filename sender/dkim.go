@@ -110,7 +110,7 @@ func dkimSign(msg []byte, keys []DKIMKey) ([]byte, error) {
 			Signer:                 k.Signer,
 			Hash:                   crypto.SHA256,
 			HeaderCanonicalization: dkim.CanonicalizationRelaxed,
-			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
+			BodyCanonicalization:   dkim.CanonicalizationSimple,
 			HeaderKeys:             dkimHeaders,
 		})
 		if err != nil {

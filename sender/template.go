@@ -77,6 +77,7 @@ type Prepared struct {
 	subject *ttemplate.Template
 	text    *ttemplate.Template // nil without a text part
 	html    *htemplate.Template // nil without an HTML part
+	plan    trackingPlan        // how Compose tracks the HTML's links and opens
 }
 
 // Prepare validates m and parses its templates once. The error (wrapping
@@ -133,6 +134,11 @@ func Prepare(m *Message) (p *Prepared, bad []*RecipientError, err error) {
 	}
 	if m.HTML != "" {
 		src, comments := keepComments(m.HTML)
+		if planStatic {
+			src, p.plan = planTracking(src)
+		} else {
+			p.plan.dynamic = true
+		}
 		t := htemplate.New("html").Option("missingkey=zero").Funcs(htemplate.FuncMap{
 			UnsubscribeFunc: func() htemplate.URL { return unsubscribePlaceholder },
 			commentFunc:     func(i int) htemplate.HTML { return comments[i] },
@@ -287,24 +293,24 @@ func blankNil(v any) any {
 	return v
 }
 
-// Rendered is a Message's subject and bodies for one recipient.
-type Rendered struct {
+// rendered is a Message's subject and bodies for one recipient.
+type rendered struct {
 	Subject, Text, HTML string
 }
 
-// Render executes the templates for recipient (as given in Msg.To) with
+// render executes the templates for recipient (as given in Msg.To) with
 // its Msg.Data entry (none: an empty map). The error (a *RecipientError)
 // is about this recipient only. In the bodies, the template function
 // UnsubscribeFunc wrote a placeholder the composer replaces.
-func (p *Prepared) Render(recipient string) (Rendered, error) {
+func (p *Prepared) render(recipient string) (rendered, error) {
 	data := p.Msg.Data[recipient]
 	if data == nil {
 		data = map[string]any{}
 	}
-	var r Rendered
+	var r rendered
 	var b bytes.Buffer
-	fail := func(part string, err error) (Rendered, error) {
-		return Rendered{}, &RecipientError{Recipient: recipient, Err: fmt.Errorf("%s template: %v", part, err)}
+	fail := func(part string, err error) (rendered, error) {
+		return rendered{}, &RecipientError{Recipient: recipient, Err: fmt.Errorf("%s template: %v", part, err)}
 	}
 	if err := p.subject.Execute(&b, data); err != nil {
 		return fail("subject", err)
@@ -328,6 +334,10 @@ func (p *Prepared) Render(recipient string) (Rendered, error) {
 	}
 	return r, nil
 }
+
+// planStatic turns the tracking plan of HTML templates on (planTracking);
+// tests turn it off to compare with the per-recipient rewrite.
+var planStatic = true
 
 // commentFunc is the template function keepComments writes in place of
 // each comment.

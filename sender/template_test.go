@@ -79,27 +79,27 @@ func TestRenderPerRecipient(t *testing.T) {
 		"a@x.example": {"name": "Ann <b>", "vip": true, "code": 42, "url": "javascript:alert(1)"},
 	}
 	p := mustPrepare(t, m)
-	a, err := p.Render("a@x.example")
+	a, err := p.render("a@x.example")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Rendered{Subject: "Hi Ann <b> (VIP)", Text: "Dear Ann <b>, code 42.\n",
+	want := rendered{Subject: "Hi Ann <b> (VIP)", Text: "Dear Ann <b>, code 42.\n",
 		HTML: `<p title="Ann &lt;b&gt;">Ann &lt;b&gt;</p><a href="#ZgotmplZ">x</a>`}
 	if a != want {
 		t.Errorf("a: %+v\nwant %+v", a, want)
 	}
 	// b has no data: missing keys print nothing
-	b, err := p.Render("b@x.example")
+	b, err := p.render("b@x.example")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = Rendered{Subject: "Hi ", Text: "Dear , code .\n", HTML: `<p title=""></p><a href="">x</a>`}
+	want = rendered{Subject: "Hi ", Text: "Dear , code .\n", HTML: `<p title=""></p><a href="">x</a>`}
 	if b != want {
 		t.Errorf("b: %+v\nwant %+v", b, want)
 	}
 	// data with a line break cannot add a header field
 	m.Data["b@x.example"] = map[string]any{"name": "x\r\nBcc: e@vil.example"}
-	if b, _ = p.Render("b@x.example"); strings.ContainsAny(b.Subject, "\r\n") {
+	if b, _ = p.render("b@x.example"); strings.ContainsAny(b.Subject, "\r\n") {
 		t.Errorf("subject with a line break: %q", b.Subject)
 	}
 }
@@ -109,7 +109,7 @@ func TestRenderError(t *testing.T) {
 	m.Text = "{{.a.b}}"
 	m.Data = map[string]map[string]any{"a@x.example": {"a": 3}}
 	p := mustPrepare(t, m)
-	_, err := p.Render("a@x.example")
+	_, err := p.render("a@x.example")
 	var re *RecipientError
 	if !errors.As(err, &re) || re.Recipient != "a@x.example" {
 		t.Errorf("Render error %v, want a *RecipientError", err)
@@ -131,17 +131,17 @@ func TestRenderKeepsComments(t *testing.T) {
 		if err != nil || len(bad) > 0 {
 			t.Fatalf("Prepare: %v %v", err, bad)
 		}
-		r, err := p.Render("a@x.example")
+		r, err := p.render("a@x.example")
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := `<!DOCTYPE html><html><head><style><!-- p { color: red } --></style></head><body>` +
 			`<!--[if mso]><v:roundrect href="https://acme.example/"><center>Buy</center></v:roundrect><![endif]-->` +
-			`<!--[if !mso]><!--><a href="https://acme.example/">Buy, &lt;Ann&gt;</a><!--<![endif]-->`
+			`<!--[if !mso]><!--><a href="` + clickPlaceholder + `0/">Buy, &lt;Ann&gt;</a><!--<![endif]-->`
 		if vip {
-			want += `<p><!-- vip {{.name}} -->VIP</p></body></html>`
+			want += `<p><!-- vip {{.name}} -->VIP</p>` + pixelMarker + `</body></html>`
 		} else {
-			want += `<p></p></body></html>`
+			want += `<p></p>` + pixelMarker + `</body></html>`
 		}
 		if r.HTML != want {
 			t.Errorf("vip=%v:\n got %s\nwant %s", vip, r.HTML, want)
