@@ -96,7 +96,12 @@ func ParseDKIMKey(domain, selector string, pemBytes []byte) (DKIMKey, error) {
 }
 
 // dkimSign returns the DKIM-Signature fields (each ending in CRLF) of msg
-// for keys, relaxed/relaxed and SHA-256 (RFC 6376 §3.4, RFC 8463).
+// for keys, c=relaxed/simple and SHA-256 (RFC 6376 §3.4, RFC 8463).
+// Headers are relaxed: relays refold and recase them. The body is simple:
+// the composer writes it 7-bit, quoted-printable, in CRLF lines of at most
+// 76 octets with no trailing white space (QP encodes it), which relays
+// leave as it is, and simple costs a fraction of relaxed's per-byte pass
+// over a 25 KB newsletter. Amazon SES signs with the same choice.
 func dkimSign(msg []byte, keys []DKIMKey) ([]byte, error) {
 	if len(keys) == 0 {
 		return nil, nil
