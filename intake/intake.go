@@ -67,6 +67,14 @@ type Options struct {
 	// so a consumer of stored events (the suppression lists) sees every
 	// event at least once, even across a crash, and must be idempotent.
 	AfterStore func(ctx context.Context, events []metrics.Event) error
+	// Classify, when set, is called by Submit on each submitted event, in
+	// place, before the duplicate check and the spool: cmd wires the
+	// machine-open detector here (package opens), so an open that arrives
+	// without a verdict gets one whatever its source. It must leave the
+	// event id alone (the verdict is not part of it, so a re-post of a
+	// classified event is still a duplicate) and be safe for concurrent
+	// calls; it runs before Submit takes its lock.
+	Classify func(e *metrics.Event)
 }
 
 // Pipeline connects intake to the spool and the spool to the store.
@@ -84,6 +92,7 @@ type Pipeline struct {
 	// drain returns nil or a RefusedError; only the drain uses them.
 	deadAfter  int
 	afterStore func(context.Context, []metrics.Event) error
+	classify   func(*metrics.Event)
 	written    map[metrics.Key]bool    // already in the store
 	strikes    map[metrics.Key]*strike // refused alone while the store took other writes
 	probe      []metrics.Event         // one event the store has taken
@@ -108,7 +117,8 @@ func New(sp Spool, st Store, opts Options) *Pipeline {
 	}
 	return &Pipeline{spool: sp, store: st, log: log, m: newPipelineMetrics(opts.Registerer),
 		known: known, queued: map[metrics.Key]bool{}, deadAfter: deadAfter, afterStore: opts.AfterStore,
-		written: map[metrics.Key]bool{}, strikes: map[metrics.Key]*strike{}}
+		classify: opts.Classify,
+		written:  map[metrics.Key]bool{}, strikes: map[metrics.Key]*strike{}}
 }
 
 // Result says what became of submitted events.
@@ -120,8 +130,14 @@ type Result struct {
 
 // Submit spools the events that are not duplicates and returns once they
 // are durable. The events must be normalized. On error nothing of this
-// submission was spooled.
+// submission was spooled. Options.Classify, if set, is applied to the
+// events in place first.
 func (p *Pipeline) Submit(ctx context.Context, events []metrics.Event) (Result, error) {
+	if p.classify != nil {
+		for i := range events {
+			p.classify(&events[i])
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.indexSpool()

@@ -67,6 +67,10 @@ type serveConfig struct {
 	// larger one keeps its header, report parts and returned headers.
 	MaxEvidenceBytes int64 `yaml:"max_evidence_bytes"`
 
+	// MachineOpens configures the machine-open detector (package opens)
+	// applied at intake to every open and click without a verdict.
+	MachineOpens machineOpensConfig `yaml:"machine_opens"`
+
 	// Only in the environment: REPUTE_ADMIN_KEY, a secret.
 	AdminKey string `yaml:"-"`
 
@@ -85,6 +89,24 @@ type accountConfig struct {
 	WebhookSecret secret `yaml:"webhook_secret"`
 
 	webhookSecret string // resolved
+}
+
+// machineOpensConfig is the machine_opens: section (only in the file, like
+// the other sections).
+type machineOpensConfig struct {
+	// AppleRangesFile is Apple's egress-ip-ranges.csv, downloaded by the
+	// operator; read at start. Unset: an open with Apple's proxy user agent
+	// ("Mozilla/5.0") is a machine's with reason apple_mpp_ua, never
+	// apple_mpp (the address cannot be confirmed).
+	AppleRangesFile string `yaml:"apple_ranges_file"`
+	// PrefetchWindow: an open this soon after the send is a machine's
+	// (prefetch); 0 takes the default (10s), a negative value turns it off.
+	// Used where the send's time is known (the tracking endpoints), not
+	// for posted events.
+	PrefetchWindow time.Duration `yaml:"prefetch_window"`
+	// Off turns the detection at intake off: opens are stored with the
+	// verdict they arrive with.
+	Off bool `yaml:"off"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -335,6 +357,8 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("--shutdown-timeout %s must be positive", c.ShutdownTimeout)
 	case c.EvidenceRetention <= 0:
 		return fmt.Errorf("--evidence-retention %d must be a positive number of days", c.EvidenceRetention)
+	case c.MachineOpens.Off && (c.MachineOpens.AppleRangesFile != "" || c.MachineOpens.PrefetchWindow != 0):
+		return errors.New("machine_opens: off is set beside apple_ranges_file or prefetch_window: keep one")
 	case c.MaxEvidenceBytes < 4096:
 		return fmt.Errorf("--max-evidence-bytes %d must be at least 4096: a report's header and parts must fit", c.MaxEvidenceBytes)
 	}

@@ -27,6 +27,7 @@ import (
 	"repute/api"
 	"repute/intake"
 	"repute/metrics"
+	"repute/opens"
 	"repute/spool"
 )
 
@@ -97,6 +98,8 @@ type app struct {
 	adminKey string // the generated or configured admin key, if any
 	// signing is the key set for the tokens repute issues.
 	signing signingKeys
+	// machine tells machine opens from people's (nil: detection off).
+	machine *opens.Detector
 }
 
 // newApp opens the spool and the store and builds the handler. Nothing runs
@@ -157,9 +160,23 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	a.suppression = newSuppression(a.store, log.With("component", "suppress"))
 	a.webhooks = newWebhooks(cfg.Accounts, a.store, cfg.Data, log.With("component", "webhooks"))
 	a.suppression.changed = a.webhooks.changed
+	a.machine, err = machineOpens(cfg.MachineOpens, log)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	var classify func(*metrics.Event)
+	if a.machine != nil {
+		// The send's time is not looked up at intake (no prefetch verdict
+		// there): it would cost a store read per open under intake's lock,
+		// and the tracking endpoints, which know the send, classify with
+		// a.machine themselves.
+		classify = func(e *metrics.Event) { a.machine.ClassifyEvent(e, time.Time{}) }
+	}
 	a.pipeline = intake.New(a.spool, a.store, intake.Options{
 		Logger: log.With("component", "intake"), Registerer: reg,
 		AfterStore: a.suppression.afterStore,
+		Classify:   classify,
 	})
 	// One Converter configuration for every feedback source: POST
 	// /v1/feedback, the IMAP mailboxes and the Kafka raw topics.
@@ -198,6 +215,26 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		return nil, err
 	}
 	return a, nil
+}
+
+// machineOpens builds the machine-open detector: intake applies it to every
+// open or click that arrives without a verdict, from any source, by user
+// agent and address. nil when machine_opens: off is set.
+func machineOpens(cfg machineOpensConfig, log *slog.Logger) (*opens.Detector, error) {
+	if cfg.Off {
+		log.Info("machine-open detection off: opens keep the verdict they arrive with")
+		return nil, nil
+	}
+	d, err := opens.New(opens.Options{AppleRangesFile: cfg.AppleRangesFile, PrefetchWindow: cfg.PrefetchWindow})
+	if err != nil {
+		return nil, fmt.Errorf("config machine_opens: %w", err)
+	}
+	if cfg.AppleRangesFile == "" {
+		log.Info("machine opens: no apple_ranges_file: opens with Apple's proxy user agent are flagged apple_mpp_ua, unconfirmed by address")
+	} else {
+		log.Info("machine opens: Apple proxy ranges loaded", "file", cfg.AppleRangesFile, "ranges", d.AppleRanges().Len())
+	}
+	return d, nil
 }
 
 // keys builds the key set; with no key configured at all it generates an
