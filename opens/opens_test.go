@@ -279,3 +279,23 @@ func BenchmarkClassify(b *testing.B) {
 		d.Classify(uaIPhoneMail, ip, at, at.Add(-time.Hour))
 	}
 }
+
+// FuzzParseRanges: no panic, and every range read contains its own first
+// address.
+func FuzzParseRanges(f *testing.F) {
+	f.Add("172.224.224.0/27,US,US-CA,Los Angeles,\n2a02:26f7::/32,GB\n# c\n")
+	f.Add("::ffff:1.2.3.0/120\n1.2.3.4\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		rs, err := ParseRanges(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		for _, spans := range [][]span{rs.v4, rs.v6} {
+			for _, s := range spans {
+				if !rs.Contains(s.lo) || !rs.Contains(s.hi) {
+					t.Fatalf("range %v–%v does not contain its ends", s.lo, s.hi)
+				}
+			}
+		}
+	})
+}
