@@ -54,15 +54,24 @@ type testRelay struct {
 
 func startTestRelay(t *testing.T, rcpt func(to string) error) *testRelay {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	r := tryTestRelay(t, "127.0.0.1:0", rcpt)
+	if r == nil {
+		t.Fatal("cannot listen for the test relay")
+	}
+	return r
+}
+
+// tryTestRelay starts the test relay on addr; nil when it cannot listen
+// there.
+func tryTestRelay(t *testing.T, addr string, rcpt func(to string) error) *testRelay {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		return nil
 	}
 	r := &testRelay{addr: ln.Addr().String(), rcpt: rcpt}
 	srv := smtp.NewServer(r)
 	srv.Domain = "relay.test"
 	srv.EnableDSN = true
-	srv.AllowInsecureAuth = true
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -550,10 +559,19 @@ func TestSendingRefusals(t *testing.T) {
 			t.Errorf("%s: %d %s; want %d naming %s", tt.name, status, out, tt.status, tt.want)
 		}
 	}
-	// globex has no sender_domains: any domain; the admin names acme.
+	// The admin names acme.
 	if status, out := post(t, base+"/v1/messages?account=acme", "admin", "application/json",
 		[]byte(msg("news@news.acme.example", "a@x.example"))); status != http.StatusAccepted || !strings.Contains(out, `"queued"`) {
 		t.Errorf("the admin for acme: %d %s", status, out)
+	}
+	// repute send against this server: globex has no sender_domains.
+	text := writeFile(t, "body.txt", "Hi", 0o600)
+	var stdout, stderr bytes.Buffer
+	code := runMain([]string{"send", "--server", base, "--key", "globex-key", "--table", "--from", "news@any.globex.example",
+		"--to", "b@y.example", "--to", "not an address", "--subject", "s", "--text", text}, &stdout, &stderr)
+	if out := stdout.String(); code != 0 || !strings.Contains(out, "b@y.example") || !strings.Contains(out, "queued") ||
+		!strings.Contains(out, "invalid_recipient") {
+		t.Errorf("repute send: %d\n%s%s", code, out, stderr.String())
 	}
 }
 
@@ -614,4 +632,50 @@ func TestSendingConfig(t *testing.T) {
 	if _, err := newApp(context.Background(), cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), bad) {
 		t.Errorf("a bad DKIM key file: %v; want an error naming %s", err, bad)
 	}
+}
+
+// TestSendingQueueSurvivesRestart: a message queued while the relay cannot
+// be reached waits on disk; after a restart of repute serve, with the relay
+// up, it is delivered once.
+func TestSendingQueueSurvivesRestart(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there yet
+	cfg, _ := sendingConfig(t, "", addr)
+	base, _, stop := runSendingApp(t, cfg)
+	check(t, base, "acme-key", "news.acme.example", "x@y.example") // the lists are loaded
+	got := sendMessage(t, base, "acme-key", map[string]any{
+		"from": "news@news.acme.example", "to": []string{"later@x.example"}, "subject": "s", "text": "t",
+	})
+	if got[0].Status != "queued" {
+		t.Fatalf("%+v", got)
+	}
+	waitUntil(t, "the relay to be held as down", 30*time.Second, func() bool {
+		_, out := do(t, "GET", base+"/v1/queue", "acme-key")
+		return strings.Contains(out, `"relay_down":1`)
+	})
+	stop()
+
+	var relay *testRelay
+	for range 50 { // the port may take a moment to be free
+		if relay = tryTestRelay(t, addr, nil); relay != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if relay == nil {
+		t.Fatalf("cannot listen on %s again", addr)
+	}
+	base, _, _ = runSendingApp(t, cfg)
+	waitUntil(t, "the queued message to reach the relay", 30*time.Second, func() bool { return len(relay.received()) == 1 })
+	if m := relay.received()[0]; m.To != "later@x.example" {
+		t.Errorf("relay got %q", m.To)
+	}
+	waitUntil(t, "the queue to empty", 30*time.Second, func() bool {
+		_, out := do(t, "GET", base+"/v1/queue", "acme-key")
+		return strings.Contains(out, `"total":0`)
+	})
 }
