@@ -1,5 +1,7 @@
 // Package api is repute's HTTP interface: POST /v1/events, GET /v1/stats,
-// POST /v1/feedback, GET /v1/evidence/{id}, /healthz, /readyz and /metrics.
+// POST /v1/feedback, GET /v1/evidence/{id}, the suppression lists, POST
+// /v1/messages and GET /v1/queue (the sender), /healthz, /readyz and
+// /metrics.
 // Every /v1 call needs a bearer key (see Keys); an account key reads and
 // writes only its own account.
 package api
@@ -83,6 +85,14 @@ type Options struct {
 	// Webhooks are the accounts' webhook dispatchers (GET
 	// /v1/webhooks/deliveries); nil: the route is not served.
 	Webhooks Webhooks
+	// Sender is the built-in sender (POST /v1/messages, GET /v1/queue);
+	// nil: the sender is off, and both routes answer 503 saying how to
+	// turn it on. It needs Suppressions: every recipient is checked.
+	Sender Sender
+	// SenderDomains lists, by account, the sender domains the account may
+	// send from (POST /v1/messages answers 403 for another); an account
+	// without an entry may send from any.
+	SenderDomains map[string][]string
 
 	// RetryAfter is sent with 503 when the spool is full or the bodies in
 	// flight are over their budget. Default 5 s.
@@ -119,6 +129,9 @@ func NewHandler(opts Options) (http.Handler, error) {
 	}
 	if opts.Feedback != nil && opts.Evidence == nil {
 		return nil, errors.New("api: Feedback needs Evidence, where the reports are stored")
+	}
+	if opts.Sender != nil && opts.Suppressions == nil {
+		return nil, errors.New("api: Sender needs Suppressions, which check every recipient")
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
@@ -182,6 +195,9 @@ func NewHandler(opts Options) (http.Handler, error) {
 		mux.HandleFunc("GET /v1/webhooks/deliveries", s.authed(s.getWebhookDeliveries))
 		endpoints += ", GET /v1/webhooks/deliveries"
 	}
+	mux.HandleFunc("POST /v1/messages", s.authed(s.postMessages))
+	mux.HandleFunc("GET /v1/queue", s.authed(s.getQueue))
+	endpoints += ", POST /v1/messages, GET /v1/queue"
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})

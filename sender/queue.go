@@ -688,13 +688,19 @@ func (q *Queue) Len() int {
 // provider (provider maps a recipient domain to its mailbox provider; nil
 // or "" means the domain itself) and why they wait, as of now.
 func (q *Queue) Summary(provider func(domain string) string, now time.Time) QueueSummary {
+	return q.AccountSummary("", provider, now)
+}
+
+// AccountSummary is Summary for the items of one account ("": every
+// account), for GET /v1/queue with an account's key.
+func (q *Queue) AccountSummary(account string, provider func(domain string) string, now time.Time) QueueSummary {
 	type key struct{ sd, p, why string }
 	groups := map[key]*QueueGroup{}
 	var s QueueSummary
 	q.mu.Lock()
 	for _, b := range q.batches {
 		for _, e := range b.entries {
-			if e.done {
+			if e.done || (account != "" && e.item.Account != account) {
 				continue
 			}
 			why := e.why

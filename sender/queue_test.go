@@ -299,6 +299,7 @@ func TestQueueSummary(t *testing.T) {
 	items[1].Recipient = "a@gmail.com"
 	items[2].Recipient = "b@googlemail.com"
 	items[3].SenderDomain = "shop.acme.example"
+	items[3].Account = "globex"
 	for _, it := range items {
 		it.Queued = t0
 	}
@@ -330,6 +331,13 @@ func TestQueueSummary(t *testing.T) {
 		if s.Groups[i] != want[i] {
 			t.Errorf("group %d = %+v, want %+v", i, s.Groups[i], want[i])
 		}
+	}
+	// One account's: only its items.
+	if g := q.AccountSummary("globex", isp, t0); g.Total != 1 || g.InFlight != 1 || len(g.Groups) != 1 || g.Groups[0] != want[2] {
+		t.Errorf("globex's summary %+v", g)
+	}
+	if a := q.AccountSummary("acme", isp, t0); a.Total != 3 || a.InFlight != 0 || len(a.Groups) != 2 {
+		t.Errorf("acme's summary %+v", a)
 	}
 	js, _ := json.Marshal(s)
 	for _, k := range []string{`"total":4`, `"retrying":1`, `"paced":2`, `"in_flight":1`, `"sender_domain":"news.acme.example"`, `"provider":"gmail"`, `"why":"paced"`, `"next_attempt":`} {

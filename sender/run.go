@@ -204,8 +204,14 @@ func (s *Sender) Enqueue(items []*Item) error {
 // While the relay is held as unreachable, the items that would be ready
 // wait for it: they are counted as relay_down, due when it is tried again.
 func (s *Sender) Summary() QueueSummary {
+	return s.AccountSummary("")
+}
+
+// AccountSummary is Summary for the items of one account ("": every
+// account).
+func (s *Sender) AccountSummary(account string) QueueSummary {
 	now := s.now()
-	sum := s.q.Summary(s.isp, now)
+	sum := s.q.AccountSummary(account, s.isp, now)
 	hold := s.relayHold()
 	if !now.Before(hold) || sum.Ready == 0 {
 		return sum

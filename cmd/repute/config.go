@@ -60,6 +60,8 @@ type serveConfig struct {
 	// IMAP and Kafka are the feedback sources (feedcfg.go).
 	IMAP  []imapConfig `yaml:"imap"`
 	Kafka kafkaConfig  `yaml:"kafka"`
+	// Sender is the built-in sender (sending.go); off without a relay.
+	Sender senderConfig `yaml:"sender"`
 
 	// EvidenceRetention is how many days stored raw reports are kept.
 	EvidenceRetention int `yaml:"evidence_retention"`
@@ -87,6 +89,10 @@ type accountConfig struct {
 	// WebhookSecret (webhook_secret_env / webhook_secret_file).
 	WebhookURL    string `yaml:"webhook_url"`
 	WebhookSecret secret `yaml:"webhook_secret"`
+	// SenderDomains, when set, are the only sender domains (From's
+	// domain) the account may send from through POST /v1/messages: one
+	// tenant must not send as another's domain.
+	SenderDomains []string `yaml:"sender_domains"`
 
 	webhookSecret string // resolved
 }
@@ -164,10 +170,13 @@ const serveUsage = `Usage: repute serve [flags]
 Serves the HTTP API (POST /v1/events, GET /v1/stats, POST /v1/feedback,
 GET /v1/evidence/ID, the suppression lists under /v1/suppressions,
 /v1/blocklist, /v1/unsubscribes and /v1/audit, GET /v1/webhooks/deliveries,
-/healthz, /readyz, /metrics), keeps accepted events in the on-disk spool and
-drains them into the store: DuckDB in the data directory, or ClickHouse with
---clickhouse. It reads the feedback mailboxes (imap:) and Kafka topics
-(kafka:) of the configuration file. REPUTE_ADMIN_KEY holds the admin key;
+POST /v1/messages and GET /v1/queue, /healthz, /readyz, /metrics), keeps
+accepted events in the on-disk spool and drains them into the store: DuckDB
+in the data directory, or ClickHouse with --clickhouse. It reads the
+feedback mailboxes (imap:) and Kafka topics (kafka:) of the configuration
+file, and sends mail through the relay of its sender: section (POST
+/v1/messages, repute send; off without sender.relay). REPUTE_ADMIN_KEY
+holds the admin key;
 see repute.example.yaml for accounts and their keys (repute keys new
 --account NAME makes one).
 
@@ -280,6 +289,9 @@ func loadConfig(spec configSpec, args []string, getenv func(string) string, usag
 		return cfg, fmt.Errorf("config %s: %w", configFile, err)
 	}
 	if err := cfg.checkWebhooks(getenv, spec.command == "serve"); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", configFile, err)
+	}
+	if err := cfg.checkSender(getenv, spec.command == "serve"); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", configFile, err)
 	}
 	return cfg, cfg.validate()

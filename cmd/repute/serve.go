@@ -100,6 +100,8 @@ type app struct {
 	signing signingKeys
 	// machine tells machine opens from people's (nil: detection off).
 	machine *opens.Detector
+	// sending is the built-in sender; nil while sender.relay is empty.
+	sending *sending
 }
 
 // newApp opens the spool and the store and builds the handler. Nothing runs
@@ -189,18 +191,37 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		a.close()
 		return nil, err
 	}
+	isps := metrics.NewISPMap(cfg.ISPDomains)
+	var apiSender api.Sender
+	if cfg.Sender.on() {
+		a.sending, err = newSending(cfg, a.signing, a.store, a.pipeline, isps, log.With("component", "sender"))
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		reg.MustRegister(newSenderCollector(a.sending))
+		apiSender = a.sending
+	}
+	senderDomains := map[string][]string{}
+	for _, acc := range cfg.Accounts {
+		if len(acc.SenderDomains) > 0 {
+			senderDomains[acc.Name] = append(senderDomains[acc.Name], acc.SenderDomains...)
+		}
+	}
 	a.handler, err = api.NewHandler(api.Options{
 		Feedback:       procs.feedbackFunc(),
 		Evidence:       a.store,
 		EvidenceReader: a.store,
 		Suppressions:   a.suppression,
 		Webhooks:       a.webhooks,
+		Sender:         apiSender,
+		SenderDomains:  senderDomains,
 
 		Keys:         keys,
 		Submitter:    a.pipeline,
 		Stats:        a.store,
 		Ready:        a.ready,
-		ISPs:         metrics.NewISPMap(cfg.ISPDomains),
+		ISPs:         isps,
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Logger:       log.With("component", "api"),
 		Gatherer:     reg,
@@ -403,6 +424,11 @@ func (a *app) ready(ctx context.Context) error {
 }
 
 func (a *app) close() {
+	if a.sending != nil {
+		if err := a.sending.close(); err != nil {
+			a.log.Error("closing the sender's queue", "err", err)
+		}
+	}
 	if err := a.store.Close(); err != nil {
 		a.log.Error("closing store", "err", err)
 	}
@@ -431,8 +457,11 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	// The feedback sources and the evidence purge stop before intake: a
-	// source acknowledges (moves, commits) only what intake made durable.
+	// The feedback sources, the sender and the evidence purge stop before
+	// intake: a source acknowledges (moves, commits) only what intake made
+	// durable, and the sender records an outcome in its queue only once
+	// intake made its event durable. The sender's queue closes after the
+	// HTTP server (POST /v1/messages enqueues), in a.close.
 	sourcesCtx, stopSources := context.WithCancel(context.Background())
 	sourcesDone := make(chan struct{})
 	go func() {
@@ -443,6 +472,9 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 			purgeEvidence(sourcesCtx, a.store, a.cfg.EvidenceRetention, a.log.With("component", "evidence"))
 		})
 		wg.Go(func() { a.webhooks.run(sourcesCtx) })
+		if a.sending != nil {
+			wg.Go(func() { a.sending.run(sourcesCtx) })
+		}
 		wg.Go(func() {
 			a.suppression.load(sourcesCtx)
 			var follow sync.WaitGroup
