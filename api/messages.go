@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/mail"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"repute/metrics"
 	"repute/sender"
@@ -164,8 +167,8 @@ func (s *server) postMessages(w http.ResponseWriter, r *http.Request) {
 	now := s.opts.Now()
 	results := make([]messageResult, 0, len(m.To))
 	var (
-		items   []*sender.Item
-		dropped []metrics.Event
+		toCompose []int // the results to compose a copy for
+		dropped   []metrics.Event
 	)
 	drop := func(rcpt, addr, reason, diagnostic string) {
 		results = append(results, messageResult{Recipient: rcpt, Status: statusDropped, Reason: reason})
@@ -219,19 +222,19 @@ func (s *server) postMessages(w http.ResponseWriter, r *http.Request) {
 			drop(rc, addrs[i], reason, diag)
 			continue
 		}
-		it, err := s.opts.Sender.Compose(p, account, rc)
-		if err != nil {
-			var re *sender.RecipientError
-			if errors.As(err, &re) {
-				writeError(w, http.StatusBadRequest, fmt.Sprintf("recipient %q: %v; nothing was queued", rc, re.Err))
-				return
-			}
-			s.log.Error("composing a message", "err", err)
-			writeError(w, http.StatusInternalServerError, "composing the message failed: "+err.Error()+"; nothing was queued")
+		toCompose = append(toCompose, len(results))
+		results = append(results, messageResult{Recipient: rc, Status: statusQueued})
+	}
+	items, err := s.composeAll(p, account, results, toCompose)
+	if err != nil {
+		var re *sender.RecipientError
+		if errors.As(err, &re) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("recipient %q: %v; nothing was queued", re.Recipient, re.Err))
 			return
 		}
-		items = append(items, it)
-		results = append(results, messageResult{Recipient: rc, MessageID: it.MessageID, Status: statusQueued})
+		s.log.Error("composing a message", "err", err)
+		writeError(w, http.StatusInternalServerError, "composing the message failed: "+err.Error()+"; nothing was queued")
+		return
 	}
 
 	// The dropped events first: if the queue then fails, they stay true
@@ -252,6 +255,46 @@ func (s *server) postMessages(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusAccepted, map[string]any{"messages": results})
+}
+
+// composeAll composes a copy for each of results[which], on every core (a
+// newsletter takes a few hundred microseconds to compose and sign, so a
+// request of 10,000 recipients would take seconds on one), fills in their
+// Message-IDs and returns the items in the order of which. It stops at the
+// first error.
+func (s *server) composeAll(p *sender.Prepared, account string, results []messageResult, which []int) ([]*sender.Item, error) {
+	items := make([]*sender.Item, len(which))
+	var (
+		next     atomic.Int64
+		firstErr error
+		errOnce  sync.Once
+		wg       sync.WaitGroup
+	)
+	for range min(runtime.GOMAXPROCS(0), len(which)) {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(which) {
+					return
+				}
+				it, err := s.opts.Sender.Compose(p, account, results[which[k]].Recipient)
+				if err != nil {
+					errOnce.Do(func() { firstErr = err })
+					next.Store(int64(len(which))) // the others stop
+					return
+				}
+				items[k] = it
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	for k, it := range items {
+		results[which[k]].MessageID = it.MessageID
+	}
+	return items, nil
 }
 
 // getQueue answers GET /v1/queue: what waits in the sender's queue, by
