@@ -447,7 +447,7 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	<-drained
 	// Every change is in the log now: the snapshot spares the next start
 	// the replay.
-	if serr := a.suppression.saveSnapshot(); serr != nil {
+	if serr := a.suppression.saveSnapshot(deadline); serr != nil {
 		a.log.Error("suppression: writing the snapshot at shutdown failed", "err", serr)
 	}
 	a.close()

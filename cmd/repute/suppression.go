@@ -85,7 +85,7 @@ func (s *suppression) load(ctx context.Context) {
 func (s *suppression) loadOnce(ctx context.Context) error {
 	start := time.Now()
 	from := "snapshot"
-	index, pos, why := s.readSnapshot()
+	index, pos, why := s.readSnapshot(ctx)
 	var n int
 	var err error
 	if index != nil {

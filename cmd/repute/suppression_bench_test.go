@@ -68,7 +68,7 @@ func benchSuppressionLoad(b *testing.B, store metrics.SuppressionLog, n int, sna
 			b.Fatal(err)
 		}
 		start := time.Now()
-		if err := s.saveSnapshot(); err != nil {
+		if err := s.saveSnapshot(ctx); err != nil {
 			b.Fatal(err)
 		}
 		wrote := time.Since(start)

@@ -29,8 +29,11 @@ import (
 // suppressionSnapshotEvery and at clean shutdown.
 //
 // The header: the line "repute suppression snapshot 1\n", the store's
-// identity (uvarint length and bytes), the position (int64 unix
-// nanoseconds, little-endian), and a CRC-32C of those.
+// identity and the log's anchor (each a uvarint length and bytes), the
+// position (int64 unix nanoseconds, little-endian), and a CRC-32C of
+// those. The anchor is the id and Logged time of the log's first change:
+// the stores keep no identity of their own, so a store emptied or
+// recreated at the same place is told apart by the beginning of its log.
 const (
 	suppressionSnapshotFile  = "suppression.snapshot"
 	suppressionSnapshotMagic = "repute suppression snapshot 1\n"
@@ -43,8 +46,8 @@ var suppressionSnapshotEvery = 10 * time.Minute
 var crc32c = crc32.MakeTable(crc32.Castagnoli)
 
 // storeIdentity names the store a snapshot belongs to: the backend and
-// where it is. The stores keep no identity of their own (no random id), so
-// a store emptied or replaced at the same place is not told apart.
+// where it is. The stores keep no identity of their own (no random id);
+// the log's anchor tells apart a store recreated at the same place.
 func storeIdentity(cfg serveConfig) string {
 	if cfg.ClickHouse != "" {
 		return "clickhouse " + cfg.ClickHouse + "/" + cfg.ClickHouseDatabase
@@ -82,7 +85,7 @@ func (m *suppressionMetrics) collectors() []prometheus.Collector {
 // readSnapshot reads the snapshot, if there is one that belongs to the
 // store: the index and the position it covers (every change logged
 // before it is in the index). why says why none was used.
-func (s *suppression) readSnapshot() (index *suppress.Index, pos time.Time, why error) {
+func (s *suppression) readSnapshot(ctx context.Context) (index *suppress.Index, pos time.Time, why error) {
 	if s.snapshotPath == "" {
 		return nil, time.Time{}, errors.New("no snapshot configured")
 	}
@@ -92,47 +95,83 @@ func (s *suppression) readSnapshot() (index *suppress.Index, pos time.Time, why 
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(f, 1<<20)
-	id, pos, err := readSnapshotHeader(r)
+	h, err := readSnapshotHeader(r)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%s: %w", s.snapshotPath, err)
 	}
-	if id != s.storeID {
-		return nil, time.Time{}, fmt.Errorf("%s was made from another store (%q, this is %q)", s.snapshotPath, id, s.storeID)
+	if h.store != s.storeID {
+		return nil, time.Time{}, fmt.Errorf("%s was made from another store (%q, this is %q)", s.snapshotPath, h.store, s.storeID)
+	}
+	anchor, err := s.logAnchor(ctx)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("reading the beginning of the log: %w", err)
+	}
+	if anchor != h.anchor {
+		return nil, time.Time{}, fmt.Errorf("%s was made from a log that began otherwise (%q, this one %q): the store was recreated or its log cut", s.snapshotPath, h.anchor, anchor)
 	}
 	index, err = suppress.ReadSnapshot(r, suppress.Options{})
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%s: %w", s.snapshotPath, err)
 	}
-	return index, pos, nil
+	return index, h.pos, nil
 }
 
-func readSnapshotHeader(r *bufio.Reader) (id string, pos time.Time, err error) {
+// logAnchor returns the id and Logged time of the log's first change, in
+// the order written; "" for an empty log.
+func (s *suppression) logAnchor(ctx context.Context) (string, error) {
+	var anchor string
+	err := s.store.FindSuppressionChanges(ctx, metrics.SuppressionQuery{ByLogged: true, Limit: 1}, func(c metrics.SuppressionChange) error {
+		anchor = fmt.Sprintf("%s@%d", c.ID, c.Logged.UnixNano())
+		return nil
+	})
+	return anchor, err
+}
+
+type snapshotHead struct {
+	store, anchor string
+	pos           time.Time
+}
+
+func readSnapshotHeader(r *bufio.Reader) (snapshotHead, error) {
 	bad := errors.New("not a suppression snapshot of this version, or its header is damaged")
 	magic := make([]byte, len(suppressionSnapshotMagic))
 	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != suppressionSnapshotMagic {
-		return "", time.Time{}, bad
+		return snapshotHead{}, bad
 	}
-	n, err := binary.ReadUvarint(r)
-	if err != nil || n > 4096 {
-		return "", time.Time{}, bad
+	h := []byte(suppressionSnapshotMagic)
+	var strs [2]string
+	for i := range strs {
+		n, err := binary.ReadUvarint(r)
+		if err != nil || n > 4096 {
+			return snapshotHead{}, bad
+		}
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return snapshotHead{}, bad
+		}
+		h = binary.AppendUvarint(h, n)
+		h = append(h, b...)
+		strs[i] = string(b)
 	}
-	rest := make([]byte, n+8+4)
-	if _, err := io.ReadFull(r, rest); err != nil {
-		return "", time.Time{}, bad
+	var rest [12]byte
+	if _, err := io.ReadFull(r, rest[:]); err != nil {
+		return snapshotHead{}, bad
 	}
-	body := binary.AppendUvarint([]byte(suppressionSnapshotMagic), n)
-	body = append(body, rest[:n+8]...)
-	if crc32.Checksum(body, crc32c) != binary.LittleEndian.Uint32(rest[n+8:]) {
-		return "", time.Time{}, bad
+	h = append(h, rest[:8]...)
+	if crc32.Checksum(h, crc32c) != binary.LittleEndian.Uint32(rest[8:]) {
+		return snapshotHead{}, bad
 	}
-	return string(rest[:n]), time.Unix(0, int64(binary.LittleEndian.Uint64(rest[n:]))).UTC(), nil
+	return snapshotHead{store: strs[0], anchor: strs[1], pos: time.Unix(0, int64(binary.LittleEndian.Uint64(rest[:8]))).UTC()}, nil
 }
 
-func snapshotHeader(id string, pos time.Time) []byte {
-	h := binary.AppendUvarint([]byte(suppressionSnapshotMagic), uint64(len(id)))
-	h = append(h, id...)
-	h = binary.LittleEndian.AppendUint64(h, uint64(pos.UnixNano()))
-	return binary.LittleEndian.AppendUint32(h, crc32.Checksum(h, crc32c))
+func snapshotHeader(h snapshotHead) []byte {
+	b := []byte(suppressionSnapshotMagic)
+	for _, v := range []string{h.store, h.anchor} {
+		b = binary.AppendUvarint(b, uint64(len(v)))
+		b = append(b, v...)
+	}
+	b = binary.LittleEndian.AppendUint64(b, uint64(h.pos.UnixNano()))
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, crc32c))
 }
 
 // catchUp applies to index the changes logged at or after pos, in the
@@ -171,7 +210,7 @@ func (s *suppression) snapshots(ctx context.Context) {
 			return
 		case <-time.After(suppressionSnapshotEvery):
 		}
-		if err := s.saveSnapshot(); err != nil {
+		if err := s.saveSnapshot(ctx); err != nil {
 			s.log.Error("suppression: writing the snapshot failed", "err", err)
 		}
 	}
@@ -187,10 +226,17 @@ var errSnapshotSkipped = errors.New("suppression snapshot skipped")
 // still committing is read again at start), and for a follower no later
 // than what it has read of the others' changes. It writes nothing while
 // changes made in the index are not in the log (a failed write), so that
-// a snapshot never holds what a replay would not.
-func (s *suppression) saveSnapshot() error {
+// a snapshot never holds what a replay would not, nor for an empty log.
+func (s *suppression) saveSnapshot(ctx context.Context) error {
 	if s.snapshotPath == "" || !s.ready.Load() {
 		return nil
+	}
+	anchor, err := s.logAnchor(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the beginning of the log: %w", err)
+	}
+	if anchor == "" {
+		return nil // nothing to save
 	}
 	s.mu.Lock()
 	pending, failures := len(s.pending), s.flushFailures
@@ -209,7 +255,7 @@ func (s *suppression) saveSnapshot() error {
 		return err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	_, err = w.Write(snapshotHeader(s.storeID, pos))
+	_, err = w.Write(snapshotHeader(snapshotHead{store: s.storeID, anchor: anchor, pos: pos}))
 	var st suppress.SnapshotStats
 	if err == nil {
 		st, err = s.index.WriteSnapshotStats(w)

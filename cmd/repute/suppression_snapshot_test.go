@@ -132,6 +132,29 @@ func testSuppressionSnapshot(t *testing.T, backend string) {
 		t.Fatalf("another store's snapshot: from %s, want replay", from)
 	}
 	stop()
+
+	if backend != "" {
+		return
+	}
+	// The same store recreated at the same place: its log begins
+	// otherwise, and the snapshot is not used.
+	if err := os.WriteFile(snap, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(duckdbPath(cfg)); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(duckdbPath(cfg) + ".wal")
+	appendChange(t, cfg, lateBlock(at)) // a log of its own, with one change
+	base, stop = runApp(t, cfg)
+	got = check(t, base, "acme-key", "news.acme.example", "gone@gmail.example", "late@gmail.example")
+	if !got[0].Allowed || got[1].Allowed {
+		t.Fatalf("a recreated store: %+v; want gone allowed (not in its log), late refused", got)
+	}
+	if from := loadedFrom(t, base); from != "replay" {
+		t.Fatalf("a recreated store: from %s, want replay", from)
+	}
+	stop()
 }
 
 // The periodic snapshot is written while serve runs, for its store, with
@@ -142,7 +165,14 @@ func TestSuppressionSnapshotPeriodic(t *testing.T) {
 	t.Cleanup(func() { suppressionSnapshotEvery = old }) // after serve stops
 	cfg := twoAccounts(t, "")
 	base, _ := runApp(t, cfg)
-	check(t, base, "acme-key", "news.acme.example", "x@gmail.example") // ready
+	body, _ := json.Marshal([]metrics.Event{{EventID: "c1", Time: time.Now().UTC().Truncate(time.Second), Kind: metrics.KindUnsubscribed,
+		Account: "acme", SenderDomain: "news.acme.example", Recipient: "x@gmail.example"}})
+	if status, out := post(t, base+"/v1/events?wait=visible", "admin", "application/json", body); status != http.StatusAccepted {
+		t.Fatalf("POST events: %d %s", status, out)
+	}
+	if r := check(t, base, "acme-key", "news.acme.example", "x@gmail.example"); r[0].Allowed {
+		t.Fatalf("%+v: want unsubscribed", r[0])
+	}
 	snap := filepath.Join(cfg.Data, suppressionSnapshotFile)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -160,12 +190,12 @@ func TestSuppressionSnapshotPeriodic(t *testing.T) {
 	}
 	defer f.Close()
 	r := bufio.NewReader(f)
-	id, pos, err := readSnapshotHeader(r)
-	if err != nil || id != storeIdentity(cfg) {
-		t.Fatalf("header: %q, %v; want %q", id, err, storeIdentity(cfg))
+	h, err := readSnapshotHeader(r)
+	if err != nil || h.store != storeIdentity(cfg) || h.anchor == "" {
+		t.Fatalf("header: %+v, %v; want store %q and an anchor", h, err, storeIdentity(cfg))
 	}
-	if late := time.Now().Add(-suppressionSettle); pos.After(late) {
-		t.Fatalf("position %v: after now less the settling delay (%v)", pos, late)
+	if late := time.Now().Add(-suppressionSettle); h.pos.After(late) {
+		t.Fatalf("position %v: after now less the settling delay (%v)", h.pos, late)
 	}
 	if _, err := suppress.ReadSnapshot(r, suppress.Options{}); err != nil {
 		t.Fatal(err)
