@@ -4,7 +4,8 @@
 // "Suppression"). It is built on events (metrics.Event), whatever their
 // source, and imports nothing of ours but the event model.
 //
-// This package is the core only: it persists nothing and serves nothing.
+// This package is the core only: it persists nothing and serves nothing
+// (a snapshot is written to the io.Writer the caller gives).
 // Every call that changes a list returns its changes (Change), in order,
 // and keeps no copy: the caller appends them to the store's log
 // (Change.Stored, metrics.SuppressionLog), serves that log as the audit,
@@ -90,6 +91,19 @@
 // a lift or re-subscription does not count again. Load, which takes
 // entries rather than changes, restores none of the markers.
 //
+// # Snapshots
+//
+// WriteSnapshot writes the whole state — both blocklists with their event
+// ids (odd ones too), soft counts, lift markers, the unsubscribe list with
+// its re-subscriptions, the interned accounts and reasons — in a compact
+// versioned binary form ending in a CRC-32C; ReadSnapshot reads it back
+// into the same index, so that a process need not replay the whole log at
+// start, only what was logged after the snapshot (Apply is idempotent and
+// order-independent). A torn, truncated or corrupt snapshot, or one of
+// another version, is refused (ErrSnapshot), never half-read. The rules
+// are the reader's: entries keep the expiry they were given, and the
+// rules only decide what future events do, as after a Replay.
+//
 // # The index
 //
 // Blocklist entries are 36-byte structs in a slice, found through an
@@ -104,6 +118,8 @@
 //
 // One sync.RWMutex guards the index: Check takes the read lock for a
 // batch, Observe, Lift, Unsubscribe, Resubscribe, Sweep, Load and Replay
-// the write lock. Sweep walks the whole index: call it periodically, not per
+// the write lock; WriteSnapshot the read lock while it copies the entries
+// (not the addresses, which never move in the arena), and none while it
+// encodes. Sweep walks the whole index: call it periodically, not per
 // check.
 package suppress

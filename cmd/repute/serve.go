@@ -160,6 +160,10 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		}, func() float64 { return float64(a.spool.Stats().Dead) }),
 	)
 	a.suppression = newSuppression(a.store, log.With("component", "suppress"))
+	a.suppression.snapshotPath = filepath.Join(cfg.Data, suppressionSnapshotFile)
+	a.suppression.storeID = storeIdentity(cfg)
+	a.suppression.metrics = newSuppressionMetrics()
+	reg.MustRegister(a.suppression.metrics.collectors()...)
 	a.webhooks = newWebhooks(cfg.Accounts, a.store, cfg.Data, log.With("component", "webhooks"))
 	a.suppression.changed = a.webhooks.changed
 	a.machine, err = machineOpens(cfg.MachineOpens, log)
@@ -483,6 +487,7 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 				// process at a time opens a DuckDB file).
 				follow.Go(func() { a.suppression.follow(sourcesCtx) })
 			}
+			follow.Go(func() { a.suppression.snapshots(sourcesCtx) })
 			a.suppression.sweep(sourcesCtx, time.Minute)
 			follow.Wait()
 		})
@@ -509,6 +514,11 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	}
 	stopDrain()
 	<-drained
+	// Every change is in the log now: the snapshot spares the next start
+	// the replay.
+	if serr := a.suppression.saveSnapshot(deadline); serr != nil {
+		a.log.Error("suppression: writing the snapshot at shutdown failed", "err", serr)
+	}
 	a.close()
 	a.log.Info("stopped")
 	if errors.Is(err, http.ErrServerClosed) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,20 @@ type suppression struct {
 	// pending are changes made in the index and not yet in the log (its
 	// write failed): written first at the next call.
 	pending []metrics.SuppressionChange
+	// flushFailures counts the failed writes to the log.
+	flushFailures int
+
+	// snapshotPath is the snapshot file ("": none), storeID the store's
+	// identity written in it (suppression_snapshot.go).
+	snapshotPath string
+	storeID      string
+	// following is set once follow runs: the snapshot's position then
+	// waits for what it has read.
+	following atomic.Bool
+	metrics   *suppressionMetrics
+	// loadedFrom says where the last load came from: "snapshot" or
+	// "replay".
+	loadedFrom string
 }
 
 func newSuppression(store metrics.SuppressionLog, log *slog.Logger) *suppression {
@@ -64,24 +79,37 @@ func (s *suppression) load(ctx context.Context) {
 	}
 }
 
-// loadOnce rebuilds the index from the log once. A failed read leaves
-// the index empty and the lists not ready.
+// loadOnce rebuilds the index once: from the snapshot and the changes
+// logged after it when there is a good one, else from the whole log. A
+// failed read leaves the index empty and the lists not ready.
 func (s *suppression) loadOnce(ctx context.Context) error {
 	start := time.Now()
-	index, err := suppress.New(suppress.Options{})
-	if err != nil {
-		return err
-	}
-	n := 0
-	err = s.store.SuppressionChanges(ctx, func(c metrics.SuppressionChange) error {
-		n++
-		if err := index.Apply(suppress.FromStored(c)); err != nil {
-			s.log.Warn("suppression: a change of the log cannot be applied; skipped", "change", c.ID, "err", err)
+	from := "snapshot"
+	index, pos, why := s.readSnapshot(ctx)
+	var n int
+	var err error
+	if index != nil {
+		if n, err = s.catchUp(ctx, index, pos); err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return err
+	} else {
+		if !errors.Is(why, os.ErrNotExist) {
+			s.log.Warn("suppression: the snapshot is not used; replaying the whole log", "why", why)
+		}
+		from = "replay"
+		if index, err = suppress.New(suppress.Options{}); err != nil {
+			return err
+		}
+		err = s.store.SuppressionChanges(ctx, func(c metrics.SuppressionChange) error {
+			n++
+			if err := index.Apply(suppress.FromStored(c)); err != nil {
+				s.log.Warn("suppression: a change of the log cannot be applied; skipped", "change", c.ID, "err", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	s.mu.Lock()
 	s.index = index
@@ -90,11 +118,17 @@ func (s *suppression) loadOnce(ctx context.Context) error {
 	// another process was still writing then is read again (applying a
 	// change twice changes nothing).
 	s.followed = metrics.SuppressionChange{Logged: start.Add(-suppressionSettle)}
+	s.loadedFrom = from
 	s.mu.Unlock()
 	s.ready.Store(true)
+	took := time.Since(start)
+	if s.metrics != nil {
+		s.metrics.loadSeconds.Reset()
+		s.metrics.loadSeconds.WithLabelValues(from).Set(took.Seconds())
+	}
 	shared, own := index.Len()
-	s.log.Info("suppression lists loaded", "changes", n, "blocklist_shared", shared, "blocklist_own", own,
-		"took", time.Since(start).Round(time.Millisecond))
+	s.log.Info("suppression lists loaded", "from", from, "changes", n, "blocklist_shared", shared, "blocklist_own", own,
+		"took", took.Round(time.Millisecond))
 	return nil
 }
 
@@ -131,6 +165,7 @@ func (s *suppression) flush(ctx context.Context) error {
 		return nil
 	}
 	if err := s.store.AppendSuppressionChanges(ctx, s.pending); err != nil {
+		s.flushFailures++
 		return fmt.Errorf("suppression log: %w", err)
 	}
 	s.pending = s.pending[:0]
@@ -183,6 +218,7 @@ var (
 // another process reaches this one's checks within suppressionSettle +
 // suppressionFollow (12 s) plus the read's own time.
 func (s *suppression) follow(ctx context.Context) {
+	s.following.Store(true)
 	wait := suppressionFollow
 	for {
 		select {
