@@ -49,6 +49,11 @@ type senderConfig struct {
 	TrackingURL string        `yaml:"tracking_url"`
 	RetryFor    time.Duration `yaml:"retry_for"`
 	DKIM        []dkimConfig  `yaml:"dkim"`
+	// WarmedDomains are sender domains already warm (an established
+	// domain moved to repute, a small registration sender): paced with no
+	// warm-up schedule limit; the per-provider connection cap and
+	// overrides still hold.
+	WarmedDomains []string `yaml:"warmed_domains"`
 
 	password string // resolved
 }
@@ -145,6 +150,13 @@ func (c *serveConfig) checkSender(getenv func(string) string, resolve bool) erro
 			return fmt.Errorf("%s.key_file: required: a PEM private key, RSA of at least %d bits or Ed25519", where, sender.MinRSABits)
 		}
 		k.Domain = d
+	}
+	for i, d := range s.WarmedDomains {
+		n, err := suppress.NormalizeDomain(d)
+		if err != nil || !isDomainName(n) {
+			return fmt.Errorf("sender.warmed_domains[%d]: %q: want a domain such as news.acme.example", i, d)
+		}
+		s.WarmedDomains[i] = n
 	}
 	if resolve && !s.Password.IsZero() {
 		pw, err := s.Password.Resolve(getenv)
@@ -257,7 +269,15 @@ func newSending(cfg serveConfig, keys signingKeys, stats metrics.StatsReader, pi
 		}
 		relay.TLSConfig = &tls.Config{RootCAs: pool}
 	}
-	pacer, err := sender.NewWarmupPacer(sender.PacerOptions{History: sender.StoreHistory{Stats: stats}})
+	po := sender.PacerOptions{History: sender.StoreHistory{Stats: stats}}
+	if len(sc.WarmedDomains) > 0 {
+		warmed := make(map[string]bool, len(sc.WarmedDomains))
+		for _, d := range sc.WarmedDomains {
+			warmed[d] = true
+		}
+		po.Warmed = func(d string) bool { return warmed[d] }
+	}
+	pacer, err := sender.NewWarmupPacer(po)
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +299,7 @@ func newSending(cfg serveConfig, keys signingKeys, stats metrics.StatsReader, pi
 		log.Info("dkim key loaded", "domain", k.Domain, "selector", k.Selector)
 	}
 	log.Info("sender on", "relay", sc.Relay, "tls", sc.TLS, "connections", sc.Connections,
-		"bounce_domain", sc.BounceDomain, "queued", q.Len())
+		"bounce_domain", sc.BounceDomain, "warmed_domains", sc.WarmedDomains, "queued", q.Len())
 	return s, nil
 }
 
