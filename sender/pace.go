@@ -148,6 +148,13 @@ type PacerOptions struct {
 	// Schedule gives one IP's limits on a warm-up day; nil means
 	// WarmupLimits.
 	Schedule func(day int) Limits
+	// Warmed reports whether a sender domain (lower-cased A-label) is
+	// already warm: an established domain moved to repute, or a small
+	// registration sender (docs/THRESHOLDS.md allows skipping warm-up
+	// for both). Its sends are not held to Schedule at all — neither the
+	// domain nor its IPs' limits apply — while the per-provider
+	// connection cap and every override still do. nil: no domain is.
+	Warmed func(senderDomain string) bool
 	// History shares the domain limits with other processes (see
 	// Refresh); nil means this process sends alone.
 	History History
@@ -176,6 +183,7 @@ type WarmupPacer struct {
 	conns     int
 	connRetry time.Duration
 	schedule  func(int) Limits
+	warmed    func(string) bool
 	history   History
 	now       func() time.Time
 
@@ -234,6 +242,7 @@ func NewWarmupPacer(o PacerOptions) (*WarmupPacer, error) {
 		conns:     o.Connections,
 		connRetry: o.ConnectionRetry,
 		schedule:  o.Schedule,
+		warmed:    o.Warmed,
 		history:   o.History,
 		now:       o.Now,
 		domains:   map[string]*paceDomain{},
@@ -332,7 +341,10 @@ func (p *WarmupPacer) Take(k PaceKey, now time.Time) (bool, time.Time) {
 	day := warmupDay(first, now)
 	nextDay := first.Add(time.Duration(day) * 24 * time.Hour)
 
-	base := p.schedule(int(day))
+	var base Limits // a warmed domain: no schedule limit
+	if p.warmed == nil || !p.warmed(k.SenderDomain) {
+		base = p.schedule(int(day))
+	}
 	// Every IP the queue has mail for counts, admitted or not yet: the
 	// domain's limit rises with its IPs, up to 5× the table.
 	d.ips[k.SendingIP] = struct{}{}

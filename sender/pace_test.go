@@ -457,3 +457,45 @@ func TestNewWarmupPacerErrors(t *testing.T) {
 		t.Error("negative connection retry accepted")
 	}
 }
+
+// A warmed domain is not held to the schedule: 5,000 messages on its day
+// 1 go at once, while a new domain beside it gets its day-1 limits; the
+// per-provider connection cap and an override still hold for it.
+func TestPacerWarmedDomain(t *testing.T) {
+	warm, fresh := "news.acme.example", "new.acme.example"
+	p := newTestPacer(t, PacerOptions{Connections: 2, ConnectionRetry: 3 * time.Second,
+		Warmed: func(d string) bool { return d == warm }})
+	k := PaceKey{warm, "192.0.2.1", "gmail"}
+	got, retries := paceDrain(t, p, k, paceT0, 5000, paceT0.Add(time.Second))
+	if len(got) != 5000 || len(retries) != 0 {
+		t.Errorf("warmed domain: %d admitted at once, %d refusals; want 5000, 0", len(got), len(retries))
+	}
+	if got, _ := paceDrain(t, p, PaceKey{fresh, "192.0.2.1", "gmail"}, paceT0, 5000, paceT0.Add(time.Hour)); len(got) != 200 {
+		t.Errorf("new domain beside it: %d admitted in its first hour, want 200", len(got))
+	}
+
+	// The connection cap.
+	now := paceT0.Add(time.Minute)
+	for i := range 2 {
+		if ok, r := p.Take(k, now); !ok {
+			t.Fatalf("connection %d refused (retry %v)", i+1, r)
+		}
+	}
+	if ok, retry := p.Take(k, now); ok || !retry.Equal(now.Add(3*time.Second)) {
+		t.Errorf("third connection: %v, %v; want false, %v", ok, retry, now.Add(3*time.Second))
+	}
+	p.Done(k, true)
+	p.Done(k, true)
+
+	// An override.
+	p.SetOverride(DomainScope(warm), Override{Limits: Limits{PerMinute: 10}, Reason: "deferrals"})
+	now = now.Add(time.Minute)
+	got, _ = paceDrain(t, p, k, now, 1<<20, now.Add(5*time.Minute))
+	if len(got) != 50 {
+		t.Errorf("warmed domain under a 10/minute override: %d in 5 minutes, want 50", len(got))
+	}
+	p.SetOverride(DomainScope(warm), Override{Pause: true})
+	if ok, _ := p.Take(k, now.Add(10*time.Minute)); ok {
+		t.Error("warmed domain admitted while paused")
+	}
+}

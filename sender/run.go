@@ -98,8 +98,12 @@ type Options struct {
 // sent twice only when the crash falls between the relay's 250 and the
 // queue's durable record of it (the RFC 1047 window, which no SMTP client
 // can close). That window holds only the items in flight, at most
-// Connections messages, and lasts one event append and one journal fsync
-// after the 250. The event of such a repeat has the id of the first (the
+// Connections + Pipeline messages (each worker's delivery under way, and
+// the delivered items whose outcome is still being concluded beside the
+// next deliveries), and lasts one event append and one journal fsync
+// after the 250. Under a steady load the pipeline is often full, so a
+// crash then re-sends close to that many (TestSendingCrash in cmd/repute:
+// 4 connections and the default pipeline, a bound of 36). The event of such a repeat has the id of the first (the
 // id is derived from the item's Ref, the kind and the attempt number, and
 // the attempt number is the one durable before the crash), so intake counts
 // the send once although the recipient may see it twice.

@@ -590,6 +590,10 @@ func TestSendingConfig(t *testing.T) {
 		s.BounceDomain != "bounces.acme.example" || len(s.DKIM) != 1 || s.DKIM[0].Selector != "s2026" {
 		t.Errorf("sender defaults: %+v", s)
 	}
+	if cfg, err := loadYAML(t, base+"  warmed_domains: [News.Acme.Example, bücher.example]\n", nil); err != nil ||
+		!slices.Equal(cfg.Sender.WarmedDomains, []string{"news.acme.example", "xn--bcher-kva.example"}) {
+		t.Errorf("warmed_domains: %q, %v", cfg.Sender.WarmedDomains, err)
+	}
 	if off, err := loadYAML(t, "listen: 127.0.0.1:1\n", nil); err != nil || off.Sender.on() {
 		t.Errorf("no sender section: on=%v, %v", off.Sender.on(), err)
 	}
@@ -613,6 +617,9 @@ func TestSendingConfig(t *testing.T) {
 		{"dkim domain", base + "  dkim:\n    - {domain: x, selector: s, key_file: k}\n", "sender.dkim[0].domain"},
 		{"typo", base + "  relay_is_finale: true\n", "did you mean relay_is_final"},
 		{"sender_domains", "accounts:\n  - name: acme\n    sender_domains: [\"a b\"]\n", "sender_domains[0]"},
+		{"warmed_domains", base + "  warmed_domains: [news.acme.example, \"a b\"]\n", `sender.warmed_domains[1]: "a b": want a domain`},
+		{"warmed_domains literal", base + "  warmed_domains: [\"[192.0.2.1]\"]\n", "sender.warmed_domains[0]"},
+		{"warmed_domains one label", base + "  warmed_domains: [localhost]\n", "sender.warmed_domains[0]"},
 	} {
 		if _, err := loadYAML(t, tt.yaml, nil); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: %v; want an error naming %q", tt.name, err, tt.want)
