@@ -154,6 +154,7 @@ type Handler struct {
 	stopped atomic.Bool
 	once    sync.Once
 	cache   *sendCache
+	recent  recentHits // the worker's alone
 	m       counters
 }
 
@@ -199,7 +200,8 @@ func New(o Options) (*Handler, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{o: o, log: log, queue: make(chan hit, o.QueueSize),
-		drain: make(chan struct{}), done: make(chan struct{}), cache: newSendCache(o.CacheSize)}
+		drain: make(chan struct{}), done: make(chan struct{}), cache: newSendCache(o.CacheSize),
+		recent: recentHits{bySecond: map[int64]map[hitKey]struct{}{}}}
 	hits := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "repute_tracking_hits_total",
 		Help: "Tracking hits with a valid token, by kind (open, click, unsubscribe): each ends as an event, a duplicate or dropped."}, []string{"kind"})
 	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "repute_tracking_rejected_total",
@@ -475,8 +477,16 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 func (h *Handler) process(ctx context.Context, batch []hit) bool {
 	events := make([]metrics.Event, 0, len(batch))
 	now := h.o.Now()
+	localDups := 0
 	for i := range batch {
 		x := &batch[i]
+		// A hit identical to one of the last seconds is a duplicate of its
+		// event: counted here, without building the event or asking
+		// intake, which would find the same (a wrk run is 95% of them).
+		if h.recent.seen(x) {
+			localDups++
+			continue
+		}
 		s, found, ok := h.send(ctx, x.ref)
 		if !ok {
 			h.m.dropShut.Add(float64(len(batch) - i))
@@ -485,6 +495,7 @@ func (h *Handler) process(ctx context.Context, batch []hit) bool {
 		if !found {
 			h.m.unknown.Inc()
 			h.m.dropUnknown.Inc()
+			h.recent.forget(x)
 			continue
 		}
 		kind, source := metrics.KindOpened, SourcePixel
@@ -507,6 +518,7 @@ func (h *Handler) process(ctx context.Context, batch []hit) bool {
 		}
 		events = append(events, e)
 	}
+	h.m.duplicates.Add(float64(localDups))
 	if len(events) == 0 {
 		return true
 	}
@@ -641,4 +653,58 @@ func (c *sendCache) putLocked(ref correlate.Ref, v cached) {
 		c.old, c.cur = c.cur, make(map[correlate.Ref]cached, c.max)
 	}
 	c.cur[ref] = v
+}
+
+// hitKey identifies a hit within its second (the event id's input).
+type hitKey struct {
+	click bool
+	ref   correlate.Ref
+	url   string
+	ua    string
+	ip    netip.Addr
+}
+
+// recentHits remembers the hits of the last few seconds, by second, so
+// the worker counts an identical hit within the same second as a
+// duplicate without building its event. Seconds more than recentSeconds
+// behind the latest seen are forgotten (intake still catches a duplicate
+// that comes later than that).
+type recentHits struct {
+	bySecond map[int64]map[hitKey]struct{}
+	latest   int64
+}
+
+const recentSeconds = 3
+
+// seen reports whether x was seen before in its second, and remembers it.
+func (r *recentHits) seen(x *hit) bool {
+	sec := x.at.Unix()
+	if sec > r.latest {
+		r.latest = sec
+		for s := range r.bySecond {
+			if s < sec-recentSeconds {
+				delete(r.bySecond, s)
+			}
+		}
+	}
+	m := r.bySecond[sec]
+	if m == nil {
+		if sec < r.latest-recentSeconds {
+			return false // too old to track: intake decides
+		}
+		m = map[hitKey]struct{}{}
+		r.bySecond[sec] = m
+	}
+	k := hitKey{click: x.click, ref: x.ref, url: x.url, ua: x.ua, ip: x.ip}
+	if _, ok := m[k]; ok {
+		return true
+	}
+	m[k] = struct{}{}
+	return false
+}
+
+// forget removes x, whose send was not found: a later identical hit is
+// looked up again rather than counted as a duplicate of nothing.
+func (r *recentHits) forget(x *hit) {
+	delete(r.bySecond[x.at.Unix()], hitKey{click: x.click, ref: x.ref, url: x.url, ua: x.ua, ip: x.ip})
 }

@@ -179,9 +179,10 @@ GET /v1/evidence/ID, the suppression lists under /v1/suppressions,
 /healthz, /readyz, /metrics), keeps accepted events in the on-disk spool and
 drains them into the store: DuckDB in the data directory, or ClickHouse with
 --clickhouse. It reads the feedback mailboxes (imap:) and Kafka topics
-(kafka:) of the configuration file. REPUTE_ADMIN_KEY holds the admin key;
-see repute.example.yaml for accounts and their keys (repute keys new
---account NAME makes one).
+(kafka:) of the configuration file. The public tracking endpoints (/t/o,
+/t/c, /t/u; no key) are served on --listen, or on --tracking-listen when set.
+REPUTE_ADMIN_KEY holds the admin key; see repute.example.yaml for accounts
+and their keys (repute keys new --account NAME makes one).
 
 ` + configHelp
 

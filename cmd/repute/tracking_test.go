@@ -435,3 +435,53 @@ func TestTrackingListen(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestUnsubscribeMailtoAndOneClick: a mailto unsubscribe (a message to
+// unsubscribe+TOKEN@bounce domain, posted to /v1/feedback as a mailbox
+// reader would hand it over) and an RFC 8058 one-click POST end in the same
+// state: an unsubscribed event of the send's account, sender domain and
+// recipient, and the same kind of entry of the unsubscribe list.
+func TestUnsubscribeMailtoAndOneClick(t *testing.T) {
+	cfg := twoAccounts(t, "")
+	env := newTrackEnv(t, cfg)
+	// A second send of acme's, to another reader, for the mailto way.
+	ks, _, _, _ := loadSigningKeys(secret{}, cfg.Data, os.Getenv)
+	cs, err := correlate.New(correlate.Keys(ks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mailRef := correlate.NewRef()
+	send := metrics.Event{Time: time.Now().UTC().Add(-time.Hour).Truncate(time.Second), Kind: metrics.KindSent, Source: "sender",
+		SourceRef: mailRef.String(), Account: "acme", SenderDomain: acmeDomain, Campaign: "spring", MessageID: "<m3@acme.example>",
+		Recipient: "other.reader@icloud.com"}
+	body, _ := json.Marshal([]metrics.Event{send})
+	if status, out := post(t, env.base+"/v1/events?wait=visible", "acme-key", "application/json", body); status != http.StatusAccepted {
+		t.Fatalf("POST send: %d %s", status, out)
+	}
+	to, err := correlate.VERPAddress("unsubscribe", cs.Token(mailRef), "bounces.acme.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := "From: Other Reader <other.reader@icloud.com>\nTo: <" + to + ">\nSubject: unsubscribe\nDate: " +
+		time.Now().UTC().Format(time.RFC1123Z) + "\nMessage-ID: <unsub-mailto-1@icloud.com>\n\nunsubscribe\n"
+	if status, out := post(t, env.base+"/v1/feedback", "acme-key", "message/rfc822", []byte(msg)); status != http.StatusAccepted {
+		t.Fatalf("POST /v1/feedback (mailto unsubscribe): %d %s", status, out)
+	}
+	if res, out := env.postForm("/t/u/"+env.signer.UnsubscribeToken(env.acme), "application/x-www-form-urlencoded", "List-Unsubscribe=One-Click"); res.StatusCode != 200 {
+		t.Fatalf("one-click: %d %s", res.StatusCode, out)
+	}
+	byMail := waitUnsubscribed(t, env.base, "acme-key", acmeDomain, "other.reader@icloud.com")
+	byClick := waitUnsubscribed(t, env.base, "acme-key", acmeDomain, acmeRcpt)
+	if byMail.Allowed || byClick.Allowed || byMail.List != byClick.List || byMail.Reason != byClick.Reason {
+		t.Errorf("mailto: %+v\none-click: %+v\nwant both unsubscribed alike", byMail, byClick)
+	}
+	env.stop()
+	var got []string
+	for _, h := range storedTrackingEvents(t, cfg) {
+		got = append(got, h.Kind+" "+h.Account+" "+h.Domain+" "+h.Recipient)
+	}
+	want := "unsubscribed acme " + acmeDomain + " other.reader@icloud.com, unsubscribed acme " + acmeDomain + " " + acmeRcpt
+	if g := strings.Join(got, ", "); g != want {
+		t.Errorf("stored: %s\nwant %s", g, want)
+	}
+}
