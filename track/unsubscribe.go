@@ -67,7 +67,7 @@ h1{font-size:1.5rem;margin:0 0 1rem}
 p{font-size:1.1rem;margin:0 0 1.25rem}
 button{display:block;width:100%;min-height:3.25rem;font-size:1.2rem;font-weight:600;border:0;border-radius:10px;background:#b3261e;color:#fff;cursor:pointer}
 button:focus{outline:3px solid #1d1d1b;outline-offset:2px}
-.domain{font-weight:600;word-break:break-all}
+.domain{font-weight:600;overflow-wrap:anywhere}
 </style>
 </head>
 <body>

@@ -485,3 +485,36 @@ func TestUnsubscribeMailtoAndOneClick(t *testing.T) {
 		t.Errorf("stored: %s\nwant %s", g, want)
 	}
 }
+
+// TestTrackingConfig: tracking_listen is a key, a flag and
+// REPUTE_TRACKING_LISTEN; trusted_proxies and display_name are file keys;
+// a bad prefix stops the start naming it.
+func TestTrackingConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/repute.yaml"
+	os.WriteFile(file, []byte("tracking_listen: 127.0.0.1:9001\ntrusted_proxies: [10.0.0.0/8, 192.0.2.7]\naccounts:\n  - name: acme\n    display_name: Acme Newsletters\n"), 0o600)
+	cfg, err := loadServeConfig([]string{"--config", file}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TrackingListen != "127.0.0.1:9001" || len(cfg.TrustedProxies) != 2 || cfg.Accounts[0].DisplayName != "Acme Newsletters" {
+		t.Errorf("config: tracking_listen %q, trusted_proxies %v, accounts %+v", cfg.TrackingListen, cfg.TrustedProxies, cfg.Accounts)
+	}
+	env := func(k string) string {
+		return map[string]string{"REPUTE_TRACKING_LISTEN": "127.0.0.1:9002"}[k]
+	}
+	if cfg, err = loadServeConfig([]string{"--config", file}, env, io.Discard); err != nil || cfg.TrackingListen != "127.0.0.1:9002" {
+		t.Errorf("REPUTE_TRACKING_LISTEN: %q %v", cfg.TrackingListen, err)
+	}
+	if cfg, err = loadServeConfig([]string{"--config", file, "--tracking-listen", "127.0.0.1:9003"}, env, io.Discard); err != nil || cfg.TrackingListen != "127.0.0.1:9003" {
+		t.Errorf("--tracking-listen: %q %v", cfg.TrackingListen, err)
+	}
+	ps, err := parseTrustedProxies([]string{"10.0.0.0/8", "192.0.2.7", "2001:db8::/32"})
+	if err != nil || len(ps) != 3 || ps[1].String() != "192.0.2.7/32" {
+		t.Errorf("parseTrustedProxies: %v %v", ps, err)
+	}
+	os.WriteFile(file, []byte("trusted_proxies: [10.0.0.0/33]\n"), 0o600)
+	if _, err := loadServeConfig([]string{"--config", file}, func(string) string { return "" }, io.Discard); err == nil || !strings.Contains(err.Error(), "trusted_proxies") {
+		t.Errorf("a bad prefix: %v", err)
+	}
+}
