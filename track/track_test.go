@@ -153,7 +153,7 @@ func TestGIF(t *testing.T) {
 }
 
 // TestPixelDuplicatesAndShutdown: identical hits within a second are one
-// event, a hit a second later another; Shutdown hands the queued hits to
+// event, the rest counted as duplicates; Shutdown hands the queued hits to
 // intake before Run returns.
 func TestPixelDuplicatesAndShutdown(t *testing.T) {
 	f := newFixture(t, nil)
