@@ -31,6 +31,11 @@ type Send struct {
 	// not say. It names the recipient of a complaint whose report
 	// redacted it, and of an unsubscribe.
 	Recipient string
+	// Time is when the message was sent (the sent event's time, UTC, whole
+	// seconds); zero when the store does not say. The tracking endpoints
+	// give it to the machine-open detector (a fetch within seconds of the
+	// send is a prefetch).
+	Time time.Time
 }
 
 // Evidence is a stored raw report: the message that produced events, kept

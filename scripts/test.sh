@@ -14,5 +14,7 @@ export REPUTE_TEST_REQUIRE_SERVICES=1
 # And the heavy tests run: a real repute serve under 200 concurrent 16 MiB
 # posts, its peak RSS measured (cmd/repute/heavy_test.go, about a minute).
 export REPUTE_HEAVY_TESTS=1
+# And a missing browser fails the unsubscribe page's Chromium test.
+export REPUTE_REQUIRE_CHROMIUM=1
 go vet ./...
 go test -race -count=1 ./...

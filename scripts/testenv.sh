@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Test services for make test: up | down | status.
+# Test services for make test: up | down | status | install.
 #
 #   up      installs what is missing (Debian packages), starts
 #           - a throwaway ClickHouse on 127.0.0.1:19000 from
@@ -16,6 +16,8 @@
 #   down    stops them by PID (SIGTERM, then SIGKILL after a bound) and
 #           removes their temporary directories.
 #   status  says what runs.
+#   install installs the missing Debian packages only (what up does first):
+#           the services' and chromium, wrk and nginx-light.
 #
 # Several make test runs at once (colleagues on one machine) share the one
 # instance of each: up while it runs reuses it and counts one more user, down
@@ -70,6 +72,11 @@ install_packages() {
 	command -v clickhouse-client >/dev/null || missing+=(clickhouse-client)
 	command -v dovecot >/dev/null || missing+=(dovecot-core)
 	[ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
+	# The unsubscribe page's end-to-end test drives a headless Chromium;
+	# repute bench pixel compares with nginx's empty_gif under wrk.
+	[ -x /usr/bin/chromium ] || missing+=(chromium)
+	command -v wrk >/dev/null || missing+=(wrk)
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 	[ ${#missing[@]} -eq 0 ] && return 0
 	log "installing ${missing[*]}"
 	# Wait for another apt/dpkg (a colleague's install) instead of failing.
@@ -402,10 +409,11 @@ status() {
 
 case "${1:-}" in
 up) up ;;
+install) install_packages ;;
 down) down "${2:-}" ;;
 status) status ;;
 *)
-	echo "usage: $0 up | down [--force] | status" >&2
+	echo "usage: $0 up | down [--force] | status | install" >&2
 	exit 2
 	;;
 esac

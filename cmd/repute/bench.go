@@ -30,6 +30,7 @@ func init() {
 var benchFlags = []string{"config", "clickhouse", "clickhouse-user", "clickhouse-password"}
 
 const benchUsage = `Usage: repute bench intake [flags]
+       repute bench pixel [flags]   (the tracking pixel under wrk: see repute bench pixel --help)
 
 POSTs events to an in-process repute serve on loopback in batches and times them until
 they are queryable in the store, then inserts the same rows with the store's raw bulk
@@ -53,6 +54,9 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, benchUsage)
 		fmt.Fprintln(stdout, "  (see repute bench intake --help)")
 		return 0
+	}
+	if len(args) > 0 && args[0] == "pixel" {
+		return runBenchPixel(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "intake" {
 		fmt.Fprint(stderr, benchUsage)

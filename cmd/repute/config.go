@@ -69,6 +69,14 @@ type serveConfig struct {
 	// larger one keeps its header, report parts and returned headers.
 	MaxEvidenceBytes int64 `yaml:"max_evidence_bytes"`
 
+	// TrackingListen, when set, serves the tracking endpoints (/t/o, /t/c,
+	// /t/u) on a listener of their own instead of on Listen.
+	TrackingListen string `yaml:"tracking_listen"`
+	// TrustedProxies (only in the file) are the CIDR prefixes of the
+	// reverse proxies whose X-Forwarded-For the tracking endpoints believe
+	// for the client's address; none: the TCP peer is the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+
 	// MachineOpens configures the machine-open detector (package opens)
 	// applied at intake to every open and click without a verdict.
 	MachineOpens machineOpensConfig `yaml:"machine_opens"`
@@ -84,6 +92,9 @@ type serveConfig struct {
 type accountConfig struct {
 	Name string   `yaml:"name"`
 	Keys []string `yaml:"keys"`
+	// DisplayName names the account to the people on its unsubscribe page;
+	// empty: Name.
+	DisplayName string `yaml:"display_name"`
 	// WebhookURL, when set, is told of every change of the account's
 	// unsubscribe list (webhooks.go), each POST signed with
 	// WebhookSecret (webhook_secret_env / webhook_secret_file).
@@ -138,6 +149,7 @@ func defaultServeConfig() serveConfig {
 func serveFlags(fs *flag.FlagSet, cfg *serveConfig, configFile *string) {
 	fs.StringVar(configFile, "config", "", "YAML configuration `file` (see repute.example.yaml)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen `address`")
+	fs.StringVar(&cfg.TrackingListen, "tracking-listen", cfg.TrackingListen, "listen `address` of the public tracking endpoints (/t/o, /t/c, /t/u); empty: on --listen")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data `directory`: spool, DuckDB file, generated admin key")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest POST body; larger gets 413")
 	fs.Int64Var(&cfg.MaxInflightBytes, "max-inflight-bytes", cfg.MaxInflightBytes, "memory for POST bodies in flight, each counted 6× its size; over it 503")
@@ -175,10 +187,11 @@ accepted events in the on-disk spool and drains them into the store: DuckDB
 in the data directory, or ClickHouse with --clickhouse. It reads the
 feedback mailboxes (imap:) and Kafka topics (kafka:) of the configuration
 file, and sends mail through the relay of its sender: section (POST
-/v1/messages, repute send; off without sender.relay). REPUTE_ADMIN_KEY
-holds the admin key;
-see repute.example.yaml for accounts and their keys (repute keys new
---account NAME makes one).
+/v1/messages, repute send; off without sender.relay). The public tracking
+endpoints (/t/o, /t/c, /t/u; no key) are served on --listen, or on
+--tracking-listen when set. REPUTE_ADMIN_KEY holds the admin key; see
+repute.example.yaml for accounts and their keys (repute keys new --account
+NAME makes one).
 
 ` + configHelp
 
@@ -349,6 +362,9 @@ func (c serveConfig) validate() error {
 	if _, err := c.lexicon(); err != nil {
 		return err
 	}
+	if _, err := parseTrustedProxies(c.TrustedProxies); err != nil {
+		return err
+	}
 	switch {
 	case c.Listen == "":
 		return errors.New("--listen is empty")
@@ -371,6 +387,8 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("--evidence-retention %d must be a positive number of days", c.EvidenceRetention)
 	case c.MachineOpens.Off && (c.MachineOpens.AppleRangesFile != "" || c.MachineOpens.PrefetchWindow != 0):
 		return errors.New("machine_opens: off is set beside apple_ranges_file or prefetch_window: keep one")
+	case c.TrackingListen != "" && c.TrackingListen == c.Listen:
+		return fmt.Errorf("--tracking-listen %s is --listen: leave it empty to serve the tracking endpoints on --listen", c.TrackingListen)
 	case c.MaxEvidenceBytes < 4096:
 		return fmt.Errorf("--max-evidence-bytes %d must be at least 4096: a report's header and parts must fit", c.MaxEvidenceBytes)
 	}

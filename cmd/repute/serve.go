@@ -29,6 +29,7 @@ import (
 	"repute/metrics"
 	"repute/opens"
 	"repute/spool"
+	"repute/track"
 )
 
 func init() {
@@ -102,6 +103,11 @@ type app struct {
 	machine *opens.Detector
 	// sending is the built-in sender; nil while sender.relay is empty.
 	sending *sending
+
+	// tracking serves /t/o, /t/c and /t/u (tracking.go); trackLn is
+	// tracking_listen's listener, nil when they are served on listen.
+	tracking *track.Handler
+	trackLn  net.Listener
 }
 
 // newApp opens the spool and the store and builds the handler. Nothing runs
@@ -236,6 +242,10 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		WriteTimeout:     cfg.WriteTimeout,
 	})
 	if err != nil {
+		a.close()
+		return nil, err
+	}
+	if err := a.newTracking(reg); err != nil {
 		a.close()
 		return nil, err
 	}
@@ -460,6 +470,7 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	stopTracking := a.startTracking()
 
 	// The feedback sources, the sender and the evidence purge stop before
 	// intake: a source acknowledges (moves, commits) only what intake made
@@ -507,6 +518,8 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	if serr := srv.Shutdown(deadline); serr != nil {
 		a.log.Error("http shutdown", "err", serr)
 	}
+	// The tracking hits still queued go to intake before it stops.
+	stopTracking(deadline)
 	if ferr := a.spool.Flush(deadline); ferr != nil {
 		st := a.spool.Stats()
 		a.log.Warn("spool not fully flushed; the rest is replayed at next start",
@@ -535,10 +548,23 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, cfg, log)
+	trackLn, err := listenTracking(cfg)
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		ln.Close()
+		if trackLn != nil {
+			trackLn.Close()
+		}
+		return err
+	}
+	a.trackLn = trackLn
+	if trackLn != nil {
+		fmt.Fprintf(stdout, "tracking endpoints (/t/o, /t/c, /t/u) on http://%s\n", trackLn.Addr())
+		log.Info("tracking endpoints listening", "addr", trackLn.Addr().String())
 	}
 	store := "duckdb " + filepath.Join(cfg.Data, "repute.duckdb")
 	if cfg.ClickHouse != "" {

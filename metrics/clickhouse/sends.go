@@ -10,7 +10,7 @@ import (
 // reads a range of one table's sorting key; of several matches the latest
 // send wins.
 const (
-	sendColumns  = "SELECT account, sender_domain, campaign, sending_ip, message_id, recipient "
+	sendColumns  = "SELECT account, sender_domain, campaign, sending_ip, message_id, recipient, time "
 	sendsLatest  = " ORDER BY time DESC LIMIT 1"
 	sendsByRef   = sendColumns + "FROM sends_by_ref WHERE ref = ?" + sendsLatest
 	sendsByEnv   = sendColumns + "FROM sends_by_ref WHERE ref = ? AND source_ref = ?" + sendsLatest
@@ -76,8 +76,9 @@ func (s *Store) findSend(ctx context.Context, what, query string, args ...any) (
 		return metrics.Send{}, false, nil
 	}
 	var x metrics.Send
-	if err := rows.Scan(&x.Account, &x.SenderDomain, &x.Campaign, &x.SendingIP, &x.MessageID, &x.Recipient); err != nil {
+	if err := rows.Scan(&x.Account, &x.SenderDomain, &x.Campaign, &x.SendingIP, &x.MessageID, &x.Recipient, &x.Time); err != nil {
 		return metrics.Send{}, false, s.errorf(what, err)
 	}
+	x.Time = x.Time.UTC()
 	return x, true, nil
 }

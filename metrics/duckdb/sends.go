@@ -115,6 +115,7 @@ func (s *Store) findSend(ctx context.Context, what string, query *sql.Stmt, key 
 			continue
 		}
 		if !found || at.After(bestAt) {
+			x.Time = at.UTC()
 			best, bestAt, found = x, at, true
 		}
 	}

@@ -215,6 +215,8 @@ func testSendLookup(t *testing.T, s *suite) {
 	s3 := send("other", "mail.other.test", "c2", "192.0.2.2", "m2@acme.test", "c@yahoo.com")
 	s5 := send("acme", "news.acme.test", "c4", "", "<m5@acme.test>", "e@gmail.com")
 	s6 := send("acme", "news.acme.test", "c6", "", "<m6@acme.test>", "d@gmail.com")
+	// A send's time is the sent event's.
+	s1.Time, s2.Time, s3.Time, s5.Time, s6.Time = events[0].Time, events[1].Time, events[2].Time, events[4].Time, events[5].Time
 	byRef := func(ref string) func(SendLookup) (metrics.Send, bool, error) {
 		return func(l SendLookup) (metrics.Send, bool, error) { return l.SendByRef(ctx(t), ref) }
 	}
