@@ -175,7 +175,7 @@ func TestPixelDuplicatesAndShutdown(t *testing.T) {
 	}
 	e := f.sink.all()[0]
 	if e.Account != "acme" || e.Kind != metrics.KindOpened || e.Source != SourcePixel || e.Recipient != "a@example.com" ||
-		e.ClientIP != "127.0.0.1" || e.UserAgent != "Thunderbird" || e.Time != f.now.Truncate(time.Second) {
+		e.ClientIP != "127.0.0.0/24" || e.UserAgent != "Thunderbird" || e.Time != f.now.Truncate(time.Second) {
 		t.Errorf("event %+v", e)
 	}
 }
@@ -264,5 +264,23 @@ func TestUnknownSendAndForged(t *testing.T) {
 	}
 	if n := len(f.sink.all()); n != 0 {
 		t.Errorf("%d events, want none", n)
+	}
+}
+
+// TestTruncateIP: the stored client address is its network.
+func TestTruncateIP(t *testing.T) {
+	for in, want := range map[string]string{
+		"203.0.113.77":          "203.0.113.0/24",
+		"::ffff:203.0.113.77":   "203.0.113.0/24",
+		"2001:db8:1234:5678::1": "2001:db8:1234::/48",
+		"":                      "",
+	} {
+		var ip netip.Addr
+		if in != "" {
+			ip = netip.MustParseAddr(in)
+		}
+		if got := truncateIP(ip); got != want {
+			t.Errorf("truncateIP(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -347,11 +347,11 @@ func TestTrackingEndpoints(t *testing.T) {
 	want := []storedHit{
 		{"acme", "clicked", "click", acmeDomain, "spring", "192.0.2.10", "<m1@acme.example>", acmeRcpt,
 			"Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
-			"127.0.0.1", "https://acme.example/offer?x=1&y=2", "", "false "},
-		{"acme", "opened", "pixel", acmeDomain, "spring", "192.0.2.10", "<m1@acme.example>", acmeRcpt, "Mozilla/5.0", "172.224.224.7", "", "", "true apple_mpp"},
-		{"globex", "opened", "pixel", globexDomain, "launch", "192.0.2.20", "<m2@globex.example>", globexRcpt, thunderbird["User-Agent"], thunderbird["X-Forwarded-For"], "", "", "false "},
-		{"acme", "unsubscribed", "one-click", acmeDomain, "spring", "192.0.2.10", "<m1@acme.example>", acmeRcpt, "Go-http-client/1.1", "127.0.0.1", "", "one-click", "null"},
-		{"globex", "unsubscribed", "page", globexDomain, "launch", "192.0.2.20", "<m2@globex.example>", globexRcpt, "Go-http-client/1.1", "127.0.0.1", "", "page", "null"},
+			"127.0.0.0/24", "https://acme.example/offer?x=1&y=2", "", "false "},
+		{"acme", "opened", "pixel", acmeDomain, "spring", "192.0.2.10", "<m1@acme.example>", acmeRcpt, "Mozilla/5.0", "172.224.224.0/24", "", "", "true apple_mpp"},
+		{"globex", "opened", "pixel", globexDomain, "launch", "192.0.2.20", "<m2@globex.example>", globexRcpt, thunderbird["User-Agent"], "203.0.113.0/24", "", "", "false "},
+		{"acme", "unsubscribed", "one-click", acmeDomain, "spring", "192.0.2.10", "<m1@acme.example>", acmeRcpt, "Go-http-client/1.1", "127.0.0.0/24", "", "one-click", "null"},
+		{"globex", "unsubscribed", "page", globexDomain, "launch", "192.0.2.20", "<m2@globex.example>", globexRcpt, "Go-http-client/1.1", "127.0.0.0/24", "", "page", "null"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("stored %d tracking events, want %d:\n%+v", len(got), len(want), got)
