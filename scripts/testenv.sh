@@ -16,8 +16,9 @@
 #   down    stops them by PID (SIGTERM, then SIGKILL after a bound) and
 #           removes their temporary directories.
 #   status  says what runs.
-#   install installs the missing Debian packages only (what up does first):
-#           the services' and chromium, wrk and nginx-light.
+#   install installs the missing Debian packages only: what up installs
+#           first (the services' and chromium), and wrk and nginx-light for
+#           repute bench pixel.
 #
 # Several make test runs at once (colleagues on one machine) share the one
 # instance of each: up while it runs reuses it and counts one more user, down
@@ -66,17 +67,23 @@ as_root() {
 	fi
 }
 
+# install_packages installs the missing Debian packages the tests need;
+# with "bench", also wrk and nginx-light, which only repute bench pixel
+# uses (nginx's package starts a system nginx on port 80, which make test
+# has no business doing).
 install_packages() {
 	local missing=()
 	command -v clickhouse-server >/dev/null || missing+=(clickhouse-server)
 	command -v clickhouse-client >/dev/null || missing+=(clickhouse-client)
 	command -v dovecot >/dev/null || missing+=(dovecot-core)
 	[ -x /usr/lib/dovecot/imap ] || missing+=(dovecot-imapd)
-	# The unsubscribe page's end-to-end test drives a headless Chromium;
-	# repute bench pixel compares with nginx's empty_gif under wrk.
+	# The unsubscribe page's end-to-end test drives a headless Chromium.
 	[ -x /usr/bin/chromium ] || missing+=(chromium)
-	command -v wrk >/dev/null || missing+=(wrk)
-	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+	if [ "${1:-}" = bench ]; then
+		# repute bench pixel compares with nginx's empty_gif under wrk.
+		command -v wrk >/dev/null || missing+=(wrk)
+		command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+	fi
 	[ ${#missing[@]} -eq 0 ] && return 0
 	log "installing ${missing[*]}"
 	# Wait for another apt/dpkg (a colleague's install) instead of failing.
@@ -409,7 +416,7 @@ status() {
 
 case "${1:-}" in
 up) up ;;
-install) install_packages ;;
+install) install_packages bench ;;
 down) down "${2:-}" ;;
 status) status ;;
 *)
