@@ -45,18 +45,6 @@ func (r UserAgentRule) check() error {
 	return nil
 }
 
-// matches reports whether the rule takes ua; lower is ua in ASCII lower
-// case.
-func (r *UserAgentRule) matches(ua, lower string) bool {
-	switch r.Match {
-	case Prefix:
-		return strings.HasPrefix(lower, strings.ToLower(r.Text))
-	case WordEnd:
-		return wordEnd(ua, r.Text) || wordEnd(ua, strings.ToUpper(r.Text[:1])+r.Text[1:])
-	}
-	return strings.Contains(lower, strings.ToLower(r.Text))
-}
-
 // compiled is a rule with its text lower-cased once.
 type compiled struct {
 	UserAgentRule
