@@ -1,0 +1,146 @@
+package rules
+
+import (
+	"sync"
+	"time"
+)
+
+// DefaultHistory is MemoryStore's default bound of each log.
+const DefaultHistory = 10000
+
+// FlagEvent is a change of a flag: raised (Active) or cleared.
+type FlagEvent struct {
+	Flag   Flag      `json:"flag"`
+	Active bool      `json:"active"`
+	At     time.Time `json:"at"`
+}
+
+// AuditEntry is one operator action: who, when, why.
+type AuditEntry struct {
+	At       time.Time `json:"at"`
+	Who      string    `json:"who"`    // "admin", or the account
+	Action   string    `json:"action"` // "cancel" or "override"
+	Decision string    `json:"decision"`
+	Target   string    `json:"target,omitempty"` // the cancelled decision's id
+	Scope    Scope     `json:"scope"`
+	Reason   string    `json:"reason"`
+}
+
+// MemoryStore is the history of decisions, flags and operator actions, in
+// memory: each log keeps its latest Max entries (older ones are dropped,
+// and a reader asking for them learns it). It is what one process needs;
+// it is lost on restart, and several processes do not share it (a table in
+// the store is the next step). Decisions get their sequence numbers here,
+// strictly increasing from 1. Safe for concurrent use.
+type MemoryStore struct {
+	max int
+
+	mu        sync.Mutex
+	seq       int64
+	decisions []Decision // oldest first; decisions[i].Seq increasing
+	flags     []FlagEvent
+	audit     []AuditEntry
+	notify    chan struct{} // closed and replaced on each new decision
+}
+
+// NewMemoryStore returns a store keeping max entries per log (0:
+// DefaultHistory).
+func NewMemoryStore(max int) *MemoryStore {
+	if max <= 0 {
+		max = DefaultHistory
+	}
+	return &MemoryStore{max: max, notify: make(chan struct{})}
+}
+
+func bound[T any](s []T, max int) []T {
+	if len(s) > max {
+		n := copy(s, s[len(s)-max:])
+		clear(s[n:])
+		s = s[:n]
+	}
+	return s
+}
+
+// AppendDecision numbers d, keeps it and wakes the watchers; it returns
+// d with its Seq.
+func (m *MemoryStore) AppendDecision(d Decision) Decision {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seq++
+	d.Seq = m.seq
+	m.decisions = bound(append(m.decisions, d), m.max)
+	close(m.notify)
+	m.notify = make(chan struct{})
+	return d
+}
+
+// DecisionsSince returns the decisions with Seq > seq, oldest first;
+// complete is false when some of them were dropped already.
+func (m *MemoryStore) DecisionsSince(seq int64) (ds []Decision, complete bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := len(m.decisions)
+	for i > 0 && m.decisions[i-1].Seq > seq {
+		i--
+	}
+	oldest := m.seq + 1
+	if len(m.decisions) > 0 {
+		oldest = m.decisions[0].Seq
+	}
+	complete = seq >= oldest-1
+	return append([]Decision(nil), m.decisions[i:]...), complete
+}
+
+// Decision returns the decision with id from the history.
+func (m *MemoryStore) Decision(id string) (Decision, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := len(m.decisions) - 1; i >= 0; i-- {
+		if m.decisions[i].ID == id {
+			return m.decisions[i], true
+		}
+	}
+	return Decision{}, false
+}
+
+// Watch returns a channel closed at the next AppendDecision.
+func (m *MemoryStore) Watch() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.notify
+}
+
+// LastSeq is the sequence number of the latest decision (0: none).
+func (m *MemoryStore) LastSeq() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.seq
+}
+
+// AppendFlag keeps a flag change.
+func (m *MemoryStore) AppendFlag(e FlagEvent) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.flags = bound(append(m.flags, e), m.max)
+}
+
+// Flags returns the flag changes kept, oldest first.
+func (m *MemoryStore) Flags() []FlagEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]FlagEvent(nil), m.flags...)
+}
+
+// AppendAudit keeps an operator action.
+func (m *MemoryStore) AppendAudit(e AuditEntry) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.audit = bound(append(m.audit, e), m.max)
+}
+
+// Audit returns the operator actions kept, oldest first.
+func (m *MemoryStore) Audit() []AuditEntry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]AuditEntry(nil), m.audit...)
+}
