@@ -349,3 +349,18 @@ func TestDeciderRunNeedsLease(t *testing.T) {
 		t.Errorf("with the lease: err %v, %d evaluations", err, calls)
 	}
 }
+
+func TestMemoryStorePage(t *testing.T) {
+	m := NewMemoryStore(0)
+	m.AppendDecision(Decision{ID: "a"})
+	ds, latest, complete, watch := m.Page(0)
+	if len(ds) != 1 || latest != 1 || !complete {
+		t.Fatalf("Page(0) = %d decisions, latest %d, complete %v", len(ds), latest, complete)
+	}
+	m.AppendDecision(Decision{ID: "b"})
+	select {
+	case <-watch:
+	default:
+		t.Error("Page's watch not woken by the next decision")
+	}
+}

@@ -91,6 +91,17 @@ func (m *MemoryStore) DecisionsSince(seq int64) (ds []Decision, complete bool) {
 	return append([]Decision(nil), m.decisions[i:]...), complete
 }
 
+// Page is DecisionsSince with the latest sequence number and a channel
+// closed at the next AppendDecision, read together: a stream that waits
+// on watch after sending ds misses nothing.
+func (m *MemoryStore) Page(seq int64) (ds []Decision, latest int64, complete bool, watch <-chan struct{}) {
+	m.mu.Lock()
+	watch, latest = m.notify, m.seq
+	m.mu.Unlock()
+	ds, complete = m.DecisionsSince(seq)
+	return ds, latest, complete, watch
+}
+
 // Decision returns the decision with id from the history.
 func (m *MemoryStore) Decision(id string) (Decision, bool) {
 	m.mu.Lock()
