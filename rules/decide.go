@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -164,6 +164,7 @@ type Decider struct {
 
 	mu        sync.Mutex
 	current   map[DecisionScope]Decision
+	currentFP map[DecisionScope]string
 	cancelled map[DecisionScope]string // fingerprint of the cancelled automatic decision
 	overrides map[DecisionScope]Decision
 	paused    map[DecisionScope]bool
@@ -191,7 +192,7 @@ func NewDecider(o DeciderOptions) (*Decider, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Decider{o: o, store: o.Store, log: log,
-		current: map[DecisionScope]Decision{}, cancelled: map[DecisionScope]string{},
+		current: map[DecisionScope]Decision{}, currentFP: map[DecisionScope]string{}, cancelled: map[DecisionScope]string{},
 		overrides: map[DecisionScope]Decision{}, paused: map[DecisionScope]bool{},
 		resumed: map[DecisionScope]time.Time{}, flags: map[string]Flag{},
 		applied: map[sender.Scope]sender.Override{}}, nil
@@ -216,9 +217,10 @@ func (d *Decider) Cycle(ctx context.Context, now time.Time, flags []Flag) ([]Dec
 	defer d.mu.Unlock()
 	d.recordFlags(now, flags)
 
-	desired := map[DecisionScope]Decision{}
-	limitsOf := map[string]sender.Limits{} // domain → its limits
-	dayOf := map[string]int{}
+	rateFlags := byDomain(flags)
+	desired := make(map[DecisionScope]Decision, len(states)+len(flags))
+	limitsOf := make(map[string]sender.Limits, len(states)) // domain → its limits
+	dayOf := make(map[string]int, len(states))
 	for _, st := range states {
 		ds := DecisionScope{SenderDomain: st.Scope.SenderDomain, SendingIP: st.Scope.SendingIP}
 		if ds.SendingIP == "" {
@@ -228,7 +230,7 @@ func (d *Decider) Cycle(ctx context.Context, now time.Time, flags []Flag) ([]Dec
 		dec := Decision{Scope: ds, Action: st.Action, WarmupDay: st.Day, DailyLimit: st.Limits.PerDay,
 			HourlyLimit: st.Limits.PerHour, Reasons: []Reason{st.Why}, ExpiresAt: &next, Source: SourceRule}
 		var pauses []Reason
-		for _, f := range flags {
+		for _, f := range rateFlags[st.Scope.SenderDomain] {
 			if f.Severity == SeverityPause && flagApplies(f, st.Scope) {
 				pauses = append(pauses, flagReason(f))
 			}
@@ -298,9 +300,10 @@ func (d *Decider) Cycle(ctx context.Context, now time.Time, flags []Flag) ([]Dec
 	}
 
 	var issued []Decision
+	changed := false
 	for _, ds := range sortedScopes(desired) {
 		dec := desired[ds]
-		if cur, ok := d.current[ds]; ok && cur.fingerprint() == dec.fingerprint() {
+		if _, ok := d.current[ds]; ok && d.currentFP[ds] == dec.fingerprint() {
 			continue
 		}
 		issued = append(issued, d.issue(dec, now))
@@ -313,12 +316,18 @@ func (d *Decider) Cycle(ctx context.Context, now time.Time, flags []Flag) ([]Dec
 		switch {
 		case cur.expired(now):
 			delete(d.current, ds)
+			delete(d.currentFP, ds)
+			changed = true
 		case cur.Action == ActionResume:
 		default:
 			issued = append(issued, d.issue(d.resumeOf(cur, now, SourceRule, Reason{Rule: "cleared", Window: ""}), now))
 		}
 	}
-	d.apply(now)
+	// The pacer expires what ends by itself; it hears again only of
+	// changes.
+	if changed || len(issued) > 0 {
+		d.apply(now)
+	}
 	return issued, nil
 }
 
@@ -339,7 +348,9 @@ func sortedScopes(m map[DecisionScope]Decision) []DecisionScope {
 	for ds := range m {
 		out = append(out, ds)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	slices.SortFunc(out, func(a, b DecisionScope) int {
+		return cmp.Or(cmp.Compare(a.SenderDomain, b.SenderDomain), cmp.Compare(a.SendingIP, b.SendingIP), cmp.Compare(a.ISP, b.ISP))
+	})
 	return out
 }
 
@@ -368,6 +379,7 @@ func (d *Decider) issue(dec Decision, now time.Time) Decision {
 	}
 	dec = d.store.AppendDecision(dec)
 	d.current[dec.Scope] = dec
+	d.currentFP[dec.Scope] = dec.fingerprint()
 	d.log.Info("decision", "id", dec.ID, "scope", dec.Scope.String(), "action", dec.Action, "source", dec.Source)
 	return dec
 }

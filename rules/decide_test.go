@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -362,5 +363,34 @@ func TestMemoryStorePage(t *testing.T) {
 	case <-watch:
 	default:
 		t.Error("Page's watch not woken by the next decision")
+	}
+}
+
+// One cycle for 10,000 sender domains (one IP each) with a flag on every
+// tenth, nothing changed since the last cycle: the steady state.
+func BenchmarkDeciderCycle10k(b *testing.B) {
+	vol := fakeVolumes{}
+	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	var flags []Flag
+	for i := range 10000 {
+		d := fmt.Sprintf("d%05d.example", i)
+		vol.add(day, Scope{SenderDomain: d}, 100)
+		vol.add(day, Scope{SenderDomain: d, SendingIP: "192.0.2.1"}, 100)
+		if i%10 == 0 {
+			flags = append(flags, Flag{Rule: "yahoo_tss04", Scope: Scope{SenderDomain: d, ISP: "yahoo"},
+				Severity: SeverityWarning, Action: ActionHold, For: 2 * time.Hour, Since: dT0})
+		}
+	}
+	w, _ := NewWarmup(WarmupConfig{}, vol)
+	p, _ := sender.NewWarmupPacer(sender.PacerOptions{})
+	d, _ := NewDecider(DeciderOptions{Warmup: w, Pacer: p})
+	if _, err := d.Cycle(context.Background(), dT0, flags); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := d.Cycle(context.Background(), dT0.Add(time.Duration(i+1)*time.Second), flags); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -27,7 +27,7 @@ type AuditEntry struct {
 }
 
 // MemoryStore is the history of decisions, flags and operator actions, in
-// memory: each log keeps its latest Max entries (older ones are dropped,
+// memory: each log keeps its latest max entries (older ones are dropped,
 // and a reader asking for them learns it). It is what one process needs;
 // it is lost on restart, and several processes do not share it (a table in
 // the store is the next step). Decisions get their sequence numbers here,
@@ -52,11 +52,21 @@ func NewMemoryStore(max int) *MemoryStore {
 	return &MemoryStore{max: max, notify: make(chan struct{})}
 }
 
+// bound keeps the latest max entries of s, trimming only when s has
+// grown to twice that: amortized O(1) per append.
 func bound[T any](s []T, max int) []T {
-	if len(s) > max {
+	if len(s) >= 2*max {
 		n := copy(s, s[len(s)-max:])
 		clear(s[n:])
 		s = s[:n]
+	}
+	return s
+}
+
+// latest is the last max entries of s.
+func latest[T any](s []T, max int) []T {
+	if len(s) > max {
+		return s[len(s)-max:]
 	}
 	return s
 }
@@ -79,16 +89,17 @@ func (m *MemoryStore) AppendDecision(d Decision) Decision {
 func (m *MemoryStore) DecisionsSince(seq int64) (ds []Decision, complete bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	i := len(m.decisions)
-	for i > 0 && m.decisions[i-1].Seq > seq {
+	kept := latest(m.decisions, m.max)
+	i := len(kept)
+	for i > 0 && kept[i-1].Seq > seq {
 		i--
 	}
 	oldest := m.seq + 1
-	if len(m.decisions) > 0 {
-		oldest = m.decisions[0].Seq
+	if len(kept) > 0 {
+		oldest = kept[0].Seq
 	}
 	complete = seq >= oldest-1
-	return append([]Decision(nil), m.decisions[i:]...), complete
+	return append([]Decision(nil), kept[i:]...), complete
 }
 
 // Page is DecisionsSince with the latest sequence number and a channel
@@ -106,9 +117,10 @@ func (m *MemoryStore) Page(seq int64) (ds []Decision, latest int64, complete boo
 func (m *MemoryStore) Decision(id string) (Decision, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for i := len(m.decisions) - 1; i >= 0; i-- {
-		if m.decisions[i].ID == id {
-			return m.decisions[i], true
+	kept := latest(m.decisions, m.max)
+	for i := len(kept) - 1; i >= 0; i-- {
+		if kept[i].ID == id {
+			return kept[i], true
 		}
 	}
 	return Decision{}, false
@@ -139,7 +151,7 @@ func (m *MemoryStore) AppendFlag(e FlagEvent) {
 func (m *MemoryStore) Flags() []FlagEvent {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]FlagEvent(nil), m.flags...)
+	return append([]FlagEvent(nil), latest(m.flags, m.max)...)
 }
 
 // AppendAudit keeps an operator action.
@@ -153,5 +165,5 @@ func (m *MemoryStore) AppendAudit(e AuditEntry) {
 func (m *MemoryStore) Audit() []AuditEntry {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]AuditEntry(nil), m.audit...)
+	return append([]AuditEntry(nil), latest(m.audit, m.max)...)
 }

@@ -269,6 +269,7 @@ func (w *Warmup) judgeDay(d time.Time, vols map[Scope]int64, flags []Flag) {
 	}
 	w.refreshLimits() // the caps of day d, with d's IPs
 	next := w.addDays(d, 1)
+	rate := byDomain(flags)
 	for s, st := range w.states {
 		sent := vols[s]
 		st.Recent = append(st.Recent, sent > 0)
@@ -284,7 +285,7 @@ func (w *Warmup) judgeDay(d time.Time, vols map[Scope]int64, flags []Flag) {
 				sendDays++
 			}
 		}
-		sev, worst := worstFlag(s, flags)
+		sev, worst := worstFlag(s, rate[s.SenderDomain])
 		switch {
 		case st.Skip:
 			st.Action = ActionHold
@@ -339,6 +340,17 @@ func worstFlag(s Scope, flags []Flag) (Severity, Flag) {
 		return "", Flag{}
 	}
 	return best.Severity, best
+}
+
+// byDomain indexes the rate flags (no Action) by sender domain.
+func byDomain(flags []Flag) map[string][]Flag {
+	m := map[string][]Flag{}
+	for _, f := range flags {
+		if f.Action == "" && f.Scope.SenderDomain != "" {
+			m[f.Scope.SenderDomain] = append(m[f.Scope.SenderDomain], f)
+		}
+	}
+	return m
 }
 
 func flagApplies(f Flag, s Scope) bool {

@@ -12,7 +12,7 @@ import (
 type fakeVolumes map[time.Time]map[Scope]int64
 
 func (f fakeVolumes) Volumes(_ context.Context, day time.Time) (map[Scope]int64, error) {
-	out := map[Scope]int64{}
+	out := make(map[Scope]int64, len(f[day]))
 	for s, n := range f[day] {
 		out[s] = n
 	}
