@@ -455,3 +455,46 @@ func (w *Warmup) ProviderLimits(l sender.Limits) sender.Limits {
 	}
 	return sender.Limits{PerDay: f(l.PerDay), PerHour: f(l.PerHour), PerMinute: f(l.PerMinute)}
 }
+
+// WarmupSnapshot is everything a Warmup knows, for keeping it across
+// restarts (cmd writes it to the data directory; without it a restart
+// starts every scope over at day 1, the strictest reading).
+type WarmupSnapshot struct {
+	// Last is the last completed day judged; zero: none.
+	Last   time.Time     `json:"last"`
+	States []WarmupState `json:"states"`
+}
+
+// Snapshot returns the warm-up's state.
+func (w *Warmup) Snapshot() WarmupSnapshot {
+	states := w.States()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return WarmupSnapshot{Last: w.last, States: states}
+}
+
+// Restore replaces the warm-up's state with s (taken by Snapshot): the
+// next Step judges the days completed since s.Last.
+func (w *Warmup) Restore(s WarmupSnapshot) error {
+	states := make(map[Scope]*WarmupState, len(s.States))
+	for i := range s.States {
+		st := s.States[i]
+		if !warmupScope(st.Scope) || st.Day < 1 {
+			return fmt.Errorf("rules: warm-up snapshot: bad state %+v", st.Scope)
+		}
+		if _, dup := states[st.Scope]; dup {
+			return fmt.Errorf("rules: warm-up snapshot: %+v twice", st.Scope)
+		}
+		st.Recent = append([]bool(nil), st.Recent...)
+		states[st.Scope] = &st
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.states = states
+	w.last = s.Last
+	if !w.last.IsZero() {
+		w.last = w.dayStart(w.last)
+	}
+	w.refreshLimits()
+	return nil
+}

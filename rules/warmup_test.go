@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -247,5 +248,53 @@ func TestWarmupConfigErrors(t *testing.T) {
 	}
 	if _, err := NewWarmup(WarmupConfig{}, nil); err == nil {
 		t.Error("NewWarmup without Volumes accepted")
+	}
+}
+
+// A snapshot survives a restart (as JSON): the next Step judges the days
+// missed since.
+func TestWarmupSnapshotRestore(t *testing.T) {
+	vol := fakeVolumes{}
+	a := Scope{SenderDomain: "a.example"}
+	w := mustWarmup(t, WarmupConfig{}, vol)
+	for i := 1; i <= 3; i++ {
+		st, ok := w.State(a)
+		n := int64(1000)
+		if ok {
+			n = int64(st.Limits.PerDay)
+		}
+		vol.add(simDay(i), a, n)
+		if err := w.Step(context.Background(), simDay(i+1), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := stateOf(t, w, a); st.Day != 4 {
+		t.Fatalf("before the restart: day %d, want 4", st.Day)
+	}
+	b, err := json.Marshal(w.Snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap WarmupSnapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		t.Fatal(err)
+	}
+	w2 := mustWarmup(t, WarmupConfig{}, vol)
+	if err := w2.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	if st := stateOf(t, w2, a); st.Day != 4 || st.Limits.PerDay != 3000 {
+		t.Fatalf("restored: %+v", st)
+	}
+	// Day 4 was sent in full while the process was down; day 5 nothing.
+	vol.add(simDay(4), a, 3000)
+	if err := w2.Step(context.Background(), simDay(6), nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := stateOf(t, w2, a); st.Day != 5 || st.Action != ActionHold {
+		t.Errorf("after catching up two days: day %d (%s), want 5 (held on the idle day)", st.Day, st.Action)
+	}
+	if err := w2.Restore(WarmupSnapshot{States: []WarmupState{{Scope: a, Day: 0}}}); err == nil {
+		t.Error("Restore accepted day 0")
 	}
 }
