@@ -200,6 +200,14 @@ func Load(r io.Reader) (*RuleSet, error) {
 
 var yamlLine = regexp.MustCompile(`line (\d+): (.*)`)
 
+// yamlParserProblems are the messages of yaml.v3's parser (parserc.go),
+// as opposed to its scanner's.
+var yamlParserProblems = []string{
+	"did not find expected ',' or ']'", "did not find expected ',' or '}'",
+	"did not find expected '-' indicator", "did not find expected <document start>",
+	"did not find expected <stream-start>", "did not find expected key", "did not find expected node content",
+}
+
 // yamlProblem turns a yaml.v3 error ("yaml: line 3: …") into a Problem.
 func yamlProblem(err error) Problem {
 	var te *yaml.TypeError
@@ -210,6 +218,13 @@ func yamlProblem(err error) Problem {
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		n, _ := strconv.Atoi(m[1])
+		// QUIRK: yaml.v3 (go.yaml.in/yaml/v3 v3.0.6, decode.go parser.fail)
+		// adds 1 to the 0-based line of scanner errors only: its parser's
+		// errors ("did not find expected key", …) come one line short,
+		// and name where the enclosing collection starts.
+		if slices.Contains(yamlParserProblems, m[2]) {
+			n++
+		}
 		return Problem{n, m[2]}
 	}
 	return Problem{0, msg}
@@ -265,16 +280,18 @@ func (l *loader) document(doc *yaml.Node) *RuleSet {
 	}
 	if n := top["rates"]; n != nil {
 		for _, item := range l.seq(n, "rates") {
-			if r, ok := l.rateRule(item); ok {
-				seen(r.ID, r.Line)
+			r, ok := l.rateRule(item)
+			seen(r.ID, r.Line)
+			if ok {
 				rs.Rates = append(rs.Rates, r)
 			}
 		}
 	}
 	if n := top["patterns"]; n != nil {
 		for _, item := range l.seq(n, "patterns") {
-			if p, ok := l.patternRule(item); ok {
-				seen(p.ID, p.Line)
+			p, ok := l.patternRule(item)
+			seen(p.ID, p.Line)
+			if ok {
 				rs.Patterns = append(rs.Patterns, p)
 			}
 		}
