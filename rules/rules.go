@@ -457,7 +457,7 @@ func (l *loader) rateRule(n *yaml.Node) (RateRule, bool) {
 			lv.Value = x
 			if k := len(r.Levels); k > 0 {
 				prev := r.Levels[k-1]
-				if severityRank(lv.Severity) <= severityRank(prev.Severity) {
+				if severityRank(lv.Severity) >= 0 && severityRank(lv.Severity) <= severityRank(prev.Severity) {
 					l.addf(t.Line, "thresholds must rise in severity (%s after %s)", lv.Severity, prev.Severity)
 				}
 				if (r.When == Above && lv.Value <= prev.Value) || (r.When == Below && lv.Value >= prev.Value) {
