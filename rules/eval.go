@@ -157,7 +157,7 @@ func (e *Engine) rateFlags(ctx context.Context, q *countCache, r *RateRule, now 
 				Threshold: lv.Value, Sample: sample, Window: r.WindowName(), Since: now})
 		}
 	}
-	slices.SortFunc(out, func(a, b Flag) int { return cmp.Compare(a.Scope.String(), b.Scope.String()) })
+	slices.SortFunc(out, func(a, b Flag) int { return compareScopes(a.Scope, b.Scope) })
 	return out, nil
 }
 
@@ -190,4 +190,11 @@ func matches(sc, where Scope) bool {
 		}
 	}
 	return true
+}
+
+// compareScopes orders scopes field by field, in Scope's order.
+func compareScopes(a, b Scope) int {
+	return cmp.Or(cmp.Compare(a.Account, b.Account), cmp.Compare(a.SenderDomain, b.SenderDomain),
+		cmp.Compare(a.SendingIP, b.SendingIP), cmp.Compare(a.ISP, b.ISP), cmp.Compare(a.Campaign, b.Campaign),
+		cmp.Compare(a.Category, b.Category))
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -269,7 +268,7 @@ func (e *Engine) patternFlags(ctx context.Context, now time.Time) ([]Flag, error
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b flagKey) int {
-		return cmp.Or(cmp.Compare(a.rule, b.rule), cmp.Compare(a.scope.String(), b.scope.String()))
+		return cmp.Or(cmp.Compare(a.rule, b.rule), compareScopes(a.scope, b.scope))
 	})
 	for _, k := range keys {
 		p := byID[k.rule]
@@ -308,7 +307,7 @@ func (e *Engine) patternFlags(ctx context.Context, now time.Time) ([]Flag, error
 		order[p.ID] = i
 	}
 	slices.SortFunc(out, func(a, b Flag) int {
-		return cmp.Or(cmp.Compare(order[a.Rule], order[b.Rule]), strings.Compare(a.Scope.String(), b.Scope.String()))
+		return cmp.Or(cmp.Compare(order[a.Rule], order[b.Rule]), compareScopes(a.Scope, b.Scope))
 	})
 	return out, nil
 }
