@@ -54,19 +54,24 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time) ([]Flag, error) {
 		e.episodes = map[flagKey]*episode{}
 	}
 	q := &countCache{src: e.Source, m: map[string]map[Scope]metrics.Counts{}}
-	var flags []Flag
+	var parts [][]Flag
+	total := 0
 	for i := range e.Rules.Rates {
 		fs, err := e.rateFlags(ctx, q, &e.Rules.Rates[i], now)
 		if err != nil {
 			return nil, err
 		}
-		flags = append(flags, fs...)
+		parts, total = append(parts, fs), total+len(fs)
 	}
 	if e.Responses != nil && len(e.Rules.Patterns) > 0 {
 		fs, err := e.patternFlags(ctx, now)
 		if err != nil {
 			return nil, err
 		}
+		parts, total = append(parts, fs), total+len(fs)
+	}
+	flags := make([]Flag, 0, total)
+	for _, fs := range parts {
 		flags = append(flags, fs...)
 	}
 	// Keep the since of the rate flags still active, forget the others.
@@ -131,6 +136,7 @@ func (e *Engine) rateFlags(ctx context.Context, q *countCache, r *RateRule, now 
 		if err != nil {
 			return nil, err
 		}
+		out = slices.Grow(out, len(counts)/4)
 		var delivered map[Scope]metrics.Counts
 		if r.MinAge > 0 {
 			if delivered, err = q.counts(ctx, from, now.Add(-r.MinAge), by); err != nil {
