@@ -13,14 +13,17 @@ import (
 	"testing"
 	"time"
 
+	"repute/internal/testenv"
 	"repute/metrics"
+	"repute/metrics/clickhouse"
 	"repute/metrics/duckdb"
 )
 
 // The script tests (testdata/*.txt), in the style of Prometheus's rule
 // tests. Each file runs against a fresh DuckDB store in a temporary
 // directory (the real Stats query) and a ResponseLog fed with the same
-// events, with the built-in rules:
+// events, with the built-in rules; and again against ClickHouse (a database
+// of its own on REPUTE_TEST_CLICKHOUSE; skipped without it):
 //
 //	# comment
 //	rules ID ...        evaluate only these rules of the defaults
@@ -236,19 +239,49 @@ func TestScripts(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no scripts: %v", err)
 	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
-			runScript(t, file)
+	backends := []struct {
+		name string
+		open func(t *testing.T) scriptStore
+	}{
+		{"duckdb", func(t *testing.T) scriptStore {
+			s, err := duckdb.Open(filepath.Join(t.TempDir(), "repute.duckdb"), duckdb.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}},
+		{"clickhouse", func(t *testing.T) scriptStore {
+			addr, db := testenv.ClickHouseDatabase(t)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			s, err := clickhouse.Open(ctx, clickhouse.Options{Addr: addr, Database: db, Timeout: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}},
+	}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			for _, file := range files {
+				t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
+					runScript(t, b.open(t), file)
+				})
+			}
 		})
 	}
 }
 
-func runScript(t *testing.T, file string) {
-	ctx := context.Background()
-	store, err := duckdb.Open(filepath.Join(t.TempDir(), "repute.duckdb"), duckdb.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+// scriptStore is what a script needs of a store.
+type scriptStore interface {
+	metrics.Appender
+	metrics.StatsReader
+	Close() error
+}
+
+func runScript(t *testing.T, store scriptStore, file string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	defer store.Close()
 	rs := Defaults()
 	log, err := NewResponseLog(rs, ResponseLogOptions{})
