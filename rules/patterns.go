@@ -56,8 +56,9 @@ type ResponseLogOptions struct {
 	// PerScope is the most replies kept per scope (default 1,000; the
 	// oldest go first).
 	PerScope int
-	// MaxScopes is the most scopes kept (default 10,000; the scope whose
-	// newest reply is the oldest goes first).
+	// MaxScopes is the most scopes kept (default 10,000). When a new
+	// scope finds it full, the 16th of the scopes whose newest replies are
+	// the oldest go.
 	MaxScopes int
 	// MaxDiagnostic bounds the diagnostic kept (default 512 bytes).
 	MaxDiagnostic int
@@ -76,11 +77,45 @@ type ResponseLog struct {
 	mu     sync.Mutex
 	scopes map[Scope]*ring
 	newest time.Time
+	pruned time.Time // newest at the last prune
 }
 
+// ring holds one scope's replies: at most PerScope, the oldest arrival
+// overwritten first.
 type ring struct {
-	buf  []Response // in arrival order, at most PerScope
-	last time.Time
+	buf  []Response // buf[head:] then buf[:head] is arrival order
+	head int
+	last time.Time // the newest reply's time
+}
+
+func (r *ring) add(x Response, size int) {
+	if len(r.buf) < size {
+		r.buf = append(r.buf, x)
+	} else {
+		r.buf[r.head] = x
+		r.head = (r.head + 1) % len(r.buf)
+	}
+	if x.Time.After(r.last) {
+		r.last = x.Time
+	}
+}
+
+// each calls f on the replies in arrival order.
+func (r *ring) each(f func(Response)) {
+	for i := range r.buf {
+		f(r.buf[(r.head+i)%len(r.buf)])
+	}
+}
+
+// drop removes the replies before cut.
+func (r *ring) drop(cut time.Time) {
+	kept := make([]Response, 0, len(r.buf))
+	r.each(func(x Response) {
+		if !x.Time.Before(cut) {
+			kept = append(kept, x)
+		}
+	})
+	r.buf, r.head = kept, 0
 }
 
 var _ Responses = (*ResponseLog)(nil)
@@ -131,45 +166,50 @@ func (l *ResponseLog) Observe(events []metrics.Event) {
 		rg := l.scopes[r.Scope]
 		if rg == nil {
 			if len(l.scopes) >= l.o.MaxScopes {
-				l.evictOldest()
+				l.evict()
 			}
 			rg = &ring{}
 			l.scopes[r.Scope] = rg
 		}
-		if len(rg.buf) >= l.o.PerScope {
-			rg.buf = append(rg.buf[:0], rg.buf[1:]...)
-		}
-		rg.buf = append(rg.buf, r)
-		if r.Time.After(rg.last) {
-			rg.last = r.Time
-		}
+		rg.add(r, l.o.PerScope)
 		if r.Time.After(l.newest) {
 			l.newest = r.Time
 		}
 	}
-	l.prune()
+	// Pruning walks every reply: at most once a minute of event time.
+	if l.newest.Sub(l.pruned) >= time.Minute {
+		l.prune()
+		l.pruned = l.newest
+	}
 }
 
-func (l *ResponseLog) evictOldest() {
-	var victim Scope
-	var oldest time.Time
-	first := true
-	for sc, rg := range l.scopes {
-		if first || rg.last.Before(oldest) {
-			victim, oldest, first = sc, rg.last, false
-		}
+// evict drops the scopes whose newest replies are the oldest: a 16th of
+// MaxScopes (at least one) at once, so that a flood of new scopes costs
+// one walk per 16th.
+func (l *ResponseLog) evict() {
+	type aged struct {
+		sc   Scope
+		last time.Time
 	}
-	delete(l.scopes, victim)
+	all := make([]aged, 0, len(l.scopes))
+	for sc, rg := range l.scopes {
+		all = append(all, aged{sc, rg.last})
+	}
+	slices.SortFunc(all, func(a, b aged) int { return a.last.Compare(b.last) })
+	for _, a := range all[:max(1, l.o.MaxScopes/16)] {
+		delete(l.scopes, a.sc)
+	}
 }
 
 // prune drops replies older than Keep before the newest.
 func (l *ResponseLog) prune() {
 	cut := l.newest.Add(-l.o.Keep)
 	for sc, rg := range l.scopes {
-		rg.buf = slices.DeleteFunc(rg.buf, func(r Response) bool { return r.Time.Before(cut) })
-		if len(rg.buf) == 0 {
+		if rg.last.Before(cut) {
 			delete(l.scopes, sc)
+			continue
 		}
+		rg.drop(cut)
 	}
 }
 
@@ -190,11 +230,11 @@ func (l *ResponseLog) Responses(_ context.Context, from, to time.Time) ([]Respon
 	defer l.mu.Unlock()
 	var out []Response
 	for _, rg := range l.scopes {
-		for _, r := range rg.buf {
+		rg.each(func(r Response) {
 			if !r.Time.Before(from) && r.Time.Before(to) {
 				out = append(out, r)
 			}
-		}
+		})
 	}
 	slices.SortStableFunc(out, func(a, b Response) int { return a.Time.Compare(b.Time) })
 	return out, nil
