@@ -87,3 +87,22 @@ func BenchmarkEvaluate10kDomains(b *testing.B) {
 	}
 	b.ReportMetric(float64(n), "flags")
 }
+
+// Observing a burst of matching replies (a provider throttling everyone):
+// 100,000 replies over 10,000 scopes.
+func BenchmarkResponseLogObserve(b *testing.B) {
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	evs := make([]metrics.Event, 100000)
+	for i := range evs {
+		evs[i] = deferral(at.Add(time.Duration(i)*time.Millisecond), fmt.Sprintf("d%d.example", i%10000), "192.0.2.1",
+			"421-4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address.")
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		l, _ := NewResponseLog(Defaults(), ResponseLogOptions{})
+		for j := 0; j < len(evs); j += 1000 {
+			l.Observe(evs[j : j+1000])
+		}
+	}
+	b.ReportMetric(float64(len(evs)*b.N)/b.Elapsed().Seconds(), "replies/s")
+}
