@@ -201,7 +201,8 @@ func NewDecider(o DeciderOptions) (*Decider, error) {
 // Store is the decider's history.
 func (d *Decider) Store() *MemoryStore { return d.store }
 
-func flagKey(f Flag) string {
+// flagID names a flag by its rule and scope.
+func flagID(f Flag) string {
 	return fmt.Sprintf("%s|%+v", f.Rule, f.Scope)
 }
 
@@ -388,7 +389,7 @@ func (d *Decider) issue(dec Decision, now time.Time) Decision {
 func (d *Decider) recordFlags(now time.Time, flags []Flag) {
 	seen := map[string]bool{}
 	for _, f := range flags {
-		k := flagKey(f)
+		k := flagID(f)
 		seen[k] = true
 		if old, ok := d.flags[k]; !ok || old.Severity != f.Severity {
 			d.store.AppendFlag(FlagEvent{Flag: f, Active: true, At: now})

@@ -360,20 +360,6 @@ func flagApplies(f Flag, s Scope) bool {
 	return s.SendingIP == "" || f.Scope.SendingIP == "" || f.Scope.SendingIP == s.SendingIP
 }
 
-func severityRank(s Severity) int {
-	switch s {
-	case SeverityInfo:
-		return 0
-	case SeverityWarning:
-		return 1
-	case SeverityCritical:
-		return 2
-	case SeverityPause:
-		return 3
-	}
-	return -1
-}
-
 func flagReason(f Flag) Reason {
 	return Reason{Rule: f.Rule, Value: f.Value, Threshold: f.Threshold, Sample: f.Sample, Window: f.Window}
 }
