@@ -81,6 +81,12 @@ type serveConfig struct {
 	// applied at intake to every open and click without a verdict.
 	MachineOpens machineOpensConfig `yaml:"machine_opens"`
 
+	// RulesFile holds the rule engine's rules (package rules; issue 13);
+	// empty: the built-in defaults from docs/THRESHOLDS.md. RulesInterval
+	// is how often they are evaluated. Both only in the file.
+	RulesFile     string        `yaml:"rules_file"`
+	RulesInterval time.Duration `yaml:"rules_interval"`
+
 	// Only in the environment: REPUTE_ADMIN_KEY, a secret.
 	AdminKey string `yaml:"-"`
 
@@ -142,6 +148,7 @@ func defaultServeConfig() serveConfig {
 		ClickHouseDatabase: "repute",
 		EvidenceRetention:  metrics.DefaultEvidenceRetentionDays,
 		MaxEvidenceBytes:   ingest.DefaultMaxEvidence,
+		RulesInterval:      time.Minute,
 	}
 }
 
@@ -182,7 +189,8 @@ const serveUsage = `Usage: repute serve [flags]
 Serves the HTTP API (POST /v1/events, GET /v1/stats, POST /v1/feedback,
 GET /v1/evidence/ID, the suppression lists under /v1/suppressions,
 /v1/blocklist, /v1/unsubscribes and /v1/audit, GET /v1/webhooks/deliveries,
-POST /v1/messages and GET /v1/queue, /healthz, /readyz, /metrics), keeps
+POST /v1/messages and GET /v1/queue, the rule engine's /v1/decisions,
+/v1/flags and /v1/overrides, /healthz, /readyz, /metrics), keeps
 accepted events in the on-disk spool and drains them into the store: DuckDB
 in the data directory, or ClickHouse with --clickhouse. It reads the
 feedback mailboxes (imap:) and Kafka topics (kafka:) of the configuration
@@ -385,6 +393,8 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("--shutdown-timeout %s must be positive", c.ShutdownTimeout)
 	case c.EvidenceRetention <= 0:
 		return fmt.Errorf("--evidence-retention %d must be a positive number of days", c.EvidenceRetention)
+	case c.RulesInterval <= 0:
+		return fmt.Errorf("rules_interval %s must be positive", c.RulesInterval)
 	case c.MachineOpens.Off && (c.MachineOpens.AppleRangesFile != "" || c.MachineOpens.PrefetchWindow != 0):
 		return errors.New("machine_opens: off is set beside apple_ranges_file or prefetch_window: keep one")
 	case c.TrackingListen != "" && c.TrackingListen == c.Listen:

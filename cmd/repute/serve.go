@@ -28,6 +28,7 @@ import (
 	"repute/intake"
 	"repute/metrics"
 	"repute/opens"
+	"repute/rules"
 	"repute/spool"
 	"repute/track"
 )
@@ -103,6 +104,8 @@ type app struct {
 	machine *opens.Detector
 	// sending is the built-in sender; nil while sender.relay is empty.
 	sending *sending
+	// rules is the rule engine: flags, warm-up and throttle decisions.
+	rules *ruleEngine
 
 	// tracking serves /t/o, /t/c and /t/u (tracking.go); trackLn is
 	// tracking_listen's listener, nil when they are served on listen.
@@ -187,8 +190,13 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	}
 	a.pipeline = intake.New(a.spool, a.store, intake.Options{
 		Logger: log.With("component", "intake"), Registerer: reg,
-		AfterStore: a.suppression.afterStore,
-		Classify:   classify,
+		AfterStore: func(ctx context.Context, events []metrics.Event) error {
+			if a.rules != nil {
+				a.rules.observe(events) // the replies the pattern rules read
+			}
+			return a.suppression.afterStore(ctx, events)
+		},
+		Classify: classify,
 	})
 	// One Converter configuration for every feedback source: POST
 	// /v1/feedback, the IMAP mailboxes and the Kafka raw topics.
@@ -211,6 +219,14 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		}
 		reg.MustRegister(newSenderCollector(a.sending))
 		apiSender = a.sending
+	}
+	var pacer rules.Pacer // nil without the sender: decisions are only served
+	if a.sending != nil {
+		pacer = a.sending.pacer
+	}
+	if a.rules, err = newRuleEngine(cfg, a.store, pacer, log.With("component", "rules")); err != nil {
+		a.close()
+		return nil, err
 	}
 	senderDomains := map[string][]string{}
 	for _, acc := range cfg.Accounts {
@@ -240,6 +256,13 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		MaxInflightBytes: cfg.MaxInflightBytes,
 		MinBodyRate:      cfg.MinBodyRate,
 		WriteTimeout:     cfg.WriteTimeout,
+	})
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.handler, err = api.WithDecisions(a.handler, api.DecisionsOptions{
+		Keys: keys, Decisions: a.rules, Owner: senderDomainOwner(senderDomains), Logger: log.With("component", "api"),
 	})
 	if err != nil {
 		a.close()
@@ -487,6 +510,7 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 			purgeEvidence(sourcesCtx, a.store, a.cfg.EvidenceRetention, a.log.With("component", "evidence"))
 		})
 		wg.Go(func() { a.webhooks.run(sourcesCtx) })
+		wg.Go(func() { a.rules.run(sourcesCtx) })
 		if a.sending != nil {
 			wg.Go(func() { a.sending.run(sourcesCtx) })
 		}

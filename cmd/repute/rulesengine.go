@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"repute/api"
+	"repute/metrics"
+	"repute/rules"
+)
+
+// ruleEngine is the rule engine in repute serve (issue 13): the rules
+// (rules_file, or the built-in defaults from THRESHOLDS.md) evaluated into
+// flags every rules_interval over the store's rates and the replies intake
+// stored, the warm-up, and the decisions they make — served on
+// /v1/decisions, /v1/flags and /v1/overrides and applied to the built-in
+// sender's pacer. One process at a time evaluates (the store's lease
+// rules-evaluator).
+type ruleEngine struct {
+	engine    *rules.Engine
+	responses *rules.ResponseLog
+	decider   *rules.Decider
+	interval  time.Duration
+	lease     rules.Lease
+	log       *slog.Logger
+}
+
+// newRuleEngine builds the engine; a rules file that does not load is an
+// error naming its lines. pacer is the built-in sender's, or nil.
+func newRuleEngine(cfg serveConfig, store metrics.Store, pacer rules.Pacer, log *slog.Logger) (*ruleEngine, error) {
+	set := rules.Defaults()
+	if cfg.RulesFile != "" {
+		var err error
+		if set, err = rules.LoadFile(cfg.RulesFile); err != nil {
+			return nil, fmt.Errorf("rules_file %s: %w", cfg.RulesFile, err)
+		}
+	}
+	responses, err := rules.NewResponseLog(set, rules.ResponseLogOptions{})
+	if err != nil {
+		return nil, err
+	}
+	warmup, err := rules.NewWarmup(rules.WarmupConfig{}, storeVolumes{store})
+	if err != nil {
+		return nil, err
+	}
+	decider, err := rules.NewDecider(rules.DeciderOptions{Warmup: warmup, Pacer: pacer, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	r := &ruleEngine{
+		engine:    &rules.Engine{Rules: set, Source: rules.StatsSource{Stats: store}, Responses: responses},
+		responses: responses, decider: decider, interval: cfg.RulesInterval, log: log,
+	}
+	if l, ok := store.(rules.Lease); ok {
+		r.lease = l
+	}
+	return r, nil
+}
+
+// observe feeds the replies of a stored batch to the pattern rules
+// (intake's AfterStore).
+func (r *ruleEngine) observe(events []metrics.Event) { r.responses.Observe(events) }
+
+// run evaluates every interval until ctx ends, while this process holds
+// the lease.
+func (r *ruleEngine) run(ctx context.Context) {
+	host, _ := os.Hostname()
+	err := r.decider.Run(ctx, rules.RunOptions{
+		Interval: r.interval, Flags: r.engine.Evaluate, Lease: r.lease,
+		Holder: fmt.Sprintf("%s/%d", host, os.Getpid()),
+	})
+	if err != nil && ctx.Err() == nil {
+		r.log.Error("rule engine stopped", "err", err)
+	}
+}
+
+// storeVolumes reads a day's sends per sender domain and per (sender
+// domain, sending IP) from the store's statistics.
+type storeVolumes struct{ stats metrics.StatsReader }
+
+func (v storeVolumes) Volumes(ctx context.Context, day time.Time) (map[rules.Scope]int64, error) {
+	res, err := v.stats.Stats(ctx, metrics.StatsQuery{From: day, To: day.Add(24 * time.Hour),
+		GroupBy: []metrics.GroupBy{metrics.GroupSenderDomain, metrics.GroupSendingIP}})
+	if err != nil {
+		return nil, err
+	}
+	out := map[rules.Scope]int64{}
+	for _, g := range res.Groups {
+		domain, ip := g.Key[metrics.GroupSenderDomain], g.Key[metrics.GroupSendingIP]
+		if domain == "" || g.Sent == 0 {
+			continue
+		}
+		out[rules.Scope{SenderDomain: domain}] += g.Sent
+		if ip != "" {
+			out[rules.Scope{SenderDomain: domain, SendingIP: ip}] += g.Sent
+		}
+	}
+	return out, nil
+}
+
+// The API's view of the engine: api and rules do not import each other,
+// so the decisions are mapped here, field by field (the JSON of both is
+// the shape issue 13 pins).
+var _ api.Decisions = (*ruleEngine)(nil)
+
+func (r *ruleEngine) Current(_ context.Context, f api.DecisionScope) ([]api.Decision, error) {
+	return apiDecisions(r.decider.Current(time.Now(), rules.DecisionScope(f))), nil
+}
+
+func (r *ruleEngine) Since(_ context.Context, seq int64) (api.DecisionPage, error) {
+	ds, latest, complete, watch := r.decider.Store().Page(seq)
+	return api.DecisionPage{Decisions: apiDecisions(ds), Latest: latest, Complete: complete, Watch: watch}, nil
+}
+
+func (r *ruleEngine) ActiveFlags(context.Context) ([]api.Flag, error) {
+	flags := r.decider.ActiveFlags()
+	out := make([]api.Flag, len(flags))
+	for i, f := range flags {
+		out[i] = api.Flag{Rule: f.Rule, Scope: api.FlagScope{Account: f.Scope.Account, SenderDomain: f.Scope.SenderDomain,
+			SendingIP: f.Scope.SendingIP, ISP: f.Scope.ISP, Campaign: f.Scope.Campaign, Category: f.Scope.Category},
+			Severity: string(f.Severity), Value: f.Value, Threshold: f.Threshold, Sample: f.Sample, Window: f.Window, Since: f.Since}
+	}
+	return out, nil
+}
+
+func (r *ruleEngine) Cancel(_ context.Context, id, who, reason string) (api.Decision, error) {
+	d, err := r.decider.Cancel(id, who, reason, time.Now())
+	return apiDecision(d), decisionErr(err)
+}
+
+func (r *ruleEngine) Override(_ context.Context, req api.OverrideRequest, who string) (api.Decision, error) {
+	d, err := r.decider.Override(rules.OverrideRequest{
+		Scope: rules.DecisionScope(req.Scope), Action: rules.Action(req.Action),
+		DailyLimit: req.Limits.DailyLimit, HourlyLimit: req.Limits.HourlyLimit,
+		MinuteLimit: req.Limits.MinuteLimit, MaxConnections: req.Limits.MaxConnections,
+		ExpiresAt: req.ExpiresAt, Reason: req.Reason,
+	}, who, time.Now())
+	return apiDecision(d), decisionErr(err)
+}
+
+// decisionErr maps the decider's errors to the API's.
+func decisionErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, rules.ErrNoDecision):
+		return fmt.Errorf("%w: %v", api.ErrDecisionNotFound, err)
+	case errors.Is(err, rules.ErrInvalid):
+		return fmt.Errorf("%w: %v", api.ErrDecisionInvalid, err)
+	}
+	return err
+}
+
+func apiDecisions(ds []rules.Decision) []api.Decision {
+	out := make([]api.Decision, len(ds))
+	for i, d := range ds {
+		out[i] = apiDecision(d)
+	}
+	return out
+}
+
+func apiDecision(d rules.Decision) api.Decision {
+	reasons := make([]api.DecisionReason, len(d.Reasons))
+	for i, r := range d.Reasons {
+		reasons[i] = api.DecisionReason(r)
+	}
+	return api.Decision{ID: d.ID, Scope: api.DecisionScope(d.Scope), Action: string(d.Action), WarmupDay: d.WarmupDay,
+		DailyLimit: d.DailyLimit, HourlyLimit: d.HourlyLimit, MinuteLimit: d.MinuteLimit, MaxConnections: d.MaxConnections,
+		Reasons: reasons, IssuedAt: d.IssuedAt, ExpiresAt: d.ExpiresAt, Source: d.Source, Seq: d.Seq}
+}
+
+// senderDomainOwner says which account owns a sender domain, from the
+// accounts' sender_domains: an account key sees the decisions and flags
+// of those only.
+type senderDomainOwner map[string][]string
+
+func (o senderDomainOwner) OwnsSenderDomain(account, domain string) bool {
+	for _, d := range o[account] {
+		if d == domain {
+			return true
+		}
+	}
+	return false
+}
