@@ -61,7 +61,12 @@ type WarmupConfig struct {
 	IdleWindow      int     // days; 0: DefaultIdleWindow
 	// SkipWarmup reports whether a sender domain belongs to an account
 	// with skip_warmup: no schedule, SkipDailyLimit per day. nil: none.
-	SkipWarmup     func(senderDomain string) bool
+	SkipWarmup func(senderDomain string) bool
+	// Warmed reports whether a sender domain is warm already (the
+	// sender's warmed_domains: an established domain moved to repute):
+	// it has no warm-up at all, no schedule and no daily cap; its rate
+	// flags still pause or slow it. nil: none.
+	Warmed         func(senderDomain string) bool
 	SkipDailyLimit int // 0: DefaultSkipDailyLimit
 	// Location puts the day boundaries (midnight); nil: UTC.
 	Location *time.Location
@@ -237,7 +242,7 @@ func (w *Warmup) Step(ctx context.Context, now time.Time, flags []Flag) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for s, n := range vols {
-		if n > 0 && warmupScope(s) {
+		if n > 0 && warmupScope(s) && (w.cfg.Warmed == nil || !w.cfg.Warmed(s.SenderDomain)) {
 			w.state(s, today)
 		}
 	}

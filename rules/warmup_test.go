@@ -298,3 +298,23 @@ func TestWarmupSnapshotRestore(t *testing.T) {
 		t.Error("Restore accepted day 0")
 	}
 }
+
+// A warmed domain (the sender's warmed_domains) has no warm-up state: no
+// schedule, no cap, however much it sends.
+func TestWarmupWarmedDomain(t *testing.T) {
+	day := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	vol := fakeVolumes{day: {{SenderDomain: "old.acme.example"}: 50000, {SenderDomain: "new.acme.example"}: 10}}
+	w, err := NewWarmup(WarmupConfig{Warmed: func(d string) bool { return d == "old.acme.example" }}, vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Step(context.Background(), day.Add(time.Hour), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := w.State(Scope{SenderDomain: "old.acme.example"}); ok {
+		t.Errorf("a warmed domain has a warm-up state")
+	}
+	if st, ok := w.State(Scope{SenderDomain: "new.acme.example"}); !ok || st.Day != 1 {
+		t.Errorf("a new domain: %+v %v, want day 1", st, ok)
+	}
+}

@@ -790,9 +790,9 @@ func (q *Queue) take(now time.Time) (*entry, *Item, time.Time, <-chan struct{}, 
 		return nil, nil, time.Time{}, changed, nil
 	}
 	e := q.ready[0]
-	if e.item.NextAttempt.After(now) {
+	if next := e.item.NextAttempt; next.After(now) {
 		q.mu.Unlock()
-		return nil, nil, e.item.NextAttempt, changed, nil
+		return nil, nil, next, changed, nil
 	}
 	heap.Pop(&q.ready)
 	e.inFlight = true
@@ -875,6 +875,27 @@ func (q *Queue) release(e *entry, until time.Time, why string) {
 	e.why = why
 	heap.Push(&q.ready, e)
 	q.notifyLocked()
+}
+
+// repace makes every item waiting for the pacer due at now: the pacer's
+// limits changed (a pause lifted, a slow-down ended), so the times it
+// named no longer hold. An item the pacer still refuses is put back with
+// a new time at its next Take.
+func (q *Queue) repace(now time.Time) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, e := range q.ready {
+		if e.why == WhyPaced && e.item.NextAttempt.After(now) {
+			e.item.NextAttempt = now
+			n++
+		}
+	}
+	if n > 0 {
+		heap.Init(&q.ready)
+		q.notifyLocked()
+	}
+	return n
 }
 
 // retry records a temporary failure durably, then schedules the item at

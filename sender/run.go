@@ -204,6 +204,12 @@ func (s *Sender) Enqueue(items []*Item) error {
 	return s.q.Enqueue(items)
 }
 
+// Repace makes the messages waiting for the pacer due now, for when its
+// limits changed — a decision of the rule engine lifted a pause or ended
+// a slow-down — so that they do not wait out the time the old limits
+// named. It returns how many it woke.
+func (s *Sender) Repace() int { return s.q.repace(s.now()) }
+
 // Summary is the queue's summary now, by the ISP map (GET /v1/queue).
 // While the relay is held as unreachable, the items that would be ready
 // wait for it: they are counted as relay_down, due when it is tried again.

@@ -43,7 +43,11 @@ func newRuleEngine(cfg serveConfig, store metrics.Store, pacer rules.Pacer, log 
 	if err != nil {
 		return nil, err
 	}
-	warmup, err := rules.NewWarmup(rules.WarmupConfig{}, storeVolumes{store})
+	warmed := map[string]bool{}
+	for _, d := range cfg.Sender.WarmedDomains {
+		warmed[d] = true
+	}
+	warmup, err := rules.NewWarmup(rules.WarmupConfig{Warmed: func(d string) bool { return warmed[d] }}, storeVolumes{store})
 	if err != nil {
 		return nil, err
 	}

@@ -123,3 +123,55 @@ func TestRulesFileRefused(t *testing.T) {
 		t.Errorf("a bad rules file: %v; want an error naming the file and line 3", err)
 	}
 }
+
+// TestSendingObeysDecisions: the built-in sender obeys the rule engine's
+// decisions end to end — an operator's pause holds the queue, and its
+// cancellation (a resume) sends what waited at once, not after the time
+// the pause named.
+func TestSendingObeysDecisions(t *testing.T) {
+	relay := startTestRelay(t, nil)
+	cfg, _ := sendingConfig(t, "", relay.addr)
+	cfg.Sender.WarmedDomains = []string{"news.acme.example"}
+	cfg.RulesInterval = 50 * time.Millisecond
+	base, _, _ := runSendingApp(t, cfg)
+
+	until := time.Now().UTC().Add(time.Hour).Format(time.RFC3339)
+	status, out := post(t, base+"/v1/overrides", "admin", "application/json", []byte(`{"scope": {"sender_domain": "news.acme.example"},
+		"action": "pause", "expires_at": "`+until+`", "reason": "checking a list before it goes out"}`))
+	var answer struct {
+		Decision struct {
+			ID     string `json:"id"`
+			Action string `json:"action"`
+		} `json:"decision"`
+	}
+	err := json.Unmarshal([]byte(out), &answer)
+	paused := answer.Decision
+	if status/100 != 2 || err != nil || paused.Action != "pause" || paused.ID == "" {
+		t.Fatalf("override: %d %s", status, out)
+	}
+	check(t, base, "acme-key", "news.acme.example", "x@y.example") // waits for the lists to load
+	ans := sendMessage(t, base, "acme-key", map[string]any{
+		"from": "News <news@news.acme.example>", "to": []string{"a@x.example", "b@y.example", "c@z.example"},
+		"subject": "Winter", "text": "Hello",
+	})
+	for _, a := range ans {
+		if a.Status != "queued" {
+			t.Fatalf("answer %+v", ans)
+		}
+	}
+	time.Sleep(time.Second)
+	if n := len(relay.received()); n != 0 {
+		t.Fatalf("%d messages sent during the pause", n)
+	}
+	status, out = do(t, "GET", base+"/v1/queue", "acme-key")
+	if status != http.StatusOK || !strings.Contains(out, `"paced":3`) {
+		t.Errorf("queue during the pause: %d %s, want 3 paced", status, out)
+	}
+
+	status, out = post(t, base+"/v1/decisions/"+paused.ID+"/cancel", "admin", "application/json",
+		[]byte(`{"reason": "list checked"}`))
+	if status/100 != 2 || !strings.Contains(out, `"action":"resume"`) {
+		t.Fatalf("cancel: %d %s", status, out)
+	}
+	waitUntil(t, "the messages after the resume", 10*time.Second, func() bool { return len(relay.received()) == 3 })
+}

@@ -492,3 +492,24 @@ func (c *senderCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.queue, prometheus.GaugeValue, float64(q.n), q.why)
 	}
 }
+
+// decisionPacer is the pacer the rule engine's decisions are applied to:
+// the sender's, and each change wakes the messages it was holding, so a
+// lifted pause or an ended slow-down takes effect at once instead of
+// after the time the old limits named.
+func (s *sending) decisionPacer() *repacingPacer { return &repacingPacer{s.pacer, s.sender} }
+
+type repacingPacer struct {
+	pacer  *sender.WarmupPacer
+	sender *sender.Sender
+}
+
+func (p *repacingPacer) SetOverride(scope sender.Scope, o sender.Override) {
+	p.pacer.SetOverride(scope, o)
+	p.sender.Repace()
+}
+
+func (p *repacingPacer) ClearOverride(scope sender.Scope) {
+	p.pacer.ClearOverride(scope)
+	p.sender.Repace()
+}

@@ -222,7 +222,7 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	}
 	var pacer rules.Pacer // nil without the sender: decisions are only served
 	if a.sending != nil {
-		pacer = a.sending.pacer
+		pacer = a.sending.decisionPacer()
 	}
 	if a.rules, err = newRuleEngine(cfg, a.store, pacer, log.With("component", "rules")); err != nil {
 		a.close()
