@@ -667,11 +667,18 @@ func (d *Decider) Run(ctx context.Context, o RunOptions) error {
 	}
 }
 
+// cycleFloor is the least time a cycle is given, and the least a lease
+// is taken for.
+const cycleFloor = 30 * time.Second
+
 func (d *Decider) runOnce(ctx context.Context, o RunOptions) error {
-	ctx, cancel := context.WithTimeout(ctx, o.Interval)
+	// A cycle may take its interval, and never less than cycleFloor: a
+	// loaded store answers slower than a short interval (tests use
+	// milliseconds), and a cycle cut short raises no flag at all.
+	ctx, cancel := context.WithTimeout(ctx, max(o.Interval, cycleFloor))
 	defer cancel()
 	if o.Lease != nil {
-		held, err := o.Lease.TryLease(ctx, LeaseName, o.Holder, 3*o.Interval)
+		held, err := o.Lease.TryLease(ctx, LeaseName, o.Holder, max(3*o.Interval, cycleFloor))
 		if err != nil || !held {
 			return err
 		}

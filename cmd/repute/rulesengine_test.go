@@ -19,7 +19,7 @@ import (
 // admin, not to another account; an operator's override is answered.
 func TestRulesThroughServe(t *testing.T) {
 	cfg := twoAccounts(t, "")
-	cfg.RulesInterval = 50 * time.Millisecond
+	cfg.RulesInterval = 200 * time.Millisecond
 	cfg.Accounts[0].SenderDomains = []string{"news.acme.example"}
 	base, _ := runApp(t, cfg)
 
@@ -52,7 +52,7 @@ func TestRulesThroughServe(t *testing.T) {
 			Sample   int64             `json:"sample"`
 		} `json:"flags"`
 	}
-	waitUntil(t, "the complaint flag", 20*time.Second, func() bool {
+	waitUntil(t, "the complaint flag", 90*time.Second, func() bool {
 		status, out := do(t, "GET", base+"/v1/flags?active=true&sender_domain=news.acme.example", "acme-key")
 		if status != http.StatusOK {
 			t.Fatalf("flags: %d %s", status, out)
@@ -82,7 +82,7 @@ func TestRulesThroughServe(t *testing.T) {
 			Source string            `json:"source"`
 		} `json:"decisions"`
 	}
-	waitUntil(t, "the pause decision", 20*time.Second, func() bool {
+	waitUntil(t, "the pause decision", 90*time.Second, func() bool {
 		status, out := do(t, "GET", base+"/v1/decisions?sender_domain=news.acme.example", "acme-key")
 		if status != http.StatusOK {
 			t.Fatalf("decisions: %d %s", status, out)
@@ -132,7 +132,7 @@ func TestSendingObeysDecisions(t *testing.T) {
 	relay := startTestRelay(t, nil)
 	cfg, _ := sendingConfig(t, "", relay.addr)
 	cfg.Sender.WarmedDomains = []string{"news.acme.example"}
-	cfg.RulesInterval = 50 * time.Millisecond
+	cfg.RulesInterval = 200 * time.Millisecond
 	base, _, _ := runSendingApp(t, cfg)
 
 	until := time.Now().UTC().Add(time.Hour).Format(time.RFC3339)
