@@ -13,21 +13,27 @@ import (
 )
 
 func init() {
-	commands["rules"] = command{"check a rules file", runRules}
+	commands["rules"] = command{"check a rules file, or backtest rules over stored events", runRules}
 }
 
 // rulesSubcommands are the subcommands of `repute rules`.
 var rulesSubcommands = map[string]func(args []string, stdout, stderr io.Writer) int{
-	"check": runRulesCheck,
+	"check":    runRulesCheck,
+	"backtest": runRulesBacktest,
 }
 
 const rulesUsage = `Usage:
   repute rules check FILE
+  repute rules backtest --from DATE --to DATE [--every DURATION] [--rules FILE] [--json] [flags]
 
 check validates a rules file (the format of the built-in rules,
 rules/defaults.yaml): it prints each problem with its line, FILE:LINE:
 problem, and exits with 1; a valid file gets a summary and exit status 0.
 FILE - reads the standard input. A wrong command line exits with 2.
+
+backtest replays the rules over the stored events day by day and prints the
+flags raised and cleared and the decisions issued (repute rules backtest
+--help says more).
 `
 
 func runRules(args []string, stdout, stderr io.Writer) int {

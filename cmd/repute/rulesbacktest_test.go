@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"repute/metrics"
+	"repute/metrics/duckdb"
+	"repute/rules"
+)
+
+// backtestDay0 is the first day of the synthetic history.
+var backtestDay0 = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+
+// backtestPerDay is the mail sent a day: small, because the DuckDB store's
+// statistics scan the raw events (its roll-ups are still to come) and a
+// backtest queries them several times per instant.
+const backtestPerDay = 300
+
+// backtestStore writes 10 days of one sender domain into a DuckDB store
+// in a temporary data directory: 300 sent and delivered a day to Gmail,
+// 200 of them opened by people (67%, over the 50% rule), and on day 5
+// (2026-03-06) 15 complaints: 15 / 1,800 delivered in the 7 days before
+// 2026-03-07 is 0.83%, over the 0.5% pause threshold.
+func backtestStore(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := duckdb.Open(filepath.Join(dir, "repute.duckdb"), duckdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []metrics.Event
+	for day := range 10 {
+		base := backtestDay0.AddDate(0, 0, day).Add(10 * time.Hour)
+		for i := range backtestPerDay {
+			rcpt := fmt.Sprintf("r%d.%d@gmail.com", day, i)
+			id := fmt.Sprintf("<m%d.%d@news.acme.example>", day, i)
+			ev := metrics.Event{Account: "acme", SenderDomain: "news.acme.example", SendingIP: "192.0.2.1",
+				MessageID: id, Recipient: rcpt, RecipientDomain: "gmail.com", ISP: "gmail"}
+			sent, delivered := ev, ev
+			sent.EventID, sent.Time, sent.Kind = fmt.Sprintf("s%d.%d", day, i), base, metrics.KindSent
+			delivered.EventID, delivered.Time, delivered.Kind = fmt.Sprintf("d%d.%d", day, i), base.Add(time.Minute), metrics.KindDelivered
+			events = append(events, sent, delivered)
+			if i < backtestPerDay*2/3 {
+				open := ev
+				open.EventID, open.Time, open.Kind = fmt.Sprintf("o%d.%d", day, i), base.Add(2*time.Hour), metrics.KindOpened
+				open.Machine = metrics.Verdict(false)
+				events = append(events, open)
+			}
+			if day == 5 && i < backtestPerDay/20 {
+				c := ev
+				c.EventID, c.Time, c.Kind = fmt.Sprintf("c%d.%d", day, i), base.Add(4*time.Hour), metrics.KindComplained
+				c.FeedbackType = "abuse"
+				events = append(events, c)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := st.Append(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// backtestEnv keeps the developer's environment out of the configuration.
+func backtestEnv(t *testing.T) {
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "REPUTE_") {
+			t.Setenv(k, "")
+		}
+	}
+}
+
+// TestRulesBacktest replays the built-in rules over the 10 days: the
+// complaint spike of 2026-03-06 raises the pause flags at the first instant
+// after it (2026-03-07) and pauses the sender domain and its IP; the flags
+// clear when the spike leaves the 7-day window (2026-03-14), and a resume
+// follows. Before the spike the warm-up holds day 1: 300 a day is under
+// 80% of its cap of 1,000.
+func TestRulesBacktest(t *testing.T) {
+	backtestEnv(t)
+	dir := backtestStore(t)
+	var stdout, stderr bytes.Buffer
+	code := runMain([]string{"rules", "backtest", "--data", dir, "--from", "2026-03-01", "--to", "2026-03-15", "--json"},
+		&stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var header backtestHeader
+	if err := json.Unmarshal([]byte(lines[0]), &header); err != nil {
+		t.Fatalf("header %s: %v", lines[0], err)
+	}
+	if header.Type != "backtest" || header.Rules != "built-in" || len(header.PatternsSkipped) == 0 || header.Note == "" {
+		t.Errorf("header %+v: want the built-in rules with the pattern rules named as skipped", header)
+	}
+
+	type flagChange struct{ day, rule, scope, severity string }
+	type decision struct{ day, scope, action string }
+	var raised, cleared []flagChange
+	var decisions []decision
+	days := map[string]bool{}
+	for _, l := range lines[1:] {
+		var bl struct {
+			Type   string    `json:"type"`
+			At     time.Time `json:"at"`
+			Active *bool     `json:"active"`
+			Flag   *struct {
+				Rule     string            `json:"rule"`
+				Scope    map[string]string `json:"scope"`
+				Severity string            `json:"severity"`
+			} `json:"flag"`
+			Decision *struct {
+				Scope     map[string]string `json:"scope"`
+				Action    string            `json:"action"`
+				WarmupDay int               `json:"warmup_day"`
+			} `json:"decision"`
+		}
+		if err := json.Unmarshal([]byte(l), &bl); err != nil {
+			t.Fatalf("line %s: %v", l, err)
+		}
+		day := bl.At.Format(time.DateOnly)
+		days[day] = true
+		switch bl.Type {
+		case "flag":
+			s := bl.Flag.Scope["sender_domain"] + "/" + bl.Flag.Scope["isp"]
+			fc := flagChange{day, bl.Flag.Rule, s, bl.Flag.Severity}
+			if *bl.Active {
+				raised = append(raised, fc)
+			} else {
+				cleared = append(cleared, fc)
+			}
+		case "decision":
+			decisions = append(decisions, decision{day, bl.Decision.Scope["sender_domain"] + "/" + bl.Decision.Scope["sending_ip"],
+				fmt.Sprintf("%s/%d", bl.Decision.Action, bl.Decision.WarmupDay)})
+		case "unchanged":
+		default:
+			t.Errorf("line %s: unknown type", l)
+		}
+	}
+	if len(days) != 15 {
+		t.Errorf("%d days in the output, want 15 (every instant once at least): %v", len(days), days)
+	}
+	wantFlags := []flagChange{
+		{"2026-03-07", "complaint_rate", "news.acme.example/", "pause"},
+		{"2026-03-07", "complaint_rate", "news.acme.example/gmail", "pause"},
+	}
+	if fmt.Sprint(raised) != fmt.Sprint(wantFlags) {
+		t.Errorf("raised %v, want %v", raised, wantFlags)
+	}
+	for i := range wantFlags {
+		wantFlags[i].day = "2026-03-14"
+	}
+	if fmt.Sprint(cleared) != fmt.Sprint(wantFlags) {
+		t.Errorf("cleared %v, want %v", cleared, wantFlags)
+	}
+
+	// A warm-up decision lasts until the next day boundary, so each day
+	// before the spike issues a new hold (day 1: 300 sent is under 80% of
+	// 1,000); the pause stands until its flag clears, then resume for an
+	// hour, then the day's hold again.
+	var want []decision
+	for _, day := range []string{"2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05", "2026-03-06"} {
+		want = append(want, decision{day, "news.acme.example/", "hold/1"}, decision{day, "news.acme.example/192.0.2.1", "hold/1"})
+	}
+	want = append(want,
+		decision{"2026-03-07", "news.acme.example/", "pause/1"}, decision{"2026-03-07", "news.acme.example/192.0.2.1", "pause/1"},
+		decision{"2026-03-14", "news.acme.example/", "resume/1"}, decision{"2026-03-14", "news.acme.example/192.0.2.1", "resume/1"},
+		decision{"2026-03-15", "news.acme.example/", "hold/1"}, decision{"2026-03-15", "news.acme.example/192.0.2.1", "hold/1"})
+	if fmt.Sprint(decisions) != fmt.Sprint(want) {
+		t.Errorf("decisions\n%v\nwant\n%v", decisions, want)
+	}
+	for _, d := range decisions {
+		if d.day == "2026-03-01" {
+			t.Errorf("a decision at the first instant, before anything was sent: %+v", d)
+		}
+	}
+}
+
+// TestRulesBacktestArgs: a wrong command line exits with 2 and says why;
+// a data directory without a store exits with 1.
+func TestRulesBacktestArgs(t *testing.T) {
+	backtestEnv(t)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--to", "2026-03-02"}, 2, "--from: missing"},
+		{[]string{"--from", "2026-03-02", "--to", "2026-03-01"}, 2, "--to is before --from"},
+		{[]string{"--from", "March", "--to", "2026-03-01"}, 2, `"March": want a DATE`},
+		{[]string{"--from", "2026-03-01", "--to", "2026-03-02", "--every", "0s"}, 2, "want a positive duration"},
+		{[]string{"--from", "2020-01-01", "--to", "2026-03-02", "--every", "1h"}, 2, "evaluation instants: at most"},
+		{[]string{"--from", "2026-03-01", "--to", "2026-03-02", "--rules", filepath.Join(dir, "none.yaml")}, 1, "none.yaml"},
+		{[]string{"--from", "2026-03-01", "--to", "2026-03-02"}, 1, "no store in the data directory"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := runMain(append([]string{"rules", "backtest", "--data", dir}, c.args...), &stdout, &stderr)
+		if code != c.code || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("backtest %q: exit %d, stderr %q; want %d and %q", c.args, code, stderr.String(), c.code, c.want)
+		}
+	}
+}
+
+// TestBacktestTable: the table names each flag change and decision on its
+// instant's line, and an instant without changes says so.
+func TestBacktestTable(t *testing.T) {
+	active := map[string]rules.Flag{}
+	at := backtestDay0
+	f := rules.Flag{Rule: "complaint_rate", Scope: rules.Scope{SenderDomain: "a.example"}, Severity: rules.SeverityWarning,
+		Value: 0.002, Threshold: 0.001, Sample: 2000, Window: "7d"}
+	if ch := flagChanges(active, []rules.Flag{f}, at); len(ch) != 1 || !ch[0].Active {
+		t.Fatalf("first: %+v, want one raised", ch)
+	}
+	if ch := flagChanges(active, []rules.Flag{f}, at); len(ch) != 0 {
+		t.Errorf("same flag again: %+v, want no change", ch)
+	}
+	f.Severity = rules.SeverityCritical
+	raised := flagChanges(active, []rules.Flag{f}, at)
+	if len(raised) != 1 || !raised[0].Active || raised[0].Flag.Severity != rules.SeverityCritical {
+		t.Errorf("severity change: %+v, want raised at critical", raised)
+	}
+	cleared := flagChanges(active, nil, at.Add(24*time.Hour))
+	if len(cleared) != 1 || cleared[0].Active || len(active) != 0 {
+		t.Errorf("gone: %+v (active %v), want one cleared", cleared, active)
+	}
+
+	var buf bytes.Buffer
+	p := newBacktestPrinter(&buf, false)
+	p.header(backtestOptions{from: at, to: at.Add(48 * time.Hour), every: 24 * time.Hour}, rules.Defaults())
+	p.instant(at, raised, []rules.Decision{{Scope: rules.DecisionScope{SenderDomain: "a.example"}, Action: rules.ActionHold,
+		WarmupDay: 3, DailyLimit: 2000, HourlyLimit: 400, Reasons: []rules.Reason{{Rule: "complaint_rate", Value: 0.004, Threshold: 0.003}}}}, 1)
+	p.instant(at.Add(24*time.Hour), nil, nil, 1)
+	if err := p.flush(); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		"# response-pattern rules are skipped",
+		"2026-03-01T00:00:00Z  raised     complaint_rate  sender_domain=a.example  critical value=0.002 threshold=0.001 sample=2000 window=7d",
+		"2026-03-01T00:00:00Z  decision   hold            a.example//              day=3 daily=2000 hourly=400 reasons=complaint_rate=0.004/0.003",
+		"2026-03-02T00:00:00Z  unchanged",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
