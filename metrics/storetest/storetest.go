@@ -37,6 +37,14 @@
 //     same changes in the same order, those of the address and the account
 //     asked (exact values), strictly after (AfterTime, AfterID) in (Time,
 //     ID) order when either is set, at most Limit when it is positive.
+//   - A store that keeps the rules history (metrics.RulesHistory) returns
+//     every field of a decision and of a flag change as appended (times
+//     to the nanosecond, a zero time as zero, a nil limit as nil), each
+//     decision's (ID, Seq) and each flag change's ID once however often it
+//     was appended (the first stored wins), decisions in (IssuedAt, Seq,
+//     ID) order and flag changes in (Time, ID) order, never a nil slice;
+//     the queries keep times in [From, To) (a zero bound is open), the
+//     sender domain asked (exact) and at most Limit when it is positive.
 //
 // Event times are fixed (around 2026-11-24T10:00:00Z), so results do not
 // depend on the clock.
@@ -124,6 +132,12 @@ var tests = []struct {
 	{"SuppressionFindLimit", testSuppressionFindLimit},
 	{"SuppressionFindPaging", testSuppressionFindPaging},
 	{"SuppressionFollow", testSuppressionFollow},
+	{"RulesDecisions", testRulesDecisions},
+	{"RulesDecisionsIdempotent", testRulesDecisionsIdempotent},
+	{"RulesDecisionsFilter", testRulesDecisionsFilter},
+	{"RulesFlagChanges", testRulesFlagChanges},
+	{"RulesFlagChangesIdempotent", testRulesFlagChangesIdempotent},
+	{"RulesFlagChangesFilter", testRulesFlagChangesFilter},
 }
 
 // suite is the state of one subtest: the harness and the current store.

@@ -1,6 +1,7 @@
 package storetest_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -35,6 +36,9 @@ type memData struct {
 	keys   map[metrics.Key]bool
 	// changes is the suppression log, by id.
 	changes map[string]metrics.SuppressionChange
+	// decisions and flags are the rules history, by identity.
+	decisions map[decisionKey]metrics.StoredDecision
+	flags     map[string]metrics.StoredFlagChange
 }
 
 type memStore struct{ data *memData }
@@ -230,4 +234,92 @@ func (s *memStore) FindSuppressionChanges(_ context.Context, q metrics.Suppressi
 		}
 	}
 	return nil
+}
+
+type decisionKey struct {
+	id  string
+	seq int64
+}
+
+// inWindow reports whether t is in [from, to), a zero bound open.
+func inWindow(t, from, to time.Time) bool {
+	return (from.IsZero() || !t.Before(from)) && (to.IsZero() || t.Before(to))
+}
+
+func (s *memStore) AppendDecisions(_ context.Context, ds []metrics.StoredDecision) error {
+	d := s.data
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.decisions == nil {
+		d.decisions = map[decisionKey]metrics.StoredDecision{}
+	}
+	for _, x := range ds {
+		k := decisionKey{x.ID, x.Seq}
+		if _, ok := d.decisions[k]; !ok {
+			d.decisions[k] = x
+		}
+	}
+	return nil
+}
+
+func (s *memStore) Decisions(_ context.Context, q metrics.DecisionQuery) ([]metrics.StoredDecision, error) {
+	d := s.data
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := []metrics.StoredDecision{}
+	for _, x := range d.decisions {
+		if inWindow(x.IssuedAt, q.From, q.To) && (q.SenderDomain == "" || x.SenderDomain == q.SenderDomain) {
+			out = append(out, x)
+		}
+	}
+	slices.SortFunc(out, func(a, b metrics.StoredDecision) int {
+		if c := a.IssuedAt.Compare(b.IssuedAt); c != 0 {
+			return c
+		}
+		if a.Seq != b.Seq {
+			return cmp.Compare(a.Seq, b.Seq)
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
+	return out, nil
+}
+
+func (s *memStore) AppendFlagChanges(_ context.Context, cs []metrics.StoredFlagChange) error {
+	d := s.data
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.flags == nil {
+		d.flags = map[string]metrics.StoredFlagChange{}
+	}
+	for _, c := range cs {
+		if _, ok := d.flags[c.ID]; !ok {
+			d.flags[c.ID] = c
+		}
+	}
+	return nil
+}
+
+func (s *memStore) FlagChanges(_ context.Context, q metrics.FlagChangeQuery) ([]metrics.StoredFlagChange, error) {
+	d := s.data
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := []metrics.StoredFlagChange{}
+	for _, c := range d.flags {
+		if inWindow(c.Time, q.From, q.To) && (q.SenderDomain == "" || c.SenderDomain == q.SenderDomain) {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b metrics.StoredFlagChange) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
+	return out, nil
 }
