@@ -37,9 +37,18 @@ type kafkaConfig struct {
 	EventTopics     []string `yaml:"event_topics"`
 	KumoMTATopics   []string `yaml:"kumomta_topics"`
 	DeadLetterTopic string   `yaml:"dead_letter_topic"`
+	// DecisionsTopic, when set, receives every new throttle decision,
+	// keyed by its scope (decisionstopic.go). It needs no consumer topic.
+	DecisionsTopic string `yaml:"decisions_topic"`
 	// Account is the account of raw reports that match no send, and of
 	// event and KumoMTA records that name none.
 	Account string `yaml:"account"`
+}
+
+// consumes reports whether the kafka: section names topics to read: the
+// consumer runs only then (decisions_topic alone only publishes).
+func (k kafkaConfig) consumes() bool {
+	return len(k.Brokers) > 0 && len(k.RawTopics)+len(k.EventTopics)+len(k.KumoMTATopics) > 0
 }
 
 // The defaults of an imap: mailbox.
@@ -137,15 +146,23 @@ func (c *serveConfig) checkFeedback(getenv func(string) string, resolve bool) er
 	}
 	k := &c.Kafka
 	if len(k.Brokers) == 0 {
-		if len(k.RawTopics)+len(k.EventTopics)+len(k.KumoMTATopics) > 0 || k.Group != "" {
+		if len(k.RawTopics)+len(k.EventTopics)+len(k.KumoMTATopics) > 0 || k.Group != "" || k.DecisionsTopic != "" {
 			return errors.New("kafka.brokers: required when the kafka: section names topics")
 		}
 		return nil
 	}
 	k.Group = cmpOr(k.Group, "repute")
 	k.DeadLetterTopic = cmpOr(k.DeadLetterTopic, "repute-dead-letter")
-	if len(k.RawTopics)+len(k.EventTopics)+len(k.KumoMTATopics) == 0 {
-		return errors.New("kafka: no topics: name raw_topics, event_topics or kumomta_topics")
+	if k.DecisionsTopic != "" {
+		// Reading what it publishes would feed repute its own decisions.
+		for _, t := range append(append(append([]string{k.DeadLetterTopic}, k.RawTopics...), k.EventTopics...), k.KumoMTATopics...) {
+			if t == k.DecisionsTopic {
+				return fmt.Errorf("kafka.decisions_topic %q: also a topic repute reads or dead-letters to", t)
+			}
+		}
+	}
+	if !k.consumes() && k.DecisionsTopic == "" {
+		return errors.New("kafka: no topics: name raw_topics, event_topics, kumomta_topics or decisions_topic")
 	}
 	if len(k.RawTopics)+len(k.KumoMTATopics) > 0 || k.Account != "" {
 		if err := checkAccount("kafka", k.Account); err != nil {

@@ -67,6 +67,9 @@ func TestFeedbackConfigErrors(t *testing.T) {
 		{"misspelt key", "    user:", "    usr:", `unknown key "usr" (did you mean user?)`},
 		{"kafka without topics", "  raw_topics: [bounces]\n  event_topics: [events]\n", "", "kafka: no topics"},
 		{"topics without brokers", "  brokers: [127.0.0.1:9092]\n", "", "kafka.brokers: required"},
+		{"decisions topic without brokers", "  brokers: [127.0.0.1:9092]\n  raw_topics: [bounces]\n  event_topics: [events]\n", "  decisions_topic: decisions\n", "kafka.brokers: required"},
+		{"decisions topic read back", "event_topics: [events]\n", "event_topics: [events]\n  decisions_topic: events\n", `kafka.decisions_topic "events": also a topic repute reads`},
+		{"decisions topic is the dead-letter topic", "event_topics: [events]\n", "event_topics: [events]\n  decisions_topic: repute-dead-letter\n", "also a topic repute reads or dead-letters to"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			yaml := strings.Replace(feedbackYAML, tt.from, tt.to, 1)
@@ -78,6 +81,26 @@ func TestFeedbackConfigErrors(t *testing.T) {
 				t.Errorf("error %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestDecisionsTopicConfig: decisions_topic alone publishes, with no
+// consumer.
+func TestDecisionsTopicConfig(t *testing.T) {
+	yaml := strings.Replace(feedbackYAML, "  raw_topics: [bounces]\n  event_topics: [events]\n", "  decisions_topic: repute-decisions\n", 1)
+	cfg, err := loadYAML(t, yaml, map[string]string{"IMAP_PW": "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := cfg.Kafka; k.DecisionsTopic != "repute-decisions" || k.consumes() {
+		t.Errorf("kafka: %+v (consumes %v), want decisions_topic set and no consumer", k, k.consumes())
+	}
+	cfg, err = loadYAML(t, feedbackYAML, map[string]string{"IMAP_PW": "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := cfg.Kafka; k.DecisionsTopic != "" || !k.consumes() {
+		t.Errorf("kafka: %+v (consumes %v), want a consumer and no decisions_topic", k, k.consumes())
 	}
 }
 

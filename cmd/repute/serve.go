@@ -106,6 +106,9 @@ type app struct {
 	sending *sending
 	// rules is the rule engine: flags, warm-up and throttle decisions.
 	rules *ruleEngine
+	// decisionsTopic publishes the decisions to kafka.decisions_topic
+	// (nil: not set).
+	decisionsTopic *decisionsTopic
 
 	// tracking serves /t/o, /t/c and /t/u (tracking.go); trackLn is
 	// tracking_listen's listener, nil when they are served on listen.
@@ -225,6 +228,11 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		pacer = a.sending.decisionPacer()
 	}
 	if a.rules, err = newRuleEngine(cfg, a.store, pacer, log.With("component", "rules")); err != nil {
+		a.close()
+		return nil, err
+	}
+	if a.decisionsTopic, err = newDecisionsTopic(cfg.Kafka, a.rules.decider.Store(), reg,
+		log.With("component", "decisions-topic"), decisionsTopicOptions{}); err != nil {
 		a.close()
 		return nil, err
 	}
@@ -511,6 +519,7 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 		})
 		wg.Go(func() { a.webhooks.run(sourcesCtx) })
 		wg.Go(func() { a.rules.run(sourcesCtx) })
+		wg.Go(func() { a.decisionsTopic.run(sourcesCtx) }) // nil: returns at once
 		if a.sending != nil {
 			wg.Go(func() { a.sending.run(sourcesCtx) })
 		}

@@ -60,7 +60,7 @@ func (a *app) feedbackSources(procs processorFactory, reg prometheus.Registerer)
 		}
 		out = append(out, source{name: "imap " + m.Name, run: r.Run})
 	}
-	if k := a.cfg.Kafka; len(k.Brokers) > 0 {
+	if k := a.cfg.Kafka; k.consumes() {
 		opts := kafka.Options{
 			Brokers: k.Brokers, Group: k.Group,
 			EventTopics: k.EventTopics, KumoMTATopics: k.KumoMTATopics, RawTopics: k.RawTopics,
