@@ -110,6 +110,11 @@ type accountConfig struct {
 	// domain) the account may send from through POST /v1/messages: one
 	// tenant must not send as another's domain.
 	SenderDomains []string `yaml:"sender_domains"`
+	// SkipWarmup lets a small registration or transactional sender (under
+	// 10,000 a day) skip the warm-up of its sender_domains, as
+	// THRESHOLDS.md allows: no schedule, but the rule engine holds it to
+	// 10,000 a day and its rate rules still slow or pause it.
+	SkipWarmup bool `yaml:"skip_warmup"`
 
 	webhookSecret string // resolved
 }

@@ -47,7 +47,11 @@ func newRuleEngine(cfg serveConfig, store metrics.Store, pacer rules.Pacer, log 
 	for _, d := range cfg.Sender.WarmedDomains {
 		warmed[d] = true
 	}
-	warmup, err := rules.NewWarmup(rules.WarmupConfig{Warmed: func(d string) bool { return warmed[d] }}, storeVolumes{store})
+	skip := skipWarmupDomains(cfg.Accounts)
+	warmup, err := rules.NewWarmup(rules.WarmupConfig{
+		Warmed:     func(d string) bool { return warmed[d] },
+		SkipWarmup: func(d string) bool { return skip[d] },
+	}, storeVolumes{store})
 	if err != nil {
 		return nil, err
 	}

@@ -175,3 +175,16 @@ func TestSendingObeysDecisions(t *testing.T) {
 	}
 	waitUntil(t, "the messages after the resume", 10*time.Second, func() bool { return len(relay.received()) == 3 })
 }
+
+// skip_warmup: the account's sender domains skip the warm-up, read from
+// the config as the rule engine and the pacer see them.
+func TestSkipWarmupDomains(t *testing.T) {
+	accounts := []accountConfig{
+		{Name: "acme", SenderDomains: []string{"news.acme.example", "codes.acme.example"}, SkipWarmup: true},
+		{Name: "globex", SenderDomains: []string{"mail.globex.example"}},
+	}
+	skip := skipWarmupDomains(accounts)
+	if len(skip) != 2 || !skip["news.acme.example"] || !skip["codes.acme.example"] || skip["mail.globex.example"] {
+		t.Errorf("skipWarmupDomains = %v, want acme's two domains", skip)
+	}
+}

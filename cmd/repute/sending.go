@@ -74,6 +74,9 @@ func (c senderConfig) on() bool { return c.Relay != "" }
 func (c *serveConfig) checkSender(getenv func(string) string, resolve bool) error {
 	for i := range c.Accounts {
 		acc := &c.Accounts[i]
+		if acc.SkipWarmup && len(acc.SenderDomains) == 0 {
+			return fmt.Errorf("accounts: account %q: skip_warmup needs sender_domains: the domains that skip the warm-up", acc.Name)
+		}
 		for j, d := range acc.SenderDomains {
 			n, err := suppress.NormalizeDomain(d)
 			if err != nil || !isDomainName(n) {
@@ -270,8 +273,13 @@ func newSending(cfg serveConfig, keys signingKeys, stats metrics.StatsReader, pi
 		relay.TLSConfig = &tls.Config{RootCAs: pool}
 	}
 	po := sender.PacerOptions{History: sender.StoreHistory{Stats: stats}}
-	if len(sc.WarmedDomains) > 0 {
-		warmed := make(map[string]bool, len(sc.WarmedDomains))
+	// The pacer's own schedule does not hold domains that are warm already,
+	// nor those of skip_warmup accounts (the rule engine caps these).
+	if skip := skipWarmupDomains(cfg.Accounts); len(sc.WarmedDomains) > 0 || len(skip) > 0 {
+		warmed := make(map[string]bool, len(sc.WarmedDomains)+len(skip))
+		for d := range skip {
+			warmed[d] = true
+		}
 		for _, d := range sc.WarmedDomains {
 			warmed[d] = true
 		}
@@ -512,4 +520,18 @@ func (p *repacingPacer) SetOverride(scope sender.Scope, o sender.Override) {
 func (p *repacingPacer) ClearOverride(scope sender.Scope) {
 	p.pacer.ClearOverride(scope)
 	p.sender.Repace()
+}
+
+// skipWarmupDomains are the sender domains of the accounts with
+// skip_warmup.
+func skipWarmupDomains(accounts []accountConfig) map[string]bool {
+	skip := map[string]bool{}
+	for _, acc := range accounts {
+		if acc.SkipWarmup {
+			for _, d := range acc.SenderDomains {
+				skip[d] = true
+			}
+		}
+	}
+	return skip
 }

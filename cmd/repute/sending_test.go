@@ -617,6 +617,7 @@ func TestSendingConfig(t *testing.T) {
 		{"dkim domain", base + "  dkim:\n    - {domain: x, selector: s, key_file: k}\n", "sender.dkim[0].domain"},
 		{"typo", base + "  relay_is_finale: true\n", "did you mean relay_is_final"},
 		{"sender_domains", "accounts:\n  - name: acme\n    sender_domains: [\"a b\"]\n", "sender_domains[0]"},
+		{"skip_warmup without domains", "accounts:\n  - name: acme\n    skip_warmup: true\n", `account "acme": skip_warmup needs sender_domains`},
 		{"warmed_domains", base + "  warmed_domains: [news.acme.example, \"a b\"]\n", `sender.warmed_domains[1]: "a b": want a domain`},
 		{"warmed_domains literal", base + "  warmed_domains: [\"[192.0.2.1]\"]\n", "sender.warmed_domains[0]"},
 		{"warmed_domains one label", base + "  warmed_domains: [localhost]\n", "sender.warmed_domains[0]"},
