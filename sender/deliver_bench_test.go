@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"repute/metrics"
 )
 
@@ -87,56 +85,7 @@ func BenchmarkDeliver(b *testing.B) {
 func BenchmarkDeliverCeiling(b *testing.B) {
 	for _, conns := range []int{1, 8} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
-			r := startRelay(b, "127.0.0.1:0", func(r *testRelay) { r.discard = true })
-			items := benchItems(b.N)
-			clients := make([]*smtp.Client, conns)
-			for i := range clients {
-				c, err := smtp.Dial(r.addr)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := c.Hello("localhost"); err != nil {
-					b.Fatal(err)
-				}
-				clients[i] = c
-			}
-			b.ResetTimer()
-			var wg sync.WaitGroup
-			for w, c := range clients {
-				wg.Go(func() {
-					for i := w; i < len(items); i += conns {
-						it := items[i]
-						if err := c.Mail(it.EnvelopeFrom, &smtp.MailOptions{Return: smtp.DSNReturnHeaders, EnvelopeID: it.Ref.String(), Size: int64(len(it.Data))}); err != nil {
-							b.Error(err)
-							return
-						}
-						if err := c.Rcpt(it.Recipient, &smtp.RcptOptions{
-							Notify:                []smtp.DSNNotify{smtp.DSNNotifySuccess, smtp.DSNNotifyFailure, smtp.DSNNotifyDelayed},
-							OriginalRecipientType: smtp.DSNAddressTypeRFC822, OriginalRecipient: it.Recipient,
-						}); err != nil {
-							b.Error(err)
-							return
-						}
-						w, err := c.Data()
-						if err == nil {
-							_, err = w.Write(it.Data)
-						}
-						if err == nil {
-							err = w.Close()
-						}
-						if err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-			for _, c := range clients {
-				c.Quit()
-			}
+			benchCeilingItems(b, conns, benchItems(b.N))
 		})
 	}
 }

@@ -120,6 +120,17 @@ func benchSend(b *testing.B, conns int, keys []DKIMKey, m *Message) {
 
 // benchCeiling sends it b.N times over conns bare go-smtp clients.
 func benchCeiling(b *testing.B, conns int, it *Item) {
+	items := make([]*Item, b.N)
+	for i := range items {
+		items[i] = it
+	}
+	benchCeilingItems(b, conns, items)
+}
+
+// benchCeilingItems sends items over conns bare go-smtp clients, with the
+// MAIL (RET, ENVID), RCPT (NOTIFY, ORCPT) and DATA the sender uses, no
+// queue and no events: the ceiling of BenchmarkDeliver and BenchmarkSend.
+func benchCeilingItems(b *testing.B, conns int, items []*Item) {
 	r := startRelay(b, "127.0.0.1:0", func(r *testRelay) { r.discard = true })
 	clients := make([]*smtp.Client, conns)
 	for i := range clients {
@@ -137,7 +148,8 @@ func benchCeiling(b *testing.B, conns int, it *Item) {
 	var wg sync.WaitGroup
 	for w, c := range clients {
 		wg.Go(func() {
-			for i := w; i < b.N; i += conns {
+			for i := w; i < len(items); i += conns {
+				it := items[i]
 				if err := c.Mail(it.EnvelopeFrom, &smtp.MailOptions{Return: smtp.DSNReturnHeaders, EnvelopeID: it.Ref.String(), Size: int64(len(it.Data))}); err != nil {
 					b.Error(err)
 					return

@@ -413,22 +413,10 @@ func (d *decoder) uv() uint64 {
 	return v
 }
 
+// zz reads a signed varint: binary.Varint's zig-zag form of a Uvarint.
 func (d *decoder) zz() int64 {
-	if d.err != nil {
-		return 0
-	}
-	avail := d.fill(binary.MaxVarintLen64)
-	v, n := binary.Varint(d.buf[d.pos : d.pos+avail])
-	switch {
-	case n == 0:
-		d.fail(errTruncated)
-		return 0
-	case n < 0:
-		d.fail(snapshotErr("a number overflows"))
-		return 0
-	}
-	d.pos += n
-	return v
+	u := d.uv()
+	return int64(u>>1) ^ -int64(u&1)
 }
 
 // count reads a number of items.

@@ -156,7 +156,8 @@ func sendingConfig(t *testing.T, backend, addr string) (serveConfig, ed25519.Pub
 	return cfg, pub
 }
 
-// runSendingApp is runApp that also returns the app, for its store.
+// runSendingApp starts repute serve in process and returns its base URL,
+// the app (for its store) and a stop that shuts it down cleanly.
 func runSendingApp(t *testing.T, cfg serveConfig) (string, *app, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
