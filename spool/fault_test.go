@@ -5,6 +5,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"time"
 )
 
 // faultyFile fails the next write (after writing half of it, as a full
@@ -57,13 +58,19 @@ func TestWriteFailure(t *testing.T) {
 	ff := injectFaults(s)
 	before := s.Stats()
 	ff.failWrite = true
-	if err := s.Append(payloadFor(99)); !errors.Is(err, errInjected) {
-		t.Fatalf("Append with a failing write = %v, want the write error", err)
+	if err := s.Append(payloadFor(99)); !errors.Is(err, errInjected) || !errors.Is(err, ErrDisk) {
+		t.Fatalf("Append with a failing write = %v, want a disk error wrapping the write error", err)
+	}
+	if h := s.Health(); !errors.Is(h, errInjected) {
+		t.Errorf("Health after a failed write = %v, want the write error", h)
 	}
 	if st := s.Stats(); st != before {
 		t.Errorf("Stats after a failed Append = %+v, want unchanged %+v", st, before)
 	}
 	appendN(t, s, 5, 10)
+	if h := s.Health(); h != nil {
+		t.Errorf("Health after a durable Append = %v, want nil", h)
+	}
 	s.Close()
 
 	var logs logBuffer
@@ -77,38 +84,169 @@ func TestWriteFailure(t *testing.T) {
 	wantRecords(t, c.got(), 0, 10)
 }
 
-// TestSyncFailure: after a failed fsync the file's state is unknown, so
-// every later Append fails until the spool is reopened; what was
-// acknowledged before is still delivered.
+// TestSyncFailure: after a failed fsync the bytes not yet durable are in
+// an unknown state; the Append fails (nothing acknowledged), the next one
+// cuts the segment back to its durable end and goes on, without a reopen.
+// What was acknowledged is delivered, exactly once, and the record whose
+// fsync failed never is.
 func TestSyncFailure(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir, Options{})
 	appendN(t, s, 0, 5)
 	ff := injectFaults(s)
 	ff.failSync = true
-	if err := s.Append(payloadFor(5)); !errors.Is(err, errInjected) {
-		t.Fatalf("Append with a failing fsync = %v, want the fsync error", err)
+	err := s.Append(payloadFor(5))
+	var de *DiskError
+	if !errors.Is(err, errInjected) || !errors.Is(err, ErrDisk) || !errors.As(err, &de) || de.Op != "sync" {
+		t.Fatalf("Append with a failing fsync = %v, want a *DiskError of op sync wrapping the fsync error", err)
+	}
+	if h := s.Health(); !errors.Is(h, errInjected) {
+		t.Errorf("Health after a failed fsync = %v, want the fsync error", h)
+	}
+	// Still failing: the repair's own fsync fails, nothing is written.
+	if err := s.Append(payloadFor(6)); !errors.Is(err, ErrDisk) {
+		t.Fatalf("Append while fsync still fails = %v, want a disk error", err)
 	}
 	ff.mu.Lock()
 	ff.failSync = false
 	ff.mu.Unlock()
-	if err := s.Append(payloadFor(6)); !errors.Is(err, errInjected) {
-		t.Fatalf("Append after a failed fsync = %v, want the sticky error", err)
+	appendN(t, s, 7, 9)
+	if h := s.Health(); h != nil {
+		t.Errorf("Health after a durable Append = %v, want nil", h)
 	}
-	if err := s.Close(); !errors.Is(err, errInjected) {
-		t.Errorf("Close after a failed fsync = %v, want the sticky error", err)
+	if st := s.Stats(); st.Records != 7 {
+		t.Errorf("Stats().Records = %d, want 7 (the cut-off record not counted)", st.Records)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
 	}
 
-	s = openT(t, dir, Options{})
+	var logs logBuffer
+	s = openT(t, dir, Options{Logger: newLogger(&logs)})
 	defer s.Close()
-	appendN(t, s, 7, 8)
+	if logs.String() != "" {
+		t.Errorf("Open logged %q, want a clean segment", logs.String())
+	}
 	var c collector
 	drain(t, s, &c)
-	// Record 5 was written but not acknowledged: it may come (the
-	// client retries it, the store collapses the duplicate).
 	got := c.got()
-	wantRecords(t, got[:5], 0, 5)
-	if rest := got[5:]; len(rest) != 1 && len(rest) != 2 || string(rest[len(rest)-1]) != string(payloadFor(7)) {
-		t.Errorf("after the acknowledged records got %q, want [record 5] and record 7", rest)
+	want := [][]byte{}
+	for _, i := range []int{0, 1, 2, 3, 4, 7, 8} {
+		want = append(want, payloadFor(i))
+	}
+	if len(got) != len(want) {
+		t.Fatalf("delivered %d records %q, want %d: 0-4, 7, 8", len(got), got, len(want))
+	}
+	for i := range want {
+		if string(got[i]) != string(want[i]) {
+			t.Errorf("record %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+// TestSyncFailureConcurrent: Appends racing a failing fsync, some sharing
+// it (group commit); every Append that returned nil is delivered, once,
+// and none that failed is.
+func TestSyncFailureConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{}) // one segment: the faults apply throughout
+	ff := injectFaults(s)
+	const workers, each = 8, 200
+	var (
+		mu    sync.Mutex
+		acked = map[string]bool{}
+		wg    sync.WaitGroup
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				n := w*each + i
+				if n%50 == 7 {
+					ff.mu.Lock()
+					ff.failSync = !ff.failSync
+					ff.mu.Unlock()
+				}
+				p := payloadFor(n)
+				if err := s.Append(p); err == nil {
+					mu.Lock()
+					acked[string(p)] = true
+					mu.Unlock()
+				} else if !errors.Is(err, ErrDisk) {
+					t.Errorf("Append: %v, want nil or a disk error", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	ff.mu.Lock()
+	ff.failSync = false
+	ff.mu.Unlock()
+	if err := s.Append([]byte("last")); err != nil {
+		t.Fatalf("Append after the faults: %v", err)
+	}
+	acked["last"] = true
+	if len(acked) < 2 || len(acked) >= workers*each {
+		t.Fatalf("%d Appends acknowledged: the test did not exercise both outcomes", len(acked))
+	}
+	var c collector
+	drain(t, s, &c)
+	seen := map[string]int{}
+	for _, p := range c.got() {
+		seen[string(p)]++
+	}
+	for p := range acked {
+		if seen[p] != 1 {
+			t.Errorf("acknowledged record %.20q delivered %d times, want once", p, seen[p])
+		}
+	}
+	for p := range seen {
+		if !acked[p] {
+			t.Errorf("record %.20q delivered but its Append failed", p)
+		}
+	}
+	s.Close()
+}
+
+// TestProbe: after a failure Probe repairs and clears it without a
+// client's Append; while the fault lasts it reports it.
+func TestProbe(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	defer s.Close()
+	if err := s.Probe(); err != nil {
+		t.Fatalf("Probe of a healthy spool = %v", err)
+	}
+	appendN(t, s, 0, 3)
+	ff := injectFaults(s)
+	ff.failSync = true
+	if err := s.Append(payloadFor(3)); !errors.Is(err, ErrDisk) {
+		t.Fatalf("Append = %v, want a disk error", err)
+	}
+	if err := s.Probe(); !errors.Is(err, errInjected) {
+		t.Errorf("Probe while fsync fails = %v, want the fsync error", err)
+	}
+	ff.mu.Lock()
+	ff.failSync = false
+	ff.mu.Unlock()
+	if err := s.Probe(); err == nil {
+		t.Errorf("Probe within a second of the last = nil, want the failure still reported (no I/O)")
+	}
+	s.mu.Lock()
+	s.probed = time.Time{}
+	s.mu.Unlock()
+	if err := s.Probe(); err != nil {
+		t.Errorf("Probe once the disk works = %v, want nil", err)
+	}
+	if h := s.Health(); h != nil {
+		t.Errorf("Health after a good Probe = %v, want nil", h)
+	}
+	if _, err := os.Stat(dir + "/probe.tmp"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("probe file left behind: %v", err)
+	}
+	appendN(t, s, 4, 6)
+	var c collector
+	drain(t, s, &c)
+	if got := c.got(); len(got) != 5 || string(got[3]) != string(payloadFor(4)) {
+		t.Errorf("delivered %q, want records 0-2, 4, 5", got)
 	}
 }

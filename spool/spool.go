@@ -142,6 +142,13 @@ type segmentFile interface {
 	Close() error
 }
 
+// waiter is an Append waiting for its record, which ends at end, to be
+// durable; repair sets cut when it cuts the record off.
+type waiter struct {
+	end pos
+	cut error
+}
+
 type segment struct {
 	seq  uint64
 	size int64 // final for sealed segments; the active one's is Spool.size
@@ -163,14 +170,24 @@ type Spool struct {
 	notify chan struct{} // a token after each durable append
 	done   chan struct{} // closed by Close
 
-	mu          sync.Mutex
-	synced      *sync.Cond  // broadcast when syncedTo, syncing or err change
-	segs        []segment   // undrained segments, oldest first; the last is active
-	f           segmentFile // active segment
-	size        int64       // bytes in the active segment
-	syncedTo    pos         // everything before it is durable
-	syncing     bool        // an Append is fsyncing f without holding mu
-	err         error       // sticky: a failed fsync leaves the file state unknown
+	mu       sync.Mutex
+	synced   *sync.Cond  // broadcast when syncedTo, syncing or err change
+	segs     []segment   // undrained segments, oldest first; the last is active
+	f        segmentFile // active segment
+	size     int64       // bytes in the active segment
+	syncedTo pos         // everything before it is durable
+	syncing  bool        // an Append is fsyncing f without holding mu
+	// err is set by a failed fsync (or a failed write that could not be
+	// undone): the active segment's bytes after syncedTo are in an
+	// unknown state, and the next Append repairs it before writing.
+	err           error
+	waiters       map[*waiter]struct{} // Appends waiting for their fsync
+	written       int64                // records written to the active segment
+	syncedWritten int64                // of which durable (before syncedTo)
+	// failure is the last disk failure, nil once a write or a Probe
+	// succeeded since (Health); probed is when Probe last tried.
+	failure     error
+	probed      time.Time
 	closed      bool
 	cursor      pos           // first undrained position
 	advanced    chan struct{} // closed and replaced when the cursor moves
@@ -198,6 +215,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		notify:       make(chan struct{}, 1),
 		done:         make(chan struct{}),
 		advanced:     make(chan struct{}),
+		waiters:      map[*waiter]struct{}{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -281,6 +299,13 @@ func (s *Spool) load() error {
 	}
 	if !found && len(seqs) > 0 {
 		cur = pos{seq: seqs[0]}
+	}
+	if !found {
+		// Written now so that it exists to be overwritten in place on
+		// a full disk (writeCursor), where creating a file may fail.
+		if err := writeCursor(s.dir, pos{seq: max(cur.seq, 1), off: cur.off}); err != nil {
+			s.log.Warn("spool: writing the initial cursor failed", "err", err)
+		}
 	}
 	for len(seqs) > 0 && seqs[0] < cur.seq {
 		if err := os.Remove(s.segPath(seqs[0])); err != nil {
@@ -397,12 +422,12 @@ func (s *Spool) segPath(seq uint64) string {
 func (s *Spool) createSegment(seq uint64) (*os.File, error) {
 	f, err := os.OpenFile(s.segPath(seq), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
+		return nil, s.diskError("create", s.segPath(seq), err)
 	}
 	if err := syncDir(s.dir); err != nil {
 		f.Close()
 		os.Remove(s.segPath(seq))
-		return nil, err
+		return nil, s.diskError("sync directory", s.dir, err)
 	}
 	return f, nil
 }
@@ -422,8 +447,11 @@ func syncDir(dir string) error {
 
 // Append writes payload as one record and returns once it is durable. It
 // returns ErrFull, without writing, when the undrained bytes would pass
-// Options.MaxBytes. After a failed fsync every later Append fails until the
-// spool is reopened (the state of the file is unknown).
+// Options.MaxBytes, and a *DiskError (matching ErrDisk) when the disk fails
+// it (full, I/O error): the record was then not acknowledged, and the next
+// Append first cuts the active segment back to its durable end (see
+// repair), so that appending resumes by itself once the disk takes writes
+// again.
 func (s *Spool) Append(payload []byte) error {
 	n := int64(headerSize + len(payload))
 	if int64(len(payload)) > maxPayload || n > s.maxBytes {
@@ -434,12 +462,19 @@ func (s *Spool) Append(payload []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
-		switch {
-		case s.closed:
+		if s.closed {
 			return ErrClosed
-		case s.err != nil:
-			return s.err
-		case s.bytes+n > s.maxBytes:
+		}
+		if s.err != nil {
+			if s.syncing {
+				s.synced.Wait()
+				continue
+			}
+			if err := s.repair(); err != nil {
+				return err
+			}
+		}
+		if s.bytes+n > s.maxBytes {
 			return ErrFull
 		}
 		if s.size == 0 || s.size+n <= s.segmentBytes {
@@ -456,22 +491,42 @@ func (s *Spool) Append(payload []byte) error {
 
 	off := s.size
 	if _, err := s.f.WriteAt(rec, off); err != nil {
+		derr := s.diskError("write", s.segPath(s.active()), err)
 		// Unwritten (e.g. disk full): cut the partial record so the
-		// segment stays valid for the records after it.
+		// segment stays valid for the records after it. Should that
+		// fail too, the next Append repairs the segment first.
 		if terr := s.f.Truncate(off); terr != nil {
-			s.err = fmt.Errorf("spool: write failed and could not be undone: %w", terr)
+			s.err = derr
 			s.synced.Broadcast()
+		} else if s.cursor == (pos{seq: s.active(), off: off}) && off > 0 && !s.syncing && isNoSpace(err) {
+			// Everything in the active segment is drained, yet it
+			// holds the disk: seal it so that the drain deletes it
+			// (only sealed segments are deleted) and the space
+			// returns without help.
+			if rerr := s.rotate(); rerr == nil {
+				s.wake()
+			}
 		}
-		return fmt.Errorf("spool: write: %w", err)
+		s.fail(derr)
+		return derr
 	}
 	s.size += n
 	s.bytes += n
 	s.records++
-	end := pos{seq: s.active(), off: s.size}
+	s.written++
+	w := &waiter{end: pos{seq: s.active(), off: s.size}}
+	s.waiters[w] = struct{}{}
+	defer delete(s.waiters, w) // before the deferred Unlock
 
 	// Group commit: one Append fsyncs for everyone who wrote before it
 	// started; the others wait.
-	for s.syncedTo.less(end) {
+	for s.syncedTo.less(w.end) || w.cut != nil {
+		if w.cut != nil {
+			// repair cut this record off after the fsync that was to
+			// make it durable failed (a later record may since have
+			// taken its place and been synced).
+			return w.cut
+		}
 		if s.err != nil {
 			return s.err
 		}
@@ -480,38 +535,47 @@ func (s *Spool) Append(payload []byte) error {
 			continue
 		}
 		s.syncing = true
-		f, target := s.f, pos{seq: s.active(), off: s.size}
+		f, target, written := s.f, pos{seq: s.active(), off: s.size}, s.written
 		s.mu.Unlock()
 		err := f.Sync()
 		s.mu.Lock()
 		s.syncing = false
 		if err != nil {
-			s.err = fmt.Errorf("spool: sync: %w", err)
+			s.err = s.diskError("sync", s.segPath(target.seq), err)
+			s.fail(s.err)
 		} else if s.syncedTo.less(target) {
-			s.syncedTo = target
+			s.syncedTo, s.syncedWritten = target, written
 		}
 		s.synced.Broadcast()
 	}
+	s.recovered()
+	s.wake()
+	return nil
+}
+
+// wake tells Run that there is something to read.
+func (s *Spool) wake() {
 	select {
 	case s.notify <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 func (s *Spool) active() uint64 { return s.segs[len(s.segs)-1].seq }
 
 // rotate seals the active segment and starts the next one. It is called
-// with mu held and no fsync in flight.
+// with mu held, no fsync in flight and no repair pending.
 func (s *Spool) rotate() error {
 	if err := s.f.Sync(); err != nil {
-		s.err = fmt.Errorf("spool: sync: %w", err)
+		s.err = s.diskError("sync", s.segPath(s.active()), err)
+		s.fail(s.err)
 		s.synced.Broadcast()
 		return s.err
 	}
 	seq := s.active() + 1
 	f, err := s.createSegment(seq)
 	if err != nil {
+		s.fail(err)
 		return err
 	}
 	s.f.Close()
@@ -519,6 +583,7 @@ func (s *Spool) rotate() error {
 	s.segs = append(s.segs, segment{seq: seq})
 	s.f = f
 	s.size = 0
+	s.written, s.syncedWritten = 0, 0
 	s.syncedTo = pos{seq: seq}
 	s.synced.Broadcast()
 	return nil
@@ -610,10 +675,39 @@ func writeCursor(dir string, p pos) error {
 	if err == nil {
 		err = os.Rename(tmp, filepath.Join(dir, cursorFile))
 	}
+	if err != nil && isNoSpace(err) {
+		os.Remove(tmp)
+		// A full disk must not stop the drain, which is what frees
+		// it (drained segments are deleted once the cursor is saved):
+		// overwrite the cursor in place, which takes no new block. A
+		// write torn by a crash fails the checksum, and Open then
+		// replays from the oldest segment: duplicates the store
+		// collapses, nothing lost.
+		if ierr := overwriteCursor(filepath.Join(dir, cursorFile), b[:]); ierr == nil {
+			return nil
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("spool: save cursor: %w", err)
 	}
 	return syncDir(dir)
+}
+
+// overwriteCursor writes b over the existing cursor file at path and
+// fsyncs it.
+func overwriteCursor(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteAt(b, 0)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 var _ io.Closer = (*Spool)(nil)
