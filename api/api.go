@@ -386,6 +386,10 @@ func (s *server) postEvents(w http.ResponseWriter, r *http.Request) {
 			s.retryLater(w, "spool full: the store is not keeping up or is down; nothing of this batch was stored, retry later")
 			return
 		}
+		if de := (*spool.DiskError)(nil); errors.As(err, &de) {
+			s.retryLater(w, de.Error()+"; nothing of this batch was stored, retry later")
+			return
+		}
 		s.log.Error("submit failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "storing events failed; nothing of this batch was stored: "+err.Error())
 		return

@@ -151,6 +151,10 @@ func (s *server) postFeedback(w http.ResponseWriter, r *http.Request) {
 			s.retryLater(w, "spool full: the store is not keeping up or is down; the events were not stored, retry later")
 			return
 		}
+		if de := (*spool.DiskError)(nil); errors.As(err, &de) {
+			s.retryLater(w, de.Error()+"; the events were not stored, retry later")
+			return
+		}
 		s.log.Error("feedback: submit failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "storing events failed; the events were not stored: "+err.Error())
 		return

@@ -113,6 +113,21 @@ func (s *Spool) repair() error {
 	return nil
 }
 
+// sealDrained seals the active segment when it is wholly drained (mu
+// held), on a full disk: only sealed segments are deleted by the drain, so
+// a drained active segment would otherwise hold its space until the next
+// rotation, which the full disk prevents. Once sealed, Run moves the
+// cursor past it and deletes it, and the space returns without help.
+func (s *Spool) sealDrained() {
+	if s.size == 0 || s.syncing || s.err != nil || s.cursor != (pos{seq: s.active(), off: s.size}) {
+		return
+	}
+	if err := s.rotate(); err == nil {
+		s.log.Info("spool: sealed the drained active segment so that the drain deletes it (disk full)", "segment", s.active()-1)
+		s.wake()
+	}
+}
+
 // Health returns the disk failure that refused the last Append, or nil
 // when the last Append (or Probe) succeeded: what /readyz reports.
 func (s *Spool) Health() error {
@@ -166,6 +181,9 @@ func (s *Spool) Probe() error {
 			return nil
 		}
 		s.failure = s.diskError("probe", filepath.Join(s.dir, "probe.tmp"), err)
+		if isNoSpace(err) {
+			s.sealDrained()
+		}
 		return s.failure
 	}
 	if s.failure == failure {

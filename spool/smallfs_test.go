@@ -87,3 +87,47 @@ func TestDiskFull(t *testing.T) {
 		}
 	}
 }
+
+// TestDiskFullDrainedSegment: the store keeps up, but the active segment,
+// drained, has grown to fill the disk (segments are larger than the file
+// system). A write refused for lack of space seals it, the drain deletes
+// it, and Append resumes by itself.
+func TestDiskFullDrainedSegment(t *testing.T) {
+	dir := filepath.Join(smallfs.Mount(t, 1<<20), "spool")
+	s := openT(t, dir, Options{}) // 16 MiB segments on a 1 MiB disk
+	defer s.Close()
+	var c collector
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx, c.sink)
+
+	p := make([]byte, 8<<10)
+	n, failed := 0, 0
+	deadline := time.Now().Add(20 * time.Second)
+	for n < 400 { // about 3 MiB through a 1 MiB disk
+		if err := s.Append(p); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("Append: %v, want nil or ENOSPC", err)
+			}
+			failed++
+			if time.Now().After(deadline) {
+				t.Fatalf("Append refused for 20 s after %d records: %v", n, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		n++
+	}
+	if failed == 0 {
+		t.Fatalf("no Append was refused: the disk never filled")
+	}
+	fctx, fcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer fcancel()
+	if err := s.Flush(fctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if got := len(c.got()); got != n {
+		t.Errorf("delivered %d records, want the %d acknowledged", got, n)
+	}
+	t.Logf("%d records through a 1 MiB disk, %d Appends refused on the way", n, failed)
+}

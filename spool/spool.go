@@ -498,14 +498,8 @@ func (s *Spool) Append(payload []byte) error {
 		if terr := s.f.Truncate(off); terr != nil {
 			s.err = derr
 			s.synced.Broadcast()
-		} else if s.cursor == (pos{seq: s.active(), off: off}) && off > 0 && !s.syncing && isNoSpace(err) {
-			// Everything in the active segment is drained, yet it
-			// holds the disk: seal it so that the drain deletes it
-			// (only sealed segments are deleted) and the space
-			// returns without help.
-			if rerr := s.rotate(); rerr == nil {
-				s.wake()
-			}
+		} else if isNoSpace(err) {
+			s.sealDrained()
 		}
 		s.fail(derr)
 		return derr

@@ -456,6 +456,11 @@ func listen(addr string) (net.Listener, error) {
 
 // ready says why the server cannot serve reads or drain the spool.
 func (a *app) ready(ctx context.Context) error {
+	// A failed spool write is probed (at most once a second), so that
+	// readiness returns with the disk, before any client retries.
+	if err := a.spool.Probe(); err != nil {
+		return fmt.Errorf("cannot accept events: %w", err)
+	}
 	if err := a.suppression.notReady(); err != nil {
 		return err
 	}
