@@ -14,6 +14,9 @@ export REPUTE_TEST_REQUIRE_SERVICES=1
 # And the heavy tests run: a real repute serve under 200 concurrent 16 MiB
 # posts, its peak RSS measured (cmd/repute/heavy_test.go, about a minute).
 export REPUTE_HEAVY_TESTS=1
+# And a test that cannot mount its small file system (a size-limited tmpfs,
+# to fill the disk under the spool: internal/smallfs) fails, not skips.
+export REPUTE_TEST_REQUIRE_SMALLFS=1
 # And a missing browser fails the unsubscribe page's Chromium test.
 export REPUTE_REQUIRE_CHROMIUM=1
 go vet ./...

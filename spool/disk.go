@@ -136,9 +136,12 @@ func (s *Spool) Health() error {
 	return s.failure
 }
 
-// probeBytes is what Probe writes: enough that a disk with room for it has
-// room for small batches.
-const probeBytes = 64 << 10
+// minProbe and maxProbe bound what Probe writes: the size of the record
+// that failed, so that readiness returns when that write would succeed.
+const (
+	minProbe = 64 << 10
+	maxProbe = 32 << 20
+)
 
 // probeEvery bounds how often Probe touches the disk: it may be called on
 // every /readyz request.
@@ -147,7 +150,8 @@ const probeEvery = time.Second
 // Probe checks, after a disk failure, whether the spool can write again,
 // so that readiness recovers without waiting for a client's write: it
 // repairs the active segment if needed, then writes and fsyncs a probe file
-// of 64 KiB in the spool directory and removes it. On success the failure
+// in the spool directory, as large as the record that failed (64 KiB to 32
+// MiB), and removes it. On success the failure
 // is cleared and nil returned; otherwise the failure is returned. Without
 // a failure, or within a second of the last try, it does no I/O and
 // returns Health.
@@ -159,6 +163,7 @@ func (s *Spool) Probe() error {
 		return failure
 	}
 	s.probed = time.Now()
+	size := min(max(s.failedBytes, minProbe), maxProbe)
 	for s.syncing {
 		s.synced.Wait()
 	}
@@ -170,7 +175,7 @@ func (s *Spool) Probe() error {
 	}
 	s.mu.Unlock()
 
-	err := writeProbe(filepath.Join(s.dir, "probe.tmp"))
+	err := writeProbe(filepath.Join(s.dir, "probe.tmp"), size)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -192,14 +197,14 @@ func (s *Spool) Probe() error {
 	return s.failure
 }
 
-// writeProbe writes probeBytes to path, fsyncs it and removes it. (Load
+// writeProbe writes size bytes to path, fsyncs it and removes it. (Load
 // removes a probe.tmp a crash left, as every *.tmp.)
-func writeProbe(path string) error {
+func writeProbe(path string, size int64) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(make([]byte, probeBytes))
+	_, err = f.Write(make([]byte, size))
 	if err == nil {
 		err = f.Sync()
 	}

@@ -185,9 +185,11 @@ type Spool struct {
 	written       int64                // records written to the active segment
 	syncedWritten int64                // of which durable (before syncedTo)
 	// failure is the last disk failure, nil once a write or a Probe
-	// succeeded since (Health); probed is when Probe last tried.
+	// succeeded since (Health); probed is when Probe last tried;
+	// failedBytes is the size of the last record the disk refused.
 	failure     error
 	probed      time.Time
+	failedBytes int64
 	closed      bool
 	cursor      pos           // first undrained position
 	advanced    chan struct{} // closed and replaced when the cursor moves
@@ -492,6 +494,7 @@ func (s *Spool) Append(payload []byte) error {
 	off := s.size
 	if _, err := s.f.WriteAt(rec, off); err != nil {
 		derr := s.diskError("write", s.segPath(s.active()), err)
+		s.failedBytes = n
 		// Unwritten (e.g. disk full): cut the partial record so the
 		// segment stays valid for the records after it. Should that
 		// fail too, the next Append repairs the segment first.
