@@ -29,7 +29,8 @@ import (
 // Spool is the durable queue in front of the store (package spool).
 type Spool interface {
 	// Append returns once payload is on disk, or an error (spool.ErrFull
-	// when the bound is reached).
+	// when the bound is reached, a *spool.DiskError when the disk refuses
+	// the write: full or failing).
 	Append(payload []byte) error
 	// Run drains the spool into sink until ctx ends.
 	Run(ctx context.Context, sink func(ctx context.Context, payloads [][]byte) error) error

@@ -40,6 +40,15 @@
 // Append writes the record and fsyncs the segment (concurrent Appends share
 // one fsync) and fsyncs the directory when it creates a segment.
 //
+// When the disk refuses a write or an fsync (full, I/O error), Append
+// returns a *DiskError and nothing of the record is acknowledged: a short
+// write is cut off at once; after a failed fsync the next Append (or Probe)
+// first cuts the segment back to the end of what was made durable, since
+// the state of the rest is unknown. Appending resumes by itself once the
+// disk takes writes again; Health reports the failure meanwhile. On a full
+// disk the drain still saves its cursor (overwritten in place) and deletes
+// what it drained, sealing a drained active segment so that it can.
+//
 // Open verifies only the active segment (so it reads at most about
 // SegmentBytes): a torn final record — a short header, a short payload, or a
 // bad record with no valid record after it, as a crash in mid-write leaves
