@@ -72,6 +72,10 @@ type serveConfig struct {
 	// TrackingListen, when set, serves the tracking endpoints (/t/o, /t/c,
 	// /t/u) on a listener of their own instead of on Listen.
 	TrackingListen string `yaml:"tracking_listen"`
+	// TLSCertFile and TLSKeyFile, when set, serve HTTPS on listen and
+	// tracking_listen (tls.go), the pair read again on SIGHUP.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 	// TrustedProxies (only in the file) are the CIDR prefixes of the
 	// reverse proxies whose X-Forwarded-For the tracking endpoints believe
 	// for the client's address; none: the TCP peer is the client.
@@ -162,6 +166,8 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig, configFile *string) {
 	fs.StringVar(configFile, "config", "", "YAML configuration `file` (see repute.example.yaml)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "HTTP listen `address`")
 	fs.StringVar(&cfg.TrackingListen, "tracking-listen", cfg.TrackingListen, "listen `address` of the public tracking endpoints (/t/o, /t/c, /t/u); empty: on --listen")
+	fs.StringVar(&cfg.TLSCertFile, "tls-cert-file", cfg.TLSCertFile, "PEM certificate chain `file`: serve HTTPS on --listen and --tracking-listen (reloaded on SIGHUP)")
+	fs.StringVar(&cfg.TLSKeyFile, "tls-key-file", cfg.TLSKeyFile, "PEM private key `file` of --tls-cert-file")
 	fs.StringVar(&cfg.Data, "data", cfg.Data, "data `directory`: spool, DuckDB file, generated admin key")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest POST body; larger gets 413")
 	fs.Int64Var(&cfg.MaxInflightBytes, "max-inflight-bytes", cfg.MaxInflightBytes, "memory for POST bodies in flight, each counted 6× its size; over it 503")
@@ -402,6 +408,8 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("rules_interval %s must be positive", c.RulesInterval)
 	case c.MachineOpens.Off && (c.MachineOpens.AppleRangesFile != "" || c.MachineOpens.PrefetchWindow != 0):
 		return errors.New("machine_opens: off is set beside apple_ranges_file or prefetch_window: keep one")
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return errors.New("--tls-cert-file and --tls-key-file go together: set both to serve HTTPS, or neither")
 	case c.TrackingListen != "" && c.TrackingListen == c.Listen:
 		return fmt.Errorf("--tracking-listen %s is --listen: leave it empty to serve the tracking endpoints on --listen", c.TrackingListen)
 	case c.MaxEvidenceBytes < 4096:

@@ -114,6 +114,9 @@ type app struct {
 	// tracking_listen's listener, nil when they are served on listen.
 	tracking *track.Handler
 	trackLn  net.Listener
+	// tls serves HTTPS on both listeners when tls_cert_file is set; nil:
+	// plain HTTP.
+	tls *certReloader
 }
 
 // newApp opens the spool and the store and builds the handler. Nothing runs
@@ -505,8 +508,13 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:  a.cfg.IdleTimeout,
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- a.serveHTTP(srv, ln) }()
 	stopTracking := a.startTracking()
+	if a.tls != nil {
+		tlsCtx, stopTLS := context.WithCancel(context.Background())
+		defer stopTLS()
+		go a.tls.watch(tlsCtx)
+	}
 
 	// The feedback sources, the sender and the evidence purge stop before
 	// intake: a source acknowledges (moves, commits) only what intake made
@@ -578,6 +586,15 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// serveHTTP serves srv on ln, over TLS when tls_cert_file is set.
+func (a *app) serveHTTP(srv *http.Server, ln net.Listener) error {
+	if a.tls == nil {
+		return srv.Serve(ln)
+	}
+	srv.TLSConfig = a.tls.config()
+	return srv.ServeTLS(ln, "", "") // the certificate comes from TLSConfig
+}
+
 // serve binds the listener first, then opens the data directory and the
 // store: a start-up failure (port in use, unwritable data directory)
 // leaves a new data directory untouched.
@@ -591,7 +608,14 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, stdout io.Wri
 		ln.Close()
 		return err
 	}
-	a, err := newApp(ctx, cfg, log)
+	var certs *certReloader
+	if cfg.TLSCertFile != "" {
+		certs, err = newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, log.With("component", "tls"))
+	}
+	var a *app
+	if err == nil {
+		a, err = newApp(ctx, cfg, log)
+	}
 	if err != nil {
 		ln.Close()
 		if trackLn != nil {
@@ -599,20 +623,24 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, stdout io.Wri
 		}
 		return err
 	}
-	a.trackLn = trackLn
+	a.trackLn, a.tls = trackLn, certs
+	scheme := "http"
+	if certs != nil {
+		scheme = "https"
+	}
 	if trackLn != nil {
-		fmt.Fprintf(stdout, "tracking endpoints (/t/o, /t/c, /t/u) on http://%s\n", trackLn.Addr())
+		fmt.Fprintf(stdout, "tracking endpoints (/t/o, /t/c, /t/u) on %s://%s\n", scheme, trackLn.Addr())
 		log.Info("tracking endpoints listening", "addr", trackLn.Addr().String())
 	}
 	store := "duckdb " + filepath.Join(cfg.Data, "repute.duckdb")
 	if cfg.ClickHouse != "" {
 		store = "clickhouse " + cfg.ClickHouse + "/" + cfg.ClickHouseDatabase
 	}
-	fmt.Fprintf(stdout, "repute serve listening on http://%s (store: %s, data: %s)\n", ln.Addr(), store, cfg.Data)
+	fmt.Fprintf(stdout, "repute serve listening on %s://%s (store: %s, data: %s)\n", scheme, ln.Addr(), store, cfg.Data)
 	if cfg.AdminKey == "" && len(cfg.Accounts) == 0 {
 		fmt.Fprintf(stdout, "admin key (generated, kept in %s): %s\n", filepath.Join(cfg.Data, "admin.key"), a.adminKey)
 	}
-	fmt.Fprintf(stdout, "try: curl -H 'Authorization: Bearer <key>' http://%s/v1/stats\n", ln.Addr())
+	fmt.Fprintf(stdout, "try: curl -H 'Authorization: Bearer <key>' %s://%s/v1/stats\n", scheme, ln.Addr())
 	log.Info("listening", "addr", ln.Addr().String(), "store", store)
 	return a.run(ctx, ln)
 }

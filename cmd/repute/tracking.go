@@ -105,7 +105,7 @@ func (a *app) startTracking() (stop func(ctx context.Context)) {
 			IdleTimeout:       a.cfg.IdleTimeout,
 		}
 		go func() {
-			if err := srv.Serve(a.trackLn); err != nil && err != http.ErrServerClosed {
+			if err := a.serveHTTP(srv, a.trackLn); err != nil && err != http.ErrServerClosed {
 				a.log.Error("tracking listener", "err", err)
 			}
 		}()
