@@ -3,6 +3,7 @@ package spool
 import (
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,9 +13,20 @@ import (
 // disk may) or the next fsync, on request.
 type faultyFile struct {
 	*os.File
-	mu        sync.Mutex
-	failWrite bool
-	failSync  bool
+	mu           sync.Mutex
+	failWrite    bool
+	failSync     bool
+	failTruncate bool
+}
+
+func (f *faultyFile) Truncate(size int64) error {
+	f.mu.Lock()
+	fail := f.failTruncate
+	f.mu.Unlock()
+	if fail {
+		return errInjected
+	}
+	return f.File.Truncate(size)
 }
 
 var errInjected = errors.New("injected failure")
@@ -82,6 +94,42 @@ func TestWriteFailure(t *testing.T) {
 	var c collector
 	drain(t, s, &c)
 	wantRecords(t, c.got(), 0, 10)
+}
+
+// TestHalfWrittenRecord: a write that fails half-way and cannot be cut
+// off (the process dies, or the truncate fails too) leaves half a record at
+// the end of the segment. The next start cuts it off and delivers every
+// acknowledged record; so does the next Append, without a restart.
+func TestHalfWrittenRecord(t *testing.T) {
+	for _, restart := range []bool{true, false} {
+		dir := t.TempDir()
+		s := openT(t, dir, Options{})
+		appendN(t, s, 0, 5)
+		ff := injectFaults(s)
+		ff.failWrite, ff.failTruncate = true, true
+		if err := s.Append(payloadFor(5)); !errors.Is(err, ErrDisk) {
+			t.Fatalf("Append with a failing write = %v, want a disk error", err)
+		}
+		ff.mu.Lock()
+		ff.failTruncate = false
+		ff.mu.Unlock()
+		if restart {
+			s.Close() // reports the unrepaired failure; the file keeps the half record
+			var logs logBuffer
+			s = openT(t, dir, Options{Logger: newLogger(&logs)})
+			if !strings.Contains(logs.String(), "torn record") {
+				t.Errorf("Open logged %q, want the torn record cut off", logs.String())
+			}
+		}
+		appendN(t, s, 6, 8)
+		var c collector
+		drain(t, s, &c)
+		got := c.got()
+		if len(got) != 7 || string(got[4]) != string(payloadFor(4)) || string(got[5]) != string(payloadFor(6)) {
+			t.Errorf("restart=%v: delivered %q, want records 0-4, 6, 7", restart, got)
+		}
+		s.Close()
+	}
 }
 
 // TestSyncFailure: after a failed fsync the bytes not yet durable are in
