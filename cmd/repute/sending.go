@@ -218,6 +218,17 @@ type sending struct {
 
 	dropped  atomic.Uint64 // dropped events recorded
 	unsigned sync.Map      // sender domains already logged as unsigned
+	// stopped is why the sender stopped delivering (its queue's journal
+	// failed: a full or failing disk), for /readyz; nil while it runs.
+	stopped atomic.Pointer[error]
+}
+
+// notReady says why the sender no longer delivers, or nil.
+func (s *sending) notReady() error {
+	if p := s.stopped.Load(); p != nil {
+		return fmt.Errorf("sender stopped: its queue can no longer record outcomes (messages wait on disk until the next start): %w", *p)
+	}
+	return nil
 }
 
 var _ api.Sender = (*sending)(nil)
@@ -317,6 +328,7 @@ func (s *sending) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := s.sender.Run(ctx); err != nil {
+			s.stopped.Store(&err)
 			s.log.Error("sender stopped: the queue can no longer record outcomes; messages wait on disk until the next start", "err", err)
 		}
 	})

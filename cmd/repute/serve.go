@@ -467,6 +467,11 @@ func (a *app) ready(ctx context.Context) error {
 	if err := a.suppression.notReady(); err != nil {
 		return err
 	}
+	if a.sending != nil {
+		if err := a.sending.notReady(); err != nil {
+			return err
+		}
+	}
 	if err := a.store.Ping(ctx); err != nil {
 		return fmt.Errorf("store unreachable (events are kept in the spool): %w", err)
 	}
