@@ -322,3 +322,41 @@ func TestLintFindsProblems(t *testing.T) {
 		t.Errorf("unknown field: %v", err)
 	}
 }
+
+// TestExpand pins the expansions: what Grafana and the ClickHouse data
+// source send for each syntax the dashboards use.
+func TestExpand(t *testing.T) {
+	r := Range{From: time.Unix(1700000000, 0), To: time.Unix(1700086400, 0), Interval: 90 * time.Second}
+	vars := map[string]Variable{
+		"isp":    {All: true, Values: []string{"gmail", "yahoo"}},
+		"domain": {Values: []string{"o'neil.example", "b.example"}},
+		"ip":     {Values: []string{"192.0.2.1"}},
+	}
+	for _, tt := range []struct{ in, want, err string }{
+		{"$__timeFilter(events.time)", "events.time >= toDateTime(1700000000) AND events.time <= toDateTime(1700086400)", ""},
+		{"$__dateFilter(day)", "day >= toDate('2023-11-14') AND day <= toDate('2023-11-15')", ""},
+		{"$__fromTime - $__toTime", "toDateTime(1700000000) - toDateTime(1700086400)", ""},
+		{"intDiv(x, $__interval_s)", "intDiv(x, 90)", ""},
+		{"$__conditionalAll(isp IN (${isp:singlequote}), $isp)", "1=1", ""},
+		{"$__conditionalAll(d IN (${domain:singlequote}), ${domain})", `d IN ('o\'neil.example','b.example')`, ""},
+		{"ip = '$ip' AND [[ip]] AND ${ip:raw}", "ip = '192.0.2.1' AND 192.0.2.1 AND 192.0.2.1", ""},
+		{"x IN (${isp:sqlstring})", "x IN ('gmail','yahoo')", ""},
+		{"d = '$domain'", "", "2 values need a format"},
+		{"$nope", "", `variable "nope" is not defined`},
+		{"$__timeGroup(time, 1h)", "", "18.16 lacks"},
+		{"$__interval_ms", "", "18.16 lacks"},
+		{"$__interval", "", "unknown macro $__interval"},
+		{"$__timeFilter(time", "", "unclosed parenthesis"},
+	} {
+		got, err := Expand(tt.in, vars, r)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%s: %q, %v; want an error saying %q", tt.in, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("%s: %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
