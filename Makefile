@@ -5,7 +5,7 @@ DATA    ?= ./var
 # What `repute --version` prints; without it, the binary reads its build info.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 
-.PHONY: build run test test-unit bench lint fmt plugin plugin-test grafana-check node-deps
+.PHONY: build run test test-unit bench lint fmt plugin plugin-test grafana-check node-deps dashboard-images
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/repute
@@ -89,3 +89,18 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+# docs/grafana-<uid>.png: each dashboard's layout (panel titles on the grid),
+# drawn by dashboards/cmd/layout and photographed by headless Chromium; they
+# stand in for screenshots, which need a Grafana server. Run after changing
+# a dashboard, and commit the images.
+dashboard-images:
+	@command -v chromium >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q chromium
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(GO) run ./dashboards/cmd/layout -dashboards dashboards -out "$$tmp" | while read -r page w h; do \
+	  uid=$$(basename "$$page" .html); \
+	  chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+	    --disable-component-update --disable-sync --hide-scrollbars --user-data-dir="$$tmp/profile" \
+	    --window-size=$$w,$$h --screenshot=docs/grafana-$$uid.png "file://$$page" 2>/dev/null || exit 1; \
+	  echo "docs/grafana-$$uid.png"; \
+	done
