@@ -103,10 +103,12 @@ accounts:
 		answers.Write(b)
 		return res, string(b)
 	}
+	// /readyz may say "not ready" (503, loading) on a busy machine, never
+	// that a limit was hit.
 	alive := func(when string) {
 		t.Helper()
 		for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
-			if res, body := get(p, ""); res.StatusCode != 200 {
+			if res, body := get(p, ""); res.StatusCode != 200 && (p != "/readyz" || res.StatusCode != http.StatusServiceUnavailable) {
 				t.Errorf("%s: %s answers %d %s", when, p, res.StatusCode, body)
 			}
 		}
