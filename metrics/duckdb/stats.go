@@ -66,6 +66,8 @@ func (s *Store) Stats(ctx context.Context, q metrics.StatsQuery) (*metrics.Stats
 	// the same events as the next whole second; TIMESTAMP keeps only
 	// microseconds, so round up here rather than let DuckDB truncate.
 	from, to := ceilSecond(q.From), ceilSecond(q.To)
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
 	rows, err := s.db.QueryContext(ctx, query, from, to, q.Account)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: stats: %w", err)
