@@ -35,7 +35,9 @@
 // whose send the store does not know, also repute_tracking_unknown_total),
 // shutdown (the shutdown deadline passed with hits still queued),
 // submit_failed (an unsubscribe intake could not take; the person is told
-// to try again). So hits = events + duplicates + dropped, always.
+// to try again), rate_limited (a pixel or click over its per-address
+// limit, answered all the same). So hits = events + duplicates + dropped,
+// always.
 //
 // The unsubscribe POST takes the slow path on purpose: the event is durable
 // in intake before the answer says "unsubscribed".
