@@ -127,6 +127,7 @@ type guarded struct {
 	log   *bytes.Buffer
 	reg   *prometheus.Registry
 	stats *fakeStats
+	guard *Guard
 }
 
 func newGuarded(t *testing.T, o GuardOptions, opts Options) *guarded {
@@ -139,6 +140,7 @@ func newGuarded(t *testing.T, o GuardOptions, opts Options) *guarded {
 	if err != nil {
 		t.Fatal(err)
 	}
+	g.guard = guard
 	keys, err := NewKeys(adminKey, []AccountKeys{{Name: "acme", Keys: []string{HashKey(acmeKey)}}})
 	if err != nil {
 		t.Fatal(err)
@@ -372,5 +374,38 @@ func TestStatsCapAndTruncated(t *testing.T) {
 	g.stats.result.Truncated = false
 	if _, body := g.get(t, "/v1/stats", "192.0.2.1", adminKey); strings.Contains(body, "truncated") {
 		t.Errorf("a whole result says truncated: %s", body)
+	}
+}
+
+// TestFloodOfUnknownKeysStaysBounded: many addresses failing at once (run
+// with -race) leave at most MaxAddresses of them in the failure table,
+// and a valid key keeps passing throughout.
+func TestFloodOfUnknownKeysStaysBounded(t *testing.T) {
+	g := newGuarded(t, GuardOptions{MaxAddresses: 64, Lockout: Lockout{Failures: 3, Window: time.Minute, Duration: time.Hour}}, Options{})
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				addr := netip.AddrFrom4([4]byte{198, 18, byte(w), byte(i)}).String()
+				req := httptest.NewRequest("GET", "/v1/stats", nil)
+				req.RemoteAddr = addr + ":1"
+				req.Header.Set("Authorization", "Bearer flood")
+				rec := httptest.NewRecorder()
+				g.h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusUnauthorized && rec.Code != http.StatusTooManyRequests {
+					t.Errorf("unknown key: %d", rec.Code)
+					return
+				}
+			}
+		})
+	}
+	for range 50 {
+		if res, _ := g.get(t, "/v1/stats", "198.18.0.1", adminKey); res.StatusCode != 200 {
+			t.Fatalf("a valid key during the flood: %d", res.StatusCode)
+		}
+	}
+	wg.Wait()
+	if n := g.guard.failures.len(); n > 64 {
+		t.Errorf("%d addresses in the failure table, want at most 64", n)
 	}
 }
