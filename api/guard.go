@@ -29,8 +29,12 @@ const (
 // AddressLimits are the per-address limits of the public endpoints.
 var AddressLimits = []string{LimitPixel, LimitClick, LimitUnsubscribe, LimitFeedback}
 
-// DefaultMaxAddresses is the default of GuardOptions.MaxAddresses.
-const DefaultMaxAddresses = 65536
+// DefaultMaxAddresses is the default of GuardOptions.MaxAddresses: an
+// address takes about 270 bytes, so a table holds at most 4.4 MB (six
+// tables: the four per-address limits, the failures). Enough: a client
+// over its limit keeps requesting, so stays recent, and is evicted only
+// when 16,384 other addresses come between two of its requests.
+const DefaultMaxAddresses = 16384
 
 // Lockout refuses unknown keys from an address after Failures failed
 // authentications within Window, for Duration. Failures 0: no lock-out.
