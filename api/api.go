@@ -101,6 +101,20 @@ type Options struct {
 	Gatherer   prometheus.Gatherer   // served on /metrics; nil: none
 	Registerer prometheus.Registerer // receives the handler's metrics; nil: none
 	Now        func() time.Time      // nil: time.Now
+
+	// Guard enforces the per-key rate limits, the per-address limit of
+	// POST /v1/feedback and the lock-out after failed authentications;
+	// nil: none.
+	Guard *Guard
+	// QueryTimeout is the deadline of the store reads of a GET (and of
+	// POST /v1/suppressions/check): past it the answer is 503 naming it.
+	// Default DefaultQueryTimeout.
+	QueryTimeout time.Duration
+	// MaxResultRows caps the groups of GET /v1/stats and the items of
+	// GET /v1/decisions and GET /v1/flags ("truncated": true says so);
+	// the paged lists have their own cap (limit=). Default
+	// DefaultMaxResultRows.
+	MaxResultRows int
 }
 
 // DefaultMaxBodyBytes is the default cap of a POST body.
@@ -170,33 +184,33 @@ func NewHandler(opts Options) (http.Handler, error) {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/events", s.authed(s.postEvents))
-	mux.HandleFunc("GET /v1/stats", s.authed(s.getStats))
+	mux.HandleFunc("GET /v1/stats", s.authed(s.bounded(s.getStats)))
 	endpoints := "POST /v1/events, GET /v1/stats"
 	if opts.Feedback != nil {
-		mux.HandleFunc("POST /v1/feedback", s.authed(s.postFeedback))
+		mux.HandleFunc("POST /v1/feedback", s.perAddress(LimitFeedback, s.authed(s.postFeedback)))
 		endpoints += ", POST /v1/feedback"
 	}
 	if opts.EvidenceReader != nil {
-		mux.HandleFunc("GET /v1/evidence/{id}", s.authed(s.getEvidence))
+		mux.HandleFunc("GET /v1/evidence/{id}", s.authed(s.bounded(s.getEvidence)))
 		endpoints += ", GET /v1/evidence/{id}"
 	}
 	if opts.Suppressions != nil {
-		mux.HandleFunc("POST /v1/suppressions/check", s.authed(s.postSuppressionCheck))
-		mux.HandleFunc("GET /v1/suppressions/{address}", s.authed(s.getSuppression))
-		mux.HandleFunc("GET /v1/blocklist", s.authed(s.getBlocklist))
+		mux.HandleFunc("POST /v1/suppressions/check", s.authed(s.bounded(s.postSuppressionCheck)))
+		mux.HandleFunc("GET /v1/suppressions/{address}", s.authed(s.bounded(s.getSuppression)))
+		mux.HandleFunc("GET /v1/blocklist", s.authed(s.bounded(s.getBlocklist)))
 		mux.HandleFunc("DELETE /v1/blocklist/{address}", s.authed(s.deleteBlocklist))
-		mux.HandleFunc("GET /v1/unsubscribes", s.authed(s.getUnsubscribes))
+		mux.HandleFunc("GET /v1/unsubscribes", s.authed(s.bounded(s.getUnsubscribes)))
 		mux.HandleFunc("POST /v1/unsubscribes", s.authed(s.postUnsubscribe))
 		mux.HandleFunc("DELETE /v1/unsubscribes", s.authed(s.deleteUnsubscribe))
-		mux.HandleFunc("GET /v1/audit", s.authed(s.getAudit))
+		mux.HandleFunc("GET /v1/audit", s.authed(s.bounded(s.getAudit)))
 		endpoints += ", POST /v1/suppressions/check, GET /v1/suppressions/{address}, GET /v1/blocklist, DELETE /v1/blocklist/{address}, GET, POST and DELETE /v1/unsubscribes, GET /v1/audit"
 	}
 	if opts.Webhooks != nil {
-		mux.HandleFunc("GET /v1/webhooks/deliveries", s.authed(s.getWebhookDeliveries))
+		mux.HandleFunc("GET /v1/webhooks/deliveries", s.authed(s.bounded(s.getWebhookDeliveries)))
 		endpoints += ", GET /v1/webhooks/deliveries"
 	}
 	mux.HandleFunc("POST /v1/messages", s.authed(s.postMessages))
-	mux.HandleFunc("GET /v1/queue", s.authed(s.getQueue))
+	mux.HandleFunc("GET /v1/queue", s.authed(s.bounded(s.getQueue)))
 	endpoints += ", POST /v1/messages, GET /v1/queue"
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
@@ -258,11 +272,23 @@ func (s *server) authed(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, ok := s.opts.Keys.authenticate(r)
 		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="repute"`)
-			writeError(w, http.StatusUnauthorized, "missing or unknown bearer key (Authorization: Bearer <key>)")
+			s.opts.Guard.authFailed(w, r)
+			return
+		}
+		if !s.opts.Guard.allowKey(w, p) {
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	}
+}
+
+// perAddress limits h by the client's address, before its key is even
+// looked at: a public endpoint flooded with or without a key.
+func (s *server) perAddress(limit string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.Guard.limitAddress(w, r, limit) {
+			h(w, r)
+		}
 	}
 }
 
@@ -639,6 +665,9 @@ type statsResponse struct {
 	GroupBy []metrics.GroupBy `json:"group_by"`
 	Groups  []statsRow        `json:"groups"`
 	Totals  statsRow          `json:"totals"`
+	// Truncated: there were more groups than max_result_rows; groups has
+	// the first ones in key order, totals count them all.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 func (s *server) getStats(w http.ResponseWriter, r *http.Request) {
@@ -653,6 +682,7 @@ func (s *server) getStats(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	q.MaxGroups = s.maxRows()
 	res, err := s.opts.Stats.Stats(r.Context(), q)
 	if err != nil {
 		s.log.Error("stats query failed", "err", err)
@@ -665,6 +695,8 @@ func (s *server) getStats(w http.ResponseWriter, r *http.Request) {
 		GroupBy: q.GroupBy,
 		Groups:  make([]statsRow, 0, len(res.Groups)),
 		Totals:  statsRow{Counts: res.Totals, Rates: res.Totals.Rates()},
+
+		Truncated: res.Truncated,
 	}
 	for _, g := range res.Groups {
 		out.Groups = append(out.Groups, statsRow{Key: g.Key, Counts: g.Counts, Rates: g.Counts.Rates()})

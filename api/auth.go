@@ -80,11 +80,11 @@ func HashKey(key string) string {
 
 // authenticate returns the principal of r's bearer key.
 func (k *Keys) authenticate(r *http.Request) (Principal, bool) {
-	scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
+	key, ok := bearerKey(r)
+	if !ok {
 		return Principal{}, false
 	}
-	h := sha256.Sum256([]byte(strings.TrimSpace(key)))
+	h := sha256.Sum256([]byte(key))
 	// Comparing hashes in constant time keeps the admin key's prefix from
 	// leaking through timing; map lookups of account hashes leak nothing
 	// useful about the preimage.

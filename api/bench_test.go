@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -41,4 +43,29 @@ func BenchmarkPostEvents(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(events))/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkAllowAddress is the per-address limit on the pixel's path:
+// "one" is every request from one address (one shard's lock, the proxy
+// case), "many" cycles through a million addresses against a table of
+// DefaultMaxAddresses (every request an eviction, the flood case).
+func BenchmarkAllowAddress(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		addrs int
+	}{{"one", 1}, {"many", 1 << 20}} {
+		b.Run(c.name, func(b *testing.B) {
+			g, err := NewGuard(GuardOptions{AddressRates: map[string]Rate{LimitPixel: {PerSecond: 1e9, Burst: 1e9}}}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var next atomic.Uint32
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := next.Add(1) % uint32(c.addrs)
+					g.AllowAddress(LimitPixel, netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
+				}
+			})
+		})
+	}
 }

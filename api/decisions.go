@@ -149,6 +149,10 @@ type DecisionsOptions struct {
 	Owner     SenderDomainOwner
 	Heartbeat time.Duration // 0: DefaultHeartbeat
 	Logger    *slog.Logger  // nil: silent
+	// Guard, QueryTimeout and MaxResultRows are the API's (Options).
+	Guard         *Guard
+	QueryTimeout  time.Duration
+	MaxResultRows int
 }
 
 // DecisionRoutes are the routes WithDecisions serves.
@@ -170,17 +174,17 @@ func WithDecisions(base http.Handler, o DecisionsOptions) (http.Handler, error) 
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = DefaultHeartbeat
 	}
-	s := &decisionServer{server: &server{opts: Options{Keys: o.Keys}, log: o.Logger}, d: o.Decisions,
+	s := &decisionServer{server: &server{opts: Options{Keys: o.Keys, Guard: o.Guard, QueryTimeout: o.QueryTimeout, MaxResultRows: o.MaxResultRows}, log: o.Logger}, d: o.Decisions,
 		owner: o.Owner, heartbeat: o.Heartbeat}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/decisions", s.authed(s.getDecisions))
+	mux.HandleFunc("GET /v1/decisions", s.authed(s.bounded(s.getDecisions)))
 	mux.HandleFunc("GET /v1/decisions/stream", s.authed(s.streamDecisions))
 	mux.HandleFunc("POST /v1/decisions/{id}/cancel", s.authed(s.cancelDecision))
 	mux.HandleFunc("POST /v1/overrides", s.authed(s.postOverride))
-	mux.HandleFunc("GET /v1/flags", s.authed(s.getFlags))
+	mux.HandleFunc("GET /v1/flags", s.authed(s.bounded(s.getFlags)))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern != "" {
 			mux.ServeHTTP(w, r)
@@ -236,9 +240,11 @@ func (s *decisionServer) getDecisions(w http.ResponseWriter, r *http.Request) {
 			out = append(out, d)
 		}
 	}
+	out, cut := truncate(out, s.maxRows())
 	writeJSON(w, http.StatusOK, struct {
 		Decisions []Decision `json:"decisions"`
-	}{out})
+		Truncated bool       `json:"truncated,omitempty"`
+	}{out, cut})
 }
 
 // streamDecisions serves the decisions as Server-Sent Events: id is the
@@ -375,9 +381,11 @@ func (s *decisionServer) getFlags(w http.ResponseWriter, r *http.Request) {
 			out = append(out, fl)
 		}
 	}
+	out, cut := truncate(out, s.maxRows())
 	writeJSON(w, http.StatusOK, struct {
-		Flags []Flag `json:"flags"`
-	}{out})
+		Flags     []Flag `json:"flags"`
+		Truncated bool   `json:"truncated,omitempty"`
+	}{out, cut})
 }
 
 // operator is who an operator action is audited as: the admin key,

@@ -61,6 +61,11 @@ type StatsQuery struct {
 	// Account restricts to one account; empty means all accounts (admin).
 	Account string
 	GroupBy []GroupBy
+	// MaxGroups caps the groups returned, the first ones in key order;
+	// 0: no cap. The store applies it in the query (LIMIT), so a long range
+	// grouped finely is not all sent and held in memory; the totals are
+	// still over the whole selection.
+	MaxGroups int
 }
 
 // Counts are the event counts of one group. Opens and clicks are unique per
@@ -129,6 +134,9 @@ type Group struct {
 type StatsResult struct {
 	Groups []Group
 	Totals Counts
+	// Truncated: there were more than StatsQuery.MaxGroups groups, and only
+	// the first MaxGroups are in Groups.
+	Truncated bool
 }
 
 // Appender stores events. It is idempotent on (account, event_id): an event

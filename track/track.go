@@ -35,7 +35,9 @@
 // whose send the store does not know, also repute_tracking_unknown_total),
 // shutdown (the shutdown deadline passed with hits still queued),
 // submit_failed (an unsubscribe intake could not take; the person is told
-// to try again). So hits = events + duplicates + dropped, always.
+// to try again), rate_limited (a pixel or click over its per-address
+// limit, answered all the same). So hits = events + duplicates + dropped,
+// always.
 //
 // The unsubscribe POST takes the slow path on purpose: the event is durable
 // in intake before the answer says "unsubscribed".
@@ -53,6 +55,12 @@
 //   - The client address is the TCP peer's; X-Forwarded-For is read only
 //     when the peer is one of Options.TrustedProxies (the rightmost address
 //     that is not a trusted proxy is the client's).
+//   - Over its per-address limit (Options.Limit), the pixel still gets the
+//     GIF and the click its redirect, but the hit is not recorded (counted
+//     as dropped{reason=rate_limited}): a broken image or a dead link in a
+//     person's mail is worse than an open or click not counted, and the
+//     answer costs next to nothing; what a flood would cost is the
+//     recording. The unsubscribe page and POST get 429 with Retry-After.
 package track
 
 import (
@@ -73,6 +81,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"repute/api"
 	"repute/correlate"
 	"repute/metrics"
 	"repute/sender"
@@ -121,6 +130,11 @@ type Options struct {
 	ISPs metrics.ISPMap
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
+	// Limit takes a token of a client address's limit for an endpoint
+	// ("pixel", "click", "unsubscribe": api.Guard.AllowAddress); false
+	// and the wait before the next token when there is none. nil: no
+	// limit.
+	Limit func(endpoint string, ip netip.Addr) (ok bool, retryAfter time.Duration)
 
 	QueueSize int           // hits waiting for the worker; default 65536
 	BatchSize int           // hits per batch; default 1000
@@ -163,6 +177,7 @@ type counters struct {
 	rejOpen, rejClick, rejUnsub                 prometheus.Counter
 	events, duplicates, unknown                 prometheus.Counter
 	dropFull, dropUnknown, dropShut, dropSubmit prometheus.Counter
+	dropLimited                                 prometheus.Counter
 }
 
 // New checks o and returns a Handler. Its worker runs in Run.
@@ -211,7 +226,7 @@ func New(o Options) (*Handler, error) {
 	dups := prometheus.NewCounter(prometheus.CounterOpts{Name: "repute_tracking_duplicates_total",
 		Help: "Tracking hits that were the same event as another (identical hits within a second)."})
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "repute_tracking_dropped_total",
-		Help: "Tracking hits recorded as nothing, by reason: queue_full, unknown_send, shutdown, submit_failed."}, []string{"reason"})
+		Help: "Tracking hits recorded as nothing, by reason: queue_full, unknown_send, shutdown, submit_failed, rate_limited (a pixel or click over its per-address limit, answered all the same)."}, []string{"reason"})
 	unknown := prometheus.NewCounter(prometheus.CounterOpts{Name: "repute_tracking_unknown_total",
 		Help: "Tracking hits with a valid token whose send the store does not know (yet); also in dropped{reason=unknown_send}."})
 	h.m = counters{
@@ -220,6 +235,7 @@ func New(o Options) (*Handler, error) {
 		events: events, duplicates: dups, unknown: unknown,
 		dropFull: dropped.WithLabelValues("queue_full"), dropUnknown: dropped.WithLabelValues("unknown_send"),
 		dropShut: dropped.WithLabelValues("shutdown"), dropSubmit: dropped.WithLabelValues("submit_failed"),
+		dropLimited: dropped.WithLabelValues("rate_limited"),
 	}
 	if o.Registerer != nil {
 		for _, c := range []prometheus.Collector{hits, rejected, events, dups, dropped, unknown} {
@@ -295,7 +311,7 @@ func (h *Handler) pixel(w http.ResponseWriter, r *http.Request, rest string) {
 		return
 	}
 	w.Write(GIF)
-	h.enqueue(hit{ref: ref, ua: r.UserAgent(), ip: h.clientIP(r), at: h.o.Now()})
+	h.enqueue(hit{ref: ref, ua: r.UserAgent(), ip: h.clientIP(r), at: h.o.Now()}, "pixel")
 }
 
 func (h *Handler) click(w http.ResponseWriter, r *http.Request, tok string) {
@@ -320,16 +336,23 @@ func (h *Handler) click(w http.ResponseWriter, r *http.Request, tok string) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	h.enqueue(hit{click: true, ref: ref, url: url, ua: r.UserAgent(), ip: h.clientIP(r), at: h.o.Now()})
+	h.enqueue(hit{click: true, ref: ref, url: url, ua: r.UserAgent(), ip: h.clientIP(r), at: h.o.Now()}, "click")
 }
 
-// enqueue hands a hit to the worker without waiting; with the queue full
-// the hit is counted as dropped.
-func (h *Handler) enqueue(x hit) {
+// enqueue hands a hit to the worker without waiting; over the address's
+// limit of endpoint, or with the queue full, the hit is counted as
+// dropped.
+func (h *Handler) enqueue(x hit, endpoint string) {
 	if x.click {
 		h.m.hitClick.Inc()
 	} else {
 		h.m.hitOpen.Inc()
+	}
+	if h.o.Limit != nil {
+		if ok, _ := h.o.Limit(endpoint, x.ip); !ok {
+			h.m.dropLimited.Inc()
+			return
+		}
 	}
 	if h.stopped.Load() {
 		h.m.dropShut.Inc()
@@ -342,41 +365,9 @@ func (h *Handler) enqueue(x hit) {
 	}
 }
 
-// clientIP is the TCP peer's address, or, when the peer is a trusted
-// proxy, the rightmost address of X-Forwarded-For that is not one.
+// clientIP is the client's address (api.ClientAddr).
 func (h *Handler) clientIP(r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	ip := ap.Addr().Unmap()
-	if len(h.o.TrustedProxies) == 0 || !h.trusted(ip) {
-		return ip
-	}
-	xff := r.Header.Values("X-Forwarded-For")
-	for i := len(xff) - 1; i >= 0; i-- {
-		parts := strings.Split(xff[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
-			if err != nil {
-				return ip // garbage: trust nothing further left
-			}
-			ip = a.Unmap()
-			if !h.trusted(ip) {
-				return ip
-			}
-		}
-	}
-	return ip
-}
-
-func (h *Handler) trusted(ip netip.Addr) bool {
-	for _, p := range h.o.TrustedProxies {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
+	return api.ClientAddr(r, h.o.TrustedProxies)
 }
 
 // Run is the worker: it turns queued hits into events until ctx ends or,

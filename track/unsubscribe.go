@@ -3,9 +3,12 @@ package track
 import (
 	"context"
 	"html/template"
+	"math"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"repute/correlate"
 	"repute/metrics"
@@ -101,6 +104,8 @@ var (
 		Text: "Please use the unsubscribe link of the message itself, complete and unchanged."}
 	notFoundPage = pageData{Title: "Try again later", Heading: "We could not find this message yet",
 		Text: "Please try again in a few minutes."}
+	busyPage = pageData{Title: "Try again later", Heading: "Too many requests",
+		Text: "You are not unsubscribed yet. Please try again in a minute."}
 	errorPage = pageData{Title: "Try again later", Heading: "Something went wrong",
 		Text: "You are not unsubscribed yet. Please try again in a few minutes."}
 )
@@ -110,6 +115,12 @@ func (h *Handler) unsubscribe(w http.ResponseWriter, r *http.Request, tok string
 		w.Header()["Allow"] = getHeadPost
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
+	}
+	if h.o.Limit != nil {
+		if ok, retry := h.o.Limit("unsubscribe", h.clientIP(r)); !ok {
+			h.tooMany(w, r, retry)
+			return
+		}
 	}
 	ref, err := h.o.Signer.ParseUnsubscribeToken(tok)
 	if err != nil {
@@ -173,6 +184,18 @@ func (h *Handler) unsubscribe(w http.ResponseWriter, r *http.Request, tok string
 	}
 	h.page(w, http.StatusOK, pageData{Title: "Unsubscribed", Heading: "You are unsubscribed",
 		Text: "You will no longer receive these messages from", Who: h.displayName(s.Account), Domain: s.SenderDomain})
+}
+
+// tooMany answers a request over the address's limit: 429 (RFC 6585 §4)
+// with Retry-After in whole seconds; plain text to a POST (whose body is
+// left unread), the page to a GET.
+func (h *Handler) tooMany(w http.ResponseWriter, r *http.Request, retry time.Duration) {
+	w.Header()["Retry-After"] = []string{strconv.FormatInt(max(1, int64(math.Ceil(retry.Seconds()))), 10)}
+	if r.Method == http.MethodPost {
+		http.Error(w, "too many requests from this address; not unsubscribed yet, try again later", http.StatusTooManyRequests)
+		return
+	}
+	h.page(w, http.StatusTooManyRequests, busyPage)
 }
 
 func (h *Handler) retryLater(w http.ResponseWriter, source string) {

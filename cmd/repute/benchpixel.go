@@ -108,7 +108,7 @@ func benchPixel(w io.Writer, d time.Duration, conns, threads, nSends, rounds int
 		return err
 	}
 	cfgFile := filepath.Join(dir, "repute.yaml")
-	os.WriteFile(cfgFile, []byte("signing_keys_env: REPUTE_BENCH_SIGNING_KEYS\nlog_level: warn\n"), 0o600)
+	os.WriteFile(cfgFile, []byte("signing_keys_env: REPUTE_BENCH_SIGNING_KEYS\nlog_level: warn\n# wrk fetches from one address: the per-address pixel limit is off here\nrate_limits: {pixel: {rate: 0}}\n"), 0o600)
 	serve := exec.Command(self, "serve", "--config", cfgFile, "--listen", reputeAddr, "--data", filepath.Join(dir, "data"))
 	serve.Env = append(os.Environ(), "REPUTE_ADMIN_KEY=bench", "REPUTE_BENCH_SIGNING_KEYS="+signingKey)
 	var serveLog bytes.Buffer

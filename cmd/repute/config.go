@@ -91,6 +91,16 @@ type serveConfig struct {
 	RulesFile     string        `yaml:"rules_file"`
 	RulesInterval time.Duration `yaml:"rules_interval"`
 
+	// QueryTimeout is the deadline of the API's store reads (503 past it);
+	// MaxResultRows caps the groups of GET /v1/stats and the items of
+	// GET /v1/decisions and /v1/flags ("truncated": true).
+	QueryTimeout  time.Duration `yaml:"query_timeout"`
+	MaxResultRows int           `yaml:"max_result_rows"`
+	// RateLimits and AuthLockout (only in the file) protect the API and
+	// the public endpoints (README, Running it in production).
+	RateLimits  rateLimitsConfig  `yaml:"rate_limits"`
+	AuthLockout authLockoutConfig `yaml:"auth_lockout"`
+
 	// Only in the environment: REPUTE_ADMIN_KEY, a secret.
 	AdminKey string `yaml:"-"`
 
@@ -119,6 +129,9 @@ type accountConfig struct {
 	// THRESHOLDS.md allows: no schedule, but the rule engine holds it to
 	// 10,000 a day and its rate rules still slow or pause it.
 	SkipWarmup bool `yaml:"skip_warmup"`
+	// RateLimit is the account's own bucket (all its keys share it);
+	// unset (rate 0): rate_limits.key.
+	RateLimit rateConfig `yaml:"rate_limit"`
 
 	webhookSecret string // resolved
 }
@@ -141,6 +154,40 @@ type machineOpensConfig struct {
 	Off bool `yaml:"off"`
 }
 
+// rateConfig is a token bucket: rate requests a second, bursts of burst
+// (0: rate rounded up). rate 0 is no limit.
+type rateConfig struct {
+	Rate  float64 `yaml:"rate"`
+	Burst int     `yaml:"burst"`
+}
+
+func (r rateConfig) api() api.Rate { return api.Rate{PerSecond: r.Rate, Burst: r.Burst} }
+
+// rateLimitsConfig is the rate_limits: section. key is per account (and
+// the admin key); the others are per client address (an IPv6 client by
+// its /64). How the defaults were chosen: README, Running it in
+// production.
+type rateLimitsConfig struct {
+	Key         rateConfig `yaml:"key"`
+	Pixel       rateConfig `yaml:"pixel"`
+	Click       rateConfig `yaml:"click"`
+	Unsubscribe rateConfig `yaml:"unsubscribe"`
+	Feedback    rateConfig `yaml:"feedback"`
+	// MaxAddresses bounds the addresses each per-address limit (and the
+	// failed-authentication table) remembers: the least recently seen is
+	// forgotten first.
+	MaxAddresses int `yaml:"max_addresses"`
+}
+
+// authLockoutConfig is the auth_lockout: section: after failures failed
+// authentications from one address within window, unknown keys from it
+// are refused (429) for duration; valid keys still pass. failures 0: off.
+type authLockoutConfig struct {
+	Failures int           `yaml:"failures"`
+	Window   time.Duration `yaml:"window"`
+	Duration time.Duration `yaml:"duration"`
+}
+
 func defaultServeConfig() serveConfig {
 	return serveConfig{
 		Listen:             "127.0.0.1:8080",
@@ -158,6 +205,17 @@ func defaultServeConfig() serveConfig {
 		EvidenceRetention:  metrics.DefaultEvidenceRetentionDays,
 		MaxEvidenceBytes:   ingest.DefaultMaxEvidence,
 		RulesInterval:      time.Minute,
+		QueryTimeout:       api.DefaultQueryTimeout,
+		MaxResultRows:      api.DefaultMaxResultRows,
+		RateLimits: rateLimitsConfig{
+			Key:          rateConfig{Rate: 500, Burst: 1000},
+			Pixel:        rateConfig{Rate: 2000, Burst: 20000},
+			Click:        rateConfig{Rate: 500, Burst: 5000},
+			Unsubscribe:  rateConfig{Rate: 50, Burst: 500},
+			Feedback:     rateConfig{Rate: 50, Burst: 500},
+			MaxAddresses: api.DefaultMaxAddresses,
+		},
+		AuthLockout: authLockoutConfig{Failures: 20, Window: time.Minute, Duration: 15 * time.Minute},
 	}
 }
 
@@ -183,6 +241,8 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig, configFile *string) {
 	fs.StringVar(&cfg.ClickHouseUser, "clickhouse-user", cfg.ClickHouseUser, "ClickHouse user")
 	fs.IntVar(&cfg.EvidenceRetention, "evidence-retention", cfg.EvidenceRetention, "days a stored raw report (bounce, complaint) is kept: it holds personal data")
 	fs.Int64Var(&cfg.MaxEvidenceBytes, "max-evidence-bytes", cfg.MaxEvidenceBytes, "largest raw report stored whole; a larger one keeps its header, report parts and returned headers")
+	fs.DurationVar(&cfg.QueryTimeout, "query-timeout", cfg.QueryTimeout, "deadline of the API's store reads (GET /v1/stats and the lists); past it 503")
+	fs.IntVar(&cfg.MaxResultRows, "max-result-rows", cfg.MaxResultRows, "most groups of GET /v1/stats (and items of /v1/decisions, /v1/flags); more: \"truncated\": true")
 	fs.StringVar(&cfg.ClickHousePassword, "clickhouse-password", cfg.ClickHousePassword, "ClickHouse password (better: REPUTE_CLICKHOUSE_PASSWORD, or clickhouse_password_env / _file in the file)")
 }
 
@@ -384,6 +444,9 @@ func (c serveConfig) validate() error {
 	if _, err := parseTrustedProxies(c.TrustedProxies); err != nil {
 		return err
 	}
+	if err := c.checkRateLimits(); err != nil {
+		return err
+	}
 	switch {
 	case c.Listen == "":
 		return errors.New("--listen is empty")
@@ -412,6 +475,15 @@ func (c serveConfig) validate() error {
 		return errors.New("--tls-cert-file and --tls-key-file go together: set both to serve HTTPS, or neither")
 	case c.TrackingListen != "" && c.TrackingListen == c.Listen:
 		return fmt.Errorf("--tracking-listen %s is --listen: leave it empty to serve the tracking endpoints on --listen", c.TrackingListen)
+	case c.QueryTimeout <= 0:
+		return fmt.Errorf("--query-timeout %s must be positive", c.QueryTimeout)
+	case c.MaxResultRows <= 0:
+		return fmt.Errorf("--max-result-rows %d must be positive", c.MaxResultRows)
+	case c.RateLimits.MaxAddresses <= 0:
+		return fmt.Errorf("rate_limits.max_addresses %d must be positive", c.RateLimits.MaxAddresses)
+	case c.AuthLockout.Failures < 0 || c.AuthLockout.Failures > 0 && (c.AuthLockout.Window <= 0 || c.AuthLockout.Duration <= 0):
+		return fmt.Errorf("auth_lockout: failures %d, window %s, duration %s: want failures 0 (off), or failures with a positive window and duration",
+			c.AuthLockout.Failures, c.AuthLockout.Window, c.AuthLockout.Duration)
 	case c.MaxEvidenceBytes < 4096:
 		return fmt.Errorf("--max-evidence-bytes %d must be at least 4096: a report's header and parts must fit", c.MaxEvidenceBytes)
 	}
@@ -470,4 +542,47 @@ func loopbackHost(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// checkRateLimits refuses a negative rate or burst, naming its key.
+func (c serveConfig) checkRateLimits() error {
+	rl := c.RateLimits
+	named := []struct {
+		key string
+		r   rateConfig
+	}{{"rate_limits.key", rl.Key}, {"rate_limits.pixel", rl.Pixel}, {"rate_limits.click", rl.Click},
+		{"rate_limits.unsubscribe", rl.Unsubscribe}, {"rate_limits.feedback", rl.Feedback}}
+	for _, acc := range c.Accounts {
+		named = append(named, struct {
+			key string
+			r   rateConfig
+		}{fmt.Sprintf("accounts: account %q: rate_limit", acc.Name), acc.RateLimit})
+	}
+	for _, n := range named {
+		if n.r.Rate < 0 || n.r.Burst < 0 {
+			return fmt.Errorf("config %s: rate %g and burst %d must not be negative (rate 0: no limit)", n.key, n.r.Rate, n.r.Burst)
+		}
+	}
+	return nil
+}
+
+// guardOptions are the API's rate limits and lock-out as configured.
+func (c serveConfig) guardOptions() api.GuardOptions {
+	rl := c.RateLimits
+	o := api.GuardOptions{
+		KeyRate:      rl.Key.api(),
+		AccountRates: map[string]api.Rate{},
+		AddressRates: map[string]api.Rate{
+			api.LimitPixel: rl.Pixel.api(), api.LimitClick: rl.Click.api(),
+			api.LimitUnsubscribe: rl.Unsubscribe.api(), api.LimitFeedback: rl.Feedback.api(),
+		},
+		MaxAddresses: rl.MaxAddresses,
+		Lockout:      api.Lockout{Failures: c.AuthLockout.Failures, Window: c.AuthLockout.Window, Duration: c.AuthLockout.Duration},
+	}
+	for _, acc := range c.Accounts {
+		if !acc.RateLimit.api().Off() {
+			o.AccountRates[acc.Name] = acc.RateLimit.api()
+		}
+	}
+	return o
 }

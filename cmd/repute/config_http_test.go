@@ -41,7 +41,9 @@ func TestConfigHTTPLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	if example.ReadTimeout != def.ReadTimeout || example.WriteTimeout != def.WriteTimeout || example.IdleTimeout != def.IdleTimeout ||
-		example.MinBodyRate != def.MinBodyRate || example.MaxInflightBytes != def.MaxInflightBytes {
+		example.MinBodyRate != def.MinBodyRate || example.MaxInflightBytes != def.MaxInflightBytes ||
+		example.QueryTimeout != def.QueryTimeout || example.MaxResultRows != def.MaxResultRows ||
+		example.RateLimits != def.RateLimits || example.AuthLockout != def.AuthLockout {
 		t.Errorf("repute.example.yaml does not show the defaults of the HTTP limits")
 	}
 

@@ -117,6 +117,9 @@ type app struct {
 	// tls serves HTTPS on both listeners when tls_cert_file is set; nil:
 	// plain HTTP.
 	tls *certReloader
+	// guard holds the rate limits and the failed-authentication lock-out
+	// of the API and the tracking endpoints.
+	guard *api.Guard
 }
 
 // newApp opens the spool and the store and builds the handler. Nothing runs
@@ -245,6 +248,21 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 			senderDomains[acc.Name] = append(senderDomains[acc.Name], acc.SenderDomains...)
 		}
 	}
+	guardOpts := cfg.guardOptions()
+	guardOpts.Registerer = reg
+	guardOpts.Logger = log.With("component", "api")
+	if guardOpts.TrustedProxies, err = parseTrustedProxies(cfg.TrustedProxies); err != nil {
+		a.close()
+		return nil, err
+	}
+	names := make([]string, 0, len(cfg.Accounts))
+	for _, acc := range cfg.Accounts {
+		names = append(names, acc.Name)
+	}
+	if a.guard, err = api.NewGuard(guardOpts, names); err != nil {
+		a.close()
+		return nil, err
+	}
 	a.handler, err = api.NewHandler(api.Options{
 		Feedback:       procs.feedbackFunc(),
 		Evidence:       a.store,
@@ -267,6 +285,10 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		MaxInflightBytes: cfg.MaxInflightBytes,
 		MinBodyRate:      cfg.MinBodyRate,
 		WriteTimeout:     cfg.WriteTimeout,
+
+		Guard:         a.guard,
+		QueryTimeout:  cfg.QueryTimeout,
+		MaxResultRows: cfg.MaxResultRows,
 	})
 	if err != nil {
 		a.close()
@@ -274,6 +296,7 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	}
 	a.handler, err = api.WithDecisions(a.handler, api.DecisionsOptions{
 		Keys: keys, Decisions: a.rules, Owner: senderDomainOwner(senderDomains), Logger: log.With("component", "api"),
+		Guard: a.guard, QueryTimeout: cfg.QueryTimeout, MaxResultRows: cfg.MaxResultRows,
 	})
 	if err != nil {
 		a.close()

@@ -46,6 +46,7 @@ func (a *app) newTracking(reg prometheus.Registerer) error {
 		DisplayName:    func(account string) string { return names[account] },
 		ISPs:           metrics.NewISPMap(a.cfg.ISPDomains),
 		TrustedProxies: proxies,
+		Limit:          a.guard.AllowAddress,
 		Registerer:     reg,
 		Logger:         a.log.With("component", "track"),
 	}

@@ -65,6 +65,11 @@ func (s *Store) Stats(ctx context.Context, q metrics.StatsQuery) (*metrics.Stats
 			keys += groupExpr[g] + " AS " + names[i] + ",\n    "
 		}
 		group = "GROUP BY " + strings.Join(names, ", ") + " WITH TOTALS"
+		if q.MaxGroups > 0 {
+			// The totals are computed before LIMIT, over every group;
+			// one group more than the cap tells the result was cut.
+			group += "\nORDER BY " + strings.Join(names, ", ") + "\nLIMIT " + strconv.Itoa(q.MaxGroups+1)
+		}
 	}
 	query := strings.NewReplacer("/*KEYS*/", keys, "/*ACCOUNT*/", account, "/*GROUP*/", group).Replace(s.q[qStats])
 
@@ -102,6 +107,10 @@ func (s *Store) Stats(ctx context.Context, q metrics.StatsQuery) (*metrics.Stats
 			} else {
 				g.Key[by] = keyVals[i]
 			}
+		}
+		if q.MaxGroups > 0 && len(res.Groups) == q.MaxGroups {
+			res.Truncated = true
+			continue
 		}
 		res.Groups = append(res.Groups, g)
 	}

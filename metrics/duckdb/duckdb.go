@@ -58,7 +58,15 @@ type Options struct {
 	// Logger receives applied migrations and failed rollbacks; nil means
 	// silent.
 	Logger *slog.Logger
+	// Timeout is the deadline of every read (statistics, duplicate
+	// checks, send lookups, evidence, suppression searches); a shorter
+	// deadline of the caller's context wins, and the driver interrupts
+	// the query when it passes. Default 60 s, as the ClickHouse store's.
+	Timeout time.Duration
 }
+
+// defaultTimeout is Options.Timeout's default.
+const defaultTimeout = 60 * time.Second
 
 // Store is a metrics.Store over one DuckDB file. It is safe for concurrent
 // use: appends are serialised, reads run beside them.
@@ -67,6 +75,7 @@ type Store struct {
 	connector *duckdb.Connector
 	db        *sql.DB
 	log       *slog.Logger
+	timeout   time.Duration
 
 	sql queryTexts
 	// The send lookups, prepared once: planning is most of a point
@@ -94,7 +103,10 @@ func Open(path string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{path: path, log: log}
+	s := &Store{path: path, log: log, timeout: opts.Timeout}
+	if s.timeout <= 0 {
+		s.timeout = defaultTimeout
+	}
 	var err error
 	if s.sql, err = loadQueries(); err != nil {
 		return nil, err
@@ -365,11 +377,18 @@ func (s *Store) stored(ctx context.Context, q querier, events []metrics.Event) (
 	return stored, nil
 }
 
+// deadline bounds a read's ctx by Options.Timeout.
+func (s *Store) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
 // Known returns the keys of events already stored.
 func (s *Store) Known(ctx context.Context, events []metrics.Event) (map[metrics.Key]bool, error) {
 	if len(events) == 0 {
 		return map[metrics.Key]bool{}, nil
 	}
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
 	known, err := s.stored(ctx, s.db, events)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: known: %w", err)

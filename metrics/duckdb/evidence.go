@@ -109,6 +109,8 @@ func (s *Store) PurgeEvidence(ctx context.Context, storedBefore time.Time) (int6
 // account is "".
 func (s *Store) Evidence(ctx context.Context, account, id string) (metrics.Evidence, bool, error) {
 	const cols = "SELECT account, id, stored, source, source_ref, size, truncated, data FROM evidence "
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
 	var row *sql.Row
 	if account == "" {
 		row = s.db.QueryRowContext(ctx, cols+"WHERE id = $1 LIMIT 1", id)

@@ -96,6 +96,8 @@ func (s *Store) SendByEnvID(ctx context.Context, envid, recipient string) (metri
 // findSend runs a lookup by key and returns the latest row that keep
 // accepts (nil: any).
 func (s *Store) findSend(ctx context.Context, what string, query *sql.Stmt, key string, keep func(x metrics.Send, sourceRef string) bool) (metrics.Send, bool, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
 	rows, err := query.QueryContext(ctx, key)
 	if err != nil {
 		return metrics.Send{}, false, fmt.Errorf("duckdb: %s: %w", what, err)

@@ -23,8 +23,10 @@ var dimensions = map[metrics.GroupBy]string{
 }
 
 // statsQuery fills the placeholders of queries/stats.sql for the given
-// dimensions, which must all be known.
-func statsQuery(tmpl string, by []metrics.GroupBy) (string, error) {
+// dimensions, which must all be known. With maxGroups > 0 it returns the
+// totals row first and at most maxGroups+1 groups: one more than the cap
+// tells the result was cut.
+func statsQuery(tmpl string, by []metrics.GroupBy, maxGroups int) (string, error) {
 	if len(by) == 0 {
 		return strings.NewReplacer("/*keys*/", "", "/*group_by*/", "", "/*order_by*/", "").Replace(tmpl), nil
 	}
@@ -39,10 +41,13 @@ func statsQuery(tmpl string, by []metrics.GroupBy) (string, error) {
 	list := strings.Join(exprs, ", ")
 	var keys, order strings.Builder
 	fmt.Fprintf(&keys, "grouping(%s) <> 0 AS is_total,", list)
-	order.WriteString("ORDER BY is_total")
+	order.WriteString("ORDER BY is_total DESC")
 	for i, expr := range exprs {
 		fmt.Fprintf(&keys, "\n    %s AS k%d,", expr, i)
 		fmt.Fprintf(&order, ", k%d", i)
+	}
+	if maxGroups > 0 {
+		fmt.Fprintf(&order, "\nLIMIT %d", maxGroups+2)
 	}
 	return strings.NewReplacer(
 		"/*keys*/", keys.String(),
@@ -53,7 +58,7 @@ func statsQuery(tmpl string, by []metrics.GroupBy) (string, error) {
 
 // Stats counts the events q selects, in one statement.
 func (s *Store) Stats(ctx context.Context, q metrics.StatsQuery) (*metrics.StatsResult, error) {
-	query, err := statsQuery(s.sql.stats, q.GroupBy)
+	query, err := statsQuery(s.sql.stats, q.GroupBy, q.MaxGroups)
 	if err != nil {
 		return nil, err
 	}
@@ -61,6 +66,8 @@ func (s *Store) Stats(ctx context.Context, q metrics.StatsQuery) (*metrics.Stats
 	// the same events as the next whole second; TIMESTAMP keeps only
 	// microseconds, so round up here rather than let DuckDB truncate.
 	from, to := ceilSecond(q.From), ceilSecond(q.To)
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
 	rows, err := s.db.QueryContext(ctx, query, from, to, q.Account)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: stats: %w", err)
@@ -109,6 +116,10 @@ func (s *Store) Stats(ctx context.Context, q metrics.StatsQuery) (*metrics.Stats
 					key[g] = **k
 				}
 			}
+		}
+		if q.MaxGroups > 0 && len(res.Groups) == q.MaxGroups {
+			res.Truncated = true
+			continue
 		}
 		res.Groups = append(res.Groups, metrics.Group{Key: key, Counts: c})
 	}

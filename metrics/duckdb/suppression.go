@@ -143,6 +143,8 @@ func suppressionQuery(q metrics.SuppressionQuery) (string, []any) {
 // (Time, ID) order (or (Logged, ID)), as SuppressionChanges does.
 func (s *Store) FindSuppressionChanges(ctx context.Context, q metrics.SuppressionQuery, fn func(metrics.SuppressionChange) error) error {
 	query, args := suppressionQuery(q)
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("duckdb: suppression changes: %w", err)

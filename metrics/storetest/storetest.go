@@ -99,6 +99,7 @@ var tests = []struct {
 	{"GroupBySingle", testGroupBySingle},
 	{"GroupByDayHour", testGroupByDayHour},
 	{"GroupByCombined", testGroupByCombined},
+	{"StatsMaxGroups", testStatsMaxGroups},
 	{"GroupByEmptyValue", testGroupByEmptyValue},
 	{"CountKinds", testCountKinds},
 	{"CountBounces", testCountBounces},

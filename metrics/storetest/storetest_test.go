@@ -168,6 +168,9 @@ func (s *memStore) Stats(_ context.Context, q metrics.StatsQuery) (*metrics.Stat
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	if q.MaxGroups > 0 && len(keys) > q.MaxGroups {
+		keys, res.Truncated = keys[:q.MaxGroups], true
+	}
 	for _, k := range keys {
 		res.Groups = append(res.Groups, metrics.Group{Key: groups[k].key, Counts: groups[k].c})
 	}
