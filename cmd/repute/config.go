@@ -24,20 +24,23 @@ import (
 // overrides the file, which overrides the default. repute.example.yaml
 // documents every key.
 type serveConfig struct {
-	Listen             string        `yaml:"listen"`
-	Data               string        `yaml:"data"`
-	MaxBodyBytes       int64         `yaml:"max_body_bytes"`
-	MaxInflightBytes   int64         `yaml:"max_inflight_bytes"`
-	MinBodyRate        int64         `yaml:"min_body_rate"`
-	ReadTimeout        time.Duration `yaml:"read_timeout"`
-	WriteTimeout       time.Duration `yaml:"write_timeout"`
-	IdleTimeout        time.Duration `yaml:"idle_timeout"`
-	SpoolMaxBytes      int64         `yaml:"spool_max_bytes"`
-	ShutdownTimeout    time.Duration `yaml:"shutdown_timeout"`
-	LogLevel           string        `yaml:"log_level"`
-	ClickHouse         string        `yaml:"clickhouse"`
-	ClickHouseDatabase string        `yaml:"clickhouse_database"`
-	ClickHouseUser     string        `yaml:"clickhouse_user"`
+	Listen           string        `yaml:"listen"`
+	Data             string        `yaml:"data"`
+	MaxBodyBytes     int64         `yaml:"max_body_bytes"`
+	MaxInflightBytes int64         `yaml:"max_inflight_bytes"`
+	MinBodyRate      int64         `yaml:"min_body_rate"`
+	ReadTimeout      time.Duration `yaml:"read_timeout"`
+	WriteTimeout     time.Duration `yaml:"write_timeout"`
+	IdleTimeout      time.Duration `yaml:"idle_timeout"`
+	SpoolMaxBytes    int64         `yaml:"spool_max_bytes"`
+	ShutdownTimeout  time.Duration `yaml:"shutdown_timeout"`
+	LogLevel         string        `yaml:"log_level"`
+	ClickHouse       string        `yaml:"clickhouse"`
+	// DuckDBMemoryLimit caps the embedded store's memory (duckdb.Options);
+	// empty: DuckDB's default, 80% of the machine's memory.
+	DuckDBMemoryLimit  string `yaml:"duckdb_memory_limit"`
+	ClickHouseDatabase string `yaml:"clickhouse_database"`
+	ClickHouseUser     string `yaml:"clickhouse_user"`
 	// ClickHousePassword is deprecated in the file (a warning says so):
 	// clickhouse_password_env or clickhouse_password_file is the way there.
 	// The flag and REPUTE_CLICKHOUSE_PASSWORD keep working.
@@ -237,6 +240,7 @@ func serveFlags(fs *flag.FlagSet, cfg *serveConfig, configFile *string) {
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "on SIGTERM, how long to flush the spool before exiting")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.ClickHouse, "clickhouse", cfg.ClickHouse, "ClickHouse native `address` (host:port); empty: embedded DuckDB")
+	fs.StringVar(&cfg.DuckDBMemoryLimit, "duckdb-memory-limit", cfg.DuckDBMemoryLimit, "memory cap of the embedded DuckDB store (e.g. 512MB); empty: 80% of the machine's")
 	fs.StringVar(&cfg.ClickHouseDatabase, "clickhouse-database", cfg.ClickHouseDatabase, "ClickHouse database, created if missing")
 	fs.StringVar(&cfg.ClickHouseUser, "clickhouse-user", cfg.ClickHouseUser, "ClickHouse user")
 	fs.IntVar(&cfg.EvidenceRetention, "evidence-retention", cfg.EvidenceRetention, "days a stored raw report (bounce, complaint) is kept: it holds personal data")

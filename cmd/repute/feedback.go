@@ -89,7 +89,7 @@ func openStore(ctx context.Context, cfg serveConfig, log *slog.Logger) (store, e
 			Logger: log.With("component", "clickhouse"),
 		})
 	}
-	return duckdb.Open(duckdbPath(cfg), duckdb.Options{Logger: log.With("component", "duckdb")})
+	return duckdb.Open(duckdbPath(cfg), duckdb.Options{Logger: log.With("component", "duckdb"), MemoryLimit: cfg.DuckDBMemoryLimit})
 }
 
 func duckdbPath(cfg serveConfig) string { return filepath.Join(cfg.Data, "repute.duckdb") }

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"time"
 
@@ -63,6 +64,14 @@ type Options struct {
 	// deadline of the caller's context wins, and the driver interrupts
 	// the query when it passes. Default 60 s, as the ClickHouse store's.
 	Timeout time.Duration
+	// MemoryLimit caps DuckDB's buffer manager (its cache of the file and
+	// the memory of its queries), in DuckDB's size syntax ("512MB",
+	// "2GB"); empty leaves DuckDB's default, 80% of the machine's memory.
+	// Queries that need more spill to a temporary directory beside the
+	// file or fail with an error naming the limit: the process stays
+	// within its bound either way.
+	// https://duckdb.org/docs/stable/configuration/overview
+	MemoryLimit string
 }
 
 // defaultTimeout is Options.Timeout's default.
@@ -111,7 +120,11 @@ func Open(path string, opts Options) (*Store, error) {
 	if s.sql, err = loadQueries(); err != nil {
 		return nil, err
 	}
-	s.connector, err = duckdb.NewConnector(path, nil)
+	dsn := path
+	if opts.MemoryLimit != "" {
+		dsn += "?" + url.Values{"memory_limit": {opts.MemoryLimit}}.Encode()
+	}
+	s.connector, err = duckdb.NewConnector(dsn, nil)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: open %s: %w", path, err)
 	}
