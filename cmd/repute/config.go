@@ -81,6 +81,12 @@ type serveConfig struct {
 	// applied at intake to every open and click without a verdict.
 	MachineOpens machineOpensConfig `yaml:"machine_opens"`
 
+	// ISPMX looks up the MX hosts of the recipient domains isp_domains
+	// and the built-in map do not know, so that a custom domain hosted by
+	// Google Workspace, Microsoft 365, … is counted under that provider
+	// (ispmx.go).
+	ISPMX ispMXConfig `yaml:"isp_mx"`
+
 	// RulesFile holds the rule engine's rules (package rules; issue 13);
 	// empty: the built-in defaults from docs/THRESHOLDS.md. RulesInterval
 	// is how often they are evaluated. Both only in the file.
@@ -135,6 +141,16 @@ type machineOpensConfig struct {
 	// Off turns the detection at intake off: opens are stored with the
 	// verdict they arrive with.
 	Off bool `yaml:"off"`
+}
+
+// ispMXConfig is the isp_mx: section (only in the file).
+type ispMXConfig struct {
+	// Enabled turns the lookups on (off by default: repute then makes no
+	// DNS query of its own).
+	Enabled bool `yaml:"enabled"`
+	// Server is the DNS server ("host:port") asked; empty: the system's
+	// (resolv.conf).
+	Server string `yaml:"server"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -402,6 +418,8 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("rules_interval %s must be positive", c.RulesInterval)
 	case c.MachineOpens.Off && (c.MachineOpens.AppleRangesFile != "" || c.MachineOpens.PrefetchWindow != 0):
 		return errors.New("machine_opens: off is set beside apple_ranges_file or prefetch_window: keep one")
+	case c.ISPMX.Server != "" && !validHostPort(c.ISPMX.Server):
+		return fmt.Errorf("isp_mx.server %q: want host:port, such as 127.0.0.53:53", c.ISPMX.Server)
 	case c.TrackingListen != "" && c.TrackingListen == c.Listen:
 		return fmt.Errorf("--tracking-listen %s is --listen: leave it empty to serve the tracking endpoints on --listen", c.TrackingListen)
 	case c.MaxEvidenceBytes < 4096:
