@@ -4,8 +4,11 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -146,6 +149,34 @@ func TestISPFromMXThroughServe(t *testing.T) {
 	} {
 		if got := fmt.Sprint(isp(rcpt)); got != want {
 			t.Errorf("stored isp of %s: %s, want %s", rcpt, got, want)
+		}
+	}
+}
+
+// isp_mx in the file: read, a misspelt key named, a server that is not
+// host:port refused; off by default.
+func TestISPMXConfig(t *testing.T) {
+	noenv := func(string) string { return "" }
+	file := filepath.Join(t.TempDir(), "repute.yaml")
+	if err := os.WriteFile(file, []byte("listen: 127.0.0.1:8080\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadServeConfig([]string{"--config", file}, noenv, io.Discard)
+	if err != nil || cfg.ISPMX != (ispMXConfig{}) {
+		t.Fatalf("default isp_mx %+v, %v; want off", cfg.ISPMX, err)
+	}
+	os.WriteFile(file, []byte("isp_mx:\n  enabled: true\n  server: 127.0.0.53:53\n"), 0o600)
+	cfg, err = loadServeConfig([]string{"--config", file}, noenv, io.Discard)
+	if err != nil || cfg.ISPMX != (ispMXConfig{Enabled: true, Server: "127.0.0.53:53"}) {
+		t.Errorf("isp_mx = %+v, %v", cfg.ISPMX, err)
+	}
+	for _, tt := range []struct{ yaml, want string }{
+		{"isp_mx:\n  enable: true\n", `isp_mx: unknown key "enable"`},
+		{"isp_mx:\n  enabled: true\n  server: 127.0.0.53\n", `isp_mx.server "127.0.0.53": want host:port`},
+	} {
+		os.WriteFile(file, []byte(tt.yaml), 0o600)
+		if _, err := loadServeConfig([]string{"--config", file}, noenv, io.Discard); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("config %q: error %v, want one containing %q", tt.yaml, err, tt.want)
 		}
 	}
 }
