@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -244,15 +245,22 @@ func TestBacktestTable(t *testing.T) {
 	p.instant(at, raised, []rules.Decision{{Scope: rules.DecisionScope{SenderDomain: "a.example"}, Action: rules.ActionHold,
 		WarmupDay: 3, DailyLimit: 2000, HourlyLimit: 400, Reasons: []rules.Reason{{Rule: "complaint_rate", Value: 0.004, Threshold: 0.003}}}}, 1)
 	p.instant(at.Add(24*time.Hour), nil, nil, 1)
+	tss := rules.Flag{Rule: "yahoo_tss04", Scope: rules.Scope{SenderDomain: "a.example", SendingIP: "192.0.2.1", ISP: "yahoo"},
+		Severity: rules.SeverityWarning, Value: 1, Threshold: 1, Sample: 1, Window: "1h", Action: rules.ActionPause,
+		For: 2 * time.Hour, Since: at.Add(38 * time.Hour)}
+	p.instant(tss.Since, []rules.FlagEvent{{Flag: tss, Active: true, At: tss.Since}}, nil, 1)
 	if err := p.flush(); err != nil {
 		t.Fatal(err)
 	}
-	out := buf.String()
+	// The columns' widths depend on the widest cell: compared with runs of
+	// spaces as one.
+	out := regexp.MustCompile(` {2,}`).ReplaceAllString(buf.String(), " ")
 	for _, want := range []string{
 		"# response-pattern rules are skipped",
-		"2026-03-01T00:00:00Z  raised     complaint_rate  sender_domain=a.example  critical value=0.002 threshold=0.001 sample=2000 window=7d",
-		"2026-03-01T00:00:00Z  decision   hold            a.example//              day=3 daily=2000 hourly=400 reasons=complaint_rate=0.004/0.003",
-		"2026-03-02T00:00:00Z  unchanged",
+		"2026-03-01T00:00:00Z raised complaint_rate sender_domain=a.example critical value=0.002 threshold=0.001 sample=2000 window=7d",
+		"2026-03-01T00:00:00Z decision hold a.example// day=3 daily=2000 hourly=400 reasons=complaint_rate=0.004/0.003",
+		"2026-03-02T00:00:00Z unchanged",
+		"2026-03-02T14:00:00Z raised yahoo_tss04 sender_domain=a.example,sending_ip=192.0.2.1,isp=yahoo warning value=1 threshold=1 sample=1 window=1h action=pause until=2026-03-02T16:00:00Z",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
