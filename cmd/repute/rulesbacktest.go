@@ -193,7 +193,8 @@ func backtest(ctx context.Context, stats metrics.StatsReader, replies metrics.Re
 		patterns = &rules.Engine{Rules: &rules.RuleSet{Patterns: set.Patterns}, Source: rules.StatsSource{Stats: clock},
 			Responses: responses}
 	}
-	warmup, err := rules.NewWarmup(rules.WarmupConfig{}, storeVolumes{clock})
+	volumes := &backtestVolumes{src: storeVolumes{clock}, clock: clock}
+	warmup, err := rules.NewWarmup(rules.WarmupConfig{}, volumes)
 	if err != nil {
 		return err
 	}
@@ -208,6 +209,7 @@ func backtest(ctx context.Context, stats metrics.StatsReader, replies metrics.Re
 	// instant without changes.
 	step := func(now time.Time, rates, quiet bool) error {
 		clock.now = now
+		volumes.fresh(rates)
 		var err error
 		if rates {
 			if rateFlags, err = rateEngine.Evaluate(ctx, now); err != nil {
@@ -281,6 +283,46 @@ func backtest(ctx context.Context, stats metrics.StatsReader, replies metrics.Re
 		}
 	}
 	return nil
+}
+
+// backtestVolumes gives the warm-up, at the pattern rules' instants, the
+// volume of the day in progress as it was at the last --every instant, as
+// the rate rules' flags are: each of those instants would otherwise cost a
+// statistics query over the raw events (measured: 3,000 of them made a
+// 15-day backtest take 3 minutes). A day that has ended since is read
+// again, once.
+type backtestVolumes struct {
+	src   storeVolumes
+	clock *asOfStats
+	read  map[time.Time]volumesAt // by day
+	keep  bool                    // at a pattern rules' instant
+}
+
+type volumesAt struct {
+	v  map[rules.Scope]int64
+	at time.Time // the instant it was read at
+}
+
+// fresh starts an instant: at an --every one (rates), every volume is
+// read again.
+func (b *backtestVolumes) fresh(rates bool) {
+	b.keep = !rates
+	if rates {
+		b.read = map[time.Time]volumesAt{}
+	}
+}
+
+func (b *backtestVolumes) Volumes(ctx context.Context, day time.Time) (map[rules.Scope]int64, error) {
+	end := day.Add(24 * time.Hour)
+	if r, ok := b.read[day]; ok && b.keep && (!r.at.Before(end) || b.clock.now.Before(end)) {
+		return r.v, nil // a whole day, or the day still in progress
+	}
+	v, err := b.src.Volumes(ctx, day)
+	if err != nil {
+		return nil, err
+	}
+	b.read[day] = volumesAt{v, b.clock.now}
+	return v, nil
 }
 
 // backtestResponses serves the pattern rules' reads of replies from

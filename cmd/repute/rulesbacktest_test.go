@@ -371,3 +371,81 @@ func TestRulesBacktestPatterns(t *testing.T) {
 			strings.Join(want, "\n"), stdout.String())
 	}
 }
+
+// BenchmarkBacktestPatterns is a 15-day backtest of the built-in rules over
+// a DuckDB store with 2,000 deferrals a day to Yahoo, one in 20 a TSS04
+// (100 a day, every 14 minutes 24 s from 00:00): the pattern rules' own
+// instants and reads of replies cost what this measures.
+func BenchmarkBacktestPatterns(b *testing.B) {
+	dir := b.TempDir()
+	st, err := duckdb.Open(filepath.Join(dir, "repute.duckdb"), duckdb.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	var events []metrics.Event
+	for day := range 15 {
+		for i := range 2000 {
+			diag := "452 4.2.2 mailbox full"
+			if i%20 == 0 {
+				diag = "[TSS04] Messages from 192.0.2.1 temporarily deferred"
+			}
+			events = append(events, metrics.Event{EventID: fmt.Sprintf("f%d.%d", day, i),
+				Time: backtestDay0.AddDate(0, 0, day).Add(time.Duration(i) * 24 * time.Hour / 2000), Kind: metrics.KindDeferred,
+				Account: "acme", SenderDomain: "news.acme.example", SendingIP: "192.0.2.1", Recipient: fmt.Sprintf("r%d@yahoo.com", i),
+				RecipientDomain: "yahoo.com", ISP: "yahoo", ReplyCode: 421, Status: "4.7.0", Diagnostic: diag})
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := st.Append(ctx, events); err != nil {
+		b.Fatal(err)
+	}
+	o := backtestOptions{from: backtestDay0, to: backtestDay0.AddDate(0, 0, 15), every: 24 * time.Hour}
+	for b.Loop() {
+		var buf bytes.Buffer
+		p := newBacktestPrinter(&buf, true)
+		if err := backtest(ctx, st, st, rules.Defaults(), o, p); err != nil {
+			b.Fatal(err)
+		}
+		if err := p.flush(); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(strings.Count(buf.String(), `"yahoo_tss04"`)), "tss04-flag-changes")
+	}
+}
+
+// countingStats answers empty statistics and counts the queries.
+type countingStats struct{ n int }
+
+func (c *countingStats) Stats(context.Context, metrics.StatsQuery) (*metrics.StatsResult, error) {
+	c.n++
+	return &metrics.StatsResult{}, nil
+}
+
+// At the pattern rules' instants the warm-up's volume of the day in
+// progress is the one read at the last --every instant; a day that has
+// ended since is read again, once; an --every instant reads afresh.
+func TestBacktestVolumes(t *testing.T) {
+	cs := &countingStats{}
+	clock := &asOfStats{stats: cs}
+	v := &backtestVolumes{src: storeVolumes{clock}, clock: clock}
+	ctx := context.Background()
+	day := backtestDay0
+	at := func(d time.Duration, rates bool, wantQueries int) {
+		t.Helper()
+		clock.now = day.Add(d)
+		v.fresh(rates)
+		if _, err := v.Volumes(ctx, day); err != nil {
+			t.Fatal(err)
+		}
+		if cs.n != wantQueries {
+			t.Errorf("at %v (rates %v): %d queries, want %d", d, rates, cs.n, wantQueries)
+		}
+	}
+	at(12*time.Hour, true, 1)  // an --every instant reads
+	at(13*time.Hour, false, 1) // the day in progress: as read at 12:00
+	at(25*time.Hour, false, 2) // the day has ended since: read again
+	at(26*time.Hour, false, 2) // and kept
+	at(36*time.Hour, true, 3)  // the next --every instant reads afresh
+}

@@ -9,8 +9,9 @@ import (
 	"repute/rules"
 )
 
-// seedTimeout bounds the read of the recent replies at start-up.
-const seedTimeout = 30 * time.Second
+// seedTimeout bounds the read of the recent replies at start-up: it
+// delays the start by as much when the store does not answer.
+const seedTimeout = 10 * time.Second
 
 // seedResponses reads the replies of the last pattern window (an hour with
 // the built-in rules) back from the store into the rule engine's memory of
