@@ -33,6 +33,11 @@ const (
 	DefaultMXTTL = time.Hour
 	// DefaultMXTimeout bounds one lookup, retries included.
 	DefaultMXTimeout = 5 * time.Second
+	// DefaultMXBackground bounds the lookups Cached runs at once.
+	DefaultMXBackground = 8
+	// DefaultMXRetryAfter is how long Cached waits after a failed lookup
+	// of a domain before it tries that domain again.
+	DefaultMXRetryAfter = time.Minute
 )
 
 // mxProviders maps MX host suffixes (at a label boundary) to the provider
@@ -93,6 +98,11 @@ type MXOptions struct {
 	MaxTTL      time.Duration
 	DefaultTTL  time.Duration
 	Timeout     time.Duration
+	// MaxBackground bounds the lookups Cached starts and runs at once
+	// (DefaultMXBackground); RetryAfter is its wait after a failed one
+	// (DefaultMXRetryAfter).
+	MaxBackground int
+	RetryAfter    time.Duration
 	// Now is the clock (time.Now).
 	Now func() time.Time
 }
@@ -110,6 +120,24 @@ type MXResolver struct {
 	lru    *list.List // of *mxEntry, most recently used first
 	cache  map[string]*list.Element
 	flight map[string]*mxCall
+	// Cached's lookups: how many run, and the domains whose last one
+	// failed, until when they are not tried again.
+	background int
+	failed     map[string]time.Time
+	stats      MXStats
+}
+
+// MXStats counts what Cached did with the domains it was not answered
+// from the cache.
+type MXStats struct {
+	// Started: lookups started in the background; Failed: of those, the
+	// ones that failed (a timeout, SERVFAIL; a domain without MX records
+	// is an answer).
+	Started, Failed int64
+	// Busy: misses that started nothing because MaxBackground lookups
+	// were running or the domain's last lookup had failed less than
+	// RetryAfter before; the domain's next event tries again.
+	Busy int64
 }
 
 type mxEntry struct {
@@ -128,7 +156,8 @@ type mxCall struct {
 
 // NewMXResolver returns an MXResolver.
 func NewMXResolver(o MXOptions) (*MXResolver, error) {
-	if o.MaxEntries < 0 || o.NegativeTTL < 0 || o.MinTTL < 0 || o.MaxTTL < 0 || o.DefaultTTL < 0 || o.Timeout < 0 {
+	if o.MaxEntries < 0 || o.NegativeTTL < 0 || o.MinTTL < 0 || o.MaxTTL < 0 || o.DefaultTTL < 0 || o.Timeout < 0 ||
+		o.MaxBackground < 0 || o.RetryAfter < 0 {
 		return nil, fmt.Errorf("%w: negative MX option", ErrInvalid)
 	}
 	if o.MaxEntries == 0 {
@@ -149,6 +178,12 @@ func NewMXResolver(o MXOptions) (*MXResolver, error) {
 	if o.Timeout == 0 {
 		o.Timeout = DefaultMXTimeout
 	}
+	if o.MaxBackground == 0 {
+		o.MaxBackground = DefaultMXBackground
+	}
+	if o.RetryAfter == 0 {
+		o.RetryAfter = DefaultMXRetryAfter
+	}
 	if o.MinTTL > o.MaxTTL {
 		return nil, fmt.Errorf("%w: MX MinTTL %v above MaxTTL %v", ErrInvalid, o.MinTTL, o.MaxTTL)
 	}
@@ -165,6 +200,7 @@ func NewMXResolver(o MXOptions) (*MXResolver, error) {
 		lru:    list.New(),
 		cache:  make(map[string]*list.Element),
 		flight: make(map[string]*mxCall),
+		failed: make(map[string]time.Time),
 	}
 	// The pure-Go resolver, so that Dial is used and the answer's TTL can
 	// be read on its way in.
@@ -220,6 +256,72 @@ func (r *MXResolver) Provider(ctx context.Context, domain string) (string, error
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
+}
+
+// Cached is Provider without waiting, for the request path (intake): the
+// provider of domain from the ISP map or the cache, with ok; or, on a
+// miss, ("", false) at once, a lookup of domain started in the background
+// whose answer serves later calls. An answer past its TTL is still given
+// while its refresh runs (a domain does not lose its provider every TTL).
+// At most MaxBackground lookups run at
+// once, and a domain whose lookup failed is not tried again for
+// RetryAfter: the misses that start nothing are counted (Stats), and the
+// domain's next call tries again.
+func (r *MXResolver) Cached(domain string) (provider string, ok bool) {
+	domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
+	if domain == "" {
+		return "", false
+	}
+	if g := r.o.ISPs.Lookup(domain); g != metrics.ISPOther {
+		return g, true
+	}
+	now := r.o.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	provider, ok = "", false
+	if e, found := r.cache[domain]; found {
+		ent := e.Value.(*mxEntry)
+		r.lru.MoveToFront(e)
+		if now.Before(ent.expires) {
+			return ent.provider, true
+		}
+		provider, ok = ent.provider, true // stale: refreshed below
+	}
+	if _, found := r.flight[domain]; found {
+		return provider, ok // Provider's or an earlier Cached's lookup
+	}
+	if until, found := r.failed[domain]; found && now.Before(until) || r.background >= r.o.MaxBackground {
+		r.stats.Busy++
+		return provider, ok
+	}
+	delete(r.failed, domain)
+	c := &mxCall{done: make(chan struct{})}
+	r.flight[domain] = c
+	r.background++
+	r.stats.Started++
+	go func() {
+		r.lookup(context.Background(), domain, c)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.background--
+		if c.err != nil {
+			r.stats.Failed++
+			if len(r.failed) >= r.o.MaxEntries {
+				// Bounded like the cache: forget the failures, which
+				// costs at most one early retry each.
+				clear(r.failed)
+			}
+			r.failed[domain] = r.o.Now().Add(r.o.RetryAfter)
+		}
+	}()
+	return provider, ok
+}
+
+// Stats returns the counts of Cached's lookups since the start.
+func (r *MXResolver) Stats() MXStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stats
 }
 
 // lookup runs one query for domain, caches its result and releases c.

@@ -416,3 +416,109 @@ func TestNewMXResolverOptions(t *testing.T) {
 		t.Errorf("Provider(hotmail.com) = %q, %v; want microsoft", got, err)
 	}
 }
+
+// waitFor polls cond for up to 10 s: Cached's lookups run in the
+// background.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Cached answers from the ISP map and the cache without waiting; a miss
+// starts one lookup in the background whose answer serves the next calls;
+// an answer past its TTL is still given while it is refreshed.
+func TestMXCached(t *testing.T) {
+	s := startMXServer(t, testMXZones())
+	clock := &mxClock{now: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
+	r := newTestMX(t, s, clock, MXOptions{})
+
+	if p, ok := r.Cached("Gmail.com"); p != "gmail" || !ok {
+		t.Errorf("Cached(Gmail.com) = %q, %v; want the ISP map's gmail", p, ok)
+	}
+	if p, ok := r.Cached("shop.example"); p != "" || ok {
+		t.Fatalf("first Cached(shop.example) = %q, %v; want a miss", p, ok)
+	}
+	r.Cached("shop.example") // in flight: no second query
+	waitFor(t, "the lookup of shop.example", func() bool { return r.Len() == 1 })
+	if p, ok := r.Cached("shop.example"); p != "gmail" || !ok {
+		t.Errorf("Cached(shop.example) after its lookup = %q, %v; want gmail", p, ok)
+	}
+	if n := s.count("shop.example"); n != 1 {
+		t.Errorf("%d queries for shop.example, want 1", n)
+	}
+	if st := r.Stats(); st != (MXStats{Started: 1}) {
+		t.Errorf("stats %+v, want one lookup started", st)
+	}
+
+	// Past its TTL (300 s): the old answer at once, and a refresh.
+	clock.Add(301 * time.Second)
+	if p, ok := r.Cached("shop.example"); p != "gmail" || !ok {
+		t.Errorf("Cached(shop.example) past its TTL = %q, %v; want the stale gmail", p, ok)
+	}
+	waitFor(t, "the refresh of shop.example", func() bool { return s.count("shop.example") == 2 && r.Stats().Started == 2 })
+	if p, ok := r.Cached("shop.example"); p != "gmail" || !ok {
+		t.Errorf("Cached(shop.example) after the refresh = %q, %v", p, ok)
+	}
+}
+
+// A failed lookup is not retried for RetryAfter, and at most
+// MaxBackground lookups run at once; the misses that start nothing are
+// counted.
+func TestMXCachedBounds(t *testing.T) {
+	zones := testMXZones()
+	hold := make(chan struct{})
+	zones["held.example."] = &mxZone{ttl: 300, hold: hold, mx: []*dns.MX{{Preference: 1, Mx: "mx.zoho.com."}}}
+	s := startMXServer(t, zones)
+	clock := &mxClock{now: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
+	r := newTestMX(t, s, clock, MXOptions{MaxBackground: 1, Timeout: 2 * time.Second})
+
+	r.Cached("broken.example")
+	waitFor(t, "the failure of broken.example", func() bool { return r.Stats().Failed == 1 })
+	queries := s.count("broken.example")
+	if p, ok := r.Cached("broken.example"); p != "" || ok {
+		t.Errorf("Cached(broken.example) = %q, %v; want a miss", p, ok)
+	}
+	if st := r.Stats(); st.Busy != 1 || st.Started != 1 {
+		t.Errorf("stats %+v, want the retry refused (busy 1)", st)
+	}
+	clock.Add(DefaultMXRetryAfter)
+	r.Cached("broken.example")
+	waitFor(t, "the retry of broken.example", func() bool { return r.Stats().Failed == 2 })
+	if n := s.count("broken.example"); n <= queries {
+		t.Errorf("no query after RetryAfter (%d, then %d)", queries, n)
+	}
+
+	r.Cached("held.example") // the one lookup allowed, held by the server
+	waitFor(t, "the query of held.example", func() bool { return s.count("held.example") == 1 })
+	if _, ok := r.Cached("corp.example"); ok || s.count("corp.example") != 0 || r.Stats().Busy != 2 {
+		t.Errorf("a second lookup beside the held one: ok %v, %d queries, stats %+v; want none, busy 2",
+			ok, s.count("corp.example"), r.Stats())
+	}
+	close(hold)
+	waitFor(t, "held.example's answer", func() bool { p, _ := r.Cached("held.example"); return p == "zoho" })
+	r.Cached("corp.example")
+	waitFor(t, "corp.example's answer", func() bool { p, _ := r.Cached("corp.example"); return p == "microsoft" })
+}
+
+// BenchmarkMXCachedHit is the cost Cached adds to intake for an event of
+// a custom domain already cached (a lock, a map lookup, an LRU move).
+func BenchmarkMXCachedHit(b *testing.B) {
+	r, err := NewMXResolver(MXOptions{Server: "127.0.0.1:1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.mu.Lock()
+	r.store("shop.example", "gmail", time.Now().Add(time.Hour))
+	r.mu.Unlock()
+	b.ReportAllocs()
+	for b.Loop() {
+		if p, ok := r.Cached("shop.example"); p != "gmail" || !ok {
+			b.Fatal(p, ok)
+		}
+	}
+}

@@ -48,6 +48,49 @@ type Responses interface {
 	Responses(ctx context.Context, from, to time.Time) ([]Response, error)
 }
 
+// StoreResponses reads from a store the replies that the pattern rules of
+// Rules match (repute rules backtest): each call is one read of the
+// store's replies in [from, to), the others left out as they stream by.
+type StoreResponses struct {
+	Rules   *RuleSet
+	Replies metrics.ReplyReader
+}
+
+var _ Responses = StoreResponses{}
+
+// Responses implements Responses.
+func (s StoreResponses) Responses(ctx context.Context, from, to time.Time) ([]Response, error) {
+	var out []Response
+	err := s.Replies.Replies(ctx, from, to, func(rp metrics.Reply) error {
+		if r := responseOf(rp); s.Rules.match(r) != nil {
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// responseOf is the Response of a stored reply.
+func responseOf(rp metrics.Reply) Response {
+	return Response{
+		Scope: Scope{Account: rp.Account, SenderDomain: rp.SenderDomain, SendingIP: rp.SendingIP, ISP: rp.ISP},
+		Kind:  rp.Kind, Time: rp.Time, Status: rp.Status, ReplyCode: rp.ReplyCode, Diagnostic: rp.Diagnostic,
+	}
+}
+
+// PatternWindow is the longest window of the pattern rules (0 without
+// any): how far back they read replies.
+func (rs *RuleSet) PatternWindow() time.Duration {
+	var longest time.Duration
+	for _, p := range rs.Patterns {
+		longest = max(longest, p.Within)
+	}
+	return longest
+}
+
 // ResponseLogOptions bound a ResponseLog. The zero value works.
 type ResponseLogOptions struct {
 	// Keep is how long a reply is kept, counted back from the newest one
@@ -68,8 +111,9 @@ type ResponseLogOptions struct {
 // from intake after each store write): it keeps the replies of deferred
 // and bounced events that match one of its rule set's patterns, per scope
 // (account, sender domain, sending IP, provider), within its bounds. It is
-// safe for concurrent use. The store has no query for replies; this keeps
-// the pattern rules off it. After a restart it starts empty.
+// safe for concurrent use. Keeping them in memory keeps the pattern rules,
+// evaluated every minute or so, off the store; after a restart, Load
+// reads the recent ones back from the store.
 type ResponseLog struct {
 	rules *RuleSet
 	o     ResponseLogOptions
@@ -153,30 +197,65 @@ func (l *ResponseLog) Observe(events []metrics.Event) {
 		if e.Kind != metrics.KindDeferred && e.Kind != metrics.KindBounced {
 			continue
 		}
-		r := Response{
+		l.add(Response{
 			Scope: Scope{Account: e.Account, SenderDomain: e.SenderDomain, SendingIP: e.SendingIP, ISP: e.ISP},
 			Kind:  e.Kind, Time: e.Time, Status: e.Status, ReplyCode: e.ReplyCode, Diagnostic: e.Diagnostic,
-		}
-		if len(r.Diagnostic) > l.o.MaxDiagnostic {
-			r.Diagnostic = r.Diagnostic[:l.o.MaxDiagnostic]
-		}
-		if l.rules.match(r) == nil {
-			continue
-		}
-		rg := l.scopes[r.Scope]
-		if rg == nil {
-			if len(l.scopes) >= l.o.MaxScopes {
-				l.evict()
-			}
-			rg = &ring{}
-			l.scopes[r.Scope] = rg
-		}
-		rg.add(r, l.o.PerScope)
-		if r.Time.After(l.newest) {
-			l.newest = r.Time
-		}
+		})
 	}
-	// Pruning walks every reply: at most once a minute of event time.
+	l.maybePrune()
+}
+
+// Load keeps the replies a pattern matches among those rr stored in
+// [from, to), and returns how many it kept: a restarted engine reads back
+// the last PatternWindow so that an episode in progress is not forgotten.
+// A reply Observe has seen already is kept twice (a pattern counting
+// replies would count it twice): load before intake starts.
+func (l *ResponseLog) Load(ctx context.Context, rr metrics.ReplyReader, from, to time.Time) (int, error) {
+	n := 0
+	err := rr.Replies(ctx, from, to, func(rp metrics.Reply) error {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.add(responseOf(rp)) {
+			n++
+		}
+		return nil
+	})
+	l.mu.Lock()
+	l.maybePrune()
+	l.mu.Unlock()
+	if err != nil {
+		return n, fmt.Errorf("rules: load replies: %w", err)
+	}
+	return n, nil
+}
+
+// add keeps r if a pattern matches it and says whether it did; l.mu is
+// held.
+func (l *ResponseLog) add(r Response) bool {
+	if len(r.Diagnostic) > l.o.MaxDiagnostic {
+		r.Diagnostic = r.Diagnostic[:l.o.MaxDiagnostic]
+	}
+	if l.rules.match(r) == nil {
+		return false
+	}
+	rg := l.scopes[r.Scope]
+	if rg == nil {
+		if len(l.scopes) >= l.o.MaxScopes {
+			l.evict()
+		}
+		rg = &ring{}
+		l.scopes[r.Scope] = rg
+	}
+	rg.add(r, l.o.PerScope)
+	if r.Time.After(l.newest) {
+		l.newest = r.Time
+	}
+	return true
+}
+
+// maybePrune prunes at most once a minute of event time (pruning walks
+// every reply); l.mu is held.
+func (l *ResponseLog) maybePrune() {
 	if l.newest.Sub(l.pruned) >= time.Minute {
 		l.prune()
 		l.pruned = l.newest
@@ -266,11 +345,7 @@ func (rs *RuleSet) match(r Response) *PatternRule {
 // of its start; replies that arrive during it do not start another — only
 // replies after it ends do.
 func (e *Engine) patternFlags(ctx context.Context, now time.Time) ([]Flag, error) {
-	var longest time.Duration
-	for _, p := range e.Rules.Patterns {
-		longest = max(longest, p.Within)
-	}
-	rs, err := e.Responses.Responses(ctx, now.Add(-longest), now.Add(time.Nanosecond))
+	rs, err := e.Responses.Responses(ctx, now.Add(-e.Rules.PatternWindow()), now.Add(time.Nanosecond))
 	if err != nil {
 		return nil, fmt.Errorf("rules: responses: %w", err)
 	}

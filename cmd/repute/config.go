@@ -88,6 +88,12 @@ type serveConfig struct {
 	// applied at intake to every open and click without a verdict.
 	MachineOpens machineOpensConfig `yaml:"machine_opens"`
 
+	// ISPMX looks up the MX hosts of the recipient domains isp_domains
+	// and the built-in map do not know, so that a custom domain hosted by
+	// Google Workspace, Microsoft 365, … is counted under that provider
+	// (ispmx.go).
+	ISPMX ispMXConfig `yaml:"isp_mx"`
+
 	// RulesFile holds the rule engine's rules (package rules; issue 13);
 	// empty: the built-in defaults from docs/THRESHOLDS.md. RulesInterval
 	// is how often they are evaluated. Both only in the file.
@@ -189,6 +195,16 @@ type authLockoutConfig struct {
 	Failures int           `yaml:"failures"`
 	Window   time.Duration `yaml:"window"`
 	Duration time.Duration `yaml:"duration"`
+}
+
+// ispMXConfig is the isp_mx: section (only in the file).
+type ispMXConfig struct {
+	// Enabled turns the lookups on (off by default: repute then makes no
+	// DNS query of its own).
+	Enabled bool `yaml:"enabled"`
+	// Server is the DNS server ("host:port") asked; empty: the system's
+	// (resolv.conf).
+	Server string `yaml:"server"`
 }
 
 func defaultServeConfig() serveConfig {
@@ -477,6 +493,8 @@ func (c serveConfig) validate() error {
 		return errors.New("machine_opens: off is set beside apple_ranges_file or prefetch_window: keep one")
 	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
 		return errors.New("--tls-cert-file and --tls-key-file go together: set both to serve HTTPS, or neither")
+	case c.ISPMX.Server != "" && !validHostPort(c.ISPMX.Server):
+		return fmt.Errorf("isp_mx.server %q: want host:port, such as 127.0.0.53:53", c.ISPMX.Server)
 	case c.TrackingListen != "" && c.TrackingListen == c.Listen:
 		return fmt.Errorf("--tracking-listen %s is --listen: leave it empty to serve the tracking endpoints on --listen", c.TrackingListen)
 	case c.QueryTimeout <= 0:

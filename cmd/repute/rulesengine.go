@@ -43,6 +43,7 @@ func newRuleEngine(cfg serveConfig, store metrics.Store, pacer rules.Pacer, log 
 	if err != nil {
 		return nil, err
 	}
+	seedResponses(responses, store, set, time.Now(), log)
 	warmed := map[string]bool{}
 	for _, d := range cfg.Sender.WarmedDomains {
 		warmed[d] = true

@@ -197,6 +197,12 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		// a.machine themselves.
 		classify = func(e *metrics.Event) { a.machine.ClassifyEvent(e, time.Time{}) }
 	}
+	mx, err := ispMX(cfg, reg, log.With("component", "isp-mx"))
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	classify = chainClassify(classify, ispClassify(mx))
 	a.pipeline = intake.New(a.spool, a.store, intake.Options{
 		Logger: log.With("component", "intake"), Registerer: reg,
 		AfterStore: func(ctx context.Context, events []metrics.Event) error {

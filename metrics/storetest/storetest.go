@@ -45,6 +45,9 @@
 //     ID) order and flag changes in (Time, ID) order, never a nil slice;
 //     the queries keep times in [From, To) (a zero bound is open), the
 //     sender domain asked (exact) and at most Limit when it is positive.
+//   - A store that reads replies (metrics.ReplyReader) gives every
+//     deferred and bounced event in [from, to) once, with its reply and
+//     scope, in (time, event id) order, and stops at fn's first error.
 //
 // Event times are fixed (around 2026-11-24T10:00:00Z), so results do not
 // depend on the clock.
@@ -139,6 +142,7 @@ var tests = []struct {
 	{"RulesFlagChanges", testRulesFlagChanges},
 	{"RulesFlagChangesIdempotent", testRulesFlagChangesIdempotent},
 	{"RulesFlagChangesFilter", testRulesFlagChangesFilter},
+	{"Replies", testReplies},
 }
 
 // suite is the state of one subtest: the harness and the current store.
