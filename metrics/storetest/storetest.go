@@ -138,6 +138,8 @@ var tests = []struct {
 	{"RulesFlagChanges", testRulesFlagChanges},
 	{"RulesFlagChangesIdempotent", testRulesFlagChangesIdempotent},
 	{"RulesFlagChangesFilter", testRulesFlagChangesFilter},
+	{"RulesState", testRulesState},
+	{"RulesOperatorActions", testRulesOperatorActions},
 }
 
 // suite is the state of one subtest: the harness and the current store.
