@@ -55,7 +55,10 @@ func newRuleEngine(cfg serveConfig, store metrics.Store, pacer rules.Pacer, log 
 	if err != nil {
 		return nil, err
 	}
-	decider, err := rules.NewDecider(rules.DeciderOptions{Warmup: warmup, Pacer: pacer, Logger: log})
+	// Both stores share the engine (rules.Shared): its history, its state
+	// across restarts, and the decisions every process serves.
+	shared, _ := store.(rules.Shared)
+	decider, err := rules.NewDecider(rules.DeciderOptions{Warmup: warmup, Pacer: pacer, Logger: log, Shared: shared})
 	if err != nil {
 		return nil, err
 	}
@@ -135,13 +138,13 @@ func (r *ruleEngine) ActiveFlags(context.Context) ([]api.Flag, error) {
 	return out, nil
 }
 
-func (r *ruleEngine) Cancel(_ context.Context, id, who, reason string) (api.Decision, error) {
-	d, err := r.decider.Cancel(id, who, reason, time.Now())
+func (r *ruleEngine) Cancel(ctx context.Context, id, who, reason string) (api.Decision, error) {
+	d, err := r.decider.Cancel(ctx, id, who, reason, time.Now())
 	return apiDecision(d), decisionErr(err)
 }
 
-func (r *ruleEngine) Override(_ context.Context, req api.OverrideRequest, who string) (api.Decision, error) {
-	d, err := r.decider.Override(rules.OverrideRequest{
+func (r *ruleEngine) Override(ctx context.Context, req api.OverrideRequest, who string) (api.Decision, error) {
+	d, err := r.decider.Override(ctx, rules.OverrideRequest{
 		Scope: rules.DecisionScope(req.Scope), Action: rules.Action(req.Action),
 		DailyLimit: req.Limits.DailyLimit, HourlyLimit: req.Limits.HourlyLimit,
 		MinuteLimit: req.Limits.MinuteLimit, MaxConnections: req.Limits.MaxConnections,
