@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"repute/api"
@@ -26,6 +27,7 @@ type ruleEngine struct {
 	decider   *rules.Decider
 	interval  time.Duration
 	lease     rules.Lease
+	holder    string // this process's name in the lease
 	log       *slog.Logger
 }
 
@@ -65,11 +67,26 @@ func newRuleEngine(cfg serveConfig, store metrics.Store, pacer rules.Pacer, log 
 	r := &ruleEngine{
 		engine:    &rules.Engine{Rules: set, Source: rules.StatsSource{Stats: store}, Responses: responses},
 		responses: responses, decider: decider, interval: cfg.RulesInterval, log: log,
+		holder: leaseHolder(cfg),
 	}
 	if l, ok := store.(rules.Lease); ok {
 		r.lease = l
 	}
 	return r, nil
+}
+
+// leaseHolder is this process's name in the lease: its host and data
+// directory, unique among the running processes (a data directory is used
+// by one repute serve at a time) and the same across a restart, so that a
+// restarted evaluator takes its lease back at once instead of waiting for
+// it to expire.
+func leaseHolder(cfg serveConfig) string {
+	host, _ := os.Hostname()
+	dir, err := filepath.Abs(cfg.Data)
+	if err != nil {
+		dir = cfg.Data
+	}
+	return host + ":" + dir
 }
 
 // observe feeds the replies of a stored batch to the pattern rules
@@ -79,10 +96,8 @@ func (r *ruleEngine) observe(events []metrics.Event) { r.responses.Observe(event
 // run evaluates every interval until ctx ends, while this process holds
 // the lease.
 func (r *ruleEngine) run(ctx context.Context) {
-	host, _ := os.Hostname()
 	err := r.decider.Run(ctx, rules.RunOptions{
-		Interval: r.interval, Flags: r.engine.Evaluate, Lease: r.lease,
-		Holder: fmt.Sprintf("%s/%d", host, os.Getpid()),
+		Interval: r.interval, Flags: r.engine.Evaluate, Lease: r.lease, Holder: r.holder,
 	})
 	if err != nil && ctx.Err() == nil {
 		r.log.Error("rule engine stopped", "err", err)
