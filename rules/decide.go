@@ -200,7 +200,7 @@ func NewDecider(o DeciderOptions) (*Decider, error) {
 		current: map[DecisionScope]Decision{}, currentFP: map[DecisionScope]string{}, cancelled: map[DecisionScope]string{},
 		overrides: map[DecisionScope]Decision{}, paused: map[DecisionScope]bool{},
 		resumed: map[DecisionScope]time.Time{}, flags: map[string]Flag{},
-		applied: map[sender.Scope]sender.Override{}, sh: shared{rejected: map[string]bool{}}}, nil
+		applied: map[sender.Scope]sender.Override{}, sh: shared{rejected: map[string]bool{}, decided: make(chan struct{})}}, nil
 }
 
 // Store is the decider's history.
@@ -461,6 +461,9 @@ func (d *Decider) Cancel(ctx context.Context, id, who, reason string, now time.T
 	if strings.TrimSpace(reason) == "" {
 		return Decision{}, fmt.Errorf("%w: a cancel needs a reason", ErrInvalid)
 	}
+	if err := d.waitDecided(ctx); err != nil {
+		return Decision{}, err
+	}
 	d.mu.Lock()
 	var cur Decision
 	found := false
@@ -534,6 +537,9 @@ func (d *Decider) Override(ctx context.Context, req OverrideRequest, who string,
 	dec.IssuedAt, dec.ID = now, decisionID(dec, now)
 	audit := AuditEntry{At: now, Who: who, Action: "override", Decision: dec.ID,
 		Scope: Scope{SenderDomain: req.Scope.SenderDomain, SendingIP: req.Scope.SendingIP, ISP: req.Scope.ISP}, Reason: req.Reason}
+	if err := d.waitDecided(ctx); err != nil {
+		return Decision{}, err
+	}
 	d.mu.Lock()
 	if d.following() {
 		d.mu.Unlock()
@@ -740,6 +746,9 @@ func (d *Decider) runOnce(ctx context.Context, o RunOptions) error {
 	// milliseconds), and a cycle cut short raises no flag at all.
 	ctx, cancel := context.WithTimeout(ctx, max(o.Interval, cycleFloor))
 	defer cancel()
+	// Whatever the outcome, the first attempt decides the role the
+	// operators' actions see (waitDecided).
+	defer d.markDecided()
 	if o.Lease != nil {
 		held, err := o.Lease.TryLease(ctx, LeaseName, o.Holder, max(3*o.Interval, cycleFloor))
 		if err != nil {
@@ -750,7 +759,9 @@ func (d *Decider) runOnce(ctx context.Context, o RunOptions) error {
 			return d.follow(ctx, o.Now())
 		}
 	}
-	if err := d.lead(ctx, o.Now()); err != nil {
+	err := d.lead(ctx, o.Now())
+	d.markDecided()
+	if err != nil {
 		return err
 	}
 	now := o.Now()

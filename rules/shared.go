@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"repute/metrics"
@@ -71,6 +72,29 @@ type shared struct {
 
 	rejected map[string]bool // operators' actions the evaluator could not apply
 	stats    SharedStats
+	// decided is closed once the first cycle knows whether this process
+	// evaluates (see waitDecided).
+	decided     chan struct{}
+	decidedOnce sync.Once
+}
+
+// markDecided records that this process knows whether it evaluates.
+func (d *Decider) markDecided() { d.sh.decidedOnce.Do(func() { close(d.sh.decided) }) }
+
+// waitDecided waits, with a Shared store, until the first cycle has taken
+// the lease or not: an operator's action right after the start would
+// otherwise be sent through the store for a later cycle of this very
+// process, and not hold at once.
+func (d *Decider) waitDecided(ctx context.Context) error {
+	if d.o.Shared == nil {
+		return nil
+	}
+	select {
+	case <-d.sh.decided:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("rules: the engine has not started: %w", ctx.Err())
+	}
 }
 
 // SharedStats count the Decider's writes to the Shared store.

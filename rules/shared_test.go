@@ -421,7 +421,7 @@ func TestSharedRestartKeepsWarmupSeqAndOverrides(t *testing.T) {
 	b := newProcess(t, "b", sh, vol)
 	b.mustCycle(t, next.Add(time.Second)) // follows
 	sh.holder = "b"
-	b.flags = nil // the pause clears: b issues the resume
+	b.flags = nil                          // the pause clears: b issues the resume
 	a2.mustCycle(t, next.Add(time.Minute)) // steps down
 	b.mustCycle(t, next.Add(time.Minute))
 	stB, _ := b.w.State(Scope{SenderDomain: "a.example"})
