@@ -122,10 +122,17 @@ type engineState struct {
 	LastSeq   int64           `json:"last_seq"`
 	Warmup    WarmupSnapshot  `json:"warmup"`
 	Flags     []Flag          `json:"flags"`
-	Current   []Decision      `json:"current"`
+	Current   []numbered      `json:"current"`
 	Cancelled []scopeMark     `json:"cancelled,omitempty"`
 	Paused    []DecisionScope `json:"paused,omitempty"`
 	Resumed   []scopeMark     `json:"resumed,omitempty"`
+}
+
+// numbered is a decision with its Seq, which Decision's JSON leaves out
+// (the API serves it as the SSE id).
+type numbered struct {
+	Decision
+	Seq int64 `json:"seq"`
 }
 
 // scopeMark is an entry of the Decider's maps by scope.
@@ -134,6 +141,11 @@ type scopeMark struct {
 	Fingerprint string        `json:"fingerprint,omitempty"`
 	Until       time.Time     `json:"until,omitzero"`
 }
+
+// Evaluating reports whether this process evaluates: it holds the lease
+// (without a Shared store: always). What only one process should do (say,
+// publish the decisions elsewhere) can ask it.
+func (d *Decider) Evaluating() bool { return d.leading() }
 
 // leading reports whether this process evaluates (without a Shared store:
 // always).
@@ -257,10 +269,10 @@ func (d *Decider) sync(ctx context.Context, now time.Time, takeover bool) error 
 			return fmt.Errorf("rules: the stored state (version %d) does not parse: %w", version, err)
 		}
 	}
-	q := metrics.DecisionQuery{AfterSeq: after}
-	if first {
-		q.From = now.Add(-followWindow)
-	}
+	// The window bounds every read (ClickHouse's sorting key starts with
+	// the time of issue): a decision newer than the last read was issued
+	// within it.
+	q := metrics.DecisionQuery{AfterSeq: after, From: now.Add(-followWindow)}
 	stored, err := d.o.Shared.Decisions(ctx, q)
 	if err != nil {
 		return err
@@ -282,7 +294,9 @@ func (d *Decider) sync(ctx context.Context, now time.Time, takeover bool) error 
 		}
 		if first {
 			d.sh.base = st.LastSeq
-			for _, dec := range st.Current {
+			for _, n := range st.Current {
+				dec := n.Decision
+				dec.Seq = n.Seq
 				d.current[dec.Scope], d.currentFP[dec.Scope] = dec, dec.fingerprint()
 			}
 		}
@@ -389,9 +403,9 @@ func (d *Decider) saveState(ctx context.Context, now time.Time) error {
 		d.mu.Unlock()
 		return nil
 	}
-	st := engineState{LastSeq: d.sh.flushed, Warmup: d.o.Warmup.Snapshot(), Flags: []Flag{}, Current: []Decision{}}
+	st := engineState{LastSeq: d.sh.flushed, Warmup: d.o.Warmup.Snapshot(), Flags: []Flag{}, Current: []numbered{}}
 	for _, ds := range sortedScopes(d.current) {
-		st.Current = append(st.Current, d.current[ds])
+		st.Current = append(st.Current, numbered{Decision: d.current[ds], Seq: d.current[ds].Seq})
 	}
 	for _, k := range slices.Sorted(mapKeys(d.flags)) {
 		st.Flags = append(st.Flags, d.flags[k])

@@ -475,3 +475,24 @@ func TestSharedLostLeaseDropsUnwritten(t *testing.T) {
 		t.Errorf("after the change, seq 2 is %+v on a and %+v on b; want b's", ds, db)
 	}
 }
+
+// A process that starts after the history window still serves what is in
+// force, from the state, with its sequence numbers.
+func TestSharedFollowerStartsFromTheState(t *testing.T) {
+	sh := &fakeShared{holder: "a"}
+	vol := fakeVolumes{}
+	vol.add(time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), Scope{SenderDomain: "a.example"}, 10)
+	a := newProcess(t, "a", sh, vol)
+	a.flags = []Flag{pauseFlag}
+	a.mustCycle(t, dT0)
+	later := dT0.Add(2 * followWindow)
+	c := newProcess(t, "c", sh, vol)
+	c.mustCycle(t, later)
+	cur, ok := find(c.d.Current(later, DecisionScope{}), aDom)
+	if !ok || cur.Action != ActionPause || cur.Seq != 1 {
+		t.Errorf("late follower's current for a.example: %+v (%v), want the pause as seq 1", cur, ok)
+	}
+	if ds, latest, complete, _ := c.d.Store().Page(0); len(ds) != 0 || latest != 1 || complete {
+		t.Errorf("late follower's page from 0: %v latest %d complete %v; want none, 1, incomplete", seqsOf(ds), latest, complete)
+	}
+}
