@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"repute/api"
 	"repute/metrics"
 	"repute/rules"
@@ -211,4 +213,42 @@ func (o senderDomainOwner) OwnsSenderDomain(account, domain string) bool {
 		}
 	}
 	return false
+}
+
+// collectors are the rule engine's counters of its use of the shared
+// store (rules.SharedStats): what failed to be written (kept, written
+// again), what was dropped at a loss of the lease, what waits, the
+// operators' actions the evaluator could not apply, and whether this
+// process evaluates. serve registers them with its registry.
+func (r *ruleEngine) collectors() []prometheus.Collector {
+	stat := func(f func(rules.SharedStats) float64) func() float64 {
+		return func() float64 { return f(r.decider.SharedStats()) }
+	}
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "repute_rules_history_write_failures_total",
+			Help: "Writes of the rule engine's decisions, flag changes, operator actions or state to the store that failed (their rows are kept and written again).",
+		}, stat(func(s rules.SharedStats) float64 { return float64(s.WriteFailures) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "repute_rules_decisions_lost_total",
+			Help: "Decisions issued but never written to the store: this process lost the evaluator's lease before it could write them.",
+		}, stat(func(s rules.SharedStats) float64 { return float64(s.Lost) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "repute_rules_history_queued",
+			Help: "Rows of the rule engine's history waiting to be written to the store.",
+		}, stat(func(s rules.SharedStats) float64 { return float64(s.Queued) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "repute_rules_operator_actions_rejected_total",
+			Help: "Operators' actions taken on another process that the evaluator could not apply (a cancelled decision no longer current).",
+		}, stat(func(s rules.SharedStats) float64 { return float64(s.Rejected) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "repute_rules_evaluating",
+			Help: "1 while this process evaluates the rules (holds the lease), 0 while it follows the store.",
+		}, func() float64 {
+			if r.decider.Evaluating() {
+				return 1
+			}
+			return 0
+		}),
+	}
 }

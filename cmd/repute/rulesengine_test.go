@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"repute/metrics"
 	"repute/rules"
 )
@@ -470,5 +472,35 @@ func TestRulesRestartDuckDB(t *testing.T) {
 	}
 	if ev := readStream(t, base, "0", o2.ID); !consecutive(ev, 1) {
 		t.Errorf("stream from 0 after the restart: %v, want seq 1, 2, … up to the new override", ev)
+	}
+}
+
+// The engine's counters of the shared store register and read.
+func TestRulesEngineCollectors(t *testing.T) {
+	cfg := twoAccounts(t, "")
+	st, err := openStore(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r, err := newRuleEngine(cfg, st, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(r.collectors()...)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		m := f.GetMetric()[0]
+		got[f.GetName()] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	want := map[string]float64{"repute_rules_history_write_failures_total": 0, "repute_rules_decisions_lost_total": 0,
+		"repute_rules_history_queued": 0, "repute_rules_operator_actions_rejected_total": 0, "repute_rules_evaluating": 0}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("collectors = %v, want %v (a process that has not cycled does not evaluate)", got, want)
 	}
 }
