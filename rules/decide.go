@@ -159,7 +159,9 @@ type OverrideRequest struct {
 //     inputs change, with a resume in its place.
 //
 // A decision that ends before its expiry (its flag cleared) is followed by
-// a resume. Decider is safe for concurrent use.
+// a resume. With a Shared store, several processes share one Decider's
+// work: one evaluates, the others follow the store (see Shared). Decider
+// is safe for concurrent use.
 type Decider struct {
 	o     DeciderOptions
 	store *MemoryStore

@@ -28,10 +28,12 @@ type AuditEntry struct {
 
 // MemoryStore is the history of decisions, flags and operator actions, in
 // memory: each log keeps its latest max entries (older ones are dropped,
-// and a reader asking for them learns it). It is what one process needs;
-// it is lost on restart, and several processes do not share it (a table in
-// the store is the next step). Decisions get their sequence numbers here,
-// strictly increasing from 1. Safe for concurrent use.
+// and a reader asking for them learns it). It is what the API serves and
+// the stream follows. With a Shared store (see Shared) it is this
+// process's copy of the shared history: the evaluator numbers its
+// decisions here, on from the highest stored, and writes them to the
+// store; a follower fills it from the store, numbers kept. Sequence
+// numbers are strictly increasing from 1. Safe for concurrent use.
 type MemoryStore struct {
 	max int
 
