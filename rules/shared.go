@@ -347,13 +347,18 @@ func (d *Decider) sync(ctx context.Context, now time.Time, takeover bool) error 
 
 // persist is the evaluator's end of a cycle (withState) and of a poll: it
 // applies the operators' actions other processes wrote, writes what is
-// queued and, when all of it is written, saves the state.
+// queued and, when all of it is written, saves the state. A poll saves it
+// too when it wrote decisions (an operator's cancel changes what the state
+// remembers: it should not wait for the next cycle).
 func (d *Decider) persist(ctx context.Context, now time.Time, withState bool) error {
 	if d.o.Shared == nil {
 		return nil
 	}
 	errApply := d.applyActions(ctx, now)
-	if err := d.flush(ctx); err != nil || !withState {
+	d.mu.Lock()
+	wrote := len(d.sh.decisions) > 0
+	d.mu.Unlock()
+	if err := d.flush(ctx); err != nil || !withState && !wrote {
 		return errors.Join(errApply, err)
 	}
 	return errors.Join(errApply, d.saveState(ctx, now))

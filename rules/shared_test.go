@@ -496,3 +496,33 @@ func TestSharedFollowerStartsFromTheState(t *testing.T) {
 		t.Errorf("late follower's page from 0: %v latest %d complete %v; want none, 1, incomplete", seqsOf(ds), latest, complete)
 	}
 }
+
+// An operator's cancel on the evaluator survives its restart right after:
+// the poll that writes the cancel saves the state that remembers it.
+func TestSharedCancelSurvivesRestart(t *testing.T) {
+	sh := &fakeShared{holder: "a"}
+	vol := fakeVolumes{}
+	vol.add(time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), Scope{SenderDomain: "a.example"}, 10)
+	a := newProcess(t, "a", sh, vol)
+	a.flags = []Flag{pauseFlag}
+	a.mustCycle(t, dT0)
+	p, ok := find(a.d.Current(dT0, aDom), aDom)
+	if !ok || p.Action != ActionPause {
+		t.Fatalf("no pause: %+v", a.d.Current(dT0, aDom))
+	}
+	res, err := a.d.Cancel(context.Background(), p.ID, "admin", "false alarm", dT0.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.poll(t, dT0.Add(2*time.Second))
+
+	a2 := newProcess(t, "a", sh, vol)
+	a2.flags = []Flag{pauseFlag} // the same flag: the cancel holds
+	a2.mustCycle(t, dT0.Add(time.Minute))
+	if cur, _ := find(a2.d.Current(dT0.Add(time.Minute), aDom), aDom); cur.ID != res.ID {
+		t.Errorf("after the restart: current %+v, want the cancel's resume %s", cur, res.ID)
+	}
+	if audit := sh.actions; len(audit) != 1 || audit[0].Action != "cancel" || audit[0].Target != p.ID || audit[0].Reason != "false alarm" {
+		t.Errorf("stored operator actions = %+v, want the cancel of %s", audit, p.ID)
+	}
+}
