@@ -163,10 +163,13 @@ type process struct {
 	opts  RunOptions
 }
 
-func newProcess(t *testing.T, name string, sh *fakeShared, vol fakeVolumes) *process {
+func newProcess(t testing.TB, name string, sh *fakeShared, vol fakeVolumes) *process {
 	t.Helper()
-	p := &process{name: name, w: mustWarmup(t, WarmupConfig{}, vol)}
+	p := &process{name: name}
 	var err error
+	if p.w, err = NewWarmup(WarmupConfig{}, vol); err != nil {
+		t.Fatal(err)
+	}
 	if p.pacer, err = sender.NewWarmupPacer(sender.PacerOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -525,4 +528,32 @@ func TestSharedCancelSurvivesRestart(t *testing.T) {
 	if audit := sh.actions; len(audit) != 1 || audit[0].Action != "cancel" || audit[0].Target != p.ID || audit[0].Reason != "false alarm" {
 		t.Errorf("stored operator actions = %+v, want the cancel of %s", audit, p.ID)
 	}
+}
+
+// BenchmarkSharedFollow is a follower's poll after each cycle of the
+// evaluator (a new state to read, parse and restore) with 1,000 sender
+// domains warming up and nothing new in the history.
+func BenchmarkSharedFollow(b *testing.B) {
+	sh := &fakeShared{holder: "a"}
+	vol := fakeVolumes{}
+	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	for i := range 1000 {
+		vol.add(day, Scope{SenderDomain: fmt.Sprintf("d%d.example", i)}, 10)
+	}
+	a, c := newProcess(b, "a", sh, vol), newProcess(b, "c", sh, vol)
+	a.now = dT0
+	if err := a.d.runOnce(context.Background(), a.opts); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		sh.mu.Lock()
+		sh.version++ // as if the evaluator saved again
+		sh.mu.Unlock()
+		if err := c.d.follow(ctx, dT0.Add(time.Duration(i)*time.Millisecond)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(sh.state)), "state-bytes")
 }
