@@ -80,6 +80,9 @@ type DecisionQuery struct {
 	// open.
 	From, To     time.Time
 	SenderDomain string // exact; "" any
+	// AfterSeq selects the decisions with Seq > AfterSeq (0: all): what
+	// a follower has not read yet.
+	AfterSeq int64
 	// Limit caps the decisions returned (the oldest first); 0 is no cap.
 	Limit int
 }
@@ -112,4 +115,48 @@ type RulesHistory interface {
 	// FlagChanges returns the stored flag changes q selects in (Time, ID)
 	// order.
 	FlagChanges(ctx context.Context, q FlagChangeQuery) ([]StoredFlagChange, error)
+}
+
+// StoredOperatorAction is an operator's cancel or override of the rule
+// engine (POST /v1/decisions/{id}/cancel, POST /v1/overrides): the audit of
+// who did what and why, and, for an action taken on a process that does
+// not evaluate, the request the evaluating process applies. Decision is
+// the JSON of the decision the action issues (its ID is DecisionID), so
+// that the evaluator issues the very decision the operator was answered
+// with.
+type StoredOperatorAction struct {
+	ID         string // unique: storing it again changes nothing
+	Time       time.Time
+	Who        string // "admin", or the account
+	Action     string // cancel or override
+	DecisionID string // the decision the action issues
+	Target     string // the cancelled decision's id ("" for an override)
+	// The scope of the decision.
+	SenderDomain string
+	SendingIP    string
+	ISP          string
+	Reason       string
+	Decision     string // JSON of the decision issued (package rules' Decision)
+}
+
+// RulesState is what the rule engine keeps in the store besides its
+// history, so that several processes share one engine (issue 13: "one
+// evaluates at a time (a lease in the store) and all serve the same
+// decisions") and a restart keeps the warm-up: the evaluator's state
+// (opaque JSON: the warm-up, the active flags, the current decisions) and
+// the operators' actions.
+type RulesState interface {
+	// SaveRulesState stores the engine's state at version (the
+	// evaluator's clock in Unix nanoseconds at the end of a cycle): the
+	// highest version stored wins, whatever the order of the saves.
+	SaveRulesState(ctx context.Context, version int64, state []byte) error
+	// LoadRulesState returns the state of the highest version (version 0
+	// and nil when none is stored).
+	LoadRulesState(ctx context.Context) (version int64, state []byte, err error)
+	// AppendOperatorActions stores actions; one whose ID is stored
+	// already is left as it is.
+	AppendOperatorActions(ctx context.Context, as []StoredOperatorAction) error
+	// OperatorActions returns the actions with Time ≥ from (zero: all),
+	// in (Time, ID) order.
+	OperatorActions(ctx context.Context, from time.Time) ([]StoredOperatorAction, error)
 }

@@ -110,6 +110,9 @@ const DefaultResumeFor = time.Hour
 type DeciderOptions struct {
 	Warmup *Warmup      // required
 	Store  *MemoryStore // nil: a new MemoryStore
+	// Shared is the store the processes share (see Shared); nil: this
+	// process decides alone, in memory.
+	Shared Shared
 	Pacer  Pacer        // nil: decisions are not applied to a pacer
 	Logger *slog.Logger // nil: silent
 	// Providers get ProviderShare of their domain's limits on the pacer;
@@ -156,7 +159,9 @@ type OverrideRequest struct {
 //     inputs change, with a resume in its place.
 //
 // A decision that ends before its expiry (its flag cleared) is followed by
-// a resume. Decider is safe for concurrent use.
+// a resume. With a Shared store, several processes share one Decider's
+// work: one evaluates, the others follow the store (see Shared). Decider
+// is safe for concurrent use.
 type Decider struct {
 	o     DeciderOptions
 	store *MemoryStore
@@ -171,6 +176,8 @@ type Decider struct {
 	resumed   map[DecisionScope]time.Time // resume until
 	flags     map[string]Flag             // active, by flagKey
 	applied   map[sender.Scope]sender.Override
+
+	sh shared // the state of the shared store's use; d.mu guards it
 }
 
 // NewDecider returns a Decider.
@@ -195,7 +202,7 @@ func NewDecider(o DeciderOptions) (*Decider, error) {
 		current: map[DecisionScope]Decision{}, currentFP: map[DecisionScope]string{}, cancelled: map[DecisionScope]string{},
 		overrides: map[DecisionScope]Decision{}, paused: map[DecisionScope]bool{},
 		resumed: map[DecisionScope]time.Time{}, flags: map[string]Flag{},
-		applied: map[sender.Scope]sender.Override{}}, nil
+		applied: map[sender.Scope]sender.Override{}, sh: shared{rejected: map[string]bool{}, decided: make(chan struct{})}}, nil
 }
 
 // Store is the decider's history.
@@ -371,14 +378,20 @@ func (d *Decider) resumeOf(cur Decision, now time.Time, source string, why Reaso
 	return r
 }
 
+// decisionID is the id of dec issued at now.
+func decisionID(dec Decision, now time.Time) string {
+	h := sha256.Sum256([]byte(dec.fingerprint() + "|" + now.Format(time.RFC3339Nano)))
+	return "dec_" + hex.EncodeToString(h[:10])
+}
+
 // issue numbers dec, stores it and makes it current. d.mu is held.
 func (d *Decider) issue(dec Decision, now time.Time) Decision {
 	dec.IssuedAt = now
 	if dec.ID == "" {
-		h := sha256.Sum256([]byte(dec.fingerprint() + "|" + now.Format(time.RFC3339Nano)))
-		dec.ID = "dec_" + hex.EncodeToString(h[:10])
+		dec.ID = decisionID(dec, now)
 	}
 	dec = d.store.AppendDecision(dec)
+	d.queueDecision(dec)
 	d.current[dec.Scope] = dec
 	d.currentFP[dec.Scope] = dec.fingerprint()
 	d.log.Info("decision", "id", dec.ID, "scope", dec.Scope.String(), "action", dec.Action, "source", dec.Source)
@@ -392,13 +405,13 @@ func (d *Decider) recordFlags(now time.Time, flags []Flag) {
 		k := flagID(f)
 		seen[k] = true
 		if old, ok := d.flags[k]; !ok || old.Severity != f.Severity {
-			d.store.AppendFlag(FlagEvent{Flag: f, Active: true, At: now})
+			d.recordFlag(FlagEvent{Flag: f, Active: true, At: now})
 		}
 		d.flags[k] = f
 	}
 	for k, f := range d.flags {
 		if !seen[k] {
-			d.store.AppendFlag(FlagEvent{Flag: f, Active: false, At: now})
+			d.recordFlag(FlagEvent{Flag: f, Active: false, At: now})
 			delete(d.flags, k)
 		}
 	}
@@ -443,13 +456,17 @@ func (d *Decider) Current(now time.Time, filter DecisionScope) []Decision {
 // Cancel ends the current decision id on an operator's word: an automatic
 // decision stays cancelled until its inputs change, an override ends. A
 // resume (source operator) takes its place at once; the action is
-// audited.
-func (d *Decider) Cancel(id, who, reason string, now time.Time) (Decision, error) {
+// audited. On a process that follows the shared store (not the
+// evaluator), the cancel is written to the store for the evaluator to
+// apply, and the resume it will issue is returned.
+func (d *Decider) Cancel(ctx context.Context, id, who, reason string, now time.Time) (Decision, error) {
 	if strings.TrimSpace(reason) == "" {
 		return Decision{}, fmt.Errorf("%w: a cancel needs a reason", ErrInvalid)
 	}
+	if err := d.waitDecided(ctx); err != nil {
+		return Decision{}, err
+	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	var cur Decision
 	found := false
 	for _, dec := range d.current {
@@ -459,24 +476,40 @@ func (d *Decider) Cancel(id, who, reason string, now time.Time) (Decision, error
 		}
 	}
 	if !found {
+		d.mu.Unlock()
 		return Decision{}, fmt.Errorf("%w: %q", ErrNoDecision, id)
 	}
+	res := d.resumeOf(cur, now, SourceOperator, Reason{Rule: "operator_cancel"})
+	res.IssuedAt, res.ID = now, decisionID(res, now)
+	audit := AuditEntry{At: now, Who: who, Action: "cancel", Decision: res.ID, Target: id,
+		Scope: Scope{SenderDomain: cur.Scope.SenderDomain, SendingIP: cur.Scope.SendingIP, ISP: cur.Scope.ISP}, Reason: reason}
+	if d.following() {
+		d.mu.Unlock()
+		return res, d.request(ctx, audit, res)
+	}
+	defer d.mu.Unlock()
+	res = d.cancel(cur, res, now)
+	d.audit(audit, res, true)
+	return res, nil
+}
+
+// cancel ends cur with res in its place. d.mu is held.
+func (d *Decider) cancel(cur, res Decision, now time.Time) Decision {
 	if cur.Source == SourceOperator {
 		delete(d.overrides, cur.Scope)
 	} else {
 		d.cancelled[cur.Scope] = cur.fingerprint()
 	}
-	res := d.issue(d.resumeOf(cur, now, SourceOperator, Reason{Rule: "operator_cancel"}), now)
-	d.store.AppendAudit(AuditEntry{At: now, Who: who, Action: "cancel", Decision: res.ID, Target: id,
-		Scope: Scope{SenderDomain: cur.Scope.SenderDomain, SendingIP: cur.Scope.SendingIP, ISP: cur.Scope.ISP}, Reason: reason})
+	res = d.issue(res, now)
 	d.apply(now)
-	return res, nil
+	return res
 }
 
 // Override sets an operator's decision for a scope until its expiry; it
 // replaces every automatic decision of the scope meanwhile, and is
-// audited.
-func (d *Decider) Override(req OverrideRequest, who string, now time.Time) (Decision, error) {
+// audited. On a process that follows the shared store, it is written to
+// the store for the evaluator to issue, as Cancel.
+func (d *Decider) Override(ctx context.Context, req OverrideRequest, who string, now time.Time) (Decision, error) {
 	switch {
 	case req.Scope.SenderDomain == "":
 		return Decision{}, fmt.Errorf("%w: an override needs scope.sender_domain", ErrInvalid)
@@ -499,18 +532,36 @@ func (d *Decider) Override(req OverrideRequest, who string, now time.Time) (Deci
 	exp := req.ExpiresAt
 	dec := Decision{Scope: req.Scope, Action: req.Action, DailyLimit: req.DailyLimit, HourlyLimit: req.HourlyLimit,
 		MinuteLimit: intp(req.MinuteLimit), MaxConnections: intp(req.MaxConnections),
-		Reasons: []Reason{{Rule: "operator_override"}}, ExpiresAt: &exp, Source: SourceOperator, WarmupDay: 1}
+		Reasons: []Reason{{Rule: RuleOperatorOverride}}, ExpiresAt: &exp, Source: SourceOperator, WarmupDay: 1}
 	if st, ok := d.o.Warmup.State(Scope{SenderDomain: req.Scope.SenderDomain, SendingIP: req.Scope.SendingIP}); ok {
 		dec.WarmupDay = st.Day
 	}
+	dec.IssuedAt, dec.ID = now, decisionID(dec, now)
+	audit := AuditEntry{At: now, Who: who, Action: "override", Decision: dec.ID,
+		Scope: Scope{SenderDomain: req.Scope.SenderDomain, SendingIP: req.Scope.SendingIP, ISP: req.Scope.ISP}, Reason: req.Reason}
+	if err := d.waitDecided(ctx); err != nil {
+		return Decision{}, err
+	}
 	d.mu.Lock()
+	if d.following() {
+		d.mu.Unlock()
+		return dec, d.request(ctx, audit, dec)
+	}
 	defer d.mu.Unlock()
+	dec = d.override(dec, now)
+	d.audit(audit, dec, true)
+	return dec, nil
+}
+
+// RuleOperatorOverride is the reason of an operator's override.
+const RuleOperatorOverride = "operator_override"
+
+// override issues the operator's dec. d.mu is held.
+func (d *Decider) override(dec Decision, now time.Time) Decision {
 	dec = d.issue(dec, now)
 	d.overrides[dec.Scope] = dec
-	d.store.AppendAudit(AuditEntry{At: now, Who: who, Action: "override", Decision: dec.ID,
-		Scope: Scope{SenderDomain: req.Scope.SenderDomain, SendingIP: req.Scope.SendingIP, ISP: req.Scope.ISP}, Reason: req.Reason})
 	d.apply(now)
-	return dec, nil
+	return dec
 }
 
 // senderScope is the pacer scope of a decision scope. The pacer has no
@@ -634,15 +685,23 @@ const LeaseName = "rules-evaluator"
 // RunOptions configure Run.
 type RunOptions struct {
 	Interval time.Duration // 0: time.Minute (rules_interval)
-	Flags    FlagSource    // required
-	Lease    Lease         // nil: this process evaluates alone
-	Holder   string        // this process's name in the lease
-	Now      func() time.Time
+	// Poll is how often, between cycles, the evaluator takes the
+	// operators' actions from the shared store and writes what it issued,
+	// and a follower reads the store; 0: DefaultPoll, at most Interval.
+	Poll   time.Duration
+	Flags  FlagSource // required
+	Lease  Lease      // nil: this process evaluates alone
+	Holder string     // this process's name in the lease
+	Now    func() time.Time
 }
 
+// DefaultPoll is RunOptions' default Poll: "every few seconds".
+const DefaultPoll = 5 * time.Second
+
 // Run evaluates every Interval while this process holds the lease (taken
-// for 3 intervals, renewed each cycle) until ctx ends. A cycle's error is
-// logged and the next cycle tries again.
+// for 3 intervals, renewed each cycle) until ctx ends; while another
+// process holds it, this one follows the shared store every Poll. A
+// cycle's error is logged and the next cycle tries again.
 func (d *Decider) Run(ctx context.Context, o RunOptions) error {
 	if o.Flags == nil {
 		return errors.New("rules: Run needs a FlagSource")
@@ -650,13 +709,25 @@ func (d *Decider) Run(ctx context.Context, o RunOptions) error {
 	if o.Interval <= 0 {
 		o.Interval = time.Minute
 	}
+	if o.Poll <= 0 {
+		o.Poll = DefaultPoll
+	}
+	o.Poll = min(o.Poll, o.Interval)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	t := time.NewTicker(o.Interval)
+	t := time.NewTicker(o.Poll)
 	defer t.Stop()
+	var next time.Time // of the next cycle
 	for {
-		if err := d.runOnce(ctx, o); err != nil && ctx.Err() == nil {
+		var err error
+		if now := o.Now(); !now.Before(next) {
+			next = now.Add(o.Interval)
+			err = d.runOnce(ctx, o)
+		} else {
+			err = d.poll(ctx, o)
+		}
+		if err != nil && ctx.Err() == nil {
 			d.log.Warn("rules cycle failed", "err", err)
 		}
 		select {
@@ -677,17 +748,43 @@ func (d *Decider) runOnce(ctx context.Context, o RunOptions) error {
 	// milliseconds), and a cycle cut short raises no flag at all.
 	ctx, cancel := context.WithTimeout(ctx, max(o.Interval, cycleFloor))
 	defer cancel()
+	// Whatever the outcome, the first attempt decides the role the
+	// operators' actions see (waitDecided).
+	defer d.markDecided()
 	if o.Lease != nil {
 		held, err := o.Lease.TryLease(ctx, LeaseName, o.Holder, max(3*o.Interval, cycleFloor))
-		if err != nil || !held {
+		if err != nil {
 			return err
 		}
+		if !held {
+			d.stepDown()
+			return d.follow(ctx, o.Now())
+		}
+	}
+	err := d.lead(ctx, o.Now())
+	d.markDecided()
+	if err != nil {
+		return err
 	}
 	now := o.Now()
 	flags, err := o.Flags(ctx, now)
 	if err != nil {
 		return err
 	}
-	_, err = d.Cycle(ctx, now, flags)
-	return err
+	if _, err = d.Cycle(ctx, now, flags); err != nil {
+		return err
+	}
+	return d.persist(ctx, now, true)
+}
+
+// poll is the work between cycles: the evaluator applies the operators'
+// actions taken on other processes and writes what it issued; a follower
+// reads the store.
+func (d *Decider) poll(ctx context.Context, o RunOptions) error {
+	ctx, cancel := context.WithTimeout(ctx, max(o.Poll, cycleFloor))
+	defer cancel()
+	if d.leading() {
+		return d.persist(ctx, o.Now(), false)
+	}
+	return d.follow(ctx, o.Now())
 }

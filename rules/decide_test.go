@@ -217,14 +217,14 @@ func TestDeciderCancelAndOverride(t *testing.T) {
 	ys := DecisionScope{SenderDomain: "a.example", ISP: "yahoo"}
 	ds := f.cycle(t, dT0, yahoo)
 	y, _ := find(ds, ys)
-	if _, err := f.d.Cancel(y.ID, "admin", "", dT0); !errors.Is(err, ErrInvalid) {
+	if _, err := f.d.Cancel(context.Background(), y.ID, "admin", "", dT0); !errors.Is(err, ErrInvalid) {
 		t.Errorf("cancel without a reason: %v", err)
 	}
-	if _, err := f.d.Cancel("dec_nope", "admin", "x", dT0); !errors.Is(err, ErrNoDecision) {
+	if _, err := f.d.Cancel(context.Background(), "dec_nope", "admin", "x", dT0); !errors.Is(err, ErrNoDecision) {
 		t.Errorf("cancel of an unknown id: %v", err)
 	}
 	t1 := dT0.Add(time.Minute)
-	res, err := f.d.Cancel(y.ID, "admin", "Yahoo confirmed the block is lifted", t1)
+	res, err := f.d.Cancel(context.Background(), y.ID, "admin", "Yahoo confirmed the block is lifted", t1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,13 +248,13 @@ func TestDeciderCancelAndOverride(t *testing.T) {
 
 	// An override replaces the domain's warm-up decision until it expires.
 	t2 := t1.Add(time.Hour)
-	if _, err := f.d.Override(OverrideRequest{Scope: aDom, Action: ActionSlow, ExpiresAt: t2, Reason: "x"}, "admin", t1); !errors.Is(err, ErrInvalid) {
+	if _, err := f.d.Override(context.Background(), OverrideRequest{Scope: aDom, Action: ActionSlow, ExpiresAt: t2, Reason: "x"}, "admin", t1); !errors.Is(err, ErrInvalid) {
 		t.Errorf("slow without limits: %v", err)
 	}
-	if _, err := f.d.Override(OverrideRequest{Scope: aDom, Action: ActionPause, ExpiresAt: t1, Reason: "x"}, "admin", t1); !errors.Is(err, ErrInvalid) {
+	if _, err := f.d.Override(context.Background(), OverrideRequest{Scope: aDom, Action: ActionPause, ExpiresAt: t1, Reason: "x"}, "admin", t1); !errors.Is(err, ErrInvalid) {
 		t.Errorf("expiry in the past: %v", err)
 	}
-	o, err := f.d.Override(OverrideRequest{Scope: aDom, Action: ActionPause, ExpiresAt: t2, Reason: "list import under review"}, "admin", t1)
+	o, err := f.d.Override(context.Background(), OverrideRequest{Scope: aDom, Action: ActionPause, ExpiresAt: t2, Reason: "list import under review"}, "admin", t1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,10 +28,12 @@ type AuditEntry struct {
 
 // MemoryStore is the history of decisions, flags and operator actions, in
 // memory: each log keeps its latest max entries (older ones are dropped,
-// and a reader asking for them learns it). It is what one process needs;
-// it is lost on restart, and several processes do not share it (a table in
-// the store is the next step). Decisions get their sequence numbers here,
-// strictly increasing from 1. Safe for concurrent use.
+// and a reader asking for them learns it). It is what the API serves and
+// the stream follows. With a Shared store (see Shared) it is this
+// process's copy of the shared history: the evaluator numbers its
+// decisions here, on from the highest stored, and writes them to the
+// store; a follower fills it from the store, numbers kept. Sequence
+// numbers are strictly increasing from 1. Safe for concurrent use.
 type MemoryStore struct {
 	max int
 
@@ -166,4 +168,44 @@ func (m *MemoryStore) Audit() []AuditEntry {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]AuditEntry(nil), latest(m.audit, m.max)...)
+}
+
+// put keeps d, numbered already (read from the shared history), and wakes
+// the watchers; a d not after the latest kept is ignored (false).
+func (m *MemoryStore) put(d Decision) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if d.Seq <= m.seq {
+		return false
+	}
+	m.seq = d.Seq
+	m.decisions = bound(append(m.decisions, d), m.max)
+	close(m.notify)
+	m.notify = make(chan struct{})
+	return true
+}
+
+// advance moves the sequence number on to seq (when higher) without a
+// decision: the decisions before it are not kept here, and a reader asking
+// for them learns that its page is incomplete.
+func (m *MemoryStore) advance(seq int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seq = max(m.seq, seq)
+}
+
+// truncate drops the decisions after seq and numbers on from there: they
+// were never stored in the shared history (this process lost the lease
+// before it could write them), and the new evaluator numbers its own from
+// seq.
+func (m *MemoryStore) truncate(seq int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := len(m.decisions)
+	for i > 0 && m.decisions[i-1].Seq > seq {
+		i--
+	}
+	clear(m.decisions[i:])
+	m.decisions = m.decisions[:i]
+	m.seq = min(m.seq, seq)
 }

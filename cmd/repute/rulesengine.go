@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"repute/api"
 	"repute/metrics"
@@ -26,6 +29,7 @@ type ruleEngine struct {
 	decider   *rules.Decider
 	interval  time.Duration
 	lease     rules.Lease
+	holder    string // this process's name in the lease
 	log       *slog.Logger
 }
 
@@ -56,18 +60,36 @@ func newRuleEngine(cfg serveConfig, store metrics.Store, pacer rules.Pacer, log 
 	if err != nil {
 		return nil, err
 	}
-	decider, err := rules.NewDecider(rules.DeciderOptions{Warmup: warmup, Pacer: pacer, Logger: log})
+	// Both stores share the engine (rules.Shared): its history, its state
+	// across restarts, and the decisions every process serves.
+	shared, _ := store.(rules.Shared)
+	decider, err := rules.NewDecider(rules.DeciderOptions{Warmup: warmup, Pacer: pacer, Logger: log, Shared: shared})
 	if err != nil {
 		return nil, err
 	}
 	r := &ruleEngine{
 		engine:    &rules.Engine{Rules: set, Source: rules.StatsSource{Stats: store}, Responses: responses},
 		responses: responses, decider: decider, interval: cfg.RulesInterval, log: log,
+		holder: leaseHolder(cfg),
 	}
 	if l, ok := store.(rules.Lease); ok {
 		r.lease = l
 	}
 	return r, nil
+}
+
+// leaseHolder is this process's name in the lease: its host and data
+// directory, unique among the running processes (a data directory is used
+// by one repute serve at a time) and the same across a restart, so that a
+// restarted evaluator takes its lease back at once instead of waiting for
+// it to expire.
+func leaseHolder(cfg serveConfig) string {
+	host, _ := os.Hostname()
+	dir, err := filepath.Abs(cfg.Data)
+	if err != nil {
+		dir = cfg.Data
+	}
+	return host + ":" + dir
 }
 
 // observe feeds the replies of a stored batch to the pattern rules
@@ -77,10 +99,8 @@ func (r *ruleEngine) observe(events []metrics.Event) { r.responses.Observe(event
 // run evaluates every interval until ctx ends, while this process holds
 // the lease.
 func (r *ruleEngine) run(ctx context.Context) {
-	host, _ := os.Hostname()
 	err := r.decider.Run(ctx, rules.RunOptions{
-		Interval: r.interval, Flags: r.engine.Evaluate, Lease: r.lease,
-		Holder: fmt.Sprintf("%s/%d", host, os.Getpid()),
+		Interval: r.interval, Flags: r.engine.Evaluate, Lease: r.lease, Holder: r.holder,
 	})
 	if err != nil && ctx.Err() == nil {
 		r.log.Error("rule engine stopped", "err", err)
@@ -136,13 +156,13 @@ func (r *ruleEngine) ActiveFlags(context.Context) ([]api.Flag, error) {
 	return out, nil
 }
 
-func (r *ruleEngine) Cancel(_ context.Context, id, who, reason string) (api.Decision, error) {
-	d, err := r.decider.Cancel(id, who, reason, time.Now())
+func (r *ruleEngine) Cancel(ctx context.Context, id, who, reason string) (api.Decision, error) {
+	d, err := r.decider.Cancel(ctx, id, who, reason, time.Now())
 	return apiDecision(d), decisionErr(err)
 }
 
-func (r *ruleEngine) Override(_ context.Context, req api.OverrideRequest, who string) (api.Decision, error) {
-	d, err := r.decider.Override(rules.OverrideRequest{
+func (r *ruleEngine) Override(ctx context.Context, req api.OverrideRequest, who string) (api.Decision, error) {
+	d, err := r.decider.Override(ctx, rules.OverrideRequest{
 		Scope: rules.DecisionScope(req.Scope), Action: rules.Action(req.Action),
 		DailyLimit: req.Limits.DailyLimit, HourlyLimit: req.Limits.HourlyLimit,
 		MinuteLimit: req.Limits.MinuteLimit, MaxConnections: req.Limits.MaxConnections,
@@ -194,4 +214,42 @@ func (o senderDomainOwner) OwnsSenderDomain(account, domain string) bool {
 		}
 	}
 	return false
+}
+
+// collectors are the rule engine's counters of its use of the shared
+// store (rules.SharedStats): what failed to be written (kept, written
+// again), what was dropped at a loss of the lease, what waits, the
+// operators' actions the evaluator could not apply, and whether this
+// process evaluates. serve registers them with its registry.
+func (r *ruleEngine) collectors() []prometheus.Collector {
+	stat := func(f func(rules.SharedStats) float64) func() float64 {
+		return func() float64 { return f(r.decider.SharedStats()) }
+	}
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "repute_rules_history_write_failures_total",
+			Help: "Writes of the rule engine's decisions, flag changes, operator actions or state to the store that failed (their rows are kept and written again).",
+		}, stat(func(s rules.SharedStats) float64 { return float64(s.WriteFailures) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "repute_rules_decisions_lost_total",
+			Help: "Decisions issued but never written to the store: this process lost the evaluator's lease before it could write them.",
+		}, stat(func(s rules.SharedStats) float64 { return float64(s.Lost) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "repute_rules_history_queued",
+			Help: "Rows of the rule engine's history waiting to be written to the store.",
+		}, stat(func(s rules.SharedStats) float64 { return float64(s.Queued) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "repute_rules_operator_actions_rejected_total",
+			Help: "Operators' actions taken on another process that the evaluator could not apply (a cancelled decision no longer current).",
+		}, stat(func(s rules.SharedStats) float64 { return float64(s.Rejected) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "repute_rules_evaluating",
+			Help: "1 while this process evaluates the rules (holds the lease), 0 while it follows the store.",
+		}, func() float64 {
+			if r.decider.Evaluating() {
+				return 1
+			}
+			return 0
+		}),
+	}
 }

@@ -243,6 +243,7 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 		a.close()
 		return nil, err
 	}
+	reg.MustRegister(a.rules.collectors()...)
 	if a.decisionsTopic, err = newDecisionsTopic(cfg.Kafka, a.rules.decider.Store(), reg,
 		log.With("component", "decisions-topic"), decisionsTopicOptions{}); err != nil {
 		a.close()

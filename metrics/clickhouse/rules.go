@@ -41,15 +41,18 @@ func intPtr(p *int64) *int {
 }
 
 // insertRows inserts rows (each the values of columns, then the
-// precedence) into table in one batch.
-func (s *Store) insertRows(ctx context.Context, what, table, columns string, rows [][]any) error {
+// precedence when withPrecedence) into table in one batch.
+func (s *Store) insertRows(ctx context.Context, what, table, columns string, rows [][]any, withPrecedence bool) error {
 	conn, err := s.ready(ctx)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
-	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+columns+", precedence)")
+	if withPrecedence {
+		columns += ", precedence"
+	}
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+columns+")")
 	if err != nil {
 		return s.errorf("prepare "+what+" insert", err)
 	}
@@ -88,7 +91,7 @@ func (s *Store) AppendDecisions(ctx context.Context, ds []metrics.StoredDecision
 				int64(d.HourlyLimit), nullInt(d.MinuteLimit), nullInt(d.MaxConnections), d.Source, d.Reasons, prec})
 		}
 	}
-	return s.insertRows(ctx, "decisions", "rule_decisions", decisionColumns, rows)
+	return s.insertRows(ctx, "decisions", "rule_decisions", decisionColumns, rows, true)
 }
 
 // AppendFlagChanges stores cs in one insert; a change whose ID is stored
@@ -112,18 +115,22 @@ func (s *Store) AppendFlagChanges(ctx context.Context, cs []metrics.StoredFlagCh
 				c.Window, raised, prec})
 		}
 	}
-	return s.insertRows(ctx, "flag changes", "rule_flag_changes", flagChangeColumns, rows)
+	return s.insertRows(ctx, "flag changes", "rule_flag_changes", flagChangeColumns, rows, true)
 }
 
 // historyQuery is the query of columns from table FINAL between from and
-// to on column (Unix ns), of a sender domain, in order, at most limit rows,
-// and its arguments. The filtered columns are covered by the sorting key,
+// to on column (Unix ns), of a sender domain, with seq > afterSeq (when
+// positive), in order, at most limit rows, and its arguments. The filtered columns are covered by the sorting key,
 // so the rows FINAL collapses agree on them.
-func historyQuery(columns, table, column string, from, to time.Time, domain, order string, limit int) (string, []any) {
+func historyQuery(columns, table, column string, from, to time.Time, domain, order string, limit int, afterSeq int64) (string, []any) {
 	var (
 		where []string
 		args  []any
 	)
+	if afterSeq > 0 {
+		where = append(where, "seq > ?")
+		args = append(args, afterSeq)
+	}
 	if !from.IsZero() {
 		where = append(where, column+" >= ?")
 		args = append(args, from.UnixNano())
@@ -158,7 +165,7 @@ func (s *Store) Decisions(ctx context.Context, q metrics.DecisionQuery) ([]metri
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
 	query, args := historyQuery(decisionColumns, "rule_decisions", "issued_ns", q.From, q.To, q.SenderDomain,
-		"issued_ns, seq, id", q.Limit)
+		"issued_ns, seq, id", q.Limit, q.AfterSeq)
 	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, s.errorf("decisions", err)
@@ -197,7 +204,7 @@ func (s *Store) FlagChanges(ctx context.Context, q metrics.FlagChangeQuery) ([]m
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
 	query, args := historyQuery(flagChangeColumns, "rule_flag_changes", "time_ns", q.From, q.To, q.SenderDomain,
-		"time_ns, id", q.Limit)
+		"time_ns, id", q.Limit, 0)
 	rows, err := conn.Query(ctx, query, args...)
 	if err != nil {
 		return nil, s.errorf("flag changes", err)
@@ -219,6 +226,110 @@ func (s *Store) FlagChanges(ctx context.Context, q metrics.FlagChangeQuery) ([]m
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.errorf("flag changes", err)
+	}
+	return out, nil
+}
+
+var _ metrics.RulesState = (*Store)(nil)
+
+// rulesStateName is the row of rule_engine_state the engine keeps.
+const rulesStateName = "rules"
+
+// SaveRulesState inserts state at version: reads take the highest version
+// (ReplacingMergeTree(version) keeps it in merges).
+func (s *Store) SaveRulesState(ctx context.Context, version int64, state []byte) error {
+	return s.insertRows(ctx, "rules state", "rule_engine_state", "name, version, state",
+		[][]any{{rulesStateName, version, string(state)}}, false)
+}
+
+// LoadRulesState returns the state of the highest version (0, nil when
+// none).
+func (s *Store) LoadRulesState(ctx context.Context) (int64, []byte, error) {
+	conn, err := s.ready(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	rows, err := conn.Query(ctx, "SELECT version, state FROM rule_engine_state WHERE name = ? ORDER BY version DESC LIMIT 1",
+		rulesStateName)
+	if err != nil {
+		return 0, nil, s.errorf("rules state", err)
+	}
+	defer rows.Close()
+	var (
+		version int64
+		state   string
+	)
+	if rows.Next() {
+		if err := rows.Scan(&version, &state); err != nil {
+			return 0, nil, s.errorf("rules state", err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, nil, s.errorf("rules state", err)
+	}
+	if version == 0 {
+		return 0, nil, nil
+	}
+	return version, []byte(state), nil
+}
+
+// operatorActionColumns are the columns of rule_operator_actions, as
+// decisionColumns.
+const operatorActionColumns = "time_ns, id, who, action, decision_id, target, sender_domain, sending_ip, isp, " +
+	"reason, decision"
+
+// AppendOperatorActions stores as in one insert; an action whose ID is
+// stored already is read as the first stored, as AppendDecisions.
+func (s *Store) AppendOperatorActions(ctx context.Context, as []metrics.StoredOperatorAction) error {
+	if len(as) == 0 {
+		return nil
+	}
+	prec := precedence(time.Now())
+	seen := make(map[string]bool, len(as))
+	rows := make([][]any, 0, len(as))
+	for _, a := range as {
+		if !seen[a.ID] {
+			seen[a.ID] = true
+			rows = append(rows, []any{unixNano(a.Time), a.ID, a.Who, a.Action, a.DecisionID, a.Target,
+				a.SenderDomain, a.SendingIP, a.ISP, a.Reason, a.Decision, prec})
+		}
+	}
+	return s.insertRows(ctx, "operator actions", "rule_operator_actions", operatorActionColumns, rows, true)
+}
+
+// OperatorActions returns the actions at or after from, in (Time, ID)
+// order.
+func (s *Store) OperatorActions(ctx context.Context, from time.Time) ([]metrics.StoredOperatorAction, error) {
+	conn, err := s.ready(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	query, args := historyQuery(operatorActionColumns, "rule_operator_actions", "time_ns", from, time.Time{}, "",
+		"time_ns, id", 0, 0)
+	rows, err := conn.Query(ctx, query, args...)
+	if err != nil {
+		return nil, s.errorf("operator actions", err)
+	}
+	defer rows.Close()
+	out := []metrics.StoredOperatorAction{}
+	for rows.Next() {
+		var (
+			a  metrics.StoredOperatorAction
+			at int64
+		)
+		if err := rows.Scan(&at, &a.ID, &a.Who, &a.Action, &a.DecisionID, &a.Target, &a.SenderDomain,
+			&a.SendingIP, &a.ISP, &a.Reason, &a.Decision); err != nil {
+			return nil, s.errorf("operator actions", err)
+		}
+		a.Time = fromUnixNano(at)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.errorf("operator actions", err)
 	}
 	return out, nil
 }

@@ -2,7 +2,9 @@ package duckdb
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -152,6 +154,14 @@ func historyWhere(column string, from, to time.Time, domain string) (string, []a
 // order.
 func (s *Store) Decisions(ctx context.Context, q metrics.DecisionQuery) ([]metrics.StoredDecision, error) {
 	where, args := historyWhere("issued_ns", q.From, q.To, q.SenderDomain)
+	if q.AfterSeq > 0 {
+		if where == "" {
+			where = " WHERE seq > ?"
+		} else {
+			where += " AND seq > ?"
+		}
+		args = append(args, q.AfterSeq)
+	}
 	query := "SELECT " + decisionColumns + " FROM rule_decisions" + where + " ORDER BY issued_ns, seq, id"
 	if q.Limit > 0 {
 		query += " LIMIT ?"
@@ -223,6 +233,98 @@ func (s *Store) FlagChanges(ctx context.Context, q metrics.FlagChangeQuery) ([]m
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("duckdb: flag changes: %w", err)
+	}
+	return out, nil
+}
+
+var _ metrics.RulesState = (*Store)(nil)
+
+// rulesStateName is the row of rule_engine_state the engine keeps.
+const rulesStateName = "rules"
+
+// SaveRulesState keeps state at version unless a higher version is stored
+// already.
+func (s *Store) SaveRulesState(ctx context.Context, version int64, state []byte) error {
+	err := s.writeTx(ctx, func() error {
+		_, err := s.write.ExecContext(ctx, `INSERT INTO rule_engine_state (name, version, state) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET version = excluded.version, state = excluded.state
+WHERE excluded.version > rule_engine_state.version`, rulesStateName, version, string(state))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("duckdb: save rules state: %w", err)
+	}
+	return nil
+}
+
+// LoadRulesState returns the stored state (0, nil when none).
+func (s *Store) LoadRulesState(ctx context.Context) (int64, []byte, error) {
+	var (
+		version int64
+		state   string
+	)
+	err := s.db.QueryRowContext(ctx, "SELECT version, state FROM rule_engine_state WHERE name = ?", rulesStateName).
+		Scan(&version, &state)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, nil, nil
+	case err != nil:
+		return 0, nil, fmt.Errorf("duckdb: load rules state: %w", err)
+	}
+	return version, []byte(state), nil
+}
+
+// operatorActionColumns are the columns of rule_operator_actions.
+const operatorActionColumns = `id, time_ns, who, action, decision_id, target, sender_domain, sending_ip, isp,
+    reason, decision`
+
+// AppendOperatorActions stores as in one transaction; an action whose ID
+// is stored already is left as the first stored.
+func (s *Store) AppendOperatorActions(ctx context.Context, as []metrics.StoredOperatorAction) error {
+	if len(as) == 0 {
+		return nil
+	}
+	err := s.writeTx(ctx, func() error {
+		for _, a := range as {
+			if _, err := s.write.ExecContext(ctx, "INSERT OR IGNORE INTO rule_operator_actions ("+operatorActionColumns+
+				") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", a.ID, unixNano(a.Time), a.Who, a.Action, a.DecisionID,
+				a.Target, a.SenderDomain, a.SendingIP, a.ISP, a.Reason, a.Decision); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("duckdb: append %d operator actions: %w", len(as), err)
+	}
+	return nil
+}
+
+// OperatorActions returns the actions at or after from, in (Time, ID)
+// order.
+func (s *Store) OperatorActions(ctx context.Context, from time.Time) ([]metrics.StoredOperatorAction, error) {
+	where, args := historyWhere("time_ns", from, time.Time{}, "")
+	rows, err := s.db.QueryContext(ctx, "SELECT "+operatorActionColumns+" FROM rule_operator_actions"+where+
+		" ORDER BY time_ns, id", args...)
+	if err != nil {
+		return nil, fmt.Errorf("duckdb: operator actions: %w", err)
+	}
+	defer rows.Close()
+	out := []metrics.StoredOperatorAction{}
+	for rows.Next() {
+		var (
+			a  metrics.StoredOperatorAction
+			at int64
+		)
+		if err := rows.Scan(&a.ID, &at, &a.Who, &a.Action, &a.DecisionID, &a.Target, &a.SenderDomain,
+			&a.SendingIP, &a.ISP, &a.Reason, &a.Decision); err != nil {
+			return nil, fmt.Errorf("duckdb: operator actions: %w", err)
+		}
+		a.Time = fromUnixNano(at)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("duckdb: operator actions: %w", err)
 	}
 	return out, nil
 }

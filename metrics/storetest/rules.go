@@ -195,6 +195,9 @@ func testRulesDecisionsFilter(t *testing.T, s *suite) {
 		{"limit and filters", metrics.DecisionQuery{SenderDomain: "a.test", From: base.Add(time.Millisecond), Limit: 2},
 			[]metrics.StoredDecision{d2, d3}},
 		{"empty window", metrics.DecisionQuery{From: base.Add(2 * time.Hour)}, nil},
+		{"after seq", metrics.DecisionQuery{AfterSeq: 3}, []metrics.StoredDecision{d3, d4}},
+		{"after seq and domain", metrics.DecisionQuery{AfterSeq: 1, SenderDomain: "a.test"}, []metrics.StoredDecision{d2, d3, d4}},
+		{"after the last seq", metrics.DecisionQuery{AfterSeq: 5}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkDecisions(t, h, tc.q, tc.want) })
 	}
@@ -286,5 +289,79 @@ func testRulesFlagChangesFilter(t *testing.T, s *suite) {
 		{"empty window", metrics.FlagChangeQuery{To: base.Add(-time.Hour)}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkFlagChanges(t, h, tc.q, tc.want) })
+	}
+}
+
+func asRulesState(t *testing.T, st metrics.Store) metrics.RulesState {
+	t.Helper()
+	r, ok := st.(metrics.RulesState)
+	if !ok {
+		t.Skipf("%T keeps no rules state", st)
+	}
+	return r
+}
+
+func checkRulesState(t *testing.T, r metrics.RulesState, wantVersion int64, want string) {
+	t.Helper()
+	v, got, err := r.LoadRulesState(ctx(t))
+	if err != nil {
+		t.Fatalf("LoadRulesState: %v", err)
+	}
+	if v != wantVersion || string(got) != want || (want == "") != (got == nil) {
+		t.Errorf("LoadRulesState = %d %q, want %d %q", v, got, wantVersion, want)
+	}
+}
+
+// testRulesState: the highest version wins, whatever the order of the
+// saves, and survives a reopen.
+func testRulesState(t *testing.T, s *suite) {
+	r := asRulesState(t, s.open(t))
+	checkRulesState(t, r, 0, "")
+	for _, v := range []int64{20, 30, 10} {
+		if err := r.SaveRulesState(ctx(t), v, []byte(fmt.Sprintf(`{"v":%d}`, v))); err != nil {
+			t.Fatalf("SaveRulesState(%d): %v", v, err)
+		}
+	}
+	checkRulesState(t, r, 30, `{"v":30}`)
+	r = asRulesState(t, s.reopen(t))
+	checkRulesState(t, r, 30, `{"v":30}`)
+	if err := r.SaveRulesState(ctx(t), 31, []byte(`{"v":31}`)); err != nil {
+		t.Fatalf("SaveRulesState(31): %v", err)
+	}
+	checkRulesState(t, r, 31, `{"v":31}`)
+}
+
+// testRulesOperatorActions: actions in (Time, ID) order from a time on,
+// the first stored of an ID kept.
+func testRulesOperatorActions(t *testing.T, s *suite) {
+	r := asRulesState(t, s.open(t))
+	act := func(id string, at time.Duration, reason string) metrics.StoredOperatorAction {
+		return metrics.StoredOperatorAction{ID: id, Time: base.Add(at), Who: "admin", Action: "cancel",
+			DecisionID: "dec_" + id, Target: "dec_t", SenderDomain: "news.acme.test", SendingIP: "192.0.2.7",
+			ISP: "gmail", Reason: reason, Decision: `{"id":"dec_` + id + `"}`}
+	}
+	a, b, c := act("a", 0, "first"), act("b", time.Second, "first"), act("c", time.Second, "first")
+	if err := r.AppendOperatorActions(ctx(t), []metrics.StoredOperatorAction{c, a}); err != nil {
+		t.Fatalf("AppendOperatorActions: %v", err)
+	}
+	if err := r.AppendOperatorActions(ctx(t), []metrics.StoredOperatorAction{b, act("a", 0, "again")}); err != nil {
+		t.Fatalf("AppendOperatorActions: %v", err)
+	}
+	r = asRulesState(t, s.reopen(t))
+	for _, tc := range []struct {
+		from time.Time
+		want []metrics.StoredOperatorAction
+	}{
+		{time.Time{}, []metrics.StoredOperatorAction{a, b, c}},
+		{base.Add(time.Second), []metrics.StoredOperatorAction{b, c}},
+		{base.Add(time.Hour), nil},
+	} {
+		got, err := r.OperatorActions(ctx(t), tc.from)
+		if err != nil {
+			t.Fatalf("OperatorActions: %v", err)
+		}
+		if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", append([]metrics.StoredOperatorAction{}, tc.want...)) {
+			t.Errorf("OperatorActions(%s):\n got %+v\nwant %+v", fmtTime(tc.from), got, tc.want)
+		}
 	}
 }

@@ -143,6 +143,8 @@ var tests = []struct {
 	{"RulesFlagChangesIdempotent", testRulesFlagChangesIdempotent},
 	{"RulesFlagChangesFilter", testRulesFlagChangesFilter},
 	{"Replies", testReplies},
+	{"RulesState", testRulesState},
+	{"RulesOperatorActions", testRulesOperatorActions},
 }
 
 // suite is the state of one subtest: the harness and the current store.

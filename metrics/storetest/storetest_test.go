@@ -271,7 +271,7 @@ func (s *memStore) Decisions(_ context.Context, q metrics.DecisionQuery) ([]metr
 	defer d.mu.Unlock()
 	out := []metrics.StoredDecision{}
 	for _, x := range d.decisions {
-		if inWindow(x.IssuedAt, q.From, q.To) && (q.SenderDomain == "" || x.SenderDomain == q.SenderDomain) {
+		if inWindow(x.IssuedAt, q.From, q.To) && (q.SenderDomain == "" || x.SenderDomain == q.SenderDomain) && x.Seq > q.AfterSeq {
 			out = append(out, x)
 		}
 	}
