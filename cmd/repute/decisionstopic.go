@@ -27,12 +27,25 @@ import (
 // from retryMin to retryMax) and never dropped; only what the history no
 // longer holds when it gets there (the history is bounded: a broker down
 // long enough for it to wrap) is skipped, logged and counted in
-// repute_decisions_publish_skipped_total. Every process that evaluates
-// publishes its own decisions; one evaluates at a time (the lease).
+// repute_decisions_publish_skipped_total.
+//
+// Only the evaluator publishes (one process at a time holds the lease;
+// the others' histories follow its decisions through the store, and
+// publishing them too would put every decision on the topic once per
+// process, and a restarted follower's replay of old ones behind newer
+// ones). A process that becomes the evaluator first publishes the current
+// decision of every scope, so that what the previous evaluator issued and
+// had not published (it crashed) reaches the topic; a repeat of the same
+// value under the same key changes nothing for a reader of a compacted
+// topic.
 type decisionsTopic struct {
 	history *rules.MemoryStore
-	writer  *kafkago.Writer
-	log     *slog.Logger
+	// evaluating reports whether this process evaluates now, and current
+	// returns the current decisions (nil: always evaluating; tests).
+	evaluating func() bool
+	current    func() []rules.Decision
+	writer     *kafkago.Writer
+	log        *slog.Logger
 
 	published, skipped, failures prometheus.Counter
 
@@ -47,6 +60,10 @@ type decisionsTopicOptions struct {
 	RetryMin, RetryMax time.Duration // the backoff between failed writes (100 ms, 30 s)
 	// Transport, when set, is the writer's (TLS, SASL; tests).
 	Transport kafkago.RoundTripper
+	// Evaluating and Current: decisionsTopic's fields (nil: this process
+	// always evaluates).
+	Evaluating func() bool
+	Current    func() []rules.Decision
 }
 
 // newDecisionsTopic returns the publisher of k.DecisionsTopic, or nil
@@ -65,7 +82,7 @@ func newDecisionsTopic(k kafkaConfig, history *rules.MemoryStore, reg prometheus
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &decisionsTopic{
-		history: history, log: log,
+		history: history, log: log, evaluating: o.Evaluating, current: o.Current,
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "repute_decisions_published_total",
 			Help: "Throttle decisions published to kafka.decisions_topic.",
@@ -142,11 +159,32 @@ func (p *decisionsTopic) run(ctx context.Context) {
 	p.follow(ctx, 0)
 }
 
+// roleCheck is how often a process that does not evaluate checks whether
+// it has become the evaluator, when no decision wakes it first.
+const roleCheck = 5 * time.Second
+
 // follow publishes the decisions after seq, in order, until ctx ends, and
 // returns the last seq published (or skipped).
 func (p *decisionsTopic) follow(ctx context.Context, seq int64) int64 {
+	following := false // the last look found another process evaluating
 	for ctx.Err() == nil {
 		ds, latest, complete, watch := p.history.Page(seq)
+		if p.evaluating != nil && !p.evaluating() {
+			// The evaluator publishes these.
+			seq, following = latest, true
+			select {
+			case <-watch:
+			case <-time.After(roleCheck):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		if following && p.current != nil {
+			following = false
+			if cur := p.current(); len(cur) > 0 && !p.publish(ctx, cur) {
+				return seq
+			}
+		}
 		if !complete {
 			first := latest + 1
 			if len(ds) > 0 {

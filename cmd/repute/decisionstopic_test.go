@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -290,4 +291,48 @@ func TestDecisionsTopicOff(t *testing.T) {
 	if _, err := newDecisionsTopic(kafkaConfig{DecisionsTopic: "d"}, rules.NewMemoryStore(0), nil, nil, decisionsTopicOptions{}); err == nil {
 		t.Error("decisions_topic without brokers: no error")
 	}
+}
+
+// TestDecisionsTopicOnlyTheEvaluator: a process that follows another's
+// decisions publishes none of them; when it becomes the evaluator it
+// publishes the current decision of every scope first, then what it
+// issues.
+func TestDecisionsTopicOnlyTheEvaluator(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, testDecisionsTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	history := rules.NewMemoryStore(0)
+	var evaluating atomic.Bool
+	// The current decisions when it takes over: the latest of each of the
+	// three scopes among 1..6.
+	current := []rules.Decision{testDecision(4), testDecision(5), testDecision(6)}
+	p, err := newDecisionsTopic(kafkaConfig{Brokers: c.ListenAddrs(), DecisionsTopic: testDecisionsTopic}, history, nil, nil,
+		decisionsTopicOptions{RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+			Evaluating: evaluating.Load, Current: func() []rules.Decision { return current }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); p.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	for i := 1; i <= 6; i++ { // followed from the evaluator's history
+		history.AppendDecision(testDecision(i))
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := testutil.ToFloat64(p.published); n != 0 {
+		t.Fatalf("a follower published %v decisions", n)
+	}
+	evaluating.Store(true)
+	for i := 7; i <= 9; i++ { // its own, once it evaluates
+		history.AppendDecision(testDecision(i))
+	}
+	got := readTopic(t, c, 6)
+	if len(got) != 6 {
+		t.Errorf("%d records, want 6: the 3 current decisions, then the 3 issued", len(got))
+	}
+	checkRecords(t, got, 4, 9, false)
 }

@@ -245,7 +245,10 @@ func newApp(ctx context.Context, cfg serveConfig, log *slog.Logger) (*app, error
 	}
 	reg.MustRegister(a.rules.collectors()...)
 	if a.decisionsTopic, err = newDecisionsTopic(cfg.Kafka, a.rules.decider.Store(), reg,
-		log.With("component", "decisions-topic"), decisionsTopicOptions{}); err != nil {
+		log.With("component", "decisions-topic"), decisionsTopicOptions{
+			Evaluating: a.rules.decider.Evaluating,
+			Current:    func() []rules.Decision { return a.rules.decider.Current(time.Now(), rules.DecisionScope{}) },
+		}); err != nil {
 		a.close()
 		return nil, err
 	}
