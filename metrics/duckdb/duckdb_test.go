@@ -34,7 +34,7 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func open(t *testing.T, path string) *duckdb.Store {
+func open(t testing.TB, path string) *duckdb.Store {
 	t.Helper()
 	s, err := duckdb.Open(path, duckdb.Options{})
 	if err != nil {

@@ -150,71 +150,96 @@ func (s *Store) RefreshRollups(ctx context.Context) error {
 	return nil
 }
 
-// ruleCountsQuery counts the roll-up rows of the hours [$1, $2);
-// /*keys*/ and /*group_by*/ are filled from dimensions.
+// ruleCountsQuery counts the roll-up rows of the hours [$1, $2): the sums
+// of the class 0 rows, and the distinct keys of the others per count they
+// enter (o: 1 human, 2 machine, 3 unverified, 4 clicked; an open without
+// verdict enters both human and unverified). The distinct keys are found
+// first and counted after: DuckDB's count(DISTINCT) FILTER, one per count,
+// was several times slower. /*keys*/ (with a trailing comma) and /*names*/
+// (with a leading one) are filled from dimensions.
 const ruleCountsQuery = `
-SELECT /*keys*/
+WITH w AS (SELECT * FROM rollup WHERE hour >= $1 AND hour < $2)
+SELECT /*keys*/ 0 AS o,
     coalesce(sum(sent), 0)::BIGINT, coalesce(sum(delivered), 0)::BIGINT, coalesce(sum(deferred), 0)::BIGINT,
     coalesce(sum(bounced_hard), 0)::BIGINT, coalesce(sum(bounced_soft), 0)::BIGINT,
-    coalesce(sum(complained), 0)::BIGINT,
-    count(DISTINCT key) FILTER (WHERE class IN (1, 2)),
-    count(DISTINCT key) FILTER (WHERE class = 3),
-    count(DISTINCT key) FILTER (WHERE class = 2),
-    count(DISTINCT key) FILTER (WHERE class = 4),
-    coalesce(sum(unsubscribed), 0)::BIGINT, coalesce(sum(dropped), 0)::BIGINT
-FROM rollup
-WHERE hour >= $1 AND hour < $2
-/*group_by*/`
+    coalesce(sum(complained), 0)::BIGINT, coalesce(sum(unsubscribed), 0)::BIGINT, coalesce(sum(dropped), 0)::BIGINT
+FROM w WHERE class = 0
+GROUP BY ALL
+UNION ALL
+SELECT * EXCLUDE (key), count(*), 0, 0, 0, 0, 0, 0, 0
+FROM (SELECT DISTINCT /*keys*/ unnest(CASE class WHEN 1 THEN [1] WHEN 2 THEN [1, 3] WHEN 3 THEN [2] ELSE [4] END) AS o, key
+      FROM w WHERE class > 0)
+GROUP BY ALL`
 
 // RuleCounts implements metrics.RuleCounter.
 func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) ([]metrics.Group, error) {
-	keys, group := "", ""
-	if len(by) > 0 {
-		names := make([]string, len(by))
-		for i, g := range by {
-			if !slices.Contains(metrics.RollupDims, g) {
-				return nil, fmt.Errorf("duckdb: rule counts: cannot group by %q", g)
-			}
-			names[i] = fmt.Sprintf("k%d", i)
-			keys += dimensions[g] + " AS " + names[i] + ",\n    "
+	var keys strings.Builder
+	for i, g := range by {
+		if !slices.Contains(metrics.RollupDims, g) {
+			return nil, fmt.Errorf("duckdb: rule counts: cannot group by %q", g)
 		}
-		group = "GROUP BY " + strings.Join(names, ", ")
+		fmt.Fprintf(&keys, "%s AS k%d, ", dimensions[g], i)
 	}
 	groups := []metrics.Group{}
 	start, end := metrics.RollupWindow(from, to)
 	if !start.Before(end) {
 		return groups, nil
 	}
-	query := strings.NewReplacer("/*keys*/", keys, "/*group_by*/", group).Replace(ruleCountsQuery)
+	query := strings.ReplaceAll(ruleCountsQuery, "/*keys*/", keys.String())
 	rows, err := s.db.QueryContext(ctx, query, start, end)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: rule counts: %w", err)
 	}
 	defer rows.Close()
+	index := map[string]int{} // group by its keys joined with NUL
 	keyVals := make([]string, len(by))
+	var (
+		o int
+		v [8]int64
+	)
+	dest := make([]any, 0, len(by)+9)
+	for i := range keyVals {
+		dest = append(dest, &keyVals[i])
+	}
+	dest = append(dest, &o)
+	for i := range v {
+		dest = append(dest, &v[i])
+	}
 	for rows.Next() {
-		var c metrics.Counts
-		dest := make([]any, 0, len(by)+12)
-		for i := range keyVals {
-			dest = append(dest, &keyVals[i])
-		}
-		dest = append(dest, &c.Sent, &c.Delivered, &c.Deferred, &c.BouncedHard, &c.BouncedSoft,
-			&c.Complained, &c.OpenedHuman, &c.OpenedMachine, &c.OpenedUnverified, &c.Clicked,
-			&c.Unsubscribed, &c.Dropped)
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("duckdb: rule counts: %w", err)
 		}
-		if len(by) == 0 && c == (metrics.Counts{}) {
-			continue // no events: no group, as with groups
+		id := strings.Join(keyVals, "\x00")
+		i, ok := index[id]
+		if !ok {
+			i = len(groups)
+			index[id] = i
+			g := metrics.Group{Key: make(map[metrics.GroupBy]string, len(by))}
+			for j, d := range by {
+				g.Key[d] = keyVals[j]
+			}
+			groups = append(groups, g)
 		}
-		g := metrics.Group{Key: make(map[metrics.GroupBy]string, len(by)), Counts: c}
-		for i, d := range by {
-			g.Key[d] = keyVals[i]
+		c := &groups[i].Counts
+		switch o {
+		case 0:
+			c.Sent, c.Delivered, c.Deferred, c.BouncedHard = v[0], v[1], v[2], v[3]
+			c.BouncedSoft, c.Complained, c.Unsubscribed, c.Dropped = v[4], v[5], v[6], v[7]
+		case 1:
+			c.OpenedHuman = v[0]
+		case 2:
+			c.OpenedMachine = v[0]
+		case 3:
+			c.OpenedUnverified = v[0]
+		case 4:
+			c.Clicked = v[0]
 		}
-		groups = append(groups, g)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("duckdb: rule counts: %w", err)
+	}
+	if len(by) == 0 && len(groups) == 1 && groups[0].Counts == (metrics.Counts{}) {
+		return groups[:0], nil // no events: no group, as with groups
 	}
 	return groups, nil
 }
