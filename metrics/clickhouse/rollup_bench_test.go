@@ -20,7 +20,7 @@ import (
 // default so that it runs quickly:
 //
 //	REPUTE_TEST_CLICKHOUSE=127.0.0.1:19000 REPUTE_BENCH_EVENTS=50000000 \
-//	  go test ./metrics/clickhouse -run '^$' -bench RulesCycle -benchtime 2x -timeout 2h
+//	  go test ./metrics/clickhouse -run '^$' -bench RulesCycle -benchtime 1x -count 2 -timeout 2h
 //
 // Set up (not timed in ns/op, reported as load-s and backfill-s): the
 // events are generated server-side (INSERT … SELECT from numbers(), far

@@ -19,7 +19,7 @@ import (
 // of the last 7 days — 10 million for the target, a small default so that
 // it runs quickly:
 //
-//	REPUTE_BENCH_EVENTS=10000000 go test ./metrics/duckdb -run '^$' -bench RulesCycle -benchtime 2x -timeout 2h
+//	REPUTE_BENCH_EVENTS=10000000 go test ./metrics/duckdb -run '^$' -bench RulesCycle -benchtime 1x -count 2 -timeout 2h
 //
 // Set up (reported as load-s and compact-s): the events go in through
 // Append in batches of 100,000 — the path users get, which adds the
