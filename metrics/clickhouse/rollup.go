@@ -39,10 +39,12 @@ import (
 //     missed only if it became visible more than rollupSettle after its
 //     now() was taken — an insert of a few rows taking minutes. Logs in
 //     the settle window are read by the next refresh too (recomputing an
-//     hour twice is harmless).
-//   - Failures: a refresh that dies before it records its hours leaves its
+//     hour twice is harmless). An hour whose latest log is older, by
+//     rollupSettle, than the beginning of a refresh that finished it is
+//     not recomputed again: that refresh saw its events.
+//   - Failures: a refresh that dies before it records an hour leaves its
 //     rows unseen and the watermark where it was, so the next one redoes
-//     them. (A merge may meanwhile replace the finished rows by the dead
+//     it (and skips the days it finished). (A merge may meanwhile replace the finished rows by the dead
 //     refresh's rows of the same keys, so that until the next refresh
 //     some keys count what the dead refresh computed — which was a
 //     complete recompute too, only not recorded.) An Append that fails
@@ -120,6 +122,10 @@ func (s *Store) RefreshRollups(ctx context.Context) error {
 	version := max(uint64(time.Now().UnixNano()), maxVersion+1)
 	next := max(now.Add(-rollupSettle).Unix(), watermark.Unix())
 	// One statement per UTC day: each scans the partitions of its day.
+	// Each day is recorded finished as soon as it is, so that a refresh
+	// cut short by its deadline (the first after the migration, on a large
+	// database) keeps its progress: the next skips the hours finished
+	// since their last log. The watermark advances with the last day only.
 	for rest := hours; len(rest) > 0; {
 		day := rest[0] / 86400 * 86400
 		n := 1
@@ -129,12 +135,24 @@ func (s *Store) RefreshRollups(ctx context.Context) error {
 		if err := s.recompute(ctx, conn, version, day, rest[:n]); err != nil {
 			return err
 		}
+		mark := watermark.Unix()
+		if n == len(rest) {
+			mark = next
+		}
+		if err := s.finish(ctx, conn, version, rest[:n], mark, now); err != nil {
+			return err
+		}
 		rest = rest[n:]
 	}
-	fctx, fcancel := s.deadline(ctx)
-	defer fcancel()
-	finish := strings.Replace(s.q[qRollupFinish], "/*HOURS*/", hourList(hours), 1)
-	if err := conn.Exec(fctx, finish, version, next); err != nil {
+	return nil
+}
+
+// finish records the recompute of version of hours as finished.
+func (s *Store) finish(ctx context.Context, conn driver.Conn, version uint64, hours []int64, watermark int64, began time.Time) error {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	q := strings.Replace(s.q[qRollupFinish], "/*HOURS*/", hourList(hours), 1)
+	if err := conn.Exec(ctx, q, version, watermark, began.Unix()); err != nil {
 		return s.errorf("rollup refresh: record hours", err)
 	}
 	return nil
@@ -143,7 +161,7 @@ func (s *Store) RefreshRollups(ctx context.Context) error {
 // dirtyHours returns the hours (Unix seconds, ascending) logged dirty at
 // or after watermark.
 func (s *Store) dirtyHours(ctx context.Context, conn driver.Conn, watermark time.Time) ([]int64, error) {
-	rows, err := conn.Query(ctx, s.q[qRollupDirty], watermark.Unix())
+	rows, err := conn.Query(ctx, s.q[qRollupDirty], watermark.Unix(), int64(rollupSettle/time.Second))
 	if err != nil {
 		return nil, s.errorf("rollup refresh: dirty hours", err)
 	}

@@ -62,8 +62,17 @@ WHERE time >= toDateTime(?) AND time <= toDateTime(?)
 SELECT now(), max(watermark), max(version) FROM rollup_hours
 
 -- name: rollup-dirty
--- The hours logged dirty at or after the watermark.
-SELECT DISTINCT hour FROM rollup_dirty WHERE logged >= toDateTime(?)
+-- The hours logged dirty at or after the watermark (?), but for those
+-- whose latest log is older, by the settle time (? seconds), than the
+-- beginning of a refresh that finished them: that refresh saw their
+-- events already (rollup.go). A missing finished hour joins as 1970.
+SELECT d.hour FROM (
+    SELECT hour, max(logged) AS last_logged FROM rollup_dirty
+    WHERE logged >= toDateTime(?) GROUP BY hour) AS d
+LEFT JOIN (
+    SELECT hour, max(began) AS last_began FROM rollup_hours GROUP BY hour) AS f
+USING hour
+WHERE toUInt32(d.last_logged) + ? > toUInt32(f.last_began)
 
 -- name: rollup-compute
 -- Recomputes the hours listed in /*HOURS*/ (of one UTC day, [?, ?)) from
@@ -90,8 +99,8 @@ GROUP BY h, account, sender_domain, sending_ip, isp, campaign, category, c, k
 
 -- name: rollup-finish
 -- Records the recompute of version ? of the hours /*HOURS*/ as finished,
--- with the watermark ? it read rollup_dirty from.
-INSERT INTO rollup_hours SELECT toDateTime(arrayJoin([/*HOURS*/])), toUInt64(?), toDateTime(?)
+-- with the watermark ? and the time the refresh began ?.
+INSERT INTO rollup_hours SELECT toDateTime(arrayJoin([/*HOURS*/])), toUInt64(?), toDateTime(?), toDateTime(?)
 
 -- name: rollup-mark
 -- Logs the hours /*HOURS*/ dirty, at the server's now().

@@ -13,7 +13,8 @@
 --                  of the recompute (see below);
 --   rollup_hours   the recomputes finished: (hour, version) says that the
 --                  rows of that version are the hour's complete roll-up,
---                  and watermark how far rollup_dirty has been read.
+--                  watermark how far rollup_dirty has been read, began the
+--                  server's time when that refresh began.
 -- Readers take, for each hour, only the rows of its highest finished
 -- version, so that a recompute in progress (or one that died half-way) is
 -- never seen. ReplacingMergeTree(version) lets merges drop the rows of
@@ -40,7 +41,8 @@ ORDER BY (logged, hour);
 CREATE TABLE IF NOT EXISTS rollup_hours (
     hour      DateTime('UTC'),
     version   UInt64,
-    watermark DateTime('UTC')
+    watermark DateTime('UTC'),
+    began     DateTime('UTC')
 ) ENGINE = MergeTree
 ORDER BY (hour, version);
 CREATE TABLE IF NOT EXISTS rollup (
