@@ -161,6 +161,7 @@ const (
 	qKnown             = "known"
 	qRollupNow         = "rollup-now"
 	qRollupDirty       = "rollup-dirty"
+	qRollupLogs        = "rollup-logs"
 	qRollupCompute     = "rollup-compute"
 	qRollupFinish      = "rollup-finish"
 	qRollupMark        = "rollup-mark"
@@ -168,7 +169,7 @@ const (
 )
 
 var queryNames = []string{qMigrationsTable, qAppliedMigrations, qRecordMigration, qStats, qKnown,
-	qRollupNow, qRollupDirty, qRollupCompute, qRollupFinish, qRollupMark, qRollupCounts}
+	qRollupNow, qRollupDirty, qRollupLogs, qRollupCompute, qRollupFinish, qRollupMark, qRollupCounts}
 
 // Migrate creates the database if missing and applies the pending
 // migrations, recording each in the schema_migrations table. It is what

@@ -32,22 +32,25 @@ import (
 //     above every finished one (the larger of the clock in nanoseconds and
 //     the highest finished version + 1), so it is what readers use from
 //     then on, however refreshes interleave.
-//   - The watermark: a refresh reads the logs with logged >= the
-//     watermark, and records as the next watermark the server's now() as
-//     read before the logs, minus rollupSettle. logged is the server's
-//     now() too (one clock, whichever process appended), so a log is
-//     missed only if it became visible more than rollupSettle after its
-//     now() was taken — an insert of a few rows taking minutes. Logs in
-//     the settle window are read by the next refresh too (recomputing an
-//     hour twice is harmless). An hour whose latest log is older, by
-//     rollupSettle, than the beginning of a refresh that finished it is
-//     not recomputed again: that refresh saw its events.
+//   - Which hours: a refresh counts the logs of each candidate hour
+//     (ever) before it reads events, and records that count with the
+//     hour. An hour is recomputed when it has more logs than the refresh
+//     whose rows readers use had counted: logs are never deleted, so
+//     equal counts mean that refresh saw every log there is, hence every
+//     Append's events. This needs no assumption about clocks or latency.
+//   - The watermark only narrows the candidates: a refresh reads the logs
+//     with logged >= the watermark, and records as the next watermark the
+//     server's now() as read before the logs, minus rollupSettle. logged
+//     is the server's now() too (one clock, whichever process appended),
+//     so a log is missed only if it became visible more than rollupSettle
+//     after its now() was taken — an insert of a few rows taking minutes.
 //   - Failures: a refresh that dies before it records an hour leaves its
 //     rows unseen and the watermark where it was, so the next one redoes
-//     it (and skips the days it finished). (A merge may meanwhile replace the finished rows by the dead
+//     it (and skips the days it finished: their counts are recorded).
+//     (A merge may meanwhile replace the finished rows by the dead
 //     refresh's rows of the same keys, so that until the next refresh
-//     some keys count what the dead refresh computed — which was a
-//     complete recompute too, only not recorded.) An Append that fails
+//     some keys count what the dead refresh computed — a complete
+//     recompute too, only not recorded.) An Append that fails
 //     after inserting some events may not have logged their hours: the
 //     caller retries it (the spool does), and the retry logs them.
 //
@@ -95,7 +98,9 @@ func (s *Store) markDirty(ctx context.Context, conn driver.Conn, events []metric
 // (see the top of this file). Refreshes through one Store are serialised;
 // through several (processes) they may overlap and stay exact. Each
 // statement has the Store's Timeout: the first refresh after the
-// migration recomputes every stored hour, a day per statement.
+// migration recomputes every stored hour, a day per statement, and
+// records each day as it finishes it, so that one cut short by its
+// deadline keeps its progress.
 func (s *Store) RefreshRollups(ctx context.Context) error {
 	s.refreshMu.Lock()
 	defer s.refreshMu.Unlock()
@@ -112,20 +117,14 @@ func (s *Store) RefreshRollups(ctx context.Context) error {
 	if err := conn.QueryRow(qctx, s.q[qRollupNow]).Scan(&now, &watermark, &maxVersion); err != nil {
 		return s.errorf("rollup refresh", err)
 	}
-	hours, err := s.dirtyHours(qctx, conn, watermark)
+	hours, logs, err := s.dirtyHours(qctx, conn, watermark)
 	if err != nil {
 		return err
-	}
-	if len(hours) == 0 {
-		return nil
 	}
 	version := max(uint64(time.Now().UnixNano()), maxVersion+1)
 	next := max(now.Add(-rollupSettle).Unix(), watermark.Unix())
 	// One statement per UTC day: each scans the partitions of its day.
-	// Each day is recorded finished as soon as it is, so that a refresh
-	// cut short by its deadline (the first after the migration, on a large
-	// database) keeps its progress: the next skips the hours finished
-	// since their last log. The watermark advances with the last day only.
+	// The watermark advances with the last day only.
 	for rest := hours; len(rest) > 0; {
 		day := rest[0] / 86400 * 86400
 		n := 1
@@ -139,46 +138,88 @@ func (s *Store) RefreshRollups(ctx context.Context) error {
 		if n == len(rest) {
 			mark = next
 		}
-		if err := s.finish(ctx, conn, version, rest[:n], mark, now); err != nil {
+		if err := s.finish(ctx, conn, version, rest[:n], logs[:n], mark); err != nil {
 			return err
 		}
-		rest = rest[n:]
+		rest, logs = rest[n:], logs[n:]
 	}
 	return nil
 }
 
-// finish records the recompute of version of hours as finished.
-func (s *Store) finish(ctx context.Context, conn driver.Conn, version uint64, hours []int64, watermark int64, began time.Time) error {
+// finish records the recompute of version of hours as finished, with the
+// number of logs of each hour counted before it.
+func (s *Store) finish(ctx context.Context, conn driver.Conn, version uint64, hours []int64, logs []uint64, watermark int64) error {
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
-	q := strings.Replace(s.q[qRollupFinish], "/*HOURS*/", hourList(hours), 1)
-	if err := conn.Exec(ctx, q, version, watermark, began.Unix()); err != nil {
+	seen := make([]string, len(logs))
+	for i, n := range logs {
+		seen[i] = strconv.FormatUint(n, 10)
+	}
+	q := strings.NewReplacer("/*HOURS*/", hourList(hours), "/*SEEN*/", strings.Join(seen, ", ")).Replace(s.q[qRollupFinish])
+	if err := conn.Exec(ctx, q, version, watermark); err != nil {
 		return s.errorf("rollup refresh: record hours", err)
 	}
 	return nil
 }
 
-// dirtyHours returns the hours (Unix seconds, ascending) logged dirty at
-// or after watermark.
-func (s *Store) dirtyHours(ctx context.Context, conn driver.Conn, watermark time.Time) ([]int64, error) {
-	rows, err := conn.Query(ctx, s.q[qRollupDirty], watermark.Unix(), int64(rollupSettle/time.Second))
-	if err != nil {
-		return nil, s.errorf("rollup refresh: dirty hours", err)
+// dirtyHours returns the hours (Unix seconds, ascending) to recompute:
+// those logged dirty at or after watermark that have more logs than the
+// refresh readers use had counted; and the number of logs of each.
+func (s *Store) dirtyHours(ctx context.Context, conn driver.Conn, watermark time.Time) ([]int64, []uint64, error) {
+	fail := func(err error) ([]int64, []uint64, error) {
+		return nil, nil, s.errorf("rollup refresh: dirty hours", err)
 	}
-	defer rows.Close()
-	var hours []int64
+	rows, err := conn.Query(ctx, s.q[qRollupDirty], watermark.Unix())
+	if err != nil {
+		return fail(err)
+	}
+	var candidates []int64
 	for rows.Next() {
 		var h time.Time
 		if err := rows.Scan(&h); err != nil {
-			return nil, s.errorf("rollup refresh: dirty hours", err)
+			rows.Close()
+			return fail(err)
 		}
-		hours = append(hours, h.Unix())
+		candidates = append(candidates, h.Unix())
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	if len(candidates) == 0 {
+		return nil, nil, nil
+	}
+	rows, err = conn.Query(ctx, strings.ReplaceAll(s.q[qRollupLogs], "/*HOURS*/", hourList(candidates)))
+	if err != nil {
+		return fail(err)
+	}
+	defer rows.Close()
+	type hourLogs struct {
+		hour int64
+		logs uint64
+	}
+	var dirty []hourLogs
+	for rows.Next() {
+		var (
+			h          time.Time
+			logs, seen uint64
+		)
+		if err := rows.Scan(&h, &logs, &seen); err != nil {
+			return fail(err)
+		}
+		if logs > seen {
+			dirty = append(dirty, hourLogs{h.Unix(), logs})
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, s.errorf("rollup refresh: dirty hours", err)
+		return fail(err)
 	}
-	slices.Sort(hours)
-	return hours, nil
+	slices.SortFunc(dirty, func(a, b hourLogs) int { return int(a.hour - b.hour) })
+	hours, logs := make([]int64, len(dirty)), make([]uint64, len(dirty))
+	for i, d := range dirty {
+		hours[i], logs[i] = d.hour, d.logs
+	}
+	return hours, logs, nil
 }
 
 // recompute writes the roll-up rows of version of hours, all within the

@@ -62,17 +62,19 @@ WHERE time >= toDateTime(?) AND time <= toDateTime(?)
 SELECT now(), max(watermark), max(version) FROM rollup_hours
 
 -- name: rollup-dirty
--- The hours logged dirty at or after the watermark (?), but for those
--- whose latest log is older, by the settle time (? seconds), than the
--- beginning of a refresh that finished them: that refresh saw their
--- events already (rollup.go). A missing finished hour joins as 1970.
-SELECT d.hour FROM (
-    SELECT hour, max(logged) AS last_logged FROM rollup_dirty
-    WHERE logged >= toDateTime(?) GROUP BY hour) AS d
-LEFT JOIN (
-    SELECT hour, max(began) AS last_began FROM rollup_hours GROUP BY hour) AS f
+-- The hours logged dirty at or after the watermark.
+SELECT DISTINCT hour FROM rollup_dirty WHERE logged >= toDateTime(?)
+
+-- name: rollup-logs
+-- Of the hours /*HOURS*/: how many logs each has (ever), and how many the
+-- refresh whose rows readers use had counted (0: none finished it).
+SELECT d.hour, d.logs, f.seen FROM (
+    SELECT hour, count() AS logs FROM rollup_dirty
+    WHERE toUInt32(hour) IN (/*HOURS*/) GROUP BY hour) AS d
+ANY LEFT JOIN (
+    SELECT hour, argMax(seen, version) AS seen FROM rollup_hours
+    WHERE toUInt32(hour) IN (/*HOURS*/) GROUP BY hour) AS f
 USING hour
-WHERE toUInt32(d.last_logged) + ? > toUInt32(f.last_began)
 
 -- name: rollup-compute
 -- Recomputes the hours listed in /*HOURS*/ (of one UTC day, [?, ?)) from
@@ -99,8 +101,11 @@ GROUP BY h, account, sender_domain, sending_ip, isp, campaign, category, c, k
 
 -- name: rollup-finish
 -- Records the recompute of version ? of the hours /*HOURS*/ as finished,
--- with the watermark ? and the time the refresh began ?.
-INSERT INTO rollup_hours SELECT toDateTime(arrayJoin([/*HOURS*/])), toUInt64(?), toDateTime(?), toDateTime(?)
+-- with the watermark ?; /*SEEN*/ lists the logs counted of each hour, in
+-- the same order.
+INSERT INTO rollup_hours
+SELECT toDateTime(h.1), toUInt64(?), toDateTime(?), h.2
+FROM (SELECT arrayJoin(arrayMap((x, y) -> (x, y), [/*HOURS*/], [/*SEEN*/])) AS h)
 
 -- name: rollup-mark
 -- Logs the hours /*HOURS*/ dirty, at the server's now().

@@ -13,8 +13,9 @@
 --                  of the recompute (see below);
 --   rollup_hours   the recomputes finished: (hour, version) says that the
 --                  rows of that version are the hour's complete roll-up,
---                  watermark how far rollup_dirty has been read, began the
---                  server's time when that refresh began.
+--                  watermark how far rollup_dirty has been read, seen
+--                  how many logs of the hour that refresh had counted
+--                  before reading the events.
 -- Readers take, for each hour, only the rows of its highest finished
 -- version, so that a recompute in progress (or one that died half-way) is
 -- never seen. ReplacingMergeTree(version) lets merges drop the rows of
@@ -32,7 +33,8 @@
 --     the distinct keys over the whole window (uniqExact), so a message
 --     opened in two hours counts once.
 -- Only what 18.16 has: no LowCardinality, no TTL (rollup_dirty and
--- rollup_hours grow by a few rows per append and per refresh).
+-- rollup_hours grow by a few rows per append and per refresh; a refresh
+-- compares counts of rollup_dirty rows, so they must never be deleted).
 CREATE TABLE IF NOT EXISTS rollup_dirty (
     hour   DateTime('UTC'),
     logged DateTime('UTC') DEFAULT now()
@@ -42,7 +44,7 @@ CREATE TABLE IF NOT EXISTS rollup_hours (
     hour      DateTime('UTC'),
     version   UInt64,
     watermark DateTime('UTC'),
-    began     DateTime('UTC')
+    seen      UInt64
 ) ENGINE = MergeTree
 ORDER BY (hour, version);
 CREATE TABLE IF NOT EXISTS rollup (
