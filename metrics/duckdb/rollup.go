@@ -122,8 +122,11 @@ func appendRollup(ctx context.Context, dc driver.Conn, fresh []metrics.Event) er
 }
 
 // compactRollup sums the delta rows of every hour that has any into one
-// row per key. Counts do not change.
+// row per key. Counts do not change. It takes the append_lock row first,
+// as Append does, so that it and an append through another Store over the
+// file never overlap (one of them conflicts and is retried).
 const compactRollup = `
+UPDATE append_lock SET appends = appends + 1;
 CREATE TEMP TABLE rollup_compacted AS
 SELECT hour, account, sender_domain, sending_ip, isp, campaign, category, class, key,
     sum(sent)::BIGINT, sum(delivered)::BIGINT, sum(deferred)::BIGINT, sum(bounced_hard)::BIGINT,
