@@ -29,7 +29,8 @@ import (
 // hour dirty and RefreshRollups recomputes them. Each iteration appends
 // 1,000 events to the current hour through Append (not timed), then times
 // the refresh of that dirty hour (refresh-s) and the evaluation
-// (eval-s); ns/op is both.
+// (eval-s); ns/op is both. With REPUTE_BENCH_RAW=1 it also times one
+// evaluation over Stats, the raw events (raw-eval-s), for comparison.
 func BenchmarkRulesCycle(b *testing.B) {
 	n := benchEventCount(b)
 	addr, db := testenv.ClickHouseDatabase(b)
@@ -71,6 +72,15 @@ func BenchmarkRulesCycle(b *testing.B) {
 		refresh, eval, flags = refresh+t1.Sub(t0), eval+time.Since(t1), len(fs)
 	}
 	b.StopTimer()
+	if os.Getenv("REPUTE_BENCH_RAW") != "" {
+		// For comparison: the same evaluation over Stats (raw events).
+		raw := &rules.Engine{Rules: rules.Defaults(), Source: rules.StatsSource{Stats: s}}
+		t0 := time.Now()
+		if _, err := raw.Evaluate(ctx, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(t0).Seconds(), "raw-eval-s")
+	}
 	b.ReportMetric(load.Seconds(), "load-s")
 	b.ReportMetric(backfill.Seconds(), "backfill-s")
 	b.ReportMetric(refresh.Seconds()/float64(b.N), "refresh-s")

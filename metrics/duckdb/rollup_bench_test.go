@@ -78,6 +78,15 @@ func BenchmarkRulesCycle(b *testing.B) {
 		refresh, eval, flags = refresh+t1.Sub(t0), eval+time.Since(t1), len(fs)
 	}
 	b.StopTimer()
+	if os.Getenv("REPUTE_BENCH_RAW") != "" {
+		// For comparison: the same evaluation over Stats (raw events).
+		raw := &rules.Engine{Rules: rules.Defaults(), Source: rules.StatsSource{Stats: s}}
+		t0 := time.Now()
+		if _, err := raw.Evaluate(ctx, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(t0).Seconds(), "raw-eval-s")
+	}
 	b.ReportMetric(load.Seconds(), "load-s")
 	b.ReportMetric(compact.Seconds(), "compact-s")
 	b.ReportMetric(refresh.Seconds()/float64(b.N), "refresh-s")
