@@ -189,30 +189,35 @@ func (s *Store) dirtyHours(ctx context.Context, conn driver.Conn, watermark time
 	if len(candidates) == 0 {
 		return nil, nil, nil
 	}
-	rows, err = conn.Query(ctx, strings.ReplaceAll(s.q[qRollupLogs], "/*HOURS*/", hourList(candidates)))
-	if err != nil {
-		return fail(err)
-	}
-	defer rows.Close()
 	type hourLogs struct {
 		hour int64
 		logs uint64
 	}
 	var dirty []hourLogs
-	for rows.Next() {
-		var (
-			h          time.Time
-			logs, seen uint64
-		)
-		if err := rows.Scan(&h, &logs, &seen); err != nil {
+	// In chunks: the lists are in the query text, which the server caps
+	// (max_query_size, 256 KiB by default); a year of hours is 8,760.
+	for chunk := range slices.Chunk(candidates, 1000) {
+		rows, err := conn.Query(ctx, strings.ReplaceAll(s.q[qRollupLogs], "/*HOURS*/", hourList(chunk)))
+		if err != nil {
 			return fail(err)
 		}
-		if logs > seen {
-			dirty = append(dirty, hourLogs{h.Unix(), logs})
+		for rows.Next() {
+			var (
+				h          time.Time
+				logs, seen uint64
+			)
+			if err := rows.Scan(&h, &logs, &seen); err != nil {
+				rows.Close()
+				return fail(err)
+			}
+			if logs > seen {
+				dirty = append(dirty, hourLogs{h.Unix(), logs})
+			}
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return fail(err)
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fail(err)
+		}
 	}
 	slices.SortFunc(dirty, func(a, b hourLogs) int { return int(a.hour - b.hour) })
 	hours, logs := make([]int64, len(dirty)), make([]uint64, len(dirty))
