@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"repute/metrics"
@@ -98,12 +99,24 @@ func frac(n, d int64) float64 {
 
 // Source gives the event counts per scope of events with from <= time <
 // to, grouped by the dimensions by (of account, sender_domain, sending_ip,
-// isp, campaign, category); each Scope has those fields set.
+// isp, campaign, category); each Scope has those fields set. A Source over
+// hourly roll-ups (RollupSource) widens [from, to) to whole UTC hours.
 type Source interface {
 	Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error)
 }
 
-// StatsSource is a Source over the store's statistics (every account).
+// NewSource returns the Source the rule engine should use over a store:
+// its roll-ups when it keeps them (metrics.RuleCounter), else its
+// statistics over the raw events.
+func NewSource(stats metrics.StatsReader) Source {
+	if rc, ok := stats.(metrics.RuleCounter); ok {
+		return &RollupSource{Counter: rc}
+	}
+	return StatsSource{Stats: stats}
+}
+
+// StatsSource is a Source over the store's statistics (every account): one
+// query over the raw events per window and grouping, exact to the second.
 type StatsSource struct {
 	Stats metrics.StatsReader
 }
@@ -112,24 +125,94 @@ var _ Source = StatsSource{}
 
 // Counts implements Source with one StatsQuery.
 func (s StatsSource) Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error) {
-	for _, g := range by {
-		if !slices.Contains(scopeDims, g) {
-			return nil, fmt.Errorf("rules: cannot group a scope by %q", g)
-		}
+	if err := checkScopeDims(by); err != nil {
+		return nil, err
 	}
 	res, err := s.Stats.Stats(ctx, metrics.StatsQuery{From: from, To: to, GroupBy: by})
 	if err != nil {
 		return nil, fmt.Errorf("rules: counts: %w", err)
 	}
-	out := make(map[Scope]metrics.Counts, len(res.Groups))
-	for _, g := range res.Groups {
+	return scopeCounts(res.Groups, by), nil
+}
+
+func checkScopeDims(by []metrics.GroupBy) error {
+	for _, g := range by {
+		if !slices.Contains(scopeDims, g) {
+			return fmt.Errorf("rules: cannot group a scope by %q", g)
+		}
+	}
+	return nil
+}
+
+func scopeCounts(groups []metrics.Group, by []metrics.GroupBy) map[Scope]metrics.Counts {
+	out := make(map[Scope]metrics.Counts, len(groups))
+	for _, g := range groups {
 		var sc Scope
 		for _, d := range by {
 			setScope(&sc, d, g.Key[d])
 		}
 		out[sc] = addCounts(out[sc], g.Counts)
 	}
-	return out, nil
+	return out
+}
+
+// RollupSource is a Source over the store's hourly roll-ups (issue 13: an
+// evaluation over 50 million events reads pre-aggregated rows, not the raw
+// events). The counts are those of Stats over whole UTC hours: every hour
+// that overlaps [from, to) counts whole (metrics.RollupWindow). So the
+// start of a window reaches back to the start of its hour (a 7d window is
+// 7 days and up to an hour), the current hour counts up to now, and with
+// min_age the deliveries run to the end of the hour holding now-min_age
+// (up to an hour more of them). Unique opens and clicks are unique over
+// the whole window, as in Stats.
+//
+// Freshness: before answering a window that ends after the start of its
+// last refresh, it refreshes the roll-ups (metrics.RuleCounter), so one
+// evaluation at now refreshes once, at its first window ending at now,
+// and sees every event appended before it began; its other windows (and
+// evaluations of past times, as a backtest makes) reuse that refresh.
+type RollupSource struct {
+	Counter metrics.RuleCounter
+
+	mu        sync.Mutex
+	refreshed time.Time // when the last refresh began, or the window end that asked for it if later
+}
+
+var _ Source = (*RollupSource)(nil)
+
+// Counts implements Source with one RuleCounts, after a refresh when the
+// window ends after the last one began.
+func (s *RollupSource) Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error) {
+	if err := checkScopeDims(by); err != nil {
+		return nil, err
+	}
+	if err := s.refresh(ctx, to); err != nil {
+		return nil, err
+	}
+	groups, err := s.Counter.RuleCounts(ctx, from, to, by)
+	if err != nil {
+		return nil, fmt.Errorf("rules: counts: %w", err)
+	}
+	return scopeCounts(groups, by), nil
+}
+
+// refresh refreshes the roll-ups unless a refresh began at or after to.
+func (s *RollupSource) refresh(ctx context.Context, to time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !to.After(s.refreshed) {
+		return nil
+	}
+	began := time.Now()
+	if err := s.Counter.RefreshRollups(ctx); err != nil {
+		return fmt.Errorf("rules: refresh roll-ups: %w", err)
+	}
+	// An evaluation whose now is ahead of this clock refreshes once too.
+	s.refreshed = began
+	if to.After(began) {
+		s.refreshed = to
+	}
+	return nil
 }
 
 func addCounts(a, b metrics.Counts) metrics.Counts {

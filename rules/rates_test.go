@@ -202,3 +202,70 @@ type sourceFunc func(from, to time.Time, by []metrics.GroupBy) map[Scope]metrics
 func (f sourceFunc) Counts(_ context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error) {
 	return f(from, to, by), nil
 }
+
+// fakeRollups is a store with roll-ups: it records refreshes and the
+// windows asked.
+type fakeRollups struct {
+	fakeStats
+	refreshes int
+	asked     [][2]time.Time
+	groups    []metrics.Group
+}
+
+func (f *fakeRollups) RefreshRollups(context.Context) error {
+	f.refreshes++
+	return nil
+}
+
+func (f *fakeRollups) RuleCounts(_ context.Context, from, to time.Time, _ []metrics.GroupBy) ([]metrics.Group, error) {
+	f.asked = append(f.asked, [2]time.Time{from, to})
+	return f.groups, nil
+}
+
+// NewSource reads the roll-ups of a store that keeps them, refreshing
+// once per evaluation (at its first window ending after the last refresh
+// began), and the statistics of one that does not.
+func TestNewSourceRefreshesOncePerEvaluation(t *testing.T) {
+	if _, ok := NewSource(&fakeStats{}).(StatsSource); !ok {
+		t.Errorf("NewSource over a store without roll-ups = %T, want StatsSource", NewSource(&fakeStats{}))
+	}
+	f := &fakeRollups{groups: []metrics.Group{
+		{Key: map[metrics.GroupBy]string{"sender_domain": "a.example"}, Counts: metrics.Counts{Sent: 300, BouncedHard: 60}},
+	}}
+	src := NewSource(f)
+	if _, ok := src.(*RollupSource); !ok {
+		t.Fatalf("NewSource over a store with roll-ups = %T, want *RollupSource", src)
+	}
+	e := &Engine{Rules: Defaults(), Source: src}
+	now := time.Now()
+	flags, err := e.Evaluate(context.Background(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.refreshes != 1 {
+		t.Errorf("one evaluation refreshed %d times, want 1", f.refreshes)
+	}
+	if len(f.asked) == 0 || !f.asked[0][1].Equal(now) {
+		t.Errorf("windows asked %v, want the first ending at now", f.asked)
+	}
+	var bounce bool
+	for _, fl := range flags {
+		bounce = bounce || fl.Rule == "hard_bounce_rate" && fl.Scope.SenderDomain == "a.example"
+	}
+	if !bounce {
+		t.Errorf("flags %v: want hard_bounce_rate of a.example from the roll-up counts", flags)
+	}
+	// A past evaluation (a backtest) reuses the refresh; a later one refreshes.
+	if _, err := e.Evaluate(context.Background(), now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if f.refreshes != 1 {
+		t.Errorf("an evaluation of a past time refreshed: %d refreshes, want 1", f.refreshes)
+	}
+	if _, err := e.Evaluate(context.Background(), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if f.refreshes != 2 {
+		t.Errorf("after a later evaluation: %d refreshes, want 2", f.refreshes)
+	}
+}

@@ -68,7 +68,7 @@ func newRuleEngine(cfg serveConfig, store metrics.Store, pacer rules.Pacer, log 
 		return nil, err
 	}
 	r := &ruleEngine{
-		engine:    &rules.Engine{Rules: set, Source: rules.StatsSource{Stats: store}, Responses: responses},
+		engine:    &rules.Engine{Rules: set, Source: rules.NewSource(store), Responses: responses},
 		responses: responses, decider: decider, interval: cfg.RulesInterval, log: log,
 		holder: leaseHolder(cfg),
 	}

@@ -41,6 +41,9 @@ func insertSQL(table string) string {
 // counts it once, keeping the first stored (see README.md), and merges of
 // the ReplacingMergeTree reclaim the space. A failed call may have inserted
 // some of its batches; retrying it is safe.
+//
+// Once the events are in, Append logs the hours they fall in as dirty for
+// the rule engine's roll-ups (rollup.go).
 func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -49,7 +52,8 @@ func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 	if err != nil {
 		return err
 	}
-	for _, day := range splitByDay(dedup(events)) {
+	events = dedup(events)
+	for _, day := range splitByDay(events) {
 		for len(day) > 0 {
 			n := min(len(day), s.opts.BatchSize)
 			if err := s.insert(ctx, conn, "events", day[:n]); err != nil {
@@ -58,7 +62,9 @@ func (s *Store) Append(ctx context.Context, events []metrics.Event) error {
 			day = day[n:]
 		}
 	}
-	return nil
+	// After the events, never before: a refresh that reads the log must
+	// find them (rollup.go).
+	return s.markDirty(ctx, conn, events)
 }
 
 // insert sends events as one batch into table, under the call deadline.

@@ -121,6 +121,9 @@ type Store struct {
 	mu     sync.Mutex
 	conn   driver.Conn // nil until connected and migrated
 	closed bool
+
+	// refreshMu serialises RefreshRollups.
+	refreshMu sync.Mutex
 }
 
 var _ metrics.Store = (*Store)(nil)

@@ -52,6 +52,9 @@ func TestConformance(t *testing.T) {
 			}
 			return openStore(t, o)
 		},
+		Another: func(t *testing.T, s metrics.Store) metrics.Store {
+			return openStore(t, s.(*Store).opts)
+		},
 	})
 }
 

@@ -159,9 +159,17 @@ const (
 	qRecordMigration   = "record-migration"
 	qStats             = "stats"
 	qKnown             = "known"
+	qRollupNow         = "rollup-now"
+	qRollupDirty       = "rollup-dirty"
+	qRollupLogs        = "rollup-logs"
+	qRollupCompute     = "rollup-compute"
+	qRollupFinish      = "rollup-finish"
+	qRollupMark        = "rollup-mark"
+	qRollupCounts      = "rollup-counts"
 )
 
-var queryNames = []string{qMigrationsTable, qAppliedMigrations, qRecordMigration, qStats, qKnown}
+var queryNames = []string{qMigrationsTable, qAppliedMigrations, qRecordMigration, qStats, qKnown,
+	qRollupNow, qRollupDirty, qRollupLogs, qRollupCompute, qRollupFinish, qRollupMark, qRollupCounts}
 
 // Migrate creates the database if missing and applies the pending
 // migrations, recording each in the schema_migrations table. It is what

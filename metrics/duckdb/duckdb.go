@@ -349,6 +349,9 @@ func (s *Store) appendInTx(ctx context.Context, events []metrics.Event) error {
 		if err := a.CloseWithCancel(ctx); err != nil {
 			return err
 		}
+		if err := appendRollup(ctx, dc.(driver.Conn), fresh); err != nil {
+			return err
+		}
 		return s.appendSends(ctx, dc.(driver.Conn), fresh)
 	})
 }

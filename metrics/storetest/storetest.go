@@ -48,6 +48,11 @@
 //   - A store that reads replies (metrics.ReplyReader) gives every
 //     deferred and bounced event in [from, to) once, with its reply and
 //     scope, in (time, event id) order, and stops at fn's first error.
+//   - A store that keeps roll-ups for the rule engine (metrics.RuleCounter)
+//     answers RuleCounts, after RefreshRollups, with the counts Stats gives
+//     over metrics.RollupWindow of the window, for every grouping of
+//     metrics.RollupDims, after duplicate appends, appends through two
+//     handles (Harness.Another) and events arriving late for old hours.
 //
 // Event times are fixed (around 2026-11-24T10:00:00Z), so results do not
 // depend on the clock.
@@ -70,6 +75,11 @@ type Harness struct {
 	// Reopen closes s and returns a new store over the same data, as a
 	// restarted process would see it.
 	Reopen func(t *testing.T, s metrics.Store) metrics.Store
+	// Another, when set, returns a second store over s's data, open at
+	// the same time as s, as another process would open it (for a store
+	// whose data one process alone may open, a second handle within the
+	// process). The suite closes it.
+	Another func(t *testing.T, s metrics.Store) metrics.Store
 }
 
 // Run runs the whole suite, one subtest per behaviour.
@@ -145,6 +155,12 @@ var tests = []struct {
 	{"Replies", testReplies},
 	{"RulesState", testRulesState},
 	{"RulesOperatorActions", testRulesOperatorActions},
+	{"RollupMatchesStats", testRollupMatchesStats},
+	{"RollupOpensAcrossHours", testRollupOpensAcrossHours},
+	{"RollupWindowEdges", testRollupWindowEdges},
+	{"RollupDuplicates", testRollupDuplicates},
+	{"RollupTwoHandles", testRollupTwoHandles},
+	{"RollupLateEvents", testRollupLateEvents},
 }
 
 // suite is the state of one subtest: the harness and the current store.

@@ -55,3 +55,77 @@ SELECT DISTINCT account, event_id
 FROM events
 WHERE time >= toDateTime(?) AND time <= toDateTime(?)
   AND (account, event_id) IN (SELECT account, event_id FROM candidates)
+
+-- name: rollup-now
+-- The server's clock: rollup_dirty.logged is the server's time, so the
+-- refresh's watermark is taken from the same clock.
+SELECT now(), max(watermark), max(version) FROM rollup_hours
+
+-- name: rollup-dirty
+-- The hours logged dirty at or after the watermark.
+SELECT DISTINCT hour FROM rollup_dirty WHERE logged >= toDateTime(?)
+
+-- name: rollup-logs
+-- Of the hours /*HOURS*/: how many logs each has (ever), and how many the
+-- refresh whose rows readers use had counted (0: none finished it).
+SELECT d.hour, d.logs, f.seen FROM (
+    SELECT hour, count() AS logs FROM rollup_dirty
+    WHERE toUInt32(hour) IN (/*HOURS*/) GROUP BY hour) AS d
+ANY LEFT JOIN (
+    SELECT hour, argMax(seen, version) AS seen FROM rollup_hours
+    WHERE toUInt32(hour) IN (/*HOURS*/) GROUP BY hour) AS f
+USING hour
+
+-- name: rollup-compute
+-- Recomputes the hours listed in /*HOURS*/ (of one UTC day, [?, ?)) from
+-- the deduplicated events, as rows of version ?. Non-open events give the
+-- class 0 rows (key 0), summed; opens and clicks a row per distinct key.
+-- The conditions mirror the stats query.
+INSERT INTO rollup
+SELECT toStartOfHour(time) AS h, toUInt64(?) AS v,
+    account, sender_domain, sending_ip, isp, campaign, category,
+    multiIf(kind = 'clicked', 4, kind != 'opened', 0, isNull(machine), 2, ifNull(machine, 0) = 1, 3, 1) AS c,
+    if(kind != 'opened' AND kind != 'clicked', toUInt64(0),
+       if(message_id != '', cityHash64(account, message_id, recipient), cityHash64(account, event_id))) AS k,
+    countIf(kind = 'sent'),
+    countIf(kind = 'delivered'),
+    countIf(kind = 'deferred'),
+    countIf(kind = 'bounced' AND bounce_type = 'hard'),
+    countIf(kind = 'bounced' AND bounce_type != 'hard'),
+    countIf(kind = 'complained'),
+    countIf(kind = 'unsubscribed'),
+    countIf(kind = 'dropped')
+FROM events FINAL
+WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
+GROUP BY h, account, sender_domain, sending_ip, isp, campaign, category, c, k
+
+-- name: rollup-finish
+-- Records the recompute of version ? of the hours /*HOURS*/ as finished,
+-- with the watermark ?; /*SEEN*/ lists the logs counted of each hour, in
+-- the same order.
+INSERT INTO rollup_hours
+SELECT toDateTime(h.1), toUInt64(?), toDateTime(?), h.2
+FROM (SELECT arrayJoin(arrayMap((x, y) -> (x, y), [/*HOURS*/], [/*SEEN*/])) AS h)
+
+-- name: rollup-mark
+-- Logs the hours /*HOURS*/ dirty, at the server's now().
+INSERT INTO rollup_dirty (hour) SELECT toDateTime(arrayJoin([/*HOURS*/]))
+
+-- name: rollup-counts
+-- The counts of the hours [?, ?), of each hour's latest finished version
+-- only. /*KEYS*/ and /*GROUP*/ as in stats; opens and clicks are the
+-- distinct keys of the whole range.
+SELECT /*KEYS*/
+    sum(sent), sum(delivered), sum(deferred), sum(bounced_hard), sum(bounced_soft), sum(complained),
+    uniqExactIf(key, class = 1 OR class = 2),
+    uniqExactIf(key, class = 3),
+    uniqExactIf(key, class = 2),
+    uniqExactIf(key, class = 4),
+    sum(unsubscribed), sum(dropped)
+FROM rollup
+WHERE hour >= toDateTime(?) AND hour < toDateTime(?)
+  AND (hour, version) IN (
+    SELECT hour, max(version) FROM rollup_hours
+    WHERE hour >= toDateTime(?) AND hour < toDateTime(?)
+    GROUP BY hour)
+/*GROUP*/

@@ -1,0 +1,303 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"repute/metrics"
+)
+
+// The roll-ups of the rule engine (metrics.RuleCounter; the tables are in
+// sql/migrations/0010_rollups.sql).
+//
+// Why they are exact. Append logs the hours it touched in rollup_dirty
+// after its events are inserted; a refresh reads the hours logged since
+// its watermark and recomputes each whole from events FINAL, as rows of a
+// new version, then records (hour, version) as finished. Readers use, per
+// hour, the rows of the highest finished version.
+//   - Duplicates: a recompute reads events FINAL, so an event appended
+//     twice (a spool replay, a client re-posting a batch, two processes)
+//     counts once, whatever merges have happened; appending it again only
+//     makes its hour dirty again, and the recompute gives the same rows.
+//   - Concurrency: let an Append into hour h return. Its dirty log was
+//     inserted after its events, so a refresh that starts afterwards reads
+//     the log (see the watermark below), and its recompute of h, which
+//     reads events after that, sees the Append's events. Its version is
+//     above every finished one (the larger of the clock in nanoseconds and
+//     the highest finished version + 1), so it is what readers use from
+//     then on, however refreshes interleave.
+//   - Which hours: a refresh counts the logs of each candidate hour
+//     (ever) before it reads events, and records that count with the
+//     hour. An hour is recomputed when it has more logs than the refresh
+//     whose rows readers use had counted: logs are never deleted, so
+//     equal counts mean that refresh saw every log there is, hence every
+//     Append's events. This needs no assumption about clocks or latency.
+//   - The watermark only narrows the candidates: a refresh reads the logs
+//     with logged >= the watermark, and records as the next watermark the
+//     server's now() as read before the logs, minus rollupSettle. logged
+//     is the server's now() too (one clock, whichever process appended),
+//     so a log is missed only if it became visible more than rollupSettle
+//     after its now() was taken — an insert of a few rows taking minutes.
+//   - Failures: a refresh that dies before it records an hour leaves its
+//     rows unseen and the watermark where it was, so the next one redoes
+//     it (and skips the days it finished: their counts are recorded).
+//     (A merge may meanwhile replace the finished rows by the dead
+//     refresh's rows of the same keys, so that until the next refresh
+//     some keys count what the dead refresh computed — a complete
+//     recompute too, only not recorded.) An Append that fails
+//     after inserting some events may not have logged their hours: the
+//     caller retries it (the spool does), and the retry logs them.
+//
+// Cost: a refresh scans, with FINAL, the day partitions of the dirty hours
+// (one scan per day); RuleCounts reads only the roll-up rows of the window.
+
+// rollupSettle is how late after its now() a dirty log may become visible
+// and still be read by the next refresh.
+const rollupSettle = 2 * time.Minute
+
+var _ metrics.RuleCounter = (*Store)(nil)
+
+// hourList renders hours (Unix seconds) as a comma-separated list of
+// numbers for the /*HOURS*/ placeholders: integers only, never input.
+func hourList(hours []int64) string {
+	parts := make([]string, len(hours))
+	for i, h := range hours {
+		parts[i] = strconv.FormatInt(h, 10)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// markDirty logs the hours of events as dirty (Append, after inserting
+// them).
+func (s *Store) markDirty(ctx context.Context, conn driver.Conn, events []metrics.Event) error {
+	seen := map[int64]bool{}
+	var hours []int64
+	for i := range events {
+		h := events[i].Time.Unix() / 3600 * 3600
+		if !seen[h] {
+			seen[h] = true
+			hours = append(hours, h)
+		}
+	}
+	slices.Sort(hours)
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	if err := conn.Exec(ctx, strings.Replace(s.q[qRollupMark], "/*HOURS*/", hourList(hours), 1)); err != nil {
+		return s.errorf("log dirty hours", err)
+	}
+	return nil
+}
+
+// RefreshRollups recomputes the hours appended to since the last refresh
+// (see the top of this file). Refreshes through one Store are serialised;
+// through several (processes) they may overlap and stay exact. Each
+// statement has the Store's Timeout: the first refresh after the
+// migration recomputes every stored hour, a day per statement, and
+// records each day as it finishes it, so that one cut short by its
+// deadline keeps its progress.
+func (s *Store) RefreshRollups(ctx context.Context) error {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	conn, err := s.ready(ctx)
+	if err != nil {
+		return err
+	}
+	var (
+		now, watermark time.Time
+		maxVersion     uint64
+	)
+	qctx, cancel := s.deadline(ctx)
+	defer cancel()
+	if err := conn.QueryRow(qctx, s.q[qRollupNow]).Scan(&now, &watermark, &maxVersion); err != nil {
+		return s.errorf("rollup refresh", err)
+	}
+	hours, logs, err := s.dirtyHours(qctx, conn, watermark)
+	if err != nil {
+		return err
+	}
+	version := max(uint64(time.Now().UnixNano()), maxVersion+1)
+	next := max(now.Add(-rollupSettle).Unix(), watermark.Unix())
+	// One statement per UTC day: each scans the partitions of its day.
+	// The watermark advances with the last day only.
+	for rest := hours; len(rest) > 0; {
+		day := rest[0] / 86400 * 86400
+		n := 1
+		for n < len(rest) && rest[n] < day+86400 {
+			n++
+		}
+		if err := s.recompute(ctx, conn, version, day, rest[:n]); err != nil {
+			return err
+		}
+		mark := watermark.Unix()
+		if n == len(rest) {
+			mark = next
+		}
+		if err := s.finish(ctx, conn, version, rest[:n], logs[:n], mark); err != nil {
+			return err
+		}
+		rest, logs = rest[n:], logs[n:]
+	}
+	return nil
+}
+
+// finish records the recompute of version of hours as finished, with the
+// number of logs of each hour counted before it.
+func (s *Store) finish(ctx context.Context, conn driver.Conn, version uint64, hours []int64, logs []uint64, watermark int64) error {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	seen := make([]string, len(logs))
+	for i, n := range logs {
+		seen[i] = strconv.FormatUint(n, 10)
+	}
+	q := strings.NewReplacer("/*HOURS*/", hourList(hours), "/*SEEN*/", strings.Join(seen, ", ")).Replace(s.q[qRollupFinish])
+	if err := conn.Exec(ctx, q, version, watermark); err != nil {
+		return s.errorf("rollup refresh: record hours", err)
+	}
+	return nil
+}
+
+// dirtyHours returns the hours (Unix seconds, ascending) to recompute:
+// those logged dirty at or after watermark that have more logs than the
+// refresh readers use had counted; and the number of logs of each.
+func (s *Store) dirtyHours(ctx context.Context, conn driver.Conn, watermark time.Time) ([]int64, []uint64, error) {
+	fail := func(err error) ([]int64, []uint64, error) {
+		return nil, nil, s.errorf("rollup refresh: dirty hours", err)
+	}
+	rows, err := conn.Query(ctx, s.q[qRollupDirty], watermark.Unix())
+	if err != nil {
+		return fail(err)
+	}
+	var candidates []int64
+	for rows.Next() {
+		var h time.Time
+		if err := rows.Scan(&h); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		candidates = append(candidates, h.Unix())
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	if len(candidates) == 0 {
+		return nil, nil, nil
+	}
+	type hourLogs struct {
+		hour int64
+		logs uint64
+	}
+	var dirty []hourLogs
+	// In chunks: the lists are in the query text, which the server caps
+	// (max_query_size, 256 KiB by default); a year of hours is 8,760.
+	for chunk := range slices.Chunk(candidates, 1000) {
+		rows, err := conn.Query(ctx, strings.ReplaceAll(s.q[qRollupLogs], "/*HOURS*/", hourList(chunk)))
+		if err != nil {
+			return fail(err)
+		}
+		for rows.Next() {
+			var (
+				h          time.Time
+				logs, seen uint64
+			)
+			if err := rows.Scan(&h, &logs, &seen); err != nil {
+				rows.Close()
+				return fail(err)
+			}
+			if logs > seen {
+				dirty = append(dirty, hourLogs{h.Unix(), logs})
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fail(err)
+		}
+	}
+	slices.SortFunc(dirty, func(a, b hourLogs) int { return int(a.hour - b.hour) })
+	hours, logs := make([]int64, len(dirty)), make([]uint64, len(dirty))
+	for i, d := range dirty {
+		hours[i], logs[i] = d.hour, d.logs
+	}
+	return hours, logs, nil
+}
+
+// recompute writes the roll-up rows of version of hours, all within the
+// UTC day starting at day (Unix seconds).
+func (s *Store) recompute(ctx context.Context, conn driver.Conn, version uint64, day int64, hours []int64) error {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	q := strings.Replace(s.q[qRollupCompute], "/*HOURS*/", hourList(hours), 1)
+	if err := conn.Exec(ctx, q, version, day, day+86400); err != nil {
+		return s.errorf(fmt.Sprintf("rollup refresh: recompute %d hours of %s", len(hours),
+			time.Unix(day, 0).UTC().Format(time.DateOnly)), err)
+	}
+	return nil
+}
+
+// RuleCounts implements metrics.RuleCounter over the roll-ups as of the
+// last refresh.
+func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) ([]metrics.Group, error) {
+	for _, g := range by {
+		if !slices.Contains(metrics.RollupDims, g) {
+			return nil, fmt.Errorf("clickhouse: rule counts: cannot group by %q", g)
+		}
+	}
+	groups := []metrics.Group{}
+	start, end := metrics.RollupWindow(from, to)
+	if !start.Before(end) {
+		return groups, nil
+	}
+	conn, err := s.ready(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	keys, group := "", ""
+	if len(by) > 0 {
+		names := make([]string, len(by))
+		for i, g := range by {
+			names[i] = "k" + strconv.Itoa(i)
+			keys += groupExpr[g] + " AS " + names[i] + ",\n    "
+		}
+		group = "GROUP BY " + strings.Join(names, ", ")
+	}
+	query := strings.NewReplacer("/*KEYS*/", keys, "/*GROUP*/", group).Replace(s.q[qRollupCounts])
+	rows, err := conn.Query(ctx, query, start.Unix(), end.Unix(), start.Unix(), end.Unix())
+	if err != nil {
+		return nil, s.errorf("rule counts", err)
+	}
+	defer rows.Close()
+	keyVals := make([]string, len(by))
+	var counts [12]uint64
+	dest := make([]any, 0, len(by)+len(counts))
+	for i := range keyVals {
+		dest = append(dest, &keyVals[i])
+	}
+	for i := range counts {
+		dest = append(dest, &counts[i])
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, s.errorf("rule counts", err)
+		}
+		g := metrics.Group{Key: make(map[metrics.GroupBy]string, len(by)), Counts: toCounts(counts)}
+		for i, d := range by {
+			g.Key[d] = keyVals[i]
+		}
+		if len(by) == 0 && g.Counts == (metrics.Counts{}) {
+			continue // no events: no group, as with groups
+		}
+		groups = append(groups, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.errorf("rule counts", err)
+	}
+	return groups, nil
+}
