@@ -260,6 +260,27 @@ func (d *Decider) Cycle(ctx context.Context, now time.Time, flags []Flag) ([]Dec
 		}
 		desired[ds] = dec
 	}
+	// A pause flag of a domain (or a domain's IP) the warm-up does not
+	// keep — a warmed domain, or one whose sends the warm-up has not seen
+	// on a day it judged — pauses it all the same: the rates say the mail
+	// is not welcome, whatever the schedule.
+	orphan := map[DecisionScope][]Reason{}
+	for _, f := range flags {
+		if f.Action != "" || f.Severity != SeverityPause || f.Scope.SenderDomain == "" {
+			continue
+		}
+		ds := DecisionScope{SenderDomain: f.Scope.SenderDomain, SendingIP: f.Scope.SendingIP}
+		if _, ok := desired[ds]; ok {
+			continue
+		}
+		if _, ok := desired[DecisionScope{SenderDomain: ds.SenderDomain}]; ok {
+			continue // the domain's warm-up decision pauses it whole
+		}
+		orphan[ds] = append(orphan[ds], flagReason(f))
+	}
+	for ds, reasons := range orphan {
+		desired[ds] = Decision{Scope: ds, Action: ActionPause, Reasons: reasons, Source: SourceRule}
+	}
 	// Response patterns: the strictest per scope.
 	for _, f := range flags {
 		if f.Action == "" || f.Scope.SenderDomain == "" {

@@ -146,6 +146,40 @@ func TestDeciderPauseStopsPacerAndResumeRestarts(t *testing.T) {
 	}
 }
 
+// A pause flag of a domain the warm-up does not keep (here one that sent
+// nothing the warm-up saw; a warmed domain is the same) pauses it all the
+// same, and the pacer with it; when the flag clears, a resume follows.
+func TestDeciderPausesDomainWithoutWarmup(t *testing.T) {
+	f := newDeciderFixture(t)
+	bDom := DecisionScope{SenderDomain: "b.example"}
+	k := sender.PaceKey{SenderDomain: "b.example", Provider: "gmail"}
+	f.cycle(t, dT0)
+	pause := Flag{Rule: "hard_bounce_rate", Scope: Scope{SenderDomain: "b.example"}, Severity: SeverityPause,
+		Value: 0.12, Threshold: 0.10, Sample: 500, Window: "7d", Since: dT0}
+	warn := Flag{Rule: "complaint_rate", Scope: Scope{SenderDomain: "c.example"}, Severity: SeverityWarning,
+		Value: 0.002, Threshold: 0.001, Sample: 5000, Window: "7d", Since: dT0}
+	t1 := dT0.Add(time.Minute)
+	ds := f.cycle(t, t1, pause, warn)
+	dec, ok := find(ds, bDom)
+	if !ok || dec.Action != ActionPause || dec.ExpiresAt != nil || len(dec.Reasons) != 1 || dec.Reasons[0].Rule != "hard_bounce_rate" {
+		t.Fatalf("pause flag of b.example: %+v", ds)
+	}
+	if _, ok := find(ds, DecisionScope{SenderDomain: "c.example"}); ok {
+		t.Errorf("a warning made a decision for a domain without warm-up: %+v", ds)
+	}
+	if ok, _ := f.pacer.Take(k, t1); ok {
+		t.Error("Take admitted b.example during its pause")
+	}
+	t2 := t1.Add(10 * time.Minute)
+	ds = f.cycle(t, t2) // cleared
+	if res, ok := find(ds, bDom); !ok || res.Action != ActionResume {
+		t.Fatalf("flag cleared: %+v", ds)
+	}
+	if ok, _ := f.pacer.Take(k, t2); !ok {
+		t.Error("Take refused b.example after the resume")
+	}
+}
+
 // Response patterns: Yahoo's TSS04 suspends Yahoo for 2 h (the other
 // providers still go); Gmail's "unusual rate" slows it to 10 a minute
 // over one connection.
