@@ -378,29 +378,14 @@ const heavyKey = "rk_heavy-attack-test-key"
 // ignoring Retry-After.
 func largeBodies(ctx context.Context, env *attackEnv, tl *tally) {
 	heavy := heavyBody(16 << 20)
-	flood := &http.Client{Timeout: 3 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 200}}
-	var wg sync.WaitGroup
-	for range 200 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, "POST", env.base+"/v1/events", bytes.NewReader(heavy))
-				req.Header.Set("Authorization", "Bearer "+heavyKey)
-				res, err := flood.Do(req)
-				if ctx.Err() == nil {
-					// The server answers 503 and closes the connection
-					// while the client is still sending the body: the
-					// client may see the reset rather than the answer.
-					tl.add(answer(res, err))
-				} else if err == nil {
-					res.Body.Close()
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-		}()
-	}
-	wg.Wait()
+	// The server answers 503 and closes the connection while the client
+	// is still sending the body: the client may see the reset rather than
+	// the answer (tallied as an error).
+	flood(ctx, 200, 3*time.Minute, 100*time.Millisecond, tl, func() *http.Request {
+		req, _ := http.NewRequestWithContext(ctx, "POST", env.base+"/v1/events", bytes.NewReader(heavy))
+		req.Header.Set("Authorization", "Bearer "+heavyKey)
+		return req
+	})
 }
 
 func checkLargeBodies(t *testing.T, _ *attackEnv, tl map[string]int) {
@@ -418,26 +403,12 @@ func checkLargeBodies(t *testing.T, _ *attackEnv, tl map[string]int) {
 // invalidKeys is 64 clients posting small batches with made-up keys as
 // fast as they are answered.
 func invalidKeys(ctx context.Context, env *attackEnv, tl *tally) {
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	var wg sync.WaitGroup
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, "POST", env.base+"/v1/events",
-					strings.NewReader(`[{"account":"x","kind":"sent","recipient":"a@b.example"}]`))
-				req.Header.Set("Authorization", "Bearer guess-"+strconv.FormatUint(rand.Uint64(), 36))
-				res, err := c.Do(req)
-				if ctx.Err() == nil {
-					tl.add(answer(res, err))
-				} else if err == nil {
-					res.Body.Close()
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	flood(ctx, 64, 10*time.Second, 0, tl, func() *http.Request {
+		req, _ := http.NewRequestWithContext(ctx, "POST", env.base+"/v1/events",
+			strings.NewReader(`[{"account":"x","kind":"sent","recipient":"a@b.example"}]`))
+		req.Header.Set("Authorization", "Bearer guess-"+strconv.FormatUint(rand.Uint64(), 36))
+		return req
+	})
 }
 
 // checkInvalidKeys: no made-up key let in, and the address locked out
@@ -556,23 +527,33 @@ func pixelFlood(ctx context.Context, env *attackEnv, tl *tally) {
 		tl.add("no signer: " + err.Error())
 		return
 	}
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	flood(ctx, 64, 10*time.Second, 0, tl, func() *http.Request {
+		req, _ := http.NewRequestWithContext(ctx, "GET", env.base+"/t/o/"+signer.OpenToken(correlate.NewRef())+".gif", nil)
+		req.Header.Set("User-Agent", "Mozilla/5.0 (flood)")
+		return req
+	})
+}
+
+// flood runs clients goroutines, each sending newRequest's requests one
+// after the other (pause between an answer and the next request) until
+// ctx ends, and tallies the answers that came while ctx lasted.
+func flood(ctx context.Context, clients int, timeout, pause time.Duration, tl *tally, newRequest func() *http.Request) {
+	c := &http.Client{Timeout: timeout, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 	var wg sync.WaitGroup
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range clients {
+		wg.Go(func() {
 			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, "GET", env.base+"/t/o/"+signer.OpenToken(correlate.NewRef())+".gif", nil)
-				req.Header.Set("User-Agent", "Mozilla/5.0 (flood)")
-				res, err := c.Do(req)
+				res, err := c.Do(newRequest())
 				if ctx.Err() == nil {
 					tl.add(answer(res, err))
 				} else if err == nil {
 					res.Body.Close()
 				}
+				if pause > 0 {
+					time.Sleep(pause)
+				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }
