@@ -97,8 +97,8 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time) ([]Flag, error) {
 // countCache runs each distinct query (window and grouping) once per
 // evaluation, with opens when any rule planned needs them: counts with
 // opens serve a rule without too, their other counts being the same
-// (metrics.Opens). A query not planned that needs opens its cached counts
-// lack is run again.
+// (metrics.Opens). Should a query not planned need opens that its cached
+// counts lack, it runs again, with them.
 type countCache struct {
 	src   Source
 	m     map[string]cachedCounts
