@@ -26,9 +26,26 @@ type RuleCounter interface {
 	// the hours RollupWindow(from, to) gives, as of the last refresh,
 	// grouped by by (dimensions of RollupDims only), one Group per
 	// combination of values (Key holds each dimension of by), in no
-	// particular order; no totals.
-	RuleCounts(ctx context.Context, from, to time.Time, by []GroupBy) ([]Group, error)
+	// particular order; no totals. With WithoutOpens the unique counts
+	// (OpenedHuman, OpenedMachine, OpenedUnverified, Clicked) are zero
+	// and every other count is what WithOpens gives; a group that has
+	// only opens or clicks is then absent.
+	RuleCounts(ctx context.Context, from, to time.Time, by []GroupBy, opens Opens) ([]Group, error)
 }
+
+// Opens says whether RuleCounts counts the unique opens and clicks. They
+// are the costly part: the roll-ups keep one row per open key and hour,
+// to count them unique over the window, against one row per scope and
+// hour for the other counts, so a rule whose rate needs no opens (a
+// bounce or complaint rate, or a min_age rule's sent and delivered) asks
+// WithoutOpens.
+type Opens bool
+
+// The values of Opens.
+const (
+	WithoutOpens Opens = false
+	WithOpens    Opens = true
+)
 
 // RollupDims are the dimensions roll-ups keep: those of a rules.Scope.
 // Time buckets (day, hour) are not among them.

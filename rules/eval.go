@@ -53,7 +53,10 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time) ([]Flag, error) {
 		e.active = map[flagKey]time.Time{}
 		e.episodes = map[flagKey]*episode{}
 	}
-	q := &countCache{src: e.Source, m: map[string]map[Scope]metrics.Counts{}}
+	q := &countCache{src: e.Source, m: map[string]cachedCounts{}, opens: map[string]bool{}}
+	for i := range e.Rules.Rates {
+		q.plan(&e.Rules.Rates[i], now)
+	}
 	var parts [][]Flag
 	total := 0
 	for i := range e.Rules.Rates {
@@ -91,23 +94,65 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time) ([]Flag, error) {
 	return flags, nil
 }
 
-// countCache runs each distinct query once per evaluation.
+// countCache runs each distinct query (window and grouping) once per
+// evaluation, with opens when any rule planned needs them: counts with
+// opens serve a rule without too, their other counts being the same
+// (metrics.Opens). Should a query not planned need opens that its cached
+// counts lack, it runs again, with them.
 type countCache struct {
-	src Source
-	m   map[string]map[Scope]metrics.Counts
+	src   Source
+	m     map[string]cachedCounts
+	opens map[string]bool // the queries planned that need opens
 }
 
-func (c *countCache) counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error) {
-	key := fmt.Sprint(from.UnixNano(), to.UnixNano(), by)
-	if m, ok := c.m[key]; ok {
-		return m, nil
+type cachedCounts struct {
+	counts map[Scope]metrics.Counts
+	opens  metrics.Opens
+}
+
+func cacheKey(from, to time.Time, by []metrics.GroupBy) string {
+	return fmt.Sprint(from.UnixNano(), to.UnixNano(), by)
+}
+
+// plan records the queries rateFlags(r, now) will make.
+func (c *countCache) plan(r *RateRule, now time.Time) {
+	from := now.Add(-r.Window)
+	for _, by := range groupings(r) {
+		if needsOpens(r.Rate) {
+			c.opens[cacheKey(from, now, by)] = true
+		}
+		// The min_age query needs no opens (see rateFlags).
 	}
-	m, err := c.src.Counts(ctx, from, to, by)
+}
+
+func (c *countCache) counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy, opens metrics.Opens) (map[Scope]metrics.Counts, error) {
+	key := cacheKey(from, to, by)
+	if m, ok := c.m[key]; ok && bool(m.opens || !opens) {
+		return m.counts, nil
+	}
+	opens = opens || metrics.Opens(c.opens[key])
+	m, err := c.src.Counts(ctx, from, to, by, opens)
 	if err != nil {
 		return nil, err
 	}
-	c.m[key] = m
+	c.m[key] = cachedCounts{m, opens}
 	return m, nil
+}
+
+// groupings returns the groupings r is counted by: each of its scopes,
+// with the dimensions of its where added.
+func groupings(r *RateRule) [][]metrics.GroupBy {
+	out := make([][]metrics.GroupBy, len(r.Scopes))
+	for i, dims := range r.Scopes {
+		by := slices.Clone(dims)
+		for _, d := range scopeDims {
+			if scopeField(r.Where, d) != "" && !slices.Contains(by, d) {
+				by = append(by, d)
+			}
+		}
+		out[i] = by
+	}
+	return out
 }
 
 // rateFlags evaluates one rate rule over each of its groupings.
@@ -125,21 +170,16 @@ func (c *countCache) counts(ctx context.Context, from, to time.Time, by []metric
 func (e *Engine) rateFlags(ctx context.Context, q *countCache, r *RateRule, now time.Time) ([]Flag, error) {
 	from := now.Add(-r.Window)
 	var out []Flag
-	for _, dims := range r.Scopes {
-		by := slices.Clone(dims)
-		for _, d := range scopeDims {
-			if scopeField(r.Where, d) != "" && !slices.Contains(by, d) {
-				by = append(by, d)
-			}
-		}
-		counts, err := q.counts(ctx, from, now, by)
+	for _, by := range groupings(r) {
+		counts, err := q.counts(ctx, from, now, by, needsOpens(r.Rate))
 		if err != nil {
 			return nil, err
 		}
 		out = slices.Grow(out, len(counts)/4)
 		var delivered map[Scope]metrics.Counts
 		if r.MinAge > 0 {
-			if delivered, err = q.counts(ctx, from, now.Add(-r.MinAge), by); err != nil {
+			// Only its sent and delivered are read.
+			if delivered, err = q.counts(ctx, from, now.Add(-r.MinAge), by, metrics.WithoutOpens); err != nil {
 				return nil, err
 			}
 		}

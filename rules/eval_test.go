@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +14,7 @@ import (
 
 type failingSource struct{}
 
-func (failingSource) Counts(context.Context, time.Time, time.Time, []metrics.GroupBy) (map[Scope]metrics.Counts, error) {
+func (failingSource) Counts(context.Context, time.Time, time.Time, []metrics.GroupBy, metrics.Opens) (map[Scope]metrics.Counts, error) {
 	return nil, errors.New("store down")
 }
 
@@ -48,6 +50,84 @@ func TestEvaluateQueriesOncePerWindow(t *testing.T) {
 	// 7d and 6d (the open rates' deliveries).
 	if len(calls) != 6 {
 		t.Errorf("%d distinct queries, want 6: %v", len(calls), calls)
+	}
+}
+
+// askedSource is a Source that records the queries asked and, like a
+// store's roll-ups, leaves the unique counts out when asked without opens.
+type askedSource struct {
+	counts map[Scope]metrics.Counts
+	asked  map[string][]metrics.Opens // by window length and grouping
+}
+
+func (s *askedSource) Counts(_ context.Context, from, to time.Time, by []metrics.GroupBy, opens metrics.Opens) (map[Scope]metrics.Counts, error) {
+	k := fmt.Sprint(to.Sub(from), by)
+	s.asked[k] = append(s.asked[k], opens)
+	out := make(map[Scope]metrics.Counts, len(s.counts))
+	for sc, c := range s.counts {
+		if !opens {
+			c.OpenedHuman, c.OpenedMachine, c.OpenedUnverified, c.Clicked = 0, 0, 0, 0
+		}
+		out[sc] = c
+	}
+	return out, nil
+}
+
+// Opens are asked only where a rule's rate needs them, once per window
+// and grouping even when a rule without opens comes first, and the flags
+// are those of a Source that always counts them.
+func TestEvaluateAsksOpensOnlyWhereNeeded(t *testing.T) {
+	now := time.Date(2026, 11, 10, 0, 0, 0, 0, time.UTC)
+	counts := map[Scope]metrics.Counts{
+		{SenderDomain: "a.example"}: {Sent: 1000, Delivered: 1000, BouncedHard: 90, Complained: 4,
+			OpenedHuman: 100, OpenedMachine: 50, Clicked: 7},
+	}
+	rs, err := Load(strings.NewReader(`
+rates:
+  - id: bounces
+    rate: hard_bounce_rate
+    scopes: [sender_domain]
+    window: 7d
+    when: above
+    thresholds: [{severity: warning, value: 0.05}]
+  - id: opens
+    rate: human_open_rate
+    scopes: [sender_domain]
+    window: 7d
+    min_age: 24h
+    when: below
+    thresholds: [{severity: warning, value: 0.5}]
+  - id: complaints
+    rate: complaint_rate
+    scopes: [sender_domain]
+    window: 2d
+    when: above
+    thresholds: [{severity: warning, value: 0.001}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &askedSource{counts: counts, asked: map[string][]metrics.Opens{}}
+	got, err := (&Engine{Rules: rs, Source: src}).Evaluate(context.Background(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]metrics.Opens{
+		"168h0m0s [sender_domain]": {metrics.WithOpens},    // bounces and opens
+		"144h0m0s [sender_domain]": {metrics.WithoutOpens}, // the open rate's deliveries
+		"48h0m0s [sender_domain]":  {metrics.WithoutOpens}, // complaints
+	}
+	if !reflect.DeepEqual(src.asked, want) {
+		t.Errorf("queries asked = %v, want %v", src.asked, want)
+	}
+	all, err := (&Engine{Rules: rs, Source: sourceFunc(func(time.Time, time.Time, []metrics.GroupBy) map[Scope]metrics.Counts {
+		return counts
+	})}).Evaluate(context.Background(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || !reflect.DeepEqual(got, all) {
+		t.Errorf("flags = %+v\nwant (3, as when every query counts opens) %+v", got, all)
 	}
 }
 

@@ -70,6 +70,12 @@ func RatesOf(c metrics.Counts) Rates {
 	}
 }
 
+// needsOpens says whether the rate named needs the unique opens (and so
+// the costly part of a roll-up query: metrics.Opens).
+func needsOpens(name string) metrics.Opens {
+	return metrics.Opens(name == RateHumanOpen || name == RateMachineOpenShare)
+}
+
 // Value returns the rate a rule names and its sample (the denominator).
 func (r Rates) Value(name string) (value float64, sample int64) {
 	c := r.Counts
@@ -101,8 +107,11 @@ func frac(n, d int64) float64 {
 // to, grouped by the dimensions by (of account, sender_domain, sending_ip,
 // isp, campaign, category); each Scope has those fields set. A Source over
 // hourly roll-ups (RollupSource) widens [from, to) to whole UTC hours.
+// With metrics.WithoutOpens the unique counts (opens, clicks) are zero or
+// exact, as is cheaper for the Source, every other count exact; a scope
+// that has only opens or clicks may then be absent.
 type Source interface {
-	Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error)
+	Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy, opens metrics.Opens) (map[Scope]metrics.Counts, error)
 }
 
 // NewSource returns the Source the rule engine should use over a store:
@@ -123,8 +132,9 @@ type StatsSource struct {
 
 var _ Source = StatsSource{}
 
-// Counts implements Source with one StatsQuery.
-func (s StatsSource) Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error) {
+// Counts implements Source with one StatsQuery, which counts the opens
+// whatever opens says.
+func (s StatsSource) Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy, _ metrics.Opens) (map[Scope]metrics.Counts, error) {
 	if err := checkScopeDims(by); err != nil {
 		return nil, err
 	}
@@ -182,14 +192,14 @@ var _ Source = (*RollupSource)(nil)
 
 // Counts implements Source with one RuleCounts, after a refresh when the
 // window ends after the last one began.
-func (s *RollupSource) Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error) {
+func (s *RollupSource) Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy, opens metrics.Opens) (map[Scope]metrics.Counts, error) {
 	if err := checkScopeDims(by); err != nil {
 		return nil, err
 	}
 	if err := s.refresh(ctx, to); err != nil {
 		return nil, err
 	}
-	groups, err := s.Counter.RuleCounts(ctx, from, to, by)
+	groups, err := s.Counter.RuleCounts(ctx, from, to, by, opens)
 	if err != nil {
 		return nil, fmt.Errorf("rules: counts: %w", err)
 	}

@@ -240,9 +240,19 @@ func (s *Store) recompute(ctx context.Context, conn driver.Conn, version uint64,
 	return nil
 }
 
+// The /*UNIQUE*/ and /*CLASS*/ of the rollup-counts query, with opens and
+// without.
+const (
+	uniqueOpens = `uniqExactIf(key, class = 1 OR class = 2),
+    uniqExactIf(key, class = 3),
+    uniqExactIf(key, class = 2),
+    uniqExactIf(key, class = 4),`
+	uniqueNone = `toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0),`
+)
+
 // RuleCounts implements metrics.RuleCounter over the roll-ups as of the
 // last refresh.
-func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) ([]metrics.Group, error) {
+func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics.GroupBy, opens metrics.Opens) ([]metrics.Group, error) {
 	for _, g := range by {
 		if !slices.Contains(metrics.RollupDims, g) {
 			return nil, fmt.Errorf("clickhouse: rule counts: cannot group by %q", g)
@@ -268,7 +278,12 @@ func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics
 		}
 		group = "GROUP BY " + strings.Join(names, ", ")
 	}
-	query := strings.NewReplacer("/*KEYS*/", keys, "/*GROUP*/", group).Replace(s.q[qRollupCounts])
+	unique, class := uniqueOpens, ""
+	if !opens {
+		unique, class = uniqueNone, "AND class = 0"
+	}
+	query := strings.NewReplacer("/*KEYS*/", keys, "/*GROUP*/", group, "/*UNIQUE*/", unique,
+		"/*CLASS*/", class).Replace(s.q[qRollupCounts])
 	rows, err := conn.Query(ctx, query, start.Unix(), end.Unix(), start.Unix(), end.Unix())
 	if err != nil {
 		return nil, s.errorf("rule counts", err)

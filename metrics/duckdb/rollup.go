@@ -154,12 +154,9 @@ func (s *Store) RefreshRollups(ctx context.Context) error {
 }
 
 // ruleCountsQuery counts the roll-up rows of the hours [$1, $2): the sums
-// of the class 0 rows, and the distinct keys of the others per count they
-// enter (o: 1 human, 2 machine, 3 unverified, 4 clicked; an open without
-// verdict enters both human and unverified). The distinct keys are found
-// first and counted after: DuckDB's count(DISTINCT) FILTER, one per count,
-// was several times slower. /*keys*/ (with a trailing comma) and /*names*/
-// (with a leading one) are filled from dimensions.
+// of the class 0 rows (o = 0), then, with opens, /*opens*/ is
+// ruleCountsOpens. /*keys*/ (with a trailing comma) is filled from
+// dimensions.
 const ruleCountsQuery = `
 WITH w AS (SELECT * FROM rollup WHERE hour >= $1 AND hour < $2)
 SELECT /*keys*/ 0 AS o,
@@ -168,14 +165,21 @@ SELECT /*keys*/ 0 AS o,
     coalesce(sum(complained), 0)::BIGINT, coalesce(sum(unsubscribed), 0)::BIGINT, coalesce(sum(dropped), 0)::BIGINT
 FROM w WHERE class = 0
 GROUP BY ALL
-UNION ALL
+/*opens*/`
+
+// ruleCountsOpens adds to ruleCountsQuery the distinct keys of the rows of
+// class > 0 per count they enter (o: 1 human, 2 machine, 3 unverified, 4
+// clicked; an open without verdict enters both human and unverified). The
+// distinct keys are found first and counted after: DuckDB's
+// count(DISTINCT) FILTER, one per count, was several times slower.
+const ruleCountsOpens = `UNION ALL
 SELECT * EXCLUDE (key), count(*), 0, 0, 0, 0, 0, 0, 0
 FROM (SELECT DISTINCT /*keys*/ unnest(CASE class WHEN 1 THEN [1] WHEN 2 THEN [1, 3] WHEN 3 THEN [2] ELSE [4] END) AS o, key
       FROM w WHERE class > 0)
 GROUP BY ALL`
 
 // RuleCounts implements metrics.RuleCounter.
-func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) ([]metrics.Group, error) {
+func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics.GroupBy, opens metrics.Opens) ([]metrics.Group, error) {
 	var keys strings.Builder
 	for i, g := range by {
 		if !slices.Contains(metrics.RollupDims, g) {
@@ -188,7 +192,11 @@ func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics
 	if !start.Before(end) {
 		return groups, nil
 	}
-	query := strings.ReplaceAll(ruleCountsQuery, "/*keys*/", keys.String())
+	query := ruleCountsQuery
+	if opens {
+		query = strings.Replace(query, "/*opens*/", ruleCountsOpens, 1)
+	}
+	query = strings.ReplaceAll(query, "/*keys*/", keys.String())
 	rows, err := s.db.QueryContext(ctx, query, start, end)
 	if err != nil {
 		return nil, fmt.Errorf("duckdb: rule counts: %w", err)

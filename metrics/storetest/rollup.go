@@ -89,17 +89,19 @@ var groupingsToCheck = [][]metrics.GroupBy{
 }
 
 // checkRollups compares RuleCounts with Stats over the roll-up window, for
-// every grouping of groupingsToCheck and each window [from, to).
+// every grouping of groupingsToCheck and each window [from, to), and
+// RuleCounts without opens with those with opens (checkWithoutOpens).
 func checkRollups(t *testing.T, what string, st metrics.Store, windows ...[2]time.Time) {
 	t.Helper()
 	rc := asRuleCounter(t, st)
 	for _, w := range windows {
 		start, end := metrics.RollupWindow(w[0], w[1])
 		for _, by := range groupingsToCheck {
-			got, err := rc.RuleCounts(ctx(t), w[0], w[1], by)
+			got, err := rc.RuleCounts(ctx(t), w[0], w[1], by, metrics.WithOpens)
 			if err != nil {
 				t.Fatalf("%s: RuleCounts(%s, %s, %v): %v", what, w[0], w[1], by, err)
 			}
+			checkWithoutOpens(t, what, rc, w, by, got)
 			r := stats(t, st, metrics.StatsQuery{From: start, To: end, GroupBy: by})
 			want := r.Groups
 			if len(by) == 0 && r.Totals != (metrics.Counts{}) {
@@ -118,6 +120,36 @@ func checkRollups(t *testing.T, what string, st metrics.Store, windows ...[2]tim
 						start.Format(time.RFC3339), end.Format(time.RFC3339), by, k, c)
 				}
 			}
+		}
+	}
+}
+
+// checkWithoutOpens checks that RuleCounts of window w by by, without
+// opens, gives withOpens (its counts with opens) with the unique counts
+// zeroed: the same groups, but for those left with no count at all, which
+// may be absent.
+func checkWithoutOpens(t *testing.T, what string, rc metrics.RuleCounter, w [2]time.Time, by []metrics.GroupBy, withOpens []metrics.Group) {
+	t.Helper()
+	got, err := rc.RuleCounts(ctx(t), w[0], w[1], by, metrics.WithoutOpens)
+	if err != nil {
+		t.Fatalf("%s: RuleCounts(%s, %s, %v, WithoutOpens): %v", what, w[0], w[1], by, err)
+	}
+	want := groupMap(withOpens, by)
+	for k, c := range want {
+		c.OpenedHuman, c.OpenedMachine, c.OpenedUnverified, c.Clicked = 0, 0, 0, 0
+		want[k] = c
+	}
+	g := groupMap(got, by)
+	for k, c := range want {
+		if gc, ok := g[k]; gc != c || (!ok && c != (metrics.Counts{})) {
+			t.Errorf("%s: window [%s, %s) by %v, group %s without opens:\n got %+v\nwant %+v (with opens, less them)",
+				what, w[0].Format(time.RFC3339), w[1].Format(time.RFC3339), by, k, gc, c)
+		}
+	}
+	for k, c := range g {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: window [%s, %s) by %v without opens: extra group %s %+v", what,
+				w[0].Format(time.RFC3339), w[1].Format(time.RFC3339), by, k, c)
 		}
 	}
 }
@@ -171,7 +203,7 @@ func testRollupOpensAcrossHours(t *testing.T, s *suite) {
 		ev{id: "k2", at: 2 * time.Hour, kind: metrics.KindClicked, msg: "m1"},
 	))
 	refresh(t, rc)
-	got, err := rc.RuleCounts(ctx(t), base, base.Add(6*time.Hour), []metrics.GroupBy{metrics.GroupSenderDomain})
+	got, err := rc.RuleCounts(ctx(t), base, base.Add(6*time.Hour), []metrics.GroupBy{metrics.GroupSenderDomain}, metrics.WithOpens)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +235,7 @@ func testRollupWindowEdges(t *testing.T, s *suite) {
 		{60 * time.Minute, 120 * time.Minute, 1},
 		{-60 * time.Minute, 0, 0},
 	} {
-		got, err := rc.RuleCounts(ctx(t), base.Add(c.from), base.Add(c.to), nil)
+		got, err := rc.RuleCounts(ctx(t), base.Add(c.from), base.Add(c.to), nil, metrics.WithoutOpens)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -226,14 +258,14 @@ func testRollupDuplicates(t *testing.T, s *suite) {
 	batch := randomEvents(t, r, "a", 400, 6*time.Hour)
 	appendOK(t, st, batch)
 	refresh(t, rc)
-	before, err := rc.RuleCounts(ctx(t), base.Add(-7*time.Hour), base.Add(7*time.Hour), metrics.RollupDims)
+	before, err := rc.RuleCounts(ctx(t), base.Add(-7*time.Hour), base.Add(7*time.Hour), metrics.RollupDims, metrics.WithOpens)
 	if err != nil {
 		t.Fatal(err)
 	}
 	appendOK(t, st, batch)
 	refresh(t, rc)
 	checkRollups(t, "after the batch again", st, rollupWindows()...)
-	after, err := rc.RuleCounts(ctx(t), base.Add(-7*time.Hour), base.Add(7*time.Hour), metrics.RollupDims)
+	after, err := rc.RuleCounts(ctx(t), base.Add(-7*time.Hour), base.Add(7*time.Hour), metrics.RollupDims, metrics.WithOpens)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -113,17 +113,20 @@ INSERT INTO rollup_dirty (hour) SELECT toDateTime(arrayJoin([/*HOURS*/]))
 
 -- name: rollup-counts
 -- The counts of the hours [?, ?), of each hour's latest finished version
--- only. /*KEYS*/ and /*GROUP*/ as in stats; opens and clicks are the
--- distinct keys of the whole range.
+-- only. /*KEYS*/ and /*GROUP*/ as in stats; /*UNIQUE*/ is either the
+-- opens and clicks, the distinct keys of the whole range:
+--     uniqExactIf(key, class = 1 OR class = 2),
+--     uniqExactIf(key, class = 3),
+--     uniqExactIf(key, class = 2),
+--     uniqExactIf(key, class = 4),
+-- or, without them, four toUInt64(0) with /*CLASS*/ "AND class = 0", so
+-- that the open rows (most of the table) are not grouped at all.
 SELECT /*KEYS*/
     sum(sent), sum(delivered), sum(deferred), sum(bounced_hard), sum(bounced_soft), sum(complained),
-    uniqExactIf(key, class = 1 OR class = 2),
-    uniqExactIf(key, class = 3),
-    uniqExactIf(key, class = 2),
-    uniqExactIf(key, class = 4),
+    /*UNIQUE*/
     sum(unsubscribed), sum(dropped)
 FROM rollup
-WHERE hour >= toDateTime(?) AND hour < toDateTime(?)
+WHERE hour >= toDateTime(?) AND hour < toDateTime(?) /*CLASS*/
   AND (hour, version) IN (
     SELECT hour, max(version) FROM rollup_hours
     WHERE hour >= toDateTime(?) AND hour < toDateTime(?)
