@@ -54,9 +54,13 @@ func TestAttacks(t *testing.T) {
 // attackDuration is how long each attack lasts.
 const attackDuration = 20 * time.Second
 
-// attackDuckDBMemory is the embedded store's memory cap in the child: the
-// RSS bounds below are that plus what the attack may cost.
-const attackDuckDBMemory = "256MB"
+// attackDuckDBMemory is the embedded store's memory cap in the child, and
+// attackGoMemLimit the Go heap's soft cap (GOMEMLIMIT): the RSS bound below
+// is about their sum and the runtime's own.
+const (
+	attackDuckDBMemory = "256MB"
+	attackGoMemLimit   = "512MiB"
+)
 
 type attack struct {
 	name string
@@ -78,11 +82,10 @@ type attackEnv struct {
 }
 
 // attackRSSBound is the most resident memory the child may use during an
-// attack: the embedded store's cap (attackDuckDBMemory), the Go heap's
-// peak while it takes the well-behaved client's batches (together 400-700
-// MiB here, growing with how many batches a run gets through, attack or
-// not), and what the worst attack may add, the in-flight budget of
-// request bodies (max_inflight_bytes, 256 MiB).
+// attack: the embedded store's cap (attackDuckDBMemory) and the Go heap,
+// which holds the well-behaved client's batches on their way and the
+// worst attack's request bodies in flight (max_inflight_bytes, 256 MiB),
+// kept near attackGoMemLimit by the collector.
 const attackRSSBound = 1 << 30
 
 var attacks = []attack{
