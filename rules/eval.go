@@ -53,7 +53,7 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time) ([]Flag, error) {
 		e.active = map[flagKey]time.Time{}
 		e.episodes = map[flagKey]*episode{}
 	}
-	q := &countCache{src: e.Source, m: map[string]cachedCounts{}, opens: map[string]bool{}}
+	q := newCountCache(e.Source)
 	for i := range e.Rules.Rates {
 		q.plan(&e.Rules.Rates[i], now)
 	}
@@ -94,20 +94,20 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time) ([]Flag, error) {
 	return flags, nil
 }
 
-// countCache runs each distinct query (window and grouping) once per
-// evaluation, with opens when any rule planned needs them: counts with
-// opens serve a rule without too, their other counts being the same
-// (metrics.Opens). Should a query not planned need opens that its cached
-// counts lack, it runs again, with them.
+// countCache makes the queries of one evaluation. Over an AdditiveSource
+// it reads each window once, grouped by every dimension the rules planned
+// on that window need (the union of their groupings), and sums those
+// counts into each grouping asked: with the defaults, two queries (7 days,
+// and 7 days less min_age) instead of six. Over another Source it makes
+// each distinct query (window and grouping) once.
 type countCache struct {
-	src   Source
-	m     map[string]cachedCounts
-	opens map[string]bool // the queries planned that need opens
+	src    Source
+	finest map[[2]int64][]metrics.GroupBy // window → the union of the groupings planned
+	m      map[string]map[Scope]metrics.Counts
 }
 
-type cachedCounts struct {
-	counts map[Scope]metrics.Counts
-	opens  metrics.Opens
+func newCountCache(src Source) *countCache {
+	return &countCache{src: src, finest: map[[2]int64][]metrics.GroupBy{}, m: map[string]map[Scope]metrics.Counts{}}
 }
 
 func cacheKey(from, to time.Time, by []metrics.GroupBy) string {
@@ -118,25 +118,67 @@ func cacheKey(from, to time.Time, by []metrics.GroupBy) string {
 func (c *countCache) plan(r *RateRule, now time.Time) {
 	from := now.Add(-r.Window)
 	for _, by := range groupings(r) {
-		if needsOpens(r.Rate) {
-			c.opens[cacheKey(from, now, by)] = true
+		c.want(from, now, by)
+		if r.MinAge > 0 {
+			c.want(from, now.Add(-r.MinAge), by)
 		}
-		// The min_age query needs no opens (see rateFlags).
 	}
 }
 
-func (c *countCache) counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy, opens metrics.Opens) (map[Scope]metrics.Counts, error) {
-	key := cacheKey(from, to, by)
-	if m, ok := c.m[key]; ok && bool(m.opens || !opens) {
-		return m.counts, nil
+func (c *countCache) want(from, to time.Time, by []metrics.GroupBy) {
+	w := [2]int64{from.UnixNano(), to.UnixNano()}
+	union := c.finest[w]
+	for _, d := range by {
+		if !slices.Contains(union, d) {
+			union = append(union, d)
+		}
 	}
-	opens = opens || metrics.Opens(c.opens[key])
-	m, err := c.src.Counts(ctx, from, to, by, opens)
+	// In scopeDims order, so that the union's cache key does not depend
+	// on the order the rules were planned in.
+	slices.SortFunc(union, func(a, b metrics.GroupBy) int {
+		return slices.Index(scopeDims, a) - slices.Index(scopeDims, b)
+	})
+	c.finest[w] = union
+}
+
+func (c *countCache) counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error) {
+	key := cacheKey(from, to, by)
+	if m, ok := c.m[key]; ok {
+		return m, nil
+	}
+	finest := c.finest[[2]int64{from.UnixNano(), to.UnixNano()}]
+	_, additive := c.src.(AdditiveSource)
+	if !additive || !containsAll(finest, by) || len(finest) == len(by) {
+		m, err := c.src.Counts(ctx, from, to, by)
+		if err != nil {
+			return nil, err
+		}
+		c.m[key] = m
+		return m, nil
+	}
+	all, err := c.counts(ctx, from, to, finest)
 	if err != nil {
 		return nil, err
 	}
-	c.m[key] = cachedCounts{m, opens}
+	m := make(map[Scope]metrics.Counts, len(all))
+	for sc, counts := range all {
+		var coarse Scope
+		for _, d := range by {
+			setScope(&coarse, d, scopeField(sc, d))
+		}
+		m[coarse] = addCounts(m[coarse], counts)
+	}
+	c.m[key] = m
 	return m, nil
+}
+
+func containsAll(set, sub []metrics.GroupBy) bool {
+	for _, d := range sub {
+		if !slices.Contains(set, d) {
+			return false
+		}
+	}
+	return true
 }
 
 // groupings returns the groupings r is counted by: each of its scopes,
@@ -171,7 +213,7 @@ func (e *Engine) rateFlags(ctx context.Context, q *countCache, r *RateRule, now 
 	from := now.Add(-r.Window)
 	var out []Flag
 	for _, by := range groupings(r) {
-		counts, err := q.counts(ctx, from, now, by, needsOpens(r.Rate))
+		counts, err := q.counts(ctx, from, now, by)
 		if err != nil {
 			return nil, err
 		}
@@ -179,7 +221,7 @@ func (e *Engine) rateFlags(ctx context.Context, q *countCache, r *RateRule, now 
 		var delivered map[Scope]metrics.Counts
 		if r.MinAge > 0 {
 			// Only its sent and delivered are read.
-			if delivered, err = q.counts(ctx, from, now.Add(-r.MinAge), by, metrics.WithoutOpens); err != nil {
+			if delivered, err = q.counts(ctx, from, now.Add(-r.MinAge), by); err != nil {
 				return nil, err
 			}
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +13,7 @@ import (
 
 type failingSource struct{}
 
-func (failingSource) Counts(context.Context, time.Time, time.Time, []metrics.GroupBy, metrics.Opens) (map[Scope]metrics.Counts, error) {
+func (failingSource) Counts(context.Context, time.Time, time.Time, []metrics.GroupBy) (map[Scope]metrics.Counts, error) {
 	return nil, errors.New("store down")
 }
 
@@ -53,81 +52,65 @@ func TestEvaluateQueriesOncePerWindow(t *testing.T) {
 	}
 }
 
-// askedSource is a Source that records the queries asked and, like a
-// store's roll-ups, leaves the unique counts out when asked without opens.
-type askedSource struct {
-	counts map[Scope]metrics.Counts
-	asked  map[string][]metrics.Opens // by window length and grouping
+// fineSource is a Source over counts of fine scopes (every dimension set
+// that any grouping asks for), which it sums into the grouping asked,
+// recording each query. additiveSource is the same as an AdditiveSource.
+type fineSource struct {
+	fine  map[Scope]metrics.Counts
+	asked map[string]int // by window length and grouping
 }
 
-func (s *askedSource) Counts(_ context.Context, from, to time.Time, by []metrics.GroupBy, opens metrics.Opens) (map[Scope]metrics.Counts, error) {
-	k := fmt.Sprint(to.Sub(from), by)
-	s.asked[k] = append(s.asked[k], opens)
-	out := make(map[Scope]metrics.Counts, len(s.counts))
-	for sc, c := range s.counts {
-		if !opens {
-			c.OpenedHuman, c.OpenedMachine, c.OpenedUnverified, c.Clicked = 0, 0, 0, 0
+func (s *fineSource) Counts(_ context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error) {
+	s.asked[fmt.Sprint(to.Sub(from), by)]++
+	out := map[Scope]metrics.Counts{}
+	for sc, c := range s.fine {
+		var coarse Scope
+		for _, d := range by {
+			setScope(&coarse, d, scopeField(sc, d))
 		}
-		out[sc] = c
+		out[coarse] = addCounts(out[coarse], c)
 	}
 	return out, nil
 }
 
-// Opens are asked only where a rule's rate needs them, once per window
-// and grouping even when a rule without opens comes first, and the flags
-// are those of a Source that always counts them.
-func TestEvaluateAsksOpensOnlyWhereNeeded(t *testing.T) {
+type additiveSource struct{ *fineSource }
+
+func (additiveSource) Additive() {}
+
+// Over an AdditiveSource an evaluation reads each window once, by the
+// union of its groupings, and sums it into each: the flags are those of
+// one query per grouping.
+func TestEvaluateAdditiveSourceReadsEachWindowOnce(t *testing.T) {
 	now := time.Date(2026, 11, 10, 0, 0, 0, 0, time.UTC)
-	counts := map[Scope]metrics.Counts{
-		{SenderDomain: "a.example"}: {Sent: 1000, Delivered: 1000, BouncedHard: 90, Complained: 4,
-			OpenedHuman: 100, OpenedMachine: 50, Clicked: 7},
+	fine := map[Scope]metrics.Counts{}
+	for i := range 40 {
+		sc := Scope{SenderDomain: fmt.Sprintf("d%d.example", i%10), ISP: []string{"gmail", "yahoo", ""}[i%3],
+			Category: []string{"registration", "marketing", "", "registration"}[i%4]}
+		fine[sc] = metrics.Counts{Sent: int64(100 + 37*i), Delivered: int64(90 + 30*i), BouncedHard: int64(i % 13),
+			Complained: int64(i % 3), OpenedHuman: int64(20 + 11*i), OpenedMachine: int64(i)}
 	}
-	rs, err := Load(strings.NewReader(`
-rates:
-  - id: bounces
-    rate: hard_bounce_rate
-    scopes: [sender_domain]
-    window: 7d
-    when: above
-    thresholds: [{severity: warning, value: 0.05}]
-  - id: opens
-    rate: human_open_rate
-    scopes: [sender_domain]
-    window: 7d
-    min_age: 24h
-    when: below
-    thresholds: [{severity: warning, value: 0.5}]
-  - id: complaints
-    rate: complaint_rate
-    scopes: [sender_domain]
-    window: 2d
-    when: above
-    thresholds: [{severity: warning, value: 0.001}]
-`))
+	add := additiveSource{&fineSource{fine: fine, asked: map[string]int{}}}
+	got, err := (&Engine{Rules: Defaults(), Source: add}).Evaluate(context.Background(), now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := &askedSource{counts: counts, asked: map[string][]metrics.Opens{}}
-	got, err := (&Engine{Rules: rs, Source: src}).Evaluate(context.Background(), now)
+	want := map[string]int{
+		"168h0m0s [sender_domain isp category]": 1,
+		"144h0m0s [sender_domain isp category]": 1, // the open rates' deliveries
+	}
+	if !reflect.DeepEqual(add.asked, want) {
+		t.Errorf("queries asked = %v, want %v", add.asked, want)
+	}
+	each := &fineSource{fine: fine, asked: map[string]int{}}
+	all, err := (&Engine{Rules: Defaults(), Source: each}).Evaluate(context.Background(), now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string][]metrics.Opens{
-		"168h0m0s [sender_domain]": {metrics.WithOpens},    // bounces and opens
-		"144h0m0s [sender_domain]": {metrics.WithoutOpens}, // the open rate's deliveries
-		"48h0m0s [sender_domain]":  {metrics.WithoutOpens}, // complaints
+	if len(each.asked) != 6 {
+		t.Errorf("a Source not additive was asked %v, want 6 queries", each.asked)
 	}
-	if !reflect.DeepEqual(src.asked, want) {
-		t.Errorf("queries asked = %v, want %v", src.asked, want)
-	}
-	all, err := (&Engine{Rules: rs, Source: sourceFunc(func(time.Time, time.Time, []metrics.GroupBy) map[Scope]metrics.Counts {
-		return counts
-	})}).Evaluate(context.Background(), now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 3 || !reflect.DeepEqual(got, all) {
-		t.Errorf("flags = %+v\nwant (3, as when every query counts opens) %+v", got, all)
+	if len(got) == 0 || !reflect.DeepEqual(got, all) {
+		t.Errorf("flags = %+v\nwant (as with a query per grouping) %+v", got, all)
 	}
 }
 

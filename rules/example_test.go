@@ -14,7 +14,7 @@ import (
 // counts is a Source with fixed counts, whatever the window.
 type counts map[rules.Scope]metrics.Counts
 
-func (c counts) Counts(_ context.Context, _, _ time.Time, by []metrics.GroupBy, _ metrics.Opens) (map[rules.Scope]metrics.Counts, error) {
+func (c counts) Counts(_ context.Context, _, _ time.Time, by []metrics.GroupBy) (map[rules.Scope]metrics.Counts, error) {
 	return c, nil
 }
 

@@ -70,12 +70,6 @@ func RatesOf(c metrics.Counts) Rates {
 	}
 }
 
-// needsOpens says whether the rate named needs the unique opens (and so
-// the costly part of a roll-up query: metrics.Opens).
-func needsOpens(name string) metrics.Opens {
-	return metrics.Opens(name == RateHumanOpen || name == RateMachineOpenShare)
-}
-
 // Value returns the rate a rule names and its sample (the denominator).
 func (r Rates) Value(name string) (value float64, sample int64) {
 	c := r.Counts
@@ -106,12 +100,21 @@ func frac(n, d int64) float64 {
 // Source gives the event counts per scope of events with from <= time <
 // to, grouped by the dimensions by (of account, sender_domain, sending_ip,
 // isp, campaign, category); each Scope has those fields set. A Source over
-// hourly roll-ups (RollupSource) widens [from, to) to whole UTC hours.
-// With metrics.WithoutOpens the unique counts (opens, clicks) are zero or
-// exact, as is cheaper for the Source, every other count exact; a scope
-// that has only opens or clicks may then be absent.
+// hourly roll-ups (RollupSource) widens [from, to) to whole UTC hours and
+// counts each opened message in the hour of its first open.
 type Source interface {
-	Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy, opens metrics.Opens) (map[Scope]metrics.Counts, error)
+	Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error)
+}
+
+// AdditiveSource is a Source whose counts are additive across scopes: the
+// counts of a grouping are the sums of those of any finer grouping, opens
+// included. The engine then reads each window once, by the finest
+// grouping its rules need, and sums it into the others. RollupSource is
+// additive; StatsSource is not (its unique opens are unique per group: a
+// message opened by events of two scopes counts once in their union).
+type AdditiveSource interface {
+	Source
+	Additive()
 }
 
 // NewSource returns the Source the rule engine should use over a store:
@@ -132,9 +135,8 @@ type StatsSource struct {
 
 var _ Source = StatsSource{}
 
-// Counts implements Source with one StatsQuery, which counts the opens
-// whatever opens says.
-func (s StatsSource) Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy, _ metrics.Opens) (map[Scope]metrics.Counts, error) {
+// Counts implements Source with one StatsQuery.
+func (s StatsSource) Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error) {
 	if err := checkScopeDims(by); err != nil {
 		return nil, err
 	}
@@ -173,8 +175,9 @@ func scopeCounts(groups []metrics.Group, by []metrics.GroupBy) map[Scope]metrics
 // start of a window reaches back to the start of its hour (a 7d window is
 // 7 days and up to an hour), the current hour counts up to now, and with
 // min_age the deliveries run to the end of the hour holding now-min_age
-// (up to an hour more of them). Unique opens and clicks are unique over
-// the whole window, as in Stats.
+// (up to an hour more of them). Each opened (clicked) message counts once,
+// in the hour of its first open (metrics.FirstOpens): a message delivered
+// before the window and opened again in it does not lift its open rate.
 //
 // Freshness: before answering a window that ends after the start of its
 // last refresh, it refreshes the roll-ups (metrics.RuleCounter), so one
@@ -188,18 +191,22 @@ type RollupSource struct {
 	refreshed time.Time // when the last refresh began, or the window end that asked for it if later
 }
 
-var _ Source = (*RollupSource)(nil)
+var _ AdditiveSource = (*RollupSource)(nil)
+
+// Additive marks RollupSource as an AdditiveSource: every count of a
+// roll-up is additive (metrics.RuleCounter).
+func (*RollupSource) Additive() {}
 
 // Counts implements Source with one RuleCounts, after a refresh when the
 // window ends after the last one began.
-func (s *RollupSource) Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy, opens metrics.Opens) (map[Scope]metrics.Counts, error) {
+func (s *RollupSource) Counts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error) {
 	if err := checkScopeDims(by); err != nil {
 		return nil, err
 	}
 	if err := s.refresh(ctx, to); err != nil {
 		return nil, err
 	}
-	groups, err := s.Counter.RuleCounts(ctx, from, to, by, opens)
+	groups, err := s.Counter.RuleCounts(ctx, from, to, by)
 	if err != nil {
 		return nil, fmt.Errorf("rules: counts: %w", err)
 	}

@@ -68,7 +68,7 @@ func TestStatsSourceMapsGroupsToScopes(t *testing.T) {
 	}}}
 	from := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	by := []metrics.GroupBy{metrics.GroupSenderDomain, metrics.GroupISP, metrics.GroupSendingIP}
-	got, err := StatsSource{fs}.Counts(context.Background(), from, from.Add(time.Hour), by, metrics.WithOpens)
+	got, err := StatsSource{fs}.Counts(context.Background(), from, from.Add(time.Hour), by)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestStatsSourceMapsGroupsToScopes(t *testing.T) {
 	if !fs.q.From.Equal(from) || !fs.q.To.Equal(from.Add(time.Hour)) || fs.q.Account != "" || !reflect.DeepEqual(fs.q.GroupBy, by) {
 		t.Errorf("query = %+v", fs.q)
 	}
-	if _, err := (StatsSource{fs}).Counts(context.Background(), from, from, []metrics.GroupBy{metrics.GroupDay}, metrics.WithOpens); err == nil {
+	if _, err := (StatsSource{fs}).Counts(context.Background(), from, from, []metrics.GroupBy{metrics.GroupDay}); err == nil {
 		t.Error("grouping by day: no error")
 	}
 }
@@ -200,7 +200,7 @@ func TestEngineOpenRateCohortQueries(t *testing.T) {
 // sourceFunc is a Source that gives every count, opens or not.
 type sourceFunc func(from, to time.Time, by []metrics.GroupBy) map[Scope]metrics.Counts
 
-func (f sourceFunc) Counts(_ context.Context, from, to time.Time, by []metrics.GroupBy, _ metrics.Opens) (map[Scope]metrics.Counts, error) {
+func (f sourceFunc) Counts(_ context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error) {
 	return f(from, to, by), nil
 }
 
@@ -218,7 +218,7 @@ func (f *fakeRollups) RefreshRollups(context.Context) error {
 	return nil
 }
 
-func (f *fakeRollups) RuleCounts(_ context.Context, from, to time.Time, _ []metrics.GroupBy, _ metrics.Opens) ([]metrics.Group, error) {
+func (f *fakeRollups) RuleCounts(_ context.Context, from, to time.Time, _ []metrics.GroupBy) ([]metrics.Group, error) {
 	f.asked = append(f.asked, [2]time.Time{from, to})
 	return f.groups, nil
 }

@@ -252,7 +252,7 @@ const (
 
 // RuleCounts implements metrics.RuleCounter over the roll-ups as of the
 // last refresh.
-func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics.GroupBy, opens metrics.Opens) ([]metrics.Group, error) {
+func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) ([]metrics.Group, error) {
 	for _, g := range by {
 		if !slices.Contains(metrics.RollupDims, g) {
 			return nil, fmt.Errorf("clickhouse: rule counts: cannot group by %q", g)
@@ -279,7 +279,7 @@ func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics
 		group = "GROUP BY " + strings.Join(names, ", ")
 	}
 	unique, class := uniqueOpens, ""
-	if !opens {
+	if opens := true; !opens {
 		unique, class = uniqueNone, "AND class = 0"
 	}
 	query := strings.NewReplacer("/*KEYS*/", keys, "/*GROUP*/", group, "/*UNIQUE*/", unique,

@@ -30,7 +30,7 @@ func TestRollupBackfill(t *testing.T) {
 	from, to := testDay, testDay.Add(24*time.Hour)
 	count := func() int64 {
 		t.Helper()
-		g, err := s.RuleCounts(ctx, from, to, []metrics.GroupBy{metrics.GroupSenderDomain}, metrics.WithoutOpens)
+		g, err := s.RuleCounts(ctx, from, to, []metrics.GroupBy{metrics.GroupSenderDomain})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -179,7 +179,7 @@ FROM (SELECT DISTINCT /*keys*/ unnest(CASE class WHEN 1 THEN [1] WHEN 2 THEN [1,
 GROUP BY ALL`
 
 // RuleCounts implements metrics.RuleCounter.
-func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics.GroupBy, opens metrics.Opens) ([]metrics.Group, error) {
+func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) ([]metrics.Group, error) {
 	var keys strings.Builder
 	for i, g := range by {
 		if !slices.Contains(metrics.RollupDims, g) {
@@ -193,7 +193,7 @@ func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics
 		return groups, nil
 	}
 	query := ruleCountsQuery
-	if opens {
+	if opens := true; opens {
 		query = strings.Replace(query, "/*opens*/", ruleCountsOpens, 1)
 	}
 	query = strings.ReplaceAll(query, "/*keys*/", keys.String())

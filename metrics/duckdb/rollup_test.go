@@ -44,7 +44,7 @@ func TestRollupCompaction(t *testing.T) {
 	want := metrics.Counts{Sent: 3, OpenedUnverified: 1, OpenedHuman: 1}
 	check := func(what string) {
 		t.Helper()
-		g, err := s.RuleCounts(ctx, at, at.Add(time.Hour), nil, metrics.WithOpens)
+		g, err := s.RuleCounts(ctx, at, at.Add(time.Hour), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

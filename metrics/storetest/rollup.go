@@ -88,34 +88,60 @@ var groupingsToCheck = [][]metrics.GroupBy{
 	metrics.RollupDims,
 }
 
-// checkRollups compares RuleCounts with Stats over the roll-up window, for
-// every grouping of groupingsToCheck and each window [from, to), and
-// RuleCounts without opens with those with opens (checkWithoutOpens).
-func checkRollups(t *testing.T, what string, st metrics.Store, windows ...[2]time.Time) {
+// checkRollups compares RuleCounts with what they should be over the
+// roll-up window of each window [from, to), for every grouping of
+// groupingsToCheck: Stats over the window for every count but opens and
+// clicks, and metrics.FirstOpens of appended (every event appended so
+// far, repeats included) for those. Groups whose counts are all zero may
+// be present or absent.
+func checkRollups(t *testing.T, what string, st metrics.Store, appended []metrics.Event, windows ...[2]time.Time) {
 	t.Helper()
 	rc := asRuleCounter(t, st)
+	firsts := metrics.FirstOpens(storedOnce(appended))
 	for _, w := range windows {
 		start, end := metrics.RollupWindow(w[0], w[1])
 		for _, by := range groupingsToCheck {
-			got, err := rc.RuleCounts(ctx(t), w[0], w[1], by, metrics.WithOpens)
+			got, err := rc.RuleCounts(ctx(t), w[0], w[1], by)
 			if err != nil {
 				t.Fatalf("%s: RuleCounts(%s, %s, %v): %v", what, w[0], w[1], by, err)
 			}
-			checkWithoutOpens(t, what, rc, w, by, got)
 			r := stats(t, st, metrics.StatsQuery{From: start, To: end, GroupBy: by})
 			want := r.Groups
 			if len(by) == 0 && r.Totals != (metrics.Counts{}) {
 				want = []metrics.Group{{Key: map[metrics.GroupBy]string{}, Counts: r.Totals}}
 			}
-			g, w := groupMap(got, by), groupMap(want, by)
-			for k, c := range w {
-				if g[k] != c {
-					t.Errorf("%s: window [%s, %s) by %v, group %s:\n got %+v\nwant %+v (Stats)",
-						what, start.Format(time.RFC3339), end.Format(time.RFC3339), by, k, g[k], c)
+			wm := groupMap(want, by)
+			for k, c := range wm {
+				c.OpenedHuman, c.OpenedMachine, c.OpenedUnverified, c.Clicked = 0, 0, 0, 0
+				wm[k] = c
+			}
+			for f, e := range firsts {
+				if e.Time.Before(start) || !e.Time.Before(end) {
+					continue
+				}
+				k := groupName(func(d metrics.GroupBy) string { return dimValue(&e, d) }, by)
+				c := wm[k]
+				switch f.Kind {
+				case metrics.OpenHuman:
+					c.OpenedHuman++
+				case metrics.OpenMachine:
+					c.OpenedMachine++
+				case metrics.OpenUnverified:
+					c.OpenedUnverified++
+				case metrics.OpenClick:
+					c.Clicked++
+				}
+				wm[k] = c
+			}
+			gm := groupMap(got, by)
+			for k, c := range wm {
+				if gm[k] != c {
+					t.Errorf("%s: window [%s, %s) by %v, group %s:\n got %+v\nwant %+v (Stats, first opens)",
+						what, start.Format(time.RFC3339), end.Format(time.RFC3339), by, k, gm[k], c)
 				}
 			}
-			for k, c := range g {
-				if _, ok := w[k]; !ok {
+			for k, c := range gm {
+				if _, ok := wm[k]; !ok && c != (metrics.Counts{}) {
 					t.Errorf("%s: window [%s, %s) by %v: extra group %s %+v", what,
 						start.Format(time.RFC3339), end.Format(time.RFC3339), by, k, c)
 				}
@@ -124,44 +150,52 @@ func checkRollups(t *testing.T, what string, st metrics.Store, windows ...[2]tim
 	}
 }
 
-// checkWithoutOpens checks that RuleCounts of window w by by, without
-// opens, gives withOpens (its counts with opens) with the unique counts
-// zeroed: the same groups, but for those left with no count at all, which
-// may be absent.
-func checkWithoutOpens(t *testing.T, what string, rc metrics.RuleCounter, w [2]time.Time, by []metrics.GroupBy, withOpens []metrics.Group) {
-	t.Helper()
-	got, err := rc.RuleCounts(ctx(t), w[0], w[1], by, metrics.WithoutOpens)
-	if err != nil {
-		t.Fatalf("%s: RuleCounts(%s, %s, %v, WithoutOpens): %v", what, w[0], w[1], by, err)
-	}
-	want := groupMap(withOpens, by)
-	for k, c := range want {
-		c.OpenedHuman, c.OpenedMachine, c.OpenedUnverified, c.Clicked = 0, 0, 0, 0
-		want[k] = c
-	}
-	g := groupMap(got, by)
-	for k, c := range want {
-		if gc, ok := g[k]; gc != c || (!ok && c != (metrics.Counts{})) {
-			t.Errorf("%s: window [%s, %s) by %v, group %s without opens:\n got %+v\nwant %+v (with opens, less them)",
-				what, w[0].Format(time.RFC3339), w[1].Format(time.RFC3339), by, k, gc, c)
+// storedOnce returns events less the repeats of an (account, event_id)
+// appended before: the first stored is the one kept.
+func storedOnce(events []metrics.Event) []metrics.Event {
+	type id struct{ account, event string }
+	seen := map[id]bool{}
+	var out []metrics.Event
+	for _, e := range events {
+		if k := (id{e.Account, e.EventID}); !seen[k] {
+			seen[k] = true
+			out = append(out, e)
 		}
 	}
-	for k, c := range g {
-		if _, ok := want[k]; !ok {
-			t.Errorf("%s: window [%s, %s) by %v without opens: extra group %s %+v", what,
-				w[0].Format(time.RFC3339), w[1].Format(time.RFC3339), by, k, c)
-		}
+	return out
+}
+
+// dimValue returns e's value of the roll-up dimension d.
+func dimValue(e *metrics.Event, d metrics.GroupBy) string {
+	switch d {
+	case metrics.GroupAccount:
+		return e.Account
+	case metrics.GroupSenderDomain:
+		return e.SenderDomain
+	case metrics.GroupSendingIP:
+		return e.SendingIP
+	case metrics.GroupISP:
+		return e.ISP
+	case metrics.GroupCampaign:
+		return e.Campaign
+	case metrics.GroupCategory:
+		return e.Category
 	}
+	panic("storetest: no roll-up dimension " + string(d))
+}
+
+func groupName(value func(metrics.GroupBy) string, by []metrics.GroupBy) string {
+	parts := make([]string, len(by))
+	for i, d := range by {
+		parts[i] = fmt.Sprintf("%s=%q", d, value(d))
+	}
+	return strings.Join(parts, " ")
 }
 
 func groupMap(groups []metrics.Group, by []metrics.GroupBy) map[string]metrics.Counts {
 	out := map[string]metrics.Counts{}
 	for _, g := range groups {
-		parts := make([]string, len(by))
-		for i, d := range by {
-			parts[i] = fmt.Sprintf("%s=%q", d, g.Key[d])
-		}
-		out[strings.Join(parts, " ")] = g.Counts
+		out[groupName(func(d metrics.GroupBy) string { return g.Key[d] }, by)] = g.Counts
 	}
 	return out
 }
@@ -181,16 +215,18 @@ func testRollupMatchesStats(t *testing.T, s *suite) {
 	st := s.open(t)
 	rc := asRuleCounter(t, st)
 	r := rand.New(rand.NewPCG(13, 1))
-	appendOK(t, st, randomEvents(t, r, "a", 600, 6*time.Hour))
+	events := randomEvents(t, r, "a", 600, 6*time.Hour)
+	appendOK(t, st, events)
 	refresh(t, rc)
-	checkRollups(t, "after one append", st, rollupWindows()...)
+	checkRollups(t, "after one append", st, events, rollupWindows()...)
 	// A second refresh with nothing new changes nothing.
 	refresh(t, rc)
-	checkRollups(t, "after a second refresh", st, rollupWindows()...)
+	checkRollups(t, "after a second refresh", st, events, rollupWindows()...)
 }
 
-// A message opened in two hours counts once over a window holding both,
-// as in Stats: per-hour unique counts are not summed.
+// A message opened in several hours counts once, in the hour of its
+// first open of each kind (metrics.FirstOpens), not once per hour; and
+// not at all in a window that starts after that first open, unlike Stats.
 func testRollupOpensAcrossHours(t *testing.T, s *suite) {
 	st := s.open(t)
 	rc := asRuleCounter(t, st)
@@ -203,14 +239,60 @@ func testRollupOpensAcrossHours(t *testing.T, s *suite) {
 		ev{id: "k2", at: 2 * time.Hour, kind: metrics.KindClicked, msg: "m1"},
 	))
 	refresh(t, rc)
-	got, err := rc.RuleCounts(ctx(t), base, base.Add(6*time.Hour), []metrics.GroupBy{metrics.GroupSenderDomain}, metrics.WithOpens)
+	for _, c := range []struct {
+		from, to time.Duration
+		want     metrics.Counts
+	}{
+		{0, 6 * time.Hour, metrics.Counts{Delivered: 1, OpenedHuman: 1, OpenedUnverified: 1, Clicked: 1}},
+		// o2 and k2 are not the message's first human open and click.
+		{2 * time.Hour, 6 * time.Hour, metrics.Counts{OpenedUnverified: 1}},
+		{time.Hour, 2 * time.Hour, metrics.Counts{Clicked: 1}},
+	} {
+		got, err := rc.RuleCounts(ctx(t), base.Add(c.from), base.Add(c.to), []metrics.GroupBy{metrics.GroupSenderDomain})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum metrics.Counts
+		for _, g := range got {
+			sum = addCounts(sum, g.Counts)
+		}
+		if sum != c.want {
+			t.Errorf("RuleCounts(base%+v, base%+v) = %+v, want %+v", c.from, c.to, got, c.want)
+		}
+	}
+	// An open earlier than the first known (a late report) becomes the
+	// first: the key moves to its hour, and counts once.
+	appendOK(t, st, mkAll(t,
+		ev{id: "o0", at: -2 * time.Hour, kind: metrics.KindOpened, msg: "m1", domain: "late.example"},
+	))
+	refresh(t, rc)
+	got, err := rc.RuleCounts(ctx(t), base.Add(-3*time.Hour), base.Add(6*time.Hour), []metrics.GroupBy{metrics.GroupSenderDomain})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := metrics.Counts{Delivered: 1, OpenedHuman: 1, OpenedUnverified: 1, Clicked: 1}
-	if len(got) != 1 || got[0].Counts != want {
-		t.Errorf("RuleCounts = %+v, want one group with %+v", got, want)
+	opened := map[string]int64{}
+	for _, g := range got {
+		opened[g.Key[metrics.GroupSenderDomain]] += g.OpenedHuman
 	}
+	if opened["late.example"] != 1 || opened[mk(t, ev{}).SenderDomain] != 0 {
+		t.Errorf("after an earlier open from late.example, human opens by domain = %v, want 1 for late.example only", opened)
+	}
+}
+
+func addCounts(a, b metrics.Counts) metrics.Counts {
+	a.Sent += b.Sent
+	a.Delivered += b.Delivered
+	a.Deferred += b.Deferred
+	a.BouncedHard += b.BouncedHard
+	a.BouncedSoft += b.BouncedSoft
+	a.Complained += b.Complained
+	a.OpenedHuman += b.OpenedHuman
+	a.OpenedMachine += b.OpenedMachine
+	a.OpenedUnverified += b.OpenedUnverified
+	a.Clicked += b.Clicked
+	a.Unsubscribed += b.Unsubscribed
+	a.Dropped += b.Dropped
+	return a
 }
 
 // The window is widened to whole hours: an event early in the start hour
@@ -235,7 +317,7 @@ func testRollupWindowEdges(t *testing.T, s *suite) {
 		{60 * time.Minute, 120 * time.Minute, 1},
 		{-60 * time.Minute, 0, 0},
 	} {
-		got, err := rc.RuleCounts(ctx(t), base.Add(c.from), base.Add(c.to), nil, metrics.WithoutOpens)
+		got, err := rc.RuleCounts(ctx(t), base.Add(c.from), base.Add(c.to), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,14 +340,14 @@ func testRollupDuplicates(t *testing.T, s *suite) {
 	batch := randomEvents(t, r, "a", 400, 6*time.Hour)
 	appendOK(t, st, batch)
 	refresh(t, rc)
-	before, err := rc.RuleCounts(ctx(t), base.Add(-7*time.Hour), base.Add(7*time.Hour), metrics.RollupDims, metrics.WithOpens)
+	before, err := rc.RuleCounts(ctx(t), base.Add(-7*time.Hour), base.Add(7*time.Hour), metrics.RollupDims)
 	if err != nil {
 		t.Fatal(err)
 	}
 	appendOK(t, st, batch)
 	refresh(t, rc)
-	checkRollups(t, "after the batch again", st, rollupWindows()...)
-	after, err := rc.RuleCounts(ctx(t), base.Add(-7*time.Hour), base.Add(7*time.Hour), metrics.RollupDims, metrics.WithOpens)
+	checkRollups(t, "after the batch again", st, batch, rollupWindows()...)
+	after, err := rc.RuleCounts(ctx(t), base.Add(-7*time.Hour), base.Add(7*time.Hour), metrics.RollupDims)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,16 +358,17 @@ func testRollupDuplicates(t *testing.T, s *suite) {
 	appendOK(t, st, batch)
 	appendOK(t, st, batch[:200])
 	refresh(t, rc)
-	checkRollups(t, "after two more appends", st, rollupWindows()...)
+	checkRollups(t, "after two more appends", st, batch, rollupWindows()...)
 }
 
+// mapsEqual compares group maps, a group with no counts being as good as
+// none.
 func mapsEqual(a, b map[string]metrics.Counts) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
+	for _, m := range [2][2]map[string]metrics.Counts{{a, b}, {b, a}} {
+		for k, v := range m[0] {
+			if m[1][k] != v {
+				return false
+			}
 		}
 	}
 	return true
@@ -326,21 +409,24 @@ func testRollupTwoHandles(t *testing.T, s *suite) {
 		})
 	}
 	wg.Wait()
+	all := append(slices.Clone(a), b...)
 	refresh(t, orc)
-	checkRollups(t, "refreshed through the second handle", other, rollupWindows()...)
+	checkRollups(t, "refreshed through the second handle", other, all, rollupWindows()...)
 	refresh(t, rc)
-	checkRollups(t, "refreshed through the first handle", st, rollupWindows()...)
+	checkRollups(t, "refreshed through the first handle", st, all, rollupWindows()...)
 }
 
 // Events for old hours arriving after those hours were rolled up (a
-// spool drained late, a feedback loop report days later) are counted.
+// spool drained late, a feedback loop report days later) are counted;
+// an open among them earlier than a message's first known open moves it.
 func testRollupLateEvents(t *testing.T, s *suite) {
 	st := s.open(t)
 	rc := asRuleCounter(t, st)
 	r := rand.New(rand.NewPCG(13, 4))
-	appendOK(t, st, randomEvents(t, r, "now", 300, 2*time.Hour))
+	now := randomEvents(t, r, "now", 300, 2*time.Hour)
+	appendOK(t, st, now)
 	refresh(t, rc)
-	checkRollups(t, "before the late events", st, rollupWindows()...)
+	checkRollups(t, "before the late events", st, now, rollupWindows()...)
 	late := randomEvents(t, r, "late", 300, 6*time.Hour)
 	for i := range late {
 		late[i].Time = late[i].Time.Add(-3 * 24 * time.Hour)
@@ -348,5 +434,5 @@ func testRollupLateEvents(t *testing.T, s *suite) {
 	appendOK(t, st, late)
 	refresh(t, rc)
 	old := [2]time.Time{base.Add(-4 * 24 * time.Hour), base.Add(-2 * 24 * time.Hour)}
-	checkRollups(t, "after the late events", st, append(rollupWindows(), old)...)
+	checkRollups(t, "after the late events", st, append(now, late...), append(rollupWindows(), old)...)
 }
