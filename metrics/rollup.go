@@ -75,7 +75,7 @@ func FirstOpens(events []Event) map[FirstOpen]Event {
 // FirstOpen is the key FirstOpens counts: which count (Kind) of which
 // open key.
 type FirstOpen struct {
-	Kind                                  OpenKind
+	Kind                                   OpenKind
 	Account, MessageID, Recipient, EventID string
 }
 
