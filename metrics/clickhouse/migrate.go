@@ -166,10 +166,17 @@ const (
 	qRollupFinish      = "rollup-finish"
 	qRollupMark        = "rollup-mark"
 	qRollupCounts      = "rollup-counts"
+	qRollupOpenKeys    = "rollup-open-keys"
+	qRollupOpenMarks   = "rollup-open-marks"
+	qRollupStaleDays   = "rollup-stale-days"
+	qRollupDayCompute  = "rollup-day-compute"
+	qRollupDayFinish   = "rollup-day-finish"
+	qRollupValidDays   = "rollup-valid-days"
 )
 
 var queryNames = []string{qMigrationsTable, qAppliedMigrations, qRecordMigration, qStats, qKnown,
-	qRollupNow, qRollupDirty, qRollupLogs, qRollupCompute, qRollupFinish, qRollupMark, qRollupCounts}
+	qRollupNow, qRollupDirty, qRollupLogs, qRollupCompute, qRollupFinish, qRollupMark, qRollupCounts,
+	qRollupOpenKeys, qRollupOpenMarks, qRollupStaleDays, qRollupDayCompute, qRollupDayFinish, qRollupValidDays}
 
 // Migrate creates the database if missing and applies the pending
 // migrations, recording each in the schema_migrations table. It is what

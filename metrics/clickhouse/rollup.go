@@ -14,7 +14,7 @@ import (
 )
 
 // The roll-ups of the rule engine (metrics.RuleCounter; the tables are in
-// sql/migrations/0010_rollups.sql).
+// sql/migrations/0010_rollups.sql and 0012_rollup_first_opens.sql).
 //
 // Why they are exact. Append logs the hours it touched in rollup_dirty
 // after its events are inserted; a refresh reads the hours logged since
@@ -54,8 +54,32 @@ import (
 //     after inserting some events may not have logged their hours: the
 //     caller retries it (the spool does), and the retry logs them.
 //
+// Opens and clicks count once per key and kind, in the hour of the key's
+// first open (metrics.FirstOpens), which needs more than the hour's own
+// events. rollup_open_keys records every (kind, key, hour) a recompute has
+// seen. A recompute of hours H first records their keys there, then
+// counts a key in H only if it has no earlier hour there outside H. If
+// one of H's keys has only later hours outside H, its first open moved
+// into H (a late event), and the earliest of those hours, which counted
+// it, is logged dirty (rollup-open-marks): RefreshRollups recomputes it in
+// a further pass. Two refreshes recording the same key in two hours at
+// once stay exact too: each records before it reads, so at least one of
+// them sees the other's hour — the later hour then does not count the
+// key, or the earlier one logs it dirty.
+//
+// Days: after the hours, a refresh sums every whole UTC day that has
+// ended and has an hour recomputed since its sums were last made into
+// rollup_day, at the refresh's version, and records it in rollup_days.
+// Readers use a day's sums only if their version is at least that of
+// every finished recompute of the day's hours (else the hours): a
+// recompute of an hour finished with a lower version than the refresh
+// that summed its day started before that refresh, whose own recompute of
+// the hour (it had the same logs to see, or more) came first.
+//
 // Cost: a refresh scans, with FINAL, the day partitions of the dirty hours
-// (one scan per day); RuleCounts reads only the roll-up rows of the window.
+// (a few scans per day), and rollup_open_keys (a few narrow scans);
+// RuleCounts reads a row per scope for each whole day of the window and
+// per scope and hour for the hours at its ends.
 
 // rollupSettle is how late after its now() a dirty log may become visible
 // and still be read by the next refresh.
@@ -123,25 +147,86 @@ func (s *Store) RefreshRollups(ctx context.Context) error {
 	}
 	version := max(uint64(time.Now().UnixNano()), maxVersion+1)
 	next := max(now.Add(-rollupSettle).Unix(), watermark.Unix())
-	// One statement per UTC day: each scans the partitions of its day.
-	// The watermark advances with the last day only.
-	for rest := hours; len(rest) > 0; {
-		day := rest[0] / 86400 * 86400
-		n := 1
-		for n < len(rest) && rest[n] < day+86400 {
-			n++
+	// A pass recomputes the dirty hours; the hours it logs dirty (where
+	// a first open moved earlier) are recomputed by the next pass. They
+	// are rare; what is left after a few passes is the next refresh's.
+	for range maxRefreshPasses {
+		if len(hours) == 0 {
+			break
 		}
-		if err := s.recompute(ctx, conn, version, day, rest[:n]); err != nil {
+		// One day at a time: each day's statements scan the partitions
+		// of its day. The watermark advances with the last day only.
+		for rest := hours; len(rest) > 0; {
+			day := rest[0] / 86400 * 86400
+			n := 1
+			for n < len(rest) && rest[n] < day+86400 {
+				n++
+			}
+			if err := s.recompute(ctx, conn, version, day, rest[:n]); err != nil {
+				return err
+			}
+			mark := watermark.Unix()
+			if n == len(rest) {
+				mark = next
+			}
+			if err := s.finish(ctx, conn, version, rest[:n], logs[:n], mark); err != nil {
+				return err
+			}
+			rest, logs = rest[n:], logs[n:]
+		}
+		dctx, cancel := s.deadline(ctx)
+		hours, logs, err = s.dirtyHours(dctx, conn, watermark)
+		cancel()
+		if err != nil {
 			return err
 		}
-		mark := watermark.Unix()
-		if n == len(rest) {
-			mark = next
+	}
+	return s.refreshDays(ctx, conn, version)
+}
+
+// maxRefreshPasses bounds the passes of one refresh.
+const maxRefreshPasses = 3
+
+// refreshDays sums into rollup_day the whole days ended whose hours were
+// recomputed since their sums were made, at version, the refresh's; a
+// day with an hour finished at a later version (a later refresh's) is
+// left to a later refresh.
+func (s *Store) refreshDays(ctx context.Context, conn driver.Conn, version uint64) error {
+	qctx, cancel := s.deadline(ctx)
+	defer cancel()
+	rows, err := conn.Query(qctx, s.q[qRollupStaleDays])
+	if err != nil {
+		return s.errorf("rollup refresh: stale days", err)
+	}
+	var days []int64
+	for rows.Next() {
+		var (
+			d  time.Time
+			hv uint64
+		)
+		if err := rows.Scan(&d, &hv); err != nil {
+			rows.Close()
+			return s.errorf("rollup refresh: stale days", err)
 		}
-		if err := s.finish(ctx, conn, version, rest[:n], logs[:n], mark); err != nil {
-			return err
+		if hv <= version {
+			days = append(days, d.Unix())
 		}
-		rest, logs = rest[n:], logs[n:]
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return s.errorf("rollup refresh: stale days", err)
+	}
+	slices.Sort(days)
+	for _, d := range days {
+		dctx, cancel := s.deadline(ctx)
+		err := conn.Exec(dctx, s.q[qRollupDayCompute], d, version, d, d+86400, d, d+86400)
+		if err == nil {
+			err = conn.Exec(dctx, s.q[qRollupDayFinish], d, version)
+		}
+		cancel()
+		if err != nil {
+			return s.errorf("rollup refresh: sum the day "+time.Unix(d, 0).UTC().Format(time.DateOnly), err)
+		}
 	}
 	return nil
 }
@@ -228,30 +313,32 @@ func (s *Store) dirtyHours(ctx context.Context, conn driver.Conn, watermark time
 }
 
 // recompute writes the roll-up rows of version of hours, all within the
-// UTC day starting at day (Unix seconds).
+// UTC day starting at day (Unix seconds): it records their open keys,
+// logs dirty the hours whose first opens moved into them, and counts.
 func (s *Store) recompute(ctx context.Context, conn driver.Conn, version uint64, day int64, hours []int64) error {
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
-	q := strings.Replace(s.q[qRollupCompute], "/*HOURS*/", hourList(hours), 1)
-	if err := conn.Exec(ctx, q, version, day, day+86400); err != nil {
-		return s.errorf(fmt.Sprintf("rollup refresh: recompute %d hours of %s", len(hours),
+	list := hourList(hours)
+	fail := func(step string, err error) error {
+		return s.errorf(fmt.Sprintf("rollup refresh: %s of %d hours of %s", step, len(hours),
 			time.Unix(day, 0).UTC().Format(time.DateOnly)), err)
+	}
+	if err := conn.Exec(ctx, strings.ReplaceAll(s.q[qRollupOpenKeys], "/*HOURS*/", list), day, day+86400); err != nil {
+		return fail("record the open keys", err)
+	}
+	if err := conn.Exec(ctx, strings.ReplaceAll(s.q[qRollupOpenMarks], "/*HOURS*/", list)); err != nil {
+		return fail("log moved first opens", err)
+	}
+	q := strings.ReplaceAll(s.q[qRollupCompute], "/*HOURS*/", list)
+	if err := conn.Exec(ctx, q, version, day, day+86400, day, day+86400, day+86400); err != nil {
+		return fail("recompute", err)
 	}
 	return nil
 }
 
-// The /*UNIQUE*/ and /*CLASS*/ of the rollup-counts query, with opens and
-// without.
-const (
-	uniqueOpens = `uniqExactIf(key, class = 1 OR class = 2),
-    uniqExactIf(key, class = 3),
-    uniqExactIf(key, class = 2),
-    uniqExactIf(key, class = 4),`
-	uniqueNone = `toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0),`
-)
-
 // RuleCounts implements metrics.RuleCounter over the roll-ups as of the
-// last refresh.
+// last refresh: the whole days of the window from their sums where those
+// are current, the other hours from the hours' rows.
 func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) ([]metrics.Group, error) {
 	for _, g := range by {
 		if !slices.Contains(metrics.RollupDims, g) {
@@ -269,6 +356,10 @@ func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics
 	}
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
+	days, err := s.validDays(ctx, conn, start, end)
+	if err != nil {
+		return nil, err
+	}
 	keys, group := "", ""
 	if len(by) > 0 {
 		names := make([]string, len(by))
@@ -278,12 +369,8 @@ func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics
 		}
 		group = "GROUP BY " + strings.Join(names, ", ")
 	}
-	unique, class := uniqueOpens, ""
-	if opens := true; !opens {
-		unique, class = uniqueNone, "AND class = 0"
-	}
-	query := strings.NewReplacer("/*KEYS*/", keys, "/*GROUP*/", group, "/*UNIQUE*/", unique,
-		"/*CLASS*/", class).Replace(s.q[qRollupCounts])
+	query := strings.NewReplacer("/*KEYS*/", keys, "/*GROUP*/", group,
+		"/*DAYS*/", hourList(append([]int64{0}, days...))).Replace(s.q[qRollupCounts])
 	rows, err := conn.Query(ctx, query, start.Unix(), end.Unix(), start.Unix(), end.Unix())
 	if err != nil {
 		return nil, s.errorf("rule counts", err)
@@ -315,4 +402,32 @@ func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics
 		return nil, s.errorf("rule counts", err)
 	}
 	return groups, nil
+}
+
+// validDays returns the whole UTC days within [start, end) whose sums in
+// rollup_day are current (Unix seconds).
+func (s *Store) validDays(ctx context.Context, conn driver.Conn, start, end time.Time) ([]int64, error) {
+	first := (start.Unix() + 86399) / 86400 * 86400
+	last := end.Unix() / 86400 * 86400 // the end of the last whole day
+	if first >= last {
+		return nil, nil
+	}
+	rows, err := conn.Query(ctx, s.q[qRollupValidDays], first, last, first, last)
+	if err != nil {
+		return nil, s.errorf("rule counts: days", err)
+	}
+	defer rows.Close()
+	var days []int64
+	for rows.Next() {
+		var d time.Time
+		if err := rows.Scan(&d); err != nil {
+			return nil, s.errorf("rule counts: days", err)
+		}
+		days = append(days, d.Unix())
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.errorf("rule counts: days", err)
+	}
+	slices.Sort(days)
+	return days, nil
 }

@@ -25,7 +25,7 @@ import (
 // Set up (not timed in ns/op, reported as load-s and backfill-s): the
 // events are generated server-side (INSERT … SELECT from numbers(), far
 // faster than client batches), then rolled up by the path an existing
-// database takes — the backfill statement of migration 0010 marks every
+// database takes — the backfill statement of migration 0012 marks every
 // hour dirty and RefreshRollups recomputes them. Each iteration appends
 // 1,000 events to the current hour through Append (not timed), then times
 // the refresh of that dirty hour (refresh-s) and the evaluation
@@ -156,7 +156,7 @@ func loadRuleEvents(b testing.TB, s *Store, n int, now time.Time) {
 	}
 }
 
-// backfillRollups runs the backfill of migration 0010, which marks every
+// backfillRollups runs the backfill of migration 0012, which marks every
 // stored hour dirty: what a database with events gets when it migrates.
 func backfillRollups(b testing.TB, s *Store) {
 	ms, err := loadMigrations()
@@ -164,7 +164,7 @@ func backfillRollups(b testing.TB, s *Store) {
 		b.Fatal(err)
 	}
 	for _, m := range ms {
-		if m.version != 10 {
+		if m.version != 12 {
 			continue
 		}
 		conn, err := s.ready(context.Background())
@@ -180,7 +180,7 @@ func backfillRollups(b testing.TB, s *Store) {
 		}
 		return
 	}
-	b.Fatal("no migration 0010")
+	b.Fatal("no migration 0012")
 }
 
 // currentHourEvents returns 1,000 new events of the current hour, round

@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -8,7 +9,7 @@ import (
 	"repute/metrics"
 )
 
-// Events stored before migration 0010 (inserted here without the dirty
+// Events stored before migration 0012 (inserted here without the dirty
 // log Append writes) are rolled up once the migration's backfill marks
 // their hours dirty and a refresh runs.
 func TestRollupBackfill(t *testing.T) {
@@ -95,5 +96,77 @@ func TestRollupRefreshOnlyDirtyHours(t *testing.T) {
 	refresh()
 	if n := finished(); n != 3 {
 		t.Errorf("after appending to 1 hour: %d hours recomputed, want 1", n-2)
+	}
+}
+
+// Whole days ended are read from their sums (rollup_day) once a refresh
+// made them, and from their hours while a recompute of one of their hours
+// is more recent than the sums.
+func TestRollupDays(t *testing.T) {
+	testenv.ClickHouse(t)
+	s := openStore(t, testOptions(t))
+	defer s.Close()
+	ctx := testCtx(t)
+	conn, err := s.ready(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := range 3 {
+		if err := s.Append(ctx, sentEvents(t, 100, testDay.Add(time.Duration(d)*24*time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RefreshRollups(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The window reaches into the hours before and after the 3 days.
+	start, end := testDay.Add(-5*time.Hour), testDay.Add(76*time.Hour)
+	sent := func() int64 {
+		t.Helper()
+		g, err := s.RuleCounts(ctx, start, end, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, x := range g {
+			n += x.Sent
+		}
+		return n
+	}
+	valid := func() []time.Time {
+		t.Helper()
+		days, err := s.validDays(ctx, conn, start, end)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []time.Time
+		for _, d := range days {
+			out = append(out, time.Unix(d, 0).UTC())
+		}
+		return out
+	}
+	want := []time.Time{testDay, testDay.Add(24 * time.Hour), testDay.Add(48 * time.Hour)}
+	if got := valid(); !slices.Equal(got, want) {
+		t.Errorf("days read from their sums = %v, want %v", got, want)
+	}
+	var summed uint64
+	if err := conn.QueryRow(ctx, "SELECT sum(sent) FROM rollup_day").Scan(&summed); err != nil {
+		t.Fatal(err)
+	}
+	if n := sent(); n != 300 || summed != 300 {
+		t.Errorf("sent = %d (days summed %d), want 300", n, summed)
+	}
+	// A later recompute of the second day's hour, finished (as another
+	// process's refresh would) with no rows: that day is read from its
+	// hours, the others still from their sums.
+	if err := conn.Exec(ctx, "INSERT INTO rollup_hours SELECT toDateTime(?), toUInt64(18446744073709551000), toDateTime(0), 0",
+		testDay.Add(24*time.Hour).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := valid(), []time.Time{testDay, testDay.Add(48 * time.Hour)}; !slices.Equal(got, want) {
+		t.Errorf("after an hour's later recompute, days read from their sums = %v, want %v", got, want)
+	}
+	if n := sent(); n != 200 {
+		t.Errorf("after an hour of the second day was recomputed empty: sent = %d, want 200", n)
 	}
 }

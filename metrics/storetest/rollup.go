@@ -274,7 +274,7 @@ func testRollupOpensAcrossHours(t *testing.T, s *suite) {
 	for _, g := range got {
 		opened[g.Key[metrics.GroupSenderDomain]] += g.OpenedHuman
 	}
-	if opened["late.example"] != 1 || opened[mk(t, ev{}).SenderDomain] != 0 {
+	if opened["late.example"] != 1 || opened[mk(t, ev{kind: metrics.KindSent}).SenderDomain] != 0 {
 		t.Errorf("after an earlier open from late.example, human opens by domain = %v, want 1 for late.example only", opened)
 	}
 }

@@ -76,28 +76,85 @@ ANY LEFT JOIN (
     WHERE toUInt32(hour) IN (/*HOURS*/) GROUP BY hour) AS f
 USING hour
 
+-- name: rollup-open-keys
+-- Records the open keys of the hours /*HOURS*/ (of one UTC day, [?, ?)):
+-- which kinds of open (1 human, 2 machine, 3 no verdict, 4 click; an open
+-- with no verdict is both 1 and 3) each key had in each hour. The key is
+-- that of the stats query's uniqExact.
+INSERT INTO rollup_open_keys
+SELECT DISTINCT ok, k, toStartOfHour(time)
+FROM (
+    SELECT time, arrayJoin(multiIf(kind = 'clicked', [4], isNull(machine), [1, 3], ifNull(machine, 0) = 1, [2], [1])) AS ok,
+        if(message_id != '', cityHash64(account, message_id, recipient), cityHash64(account, event_id)) AS k
+    FROM events FINAL
+    WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
+      AND kind IN ('opened', 'clicked'))
+
+-- name: rollup-open-marks
+-- Logs dirty the hours that may count an open key the hours /*HOURS*/ now
+-- count: for a key whose earliest hour among /*HOURS*/ is before every
+-- other hour it has (its first open moved earlier: a late event), the
+-- earliest of those others, which counted it when it was the first.
+INSERT INTO rollup_dirty (hour)
+SELECT DISTINCT other FROM (
+    SELECT minIf(hour, toUInt32(hour) IN (/*HOURS*/)) AS mine,
+        minIf(hour, toUInt32(hour) NOT IN (/*HOURS*/)) AS other,
+        countIf(toUInt32(hour) NOT IN (/*HOURS*/)) AS others
+    FROM rollup_open_keys
+    WHERE (kind, key) IN (SELECT kind, key FROM rollup_open_keys WHERE toUInt32(hour) IN (/*HOURS*/))
+    GROUP BY kind, key)
+WHERE others > 0 AND other > mine
+
 -- name: rollup-compute
--- Recomputes the hours listed in /*HOURS*/ (of one UTC day, [?, ?)) from
--- the deduplicated events, as rows of version ?. Non-open events give the
--- class 0 rows (key 0), summed; opens and clicks a row per distinct key.
--- The conditions mirror the stats query.
+-- Recomputes the hours /*HOURS*/ (of one UTC day, [?, ?), given twice)
+-- from the deduplicated events, as rows of version ?: the counts of the
+-- events other than opens and clicks, as the stats query counts them;
+-- and each open key, per kind, in the hour and scope of its first open
+-- (the earliest by time then event id), unless rollup_open_keys has it in
+-- an earlier hour (before the day's end ?) that is not among /*HOURS*/.
 INSERT INTO rollup
-SELECT toStartOfHour(time) AS h, toUInt64(?) AS v,
-    account, sender_domain, sending_ip, isp, campaign, category,
-    multiIf(kind = 'clicked', 4, kind != 'opened', 0, isNull(machine), 2, ifNull(machine, 0) = 1, 3, 1) AS c,
-    if(kind != 'opened' AND kind != 'clicked', toUInt64(0),
-       if(message_id != '', cityHash64(account, message_id, recipient), cityHash64(account, event_id))) AS k,
-    countIf(kind = 'sent'),
-    countIf(kind = 'delivered'),
-    countIf(kind = 'deferred'),
-    countIf(kind = 'bounced' AND bounce_type = 'hard'),
-    countIf(kind = 'bounced' AND bounce_type != 'hard'),
-    countIf(kind = 'complained'),
-    countIf(kind = 'unsubscribed'),
-    countIf(kind = 'dropped')
-FROM events FINAL
-WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
-GROUP BY h, account, sender_domain, sending_ip, isp, campaign, category, c, k
+SELECT h, toUInt64(?), account, sender_domain, sending_ip, isp, campaign, category,
+    sum(sent), sum(delivered), sum(deferred), sum(bounced_hard), sum(bounced_soft), sum(complained),
+    sum(opened_human), sum(opened_machine), sum(opened_unverified), sum(clicked), sum(unsubscribed), sum(dropped)
+FROM (
+    SELECT toStartOfHour(time) AS h, account, sender_domain, sending_ip, isp, campaign, category,
+        countIf(kind = 'sent') AS sent,
+        countIf(kind = 'delivered') AS delivered,
+        countIf(kind = 'deferred') AS deferred,
+        countIf(kind = 'bounced' AND bounce_type = 'hard') AS bounced_hard,
+        countIf(kind = 'bounced' AND bounce_type != 'hard') AS bounced_soft,
+        countIf(kind = 'complained') AS complained,
+        toUInt64(0) AS opened_human, toUInt64(0) AS opened_machine, toUInt64(0) AS opened_unverified,
+        toUInt64(0) AS clicked,
+        countIf(kind = 'unsubscribed') AS unsubscribed,
+        countIf(kind = 'dropped') AS dropped
+    FROM events FINAL
+    WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
+      AND kind NOT IN ('opened', 'clicked')
+    GROUP BY h, account, sender_domain, sending_ip, isp, campaign, category
+    UNION ALL
+    SELECT h, d.1, d.2, d.3, d.4, d.5, d.6, toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0),
+        toUInt64(0), countIf(ok = 1), countIf(ok = 2), countIf(ok = 3), countIf(ok = 4), toUInt64(0), toUInt64(0)
+    FROM (
+        SELECT ok, k, toStartOfHour(min(time)) AS h,
+            argMin((account, sender_domain, sending_ip, isp, campaign, category), (time, event_id)) AS d
+        FROM (
+            SELECT time, event_id, account, sender_domain, sending_ip, isp, campaign, category,
+                arrayJoin(multiIf(kind = 'clicked', [4], isNull(machine), [1, 3], ifNull(machine, 0) = 1, [2], [1])) AS ok,
+                if(message_id != '', cityHash64(account, message_id, recipient), cityHash64(account, event_id)) AS k
+            FROM events FINAL
+            WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
+              AND kind IN ('opened', 'clicked'))
+        GROUP BY ok, k)
+    ANY LEFT JOIN (
+        SELECT kind AS ok, key AS k, min(hour) AS before
+        FROM rollup_open_keys
+        WHERE hour < toDateTime(?) AND toUInt32(hour) NOT IN (/*HOURS*/)
+          AND (kind, key) IN (SELECT kind, key FROM rollup_open_keys WHERE toUInt32(hour) IN (/*HOURS*/))
+        GROUP BY kind, key) USING ok, k
+    WHERE toUInt32(before) = 0 OR before > h
+    GROUP BY h, d)
+GROUP BY h, account, sender_domain, sending_ip, isp, campaign, category
 
 -- name: rollup-finish
 -- Records the recompute of version ? of the hours /*HOURS*/ as finished,
@@ -111,24 +168,74 @@ FROM (SELECT arrayJoin(arrayMap((x, y) -> (x, y), [/*HOURS*/], [/*SEEN*/])) AS h
 -- Logs the hours /*HOURS*/ dirty, at the server's now().
 INSERT INTO rollup_dirty (hour) SELECT toDateTime(arrayJoin([/*HOURS*/]))
 
--- name: rollup-counts
--- The counts of the hours [?, ?), of each hour's latest finished version
--- only. /*KEYS*/ and /*GROUP*/ as in stats; /*UNIQUE*/ is either the
--- opens and clicks, the distinct keys of the whole range:
---     uniqExactIf(key, class = 1 OR class = 2),
---     uniqExactIf(key, class = 3),
---     uniqExactIf(key, class = 2),
---     uniqExactIf(key, class = 4),
--- or, without them, four toUInt64(0) with /*CLASS*/ "AND class = 0", so
--- that the open rows (most of the table) are not grouped at all.
-SELECT /*KEYS*/
+-- name: rollup-stale-days
+-- The whole UTC days ended by now() whose hours were recomputed (finished)
+-- since the day's sums were last made, with the latest of those versions.
+SELECT d, hv FROM (
+    SELECT toDateTime(intDiv(toUInt32(hour), 86400) * 86400) AS d, max(version) AS hv
+    FROM rollup_hours GROUP BY d)
+ANY LEFT JOIN (
+    SELECT day AS d, max(version) AS dv FROM rollup_days GROUP BY d)
+USING d
+WHERE toUInt32(d) + 86400 <= toUInt32(now()) AND dv < hv
+
+-- name: rollup-day-compute
+-- Sums the hours of the day [?, ?) (their latest finished versions) into
+-- rows of the day at version ?.
+INSERT INTO rollup_day
+SELECT toDateTime(?), toUInt64(?), account, sender_domain, sending_ip, isp, campaign, category,
     sum(sent), sum(delivered), sum(deferred), sum(bounced_hard), sum(bounced_soft), sum(complained),
-    /*UNIQUE*/
-    sum(unsubscribed), sum(dropped)
+    sum(opened_human), sum(opened_machine), sum(opened_unverified), sum(clicked), sum(unsubscribed), sum(dropped)
 FROM rollup
-WHERE hour >= toDateTime(?) AND hour < toDateTime(?) /*CLASS*/
+WHERE hour >= toDateTime(?) AND hour < toDateTime(?)
   AND (hour, version) IN (
     SELECT hour, max(version) FROM rollup_hours
     WHERE hour >= toDateTime(?) AND hour < toDateTime(?)
     GROUP BY hour)
+GROUP BY account, sender_domain, sending_ip, isp, campaign, category
+
+-- name: rollup-day-finish
+-- Records the sums of the day ? at version ? as made.
+INSERT INTO rollup_days SELECT toDateTime(?), toUInt64(?)
+
+-- name: rollup-valid-days
+-- Of the days in [?, ?): those whose latest sums are at least as recent
+-- as every finished recompute of their hours.
+SELECT d FROM (
+    SELECT toDateTime(intDiv(toUInt32(hour), 86400) * 86400) AS d, max(version) AS hv
+    FROM rollup_hours WHERE hour >= toDateTime(?) AND hour < toDateTime(?) GROUP BY d)
+ANY INNER JOIN (
+    SELECT day AS d, max(version) AS dv FROM rollup_days
+    WHERE day >= toDateTime(?) AND day < toDateTime(?) GROUP BY d)
+USING d
+WHERE dv >= hv
+
+-- name: rollup-counts
+-- The counts of the hours [?, ?): of the days /*DAYS*/ (a list of Unix
+-- times starting with 0, which is no day) from their sums, of the other
+-- hours from their latest finished version. /*KEYS*/ and /*GROUP*/ as in
+-- stats.
+SELECT /*KEYS*/
+    sum(sent), sum(delivered), sum(deferred), sum(bounced_hard), sum(bounced_soft), sum(complained),
+    sum(opened_human), sum(opened_machine), sum(opened_unverified), sum(clicked),
+    sum(unsubscribed), sum(dropped)
+FROM (
+    SELECT account, sender_domain, sending_ip, isp, campaign, category, sent, delivered, deferred,
+        bounced_hard, bounced_soft, complained, opened_human, opened_machine, opened_unverified, clicked,
+        unsubscribed, dropped
+    FROM rollup_day
+    WHERE toUInt32(day) IN (/*DAYS*/)
+      AND (day, version) IN (
+        SELECT day, max(version) FROM rollup_days WHERE toUInt32(day) IN (/*DAYS*/) GROUP BY day)
+    UNION ALL
+    SELECT account, sender_domain, sending_ip, isp, campaign, category, sent, delivered, deferred,
+        bounced_hard, bounced_soft, complained, opened_human, opened_machine, opened_unverified, clicked,
+        unsubscribed, dropped
+    FROM rollup
+    WHERE hour >= toDateTime(?) AND hour < toDateTime(?)
+      AND intDiv(toUInt32(hour), 86400) * 86400 NOT IN (/*DAYS*/)
+      AND (hour, version) IN (
+        SELECT hour, max(version) FROM rollup_hours
+        WHERE hour >= toDateTime(?) AND hour < toDateTime(?)
+        GROUP BY hour))
 /*GROUP*/
