@@ -160,7 +160,9 @@ func (c *countCache) counts(ctx context.Context, from, to time.Time, by []metric
 	if err != nil {
 		return nil, err
 	}
-	m := make(map[Scope]metrics.Counts, len(all))
+	// Not sized to all: a coarser grouping has fewer scopes, and a map
+	// sized for 70,000 entries costs more to make than to grow.
+	m := map[Scope]metrics.Counts{}
 	for sc, counts := range all {
 		var coarse Scope
 		for _, d := range by {
@@ -206,9 +208,12 @@ func groupings(r *RateRule) [][]metrics.GroupBy {
 // [now-Window, now-MinAge) and opens in [now-Window, now): the opens of
 // the last MinAge mostly belong to messages delivered earlier, which are
 // in the denominator, while the few opens of messages delivered in the
-// last MinAge (not in it) lift the rate a little, as do opens in the
-// window of messages delivered before it. The error leans towards not
-// flagging; a join by message would remove it at the cost of a scan.
+// last MinAge (not in it) lift the rate a little, as do first opens in the
+// window of messages delivered just before it. Over roll-ups a message
+// counts only if its first open is in the window (metrics.FirstOpens), so
+// one delivered long before and opened again does not lift the rate; over
+// StatsSource it does. The error leans towards not flagging; a join by
+// message would remove it at the cost of a scan.
 func (e *Engine) rateFlags(ctx context.Context, q *countCache, r *RateRule, now time.Time) ([]Flag, error) {
 	from := now.Add(-r.Window)
 	var out []Flag

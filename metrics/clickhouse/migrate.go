@@ -154,29 +154,30 @@ func loadQueries() (queries, error) {
 
 // The names of the queries in sql/queries.sql.
 const (
-	qMigrationsTable   = "migrations-table"
-	qAppliedMigrations = "applied-migrations"
-	qRecordMigration   = "record-migration"
-	qStats             = "stats"
-	qKnown             = "known"
-	qRollupNow         = "rollup-now"
-	qRollupDirty       = "rollup-dirty"
-	qRollupLogs        = "rollup-logs"
-	qRollupCompute     = "rollup-compute"
-	qRollupFinish      = "rollup-finish"
-	qRollupMark        = "rollup-mark"
-	qRollupCounts      = "rollup-counts"
-	qRollupOpenKeys    = "rollup-open-keys"
-	qRollupOpenMarks   = "rollup-open-marks"
-	qRollupStaleDays   = "rollup-stale-days"
-	qRollupDayCompute  = "rollup-day-compute"
-	qRollupDayFinish   = "rollup-day-finish"
-	qRollupValidDays   = "rollup-valid-days"
+	qMigrationsTable    = "migrations-table"
+	qAppliedMigrations  = "applied-migrations"
+	qRecordMigration    = "record-migration"
+	qStats              = "stats"
+	qKnown              = "known"
+	qRollupNow          = "rollup-now"
+	qRollupDirty        = "rollup-dirty"
+	qRollupLogs         = "rollup-logs"
+	qRollupCompute      = "rollup-compute"
+	qRollupFinish       = "rollup-finish"
+	qRollupMark         = "rollup-mark"
+	qRollupCounts       = "rollup-counts"
+	qRollupOpenKeys     = "rollup-open-keys"
+	qRollupOpenMarks    = "rollup-open-marks"
+	qRollupHourVersions = "rollup-hour-versions"
+	qRollupSpanVersions = "rollup-span-versions"
+	qRollupSpanCompute  = "rollup-span-compute"
+	qRollupSpanFinish   = "rollup-span-finish"
 )
 
 var queryNames = []string{qMigrationsTable, qAppliedMigrations, qRecordMigration, qStats, qKnown,
 	qRollupNow, qRollupDirty, qRollupLogs, qRollupCompute, qRollupFinish, qRollupMark, qRollupCounts,
-	qRollupOpenKeys, qRollupOpenMarks, qRollupStaleDays, qRollupDayCompute, qRollupDayFinish, qRollupValidDays}
+	qRollupOpenKeys, qRollupOpenMarks, qRollupHourVersions, qRollupSpanVersions, qRollupSpanCompute,
+	qRollupSpanFinish}
 
 // Migrate creates the database if missing and applies the pending
 // migrations, recording each in the schema_migrations table. It is what

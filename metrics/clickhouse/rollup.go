@@ -1,8 +1,10 @@
 package clickhouse
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,19 +69,19 @@ import (
 // them sees the other's hour — the later hour then does not count the
 // key, or the earlier one logs it dirty.
 //
-// Days: after the hours, a refresh sums every whole UTC day that has
-// ended and has an hour recomputed since its sums were last made into
-// rollup_day, at the refresh's version, and records it in rollup_days.
-// Readers use a day's sums only if their version is at least that of
-// every finished recompute of the day's hours (else the hours): a
+// Spans: after the hours, a refresh sums every whole UTC day and 4-hour
+// block that has ended and has an hour recomputed since its sums were last
+// made into rollup_span, at the refresh's version, and records it in
+// rollup_spans. Readers use a span's sums only if their version is at
+// least that of every finished recompute of its hours (else the hours): a
 // recompute of an hour finished with a lower version than the refresh
-// that summed its day started before that refresh, whose own recompute of
-// the hour (it had the same logs to see, or more) came first.
+// that summed its span started before that refresh, whose own recompute
+// of the hour (it had the same logs to see, or more) came first.
 //
 // Cost: a refresh scans, with FINAL, the day partitions of the dirty hours
 // (a few scans per day), and rollup_open_keys (a few narrow scans);
-// RuleCounts reads a row per scope for each whole day of the window and
-// per scope and hour for the hours at its ends.
+// RuleCounts reads a row per scope for each whole day of the window, each
+// 4-hour block at its ends, and each hour left.
 
 // rollupSettle is how late after its now() a dirty log may become visible
 // and still be read by the next refresh.
@@ -181,54 +183,153 @@ func (s *Store) RefreshRollups(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.refreshDays(ctx, conn, version)
+	return s.refreshSpans(ctx, conn, version, now)
 }
 
 // maxRefreshPasses bounds the passes of one refresh.
 const maxRefreshPasses = 3
 
-// refreshDays sums into rollup_day the whole days ended whose hours were
-// recomputed since their sums were made, at version, the refresh's; a
-// day with an hour finished at a later version (a later refresh's) is
-// left to a later refresh.
-func (s *Store) refreshDays(ctx context.Context, conn driver.Conn, version uint64) error {
-	qctx, cancel := s.deadline(ctx)
-	defer cancel()
-	rows, err := conn.Query(qctx, s.q[qRollupStaleDays])
+// The spans of hours the roll-ups also keep sums of: whole UTC days, and
+// 4-hour blocks for the ends of a window, which rarely start or end on a
+// day. A 7-day window ending now reads 6 days, at most 11 blocks and 6
+// hours, instead of up to 192 hours.
+const (
+	dayWidth   = 86400
+	blockWidth = 4 * 3600
+)
+
+var spanWidths = []int64{dayWidth, blockWidth}
+
+// span is a span of hours: [start, start+width), Unix seconds.
+type span struct{ start, width int64 }
+
+// rollupVersions returns the latest finished version of each hour in
+// [from, to) and the latest version of the sums of each span starting in
+// it.
+func (s *Store) rollupVersions(ctx context.Context, conn driver.Conn, from, to int64) (map[int64]uint64, map[span]uint64, error) {
+	hours, spans := map[int64]uint64{}, map[span]uint64{}
+	rows, err := conn.Query(ctx, s.q[qRollupHourVersions], from, to)
 	if err != nil {
-		return s.errorf("rollup refresh: stale days", err)
+		return nil, nil, err
 	}
-	var days []int64
 	for rows.Next() {
 		var (
-			d  time.Time
-			hv uint64
+			h time.Time
+			v uint64
 		)
-		if err := rows.Scan(&d, &hv); err != nil {
+		if err := rows.Scan(&h, &v); err != nil {
 			rows.Close()
-			return s.errorf("rollup refresh: stale days", err)
+			return nil, nil, err
 		}
-		if hv <= version {
-			days = append(days, d.Unix())
-		}
+		hours[h.Unix()] = v
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return s.errorf("rollup refresh: stale days", err)
+		return nil, nil, err
 	}
-	slices.Sort(days)
-	for _, d := range days {
-		dctx, cancel := s.deadline(ctx)
-		err := conn.Exec(dctx, s.q[qRollupDayCompute], d, version, d, d+86400, d, d+86400)
+	if rows, err = conn.Query(ctx, s.q[qRollupSpanVersions], from, to); err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			start time.Time
+			width uint32
+			v     uint64
+		)
+		if err := rows.Scan(&start, &width, &v); err != nil {
+			return nil, nil, err
+		}
+		spans[span{start.Unix(), int64(width)}] = v
+	}
+	return hours, spans, rows.Err()
+}
+
+// latestHour returns the highest of the versions of sp's hours.
+func latestHour(hours map[int64]uint64, sp span) uint64 {
+	var v uint64
+	for h := sp.start; h < sp.start+sp.width; h += 3600 {
+		v = max(v, hours[h])
+	}
+	return v
+}
+
+// refreshSpans sums into rollup_span the spans ended by now whose hours
+// were recomputed since their sums were made, at version, the refresh's;
+// a span with an hour finished at a later version (a later refresh's) is
+// left to a later refresh.
+func (s *Store) refreshSpans(ctx context.Context, conn driver.Conn, version uint64, now time.Time) error {
+	qctx, cancel := s.deadline(ctx)
+	hours, spans, err := s.rollupVersions(qctx, conn, 0, now.Unix())
+	cancel()
+	if err != nil {
+		return s.errorf("rollup refresh: versions", err)
+	}
+	stale := map[span]bool{}
+	for h := range hours {
+		for _, w := range spanWidths {
+			sp := span{h / w * w, w}
+			if sp.start+w > now.Unix() || stale[sp] {
+				continue
+			}
+			if hv := latestHour(hours, sp); spans[sp] < hv && hv <= version {
+				stale[sp] = true
+			}
+		}
+	}
+	todo := slices.SortedFunc(maps.Keys(stale), func(a, b span) int {
+		return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(b.width, a.width))
+	})
+	for _, sp := range todo {
+		end := sp.start + sp.width
+		sctx, cancel := s.deadline(ctx)
+		err := conn.Exec(sctx, s.q[qRollupSpanCompute], sp.start, sp.width, version, sp.start, end, sp.start, end)
 		if err == nil {
-			err = conn.Exec(dctx, s.q[qRollupDayFinish], d, version)
+			err = conn.Exec(sctx, s.q[qRollupSpanFinish], sp.start, sp.width, version)
 		}
 		cancel()
 		if err != nil {
-			return s.errorf("rollup refresh: sum the day "+time.Unix(d, 0).UTC().Format(time.DateOnly), err)
+			return s.errorf(fmt.Sprintf("rollup refresh: sum the %d hours from %s", sp.width/3600,
+				time.Unix(sp.start, 0).UTC().Format(time.RFC3339)), err)
 		}
 	}
 	return nil
+}
+
+// cover returns the spans within the hours [start, end) whose sums are
+// current (at least as recent as every finished recompute of their
+// hours), the widest first, with their versions; the hours left are read
+// from their own rows.
+func cover(start, end int64, hours map[int64]uint64, spans map[span]uint64) map[span]uint64 {
+	out := map[span]uint64{}
+	for t := start; t < end; {
+		next := t + 3600
+		for _, w := range spanWidths {
+			sp := span{t, w}
+			v, ok := spans[sp]
+			if t%w != 0 || t+w > end || !ok || v < latestHour(hours, sp) {
+				continue
+			}
+			out[sp], next = v, t+w
+			break
+		}
+		t = next
+	}
+	return out
+}
+
+// coverLists renders spans (of cover) as the /*SPANS*/ and /*BLOCKS*/ of
+// the rollup-counts query.
+func coverLists(spans map[span]uint64) (spanList, blockList string) {
+	tuples := []string{"(0, 0, 0)"}
+	blocks := []int64{0}
+	for sp, v := range spans {
+		tuples = append(tuples, fmt.Sprintf("(%d, %d, %d)", sp.start, sp.width, v))
+		for b := sp.start; b < sp.start+sp.width; b += blockWidth {
+			blocks = append(blocks, b)
+		}
+	}
+	return strings.Join(tuples, ", "), hourList(blocks)
 }
 
 // finish records the recompute of version of hours as finished, with the
@@ -337,8 +438,8 @@ func (s *Store) recompute(ctx context.Context, conn driver.Conn, version uint64,
 }
 
 // RuleCounts implements metrics.RuleCounter over the roll-ups as of the
-// last refresh: the whole days of the window from their sums where those
-// are current, the other hours from the hours' rows.
+// last refresh: the whole days and 4-hour blocks of the window from their
+// sums where those are current, the other hours from the hours' rows.
 func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) ([]metrics.Group, error) {
 	for _, g := range by {
 		if !slices.Contains(metrics.RollupDims, g) {
@@ -356,10 +457,11 @@ func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics
 	}
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
-	days, err := s.validDays(ctx, conn, start, end)
+	hours, spans, err := s.rollupVersions(ctx, conn, start.Unix(), end.Unix())
 	if err != nil {
-		return nil, err
+		return nil, s.errorf("rule counts: versions", err)
 	}
+	spanList, blockList := coverLists(cover(start.Unix(), end.Unix(), hours, spans))
 	keys, group := "", ""
 	if len(by) > 0 {
 		names := make([]string, len(by))
@@ -370,7 +472,7 @@ func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics
 		group = "GROUP BY " + strings.Join(names, ", ")
 	}
 	query := strings.NewReplacer("/*KEYS*/", keys, "/*GROUP*/", group,
-		"/*DAYS*/", hourList(append([]int64{0}, days...))).Replace(s.q[qRollupCounts])
+		"/*SPANS*/", spanList, "/*BLOCKS*/", blockList).Replace(s.q[qRollupCounts])
 	rows, err := conn.Query(ctx, query, start.Unix(), end.Unix(), start.Unix(), end.Unix())
 	if err != nil {
 		return nil, s.errorf("rule counts", err)
@@ -404,30 +506,3 @@ func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics
 	return groups, nil
 }
 
-// validDays returns the whole UTC days within [start, end) whose sums in
-// rollup_day are current (Unix seconds).
-func (s *Store) validDays(ctx context.Context, conn driver.Conn, start, end time.Time) ([]int64, error) {
-	first := (start.Unix() + 86399) / 86400 * 86400
-	last := end.Unix() / 86400 * 86400 // the end of the last whole day
-	if first >= last {
-		return nil, nil
-	}
-	rows, err := conn.Query(ctx, s.q[qRollupValidDays], first, last, first, last)
-	if err != nil {
-		return nil, s.errorf("rule counts: days", err)
-	}
-	defer rows.Close()
-	var days []int64
-	for rows.Next() {
-		var d time.Time
-		if err := rows.Scan(&d); err != nil {
-			return nil, s.errorf("rule counts: days", err)
-		}
-		days = append(days, d.Unix())
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.errorf("rule counts: days", err)
-	}
-	slices.Sort(days)
-	return days, nil
-}

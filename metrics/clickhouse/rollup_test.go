@@ -1,6 +1,8 @@
 package clickhouse
 
 import (
+	"cmp"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -99,10 +101,10 @@ func TestRollupRefreshOnlyDirtyHours(t *testing.T) {
 	}
 }
 
-// Whole days ended are read from their sums (rollup_day) once a refresh
-// made them, and from their hours while a recompute of one of their hours
-// is more recent than the sums.
-func TestRollupDays(t *testing.T) {
+// Whole days and 4-hour blocks ended are read from their sums
+// (rollup_span) once a refresh made them, and from their hours while a
+// recompute of one of their hours is more recent than the sums.
+func TestRollupSpans(t *testing.T) {
 	testenv.ClickHouse(t)
 	s := openStore(t, testOptions(t))
 	defer s.Close()
@@ -111,17 +113,29 @@ func TestRollupDays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for d := range 3 {
-		if err := s.Append(ctx, sentEvents(t, 100, testDay.Add(time.Duration(d)*24*time.Hour))); err != nil {
+	// 100 events in the first minutes of 3 days, and 100 at 05:00 of the
+	// last.
+	for _, at := range []time.Duration{0, 24 * time.Hour, 48 * time.Hour, 53 * time.Hour} {
+		if err := s.Append(ctx, sentEvents(t, 100, testDay.Add(at))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := s.RefreshRollups(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// The window reaches into the hours before and after the 3 days.
-	start, end := testDay.Add(-5*time.Hour), testDay.Add(76*time.Hour)
-	sent := func() int64 {
+	day := func(d int) span { return span{testDay.Add(time.Duration(d) * 24 * time.Hour).Unix(), dayWidth} }
+	block := func(h int) span { return span{testDay.Add(time.Duration(h) * time.Hour).Unix(), blockWidth} }
+	covered := func(start, end time.Time) []span {
+		t.Helper()
+		hours, spans, err := s.rollupVersions(ctx, conn, start.Unix(), end.Unix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.SortedFunc(maps.Keys(cover(start.Unix(), end.Unix(), hours, spans)), func(a, b span) int {
+			return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.width, b.width))
+		})
+	}
+	sent := func(start, end time.Time) int64 {
 		t.Helper()
 		g, err := s.RuleCounts(ctx, start, end, nil)
 		if err != nil {
@@ -133,40 +147,39 @@ func TestRollupDays(t *testing.T) {
 		}
 		return n
 	}
-	valid := func() []time.Time {
-		t.Helper()
-		days, err := s.validDays(ctx, conn, start, end)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []time.Time
-		for _, d := range days {
-			out = append(out, time.Unix(d, 0).UTC())
-		}
-		return out
+	// Whole days where the window holds them; 4-hour blocks (with events)
+	// at its ends; hours between.
+	start, end := testDay.Add(-5*time.Hour), testDay.Add(76*time.Hour)
+	if got, want := covered(start, end), []span{day(0), day(1), day(2)}; !slices.Equal(got, want) {
+		t.Errorf("spans read from their sums over [%s, %s) = %v, want %v", start, end, got, want)
 	}
-	want := []time.Time{testDay, testDay.Add(24 * time.Hour), testDay.Add(48 * time.Hour)}
-	if got := valid(); !slices.Equal(got, want) {
-		t.Errorf("days read from their sums = %v, want %v", got, want)
+	if n := sent(start, end); n != 400 {
+		t.Errorf("sent over [%s, %s) = %d, want 400", start, end, n)
+	}
+	if got, want := covered(testDay.Add(47*time.Hour), testDay.Add(60*time.Hour)), []span{block(48), block(52)}; !slices.Equal(got, want) {
+		t.Errorf("spans read from their sums over a window holding no whole day = %v, want %v", got, want)
+	}
+	if n := sent(testDay.Add(47*time.Hour), testDay.Add(60*time.Hour)); n != 200 {
+		t.Errorf("sent over a window holding no whole day = %d, want 200", n)
 	}
 	var summed uint64
-	if err := conn.QueryRow(ctx, "SELECT sum(sent) FROM rollup_day").Scan(&summed); err != nil {
+	if err := conn.QueryRow(ctx, "SELECT sum(sent) FROM rollup_span WHERE width = ?", dayWidth).Scan(&summed); err != nil {
 		t.Fatal(err)
 	}
-	if n := sent(); n != 300 || summed != 300 {
-		t.Errorf("sent = %d (days summed %d), want 300", n, summed)
+	if summed != 400 {
+		t.Errorf("days summed %d sent, want 400", summed)
 	}
 	// A later recompute of the second day's hour, finished (as another
-	// process's refresh would) with no rows: that day is read from its
-	// hours, the others still from their sums.
+	// process's refresh would) with no rows: that day and its block are
+	// read from their hours, the others still from their sums.
 	if err := conn.Exec(ctx, "INSERT INTO rollup_hours SELECT toDateTime(?), toUInt64(18446744073709551000), toDateTime(0), 0",
 		testDay.Add(24*time.Hour).Unix()); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := valid(), []time.Time{testDay, testDay.Add(48 * time.Hour)}; !slices.Equal(got, want) {
-		t.Errorf("after an hour's later recompute, days read from their sums = %v, want %v", got, want)
+	if got, want := covered(start, end), []span{day(0), day(2)}; !slices.Equal(got, want) {
+		t.Errorf("after an hour's later recompute, spans read from their sums = %v, want %v", got, want)
 	}
-	if n := sent(); n != 200 {
-		t.Errorf("after an hour of the second day was recomputed empty: sent = %d, want 200", n)
+	if n := sent(start, end); n != 300 {
+		t.Errorf("after an hour of the second day was recomputed empty: sent = %d, want 300", n)
 	}
 }

@@ -168,22 +168,23 @@ FROM (SELECT arrayJoin(arrayMap((x, y) -> (x, y), [/*HOURS*/], [/*SEEN*/])) AS h
 -- Logs the hours /*HOURS*/ dirty, at the server's now().
 INSERT INTO rollup_dirty (hour) SELECT toDateTime(arrayJoin([/*HOURS*/]))
 
--- name: rollup-stale-days
--- The whole UTC days ended by now() whose hours were recomputed (finished)
--- since the day's sums were last made, with the latest of those versions.
-SELECT d, hv FROM (
-    SELECT toDateTime(intDiv(toUInt32(hour), 86400) * 86400) AS d, max(version) AS hv
-    FROM rollup_hours GROUP BY d)
-ANY LEFT JOIN (
-    SELECT day AS d, max(version) AS dv FROM rollup_days GROUP BY d)
-USING d
-WHERE toUInt32(d) + 86400 <= toUInt32(now()) AND dv < hv
+-- name: rollup-hour-versions
+-- The latest finished version of each hour in [?, ?).
+SELECT hour, max(version) FROM rollup_hours
+WHERE hour >= toDateTime(?) AND hour < toDateTime(?)
+GROUP BY hour
 
--- name: rollup-day-compute
--- Sums the hours of the day [?, ?) (their latest finished versions) into
--- rows of the day at version ?.
-INSERT INTO rollup_day
-SELECT toDateTime(?), toUInt64(?), account, sender_domain, sending_ip, isp, campaign, category,
+-- name: rollup-span-versions
+-- The latest version of the sums of each span starting in [?, ?).
+SELECT start, width, max(version) FROM rollup_spans
+WHERE start >= toDateTime(?) AND start < toDateTime(?)
+GROUP BY start, width
+
+-- name: rollup-span-compute
+-- Sums the hours of the span [?, ? + width) (their latest finished
+-- versions) into rows of the span, width ?, version ?.
+INSERT INTO rollup_span
+SELECT toDateTime(?) AS s, toUInt32(?), toUInt64(?), account, sender_domain, sending_ip, isp, campaign, category,
     sum(sent), sum(delivered), sum(deferred), sum(bounced_hard), sum(bounced_soft), sum(complained),
     sum(opened_human), sum(opened_machine), sum(opened_unverified), sum(clicked), sum(unsubscribed), sum(dropped)
 FROM rollup
@@ -194,27 +195,16 @@ WHERE hour >= toDateTime(?) AND hour < toDateTime(?)
     GROUP BY hour)
 GROUP BY account, sender_domain, sending_ip, isp, campaign, category
 
--- name: rollup-day-finish
--- Records the sums of the day ? at version ? as made.
-INSERT INTO rollup_days SELECT toDateTime(?), toUInt64(?)
-
--- name: rollup-valid-days
--- Of the days in [?, ?): those whose latest sums are at least as recent
--- as every finished recompute of their hours.
-SELECT d FROM (
-    SELECT toDateTime(intDiv(toUInt32(hour), 86400) * 86400) AS d, max(version) AS hv
-    FROM rollup_hours WHERE hour >= toDateTime(?) AND hour < toDateTime(?) GROUP BY d)
-ANY INNER JOIN (
-    SELECT day AS d, max(version) AS dv FROM rollup_days
-    WHERE day >= toDateTime(?) AND day < toDateTime(?) GROUP BY d)
-USING d
-WHERE dv >= hv
+-- name: rollup-span-finish
+-- Records the sums of the span (start ?, width ?) at version ? as made.
+INSERT INTO rollup_spans SELECT toDateTime(?), toUInt32(?), toUInt64(?)
 
 -- name: rollup-counts
--- The counts of the hours [?, ?): of the days /*DAYS*/ (a list of Unix
--- times starting with 0, which is no day) from their sums, of the other
--- hours from their latest finished version. /*KEYS*/ and /*GROUP*/ as in
--- stats.
+-- The counts of the hours [?, ?): of the spans /*SPANS*/ (a list of
+-- (start, width, version), Unix seconds; (0, 0, 0) is none) from their
+-- sums, of the other hours, those whose 4-hour block is not among
+-- /*BLOCKS*/ (the blocks the spans cover, Unix seconds; 0 is none), from
+-- their latest finished version. /*KEYS*/ and /*GROUP*/ as in stats.
 SELECT /*KEYS*/
     sum(sent), sum(delivered), sum(deferred), sum(bounced_hard), sum(bounced_soft), sum(complained),
     sum(opened_human), sum(opened_machine), sum(opened_unverified), sum(clicked),
@@ -223,17 +213,15 @@ FROM (
     SELECT account, sender_domain, sending_ip, isp, campaign, category, sent, delivered, deferred,
         bounced_hard, bounced_soft, complained, opened_human, opened_machine, opened_unverified, clicked,
         unsubscribed, dropped
-    FROM rollup_day
-    WHERE toUInt32(day) IN (/*DAYS*/)
-      AND (day, version) IN (
-        SELECT day, max(version) FROM rollup_days WHERE toUInt32(day) IN (/*DAYS*/) GROUP BY day)
+    FROM rollup_span
+    WHERE (toUInt32(start), width, version) IN (/*SPANS*/)
     UNION ALL
     SELECT account, sender_domain, sending_ip, isp, campaign, category, sent, delivered, deferred,
         bounced_hard, bounced_soft, complained, opened_human, opened_machine, opened_unverified, clicked,
         unsubscribed, dropped
     FROM rollup
     WHERE hour >= toDateTime(?) AND hour < toDateTime(?)
-      AND intDiv(toUInt32(hour), 86400) * 86400 NOT IN (/*DAYS*/)
+      AND intDiv(toUInt32(hour), 14400) * 14400 NOT IN (/*BLOCKS*/)
       AND (hour, version) IN (
         SELECT hour, max(version) FROM rollup_hours
         WHERE hour >= toDateTime(?) AND hour < toDateTime(?)
