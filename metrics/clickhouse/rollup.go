@@ -20,13 +20,18 @@ import (
 //
 // Why they are exact. Append logs the hours it touched in rollup_dirty
 // after its events are inserted; a refresh reads the hours logged since
-// its watermark and recomputes each whole from events FINAL, as rows of a
+// its watermark and recomputes each whole from its events, as rows of a
 // new version, then records (hour, version) as finished. Readers use, per
 // hour, the rows of the highest finished version.
-//   - Duplicates: a recompute reads events FINAL, so an event appended
-//     twice (a spool replay, a client re-posting a batch, two processes)
-//     counts once, whatever merges have happened; appending it again only
-//     makes its hour dirty again, and the recompute gives the same rows.
+//   - Duplicates: a recompute reads each event of its hours once, the
+//     first stored of its copies (as events FINAL does, but without
+//     merging the whole day partition: ORDER BY precedence LIMIT 1 BY id),
+//     so an event appended twice (a spool replay, a client re-posting a
+//     batch, two processes) counts once, whatever merges have happened;
+//     appending it again only makes its hour dirty again, and the
+//     recompute gives the same rows. (A copy stored under the same id
+//     with another time, in another hour, is not compared with the first:
+//     each hour keeps the first stored of its own copies.)
 //   - Concurrency: let an Append into hour h return. Its dirty log was
 //     inserted after its events, so a refresh that starts afterwards reads
 //     the log (see the watermark below), and its recompute of h, which
@@ -78,8 +83,9 @@ import (
 // that summed its span started before that refresh, whose own recompute
 // of the hour (it had the same logs to see, or more) came first.
 //
-// Cost: a refresh scans, with FINAL, the day partitions of the dirty hours
-// (a few scans per day), and rollup_open_keys (a few narrow scans);
+// Cost: a refresh reads the dirty hours' events (three scans per day of
+// the time column of the day's partition, then the rows of those hours),
+// and rollup_open_keys (a few narrow scans of the whole table);
 // RuleCounts reads a row per scope for each whole day of the window, each
 // 4-hour block at its ends, and each hour left.
 

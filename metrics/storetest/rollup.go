@@ -361,6 +361,29 @@ func testRollupDuplicates(t *testing.T, s *suite) {
 	checkRollups(t, "after two more appends", st, batch, rollupWindows()...)
 }
 
+// An event appended again with other content under the same id (a client
+// re-posting a changed event) counts as first stored, as in Stats: its
+// first scope, kind and verdict.
+func testRollupFirstStoredWins(t *testing.T, s *suite) {
+	st := s.open(t)
+	rc := asRuleCounter(t, st)
+	first := mkAll(t,
+		ev{id: "s1", kind: metrics.KindSent, category: "marketing", msg: "m1"},
+		ev{id: "o1", at: time.Hour, kind: metrics.KindOpened, msg: "m1"},
+		ev{id: "o2", at: 2 * time.Hour, kind: metrics.KindOpened, msg: "m2", machine: true},
+	)
+	changed := mkAll(t,
+		ev{id: "s1", kind: metrics.KindSent, category: "registration", msg: "m1"},
+		ev{id: "o1", at: time.Hour, kind: metrics.KindOpened, msg: "m1", machine: true},
+		ev{id: "o2", at: 2 * time.Hour, kind: metrics.KindOpened, msg: "m2", domain: "other.example"},
+	)
+	appendOK(t, st, first)
+	refresh(t, rc)
+	appendOK(t, st, changed)
+	refresh(t, rc)
+	checkRollups(t, "after changed copies", st, append(slices.Clone(first), changed...), rollupWindows()...)
+}
+
 // mapsEqual compares group maps, a group with no counts being as good as
 // none.
 func mapsEqual(a, b map[string]metrics.Counts) bool {

@@ -50,9 +50,11 @@
 //     scope, in (time, event id) order, and stops at fn's first error.
 //   - A store that keeps roll-ups for the rule engine (metrics.RuleCounter)
 //     answers RuleCounts, after RefreshRollups, with the counts Stats gives
-//     over metrics.RollupWindow of the window, for every grouping of
-//     metrics.RollupDims, after duplicate appends, appends through two
-//     handles (Harness.Another) and events arriving late for old hours.
+//     over metrics.RollupWindow of the window — but for opens and clicks,
+//     counted once per key in the hour of the first (metrics.FirstOpens) —
+//     for every grouping of metrics.RollupDims, after duplicate appends,
+//     changed copies (the first stored wins), appends through two handles
+//     (Harness.Another) and events arriving late for old hours.
 //
 // Event times are fixed (around 2026-11-24T10:00:00Z), so results do not
 // depend on the clock.
@@ -161,6 +163,7 @@ var tests = []struct {
 	{"RollupDuplicates", testRollupDuplicates},
 	{"RollupTwoHandles", testRollupTwoHandles},
 	{"RollupLateEvents", testRollupLateEvents},
+	{"RollupFirstStoredWins", testRollupFirstStoredWins},
 }
 
 // suite is the state of one subtest: the harness and the current store.

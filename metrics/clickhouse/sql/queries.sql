@@ -86,9 +86,16 @@ SELECT DISTINCT ok, k, toStartOfHour(time)
 FROM (
     SELECT time, arrayJoin(multiIf(kind = 'clicked', [4], isNull(machine), [1, 3], ifNull(machine, 0) = 1, [2], [1])) AS ok,
         if(message_id != '', cityHash64(account, message_id, recipient), cityHash64(account, event_id)) AS k
-    FROM events FINAL
-    WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
-      AND kind IN ('opened', 'clicked'))
+    FROM (
+        -- Each event once, the first stored (highest precedence) of its
+        -- copies in these hours: FINAL's choice, without FINAL's merge of
+        -- the whole day partition (events are sorted by id, not time).
+        SELECT account, event_id, time, kind, sender_domain, sending_ip, isp, campaign, category,
+            message_id, recipient, machine, bounce_type
+        FROM events
+        WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
+        ORDER BY precedence DESC LIMIT 1 BY account, event_id)
+    WHERE kind IN ('opened', 'clicked'))
 
 -- name: rollup-open-marks
 -- Logs dirty the hours that may count an open key the hours /*HOURS*/ now
@@ -107,7 +114,7 @@ WHERE others > 0 AND other > mine
 
 -- name: rollup-compute
 -- Recomputes the hours /*HOURS*/ (of one UTC day, [?, ?), given twice)
--- from the deduplicated events, as rows of version ?: the counts of the
+-- from the deduplicated events (as the stats query's FINAL keeps them), as rows of version ?: the counts of the
 -- events other than opens and clicks, as the stats query counts them;
 -- and each open key, per kind, in the hour and scope of its first open
 -- (the earliest by time then event id), unless rollup_open_keys has it in
@@ -128,9 +135,14 @@ FROM (
         toUInt64(0) AS clicked,
         countIf(kind = 'unsubscribed') AS unsubscribed,
         countIf(kind = 'dropped') AS dropped
-    FROM events FINAL
-    WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
-      AND kind NOT IN ('opened', 'clicked')
+    FROM (
+        -- Each event once, as in rollup-open-keys.
+        SELECT account, event_id, time, kind, sender_domain, sending_ip, isp, campaign, category,
+            message_id, recipient, machine, bounce_type
+        FROM events
+        WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
+        ORDER BY precedence DESC LIMIT 1 BY account, event_id)
+    WHERE kind NOT IN ('opened', 'clicked')
     GROUP BY h, account, sender_domain, sending_ip, isp, campaign, category
     UNION ALL
     SELECT h, d.1, d.2, d.3, d.4, d.5, d.6, toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0),
@@ -142,9 +154,14 @@ FROM (
             SELECT time, event_id, account, sender_domain, sending_ip, isp, campaign, category,
                 arrayJoin(multiIf(kind = 'clicked', [4], isNull(machine), [1, 3], ifNull(machine, 0) = 1, [2], [1])) AS ok,
                 if(message_id != '', cityHash64(account, message_id, recipient), cityHash64(account, event_id)) AS k
-            FROM events FINAL
-            WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
-              AND kind IN ('opened', 'clicked'))
+            FROM (
+                -- Each event once, as in rollup-open-keys.
+                SELECT account, event_id, time, kind, sender_domain, sending_ip, isp, campaign, category,
+                    message_id, recipient, machine, bounce_type
+                FROM events
+                WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
+                ORDER BY precedence DESC LIMIT 1 BY account, event_id)
+            WHERE kind IN ('opened', 'clicked'))
         GROUP BY ok, k)
     ANY LEFT JOIN (
         SELECT kind AS ok, key AS k, min(hour) AS before
