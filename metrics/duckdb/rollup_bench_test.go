@@ -29,6 +29,9 @@ import (
 // or deferred; opened again an hour later or deferred). Each iteration
 // appends 1,000 events to the current hour (not timed), then times the
 // refresh (refresh-s) and the evaluation (eval-s); ns/op is both.
+// rollup-rows and first-opens are the sizes of the two roll-up tables at
+// the end, which the evaluation's reads (rollup) and each append's key
+// lookup (rollup_first_opens) grow with.
 func BenchmarkRulesCycle(b *testing.B) {
 	n := 200_000
 	if v := os.Getenv("REPUTE_BENCH_EVENTS"); v != "" {
