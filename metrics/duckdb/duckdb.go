@@ -337,6 +337,15 @@ func (s *Store) appendInTx(ctx context.Context, events []metrics.Event) error {
 	if len(fresh) == 0 {
 		return nil
 	}
+	plan, err := planRollup(ctx, s.write, fresh)
+	if err != nil {
+		return err
+	}
+	if len(plan.updates) > 0 {
+		if _, err := s.write.ExecContext(ctx, updateFirstOpens, plan.updateArgs()...); err != nil {
+			return fmt.Errorf("first opens: %w", err)
+		}
+	}
 	return s.write.Raw(func(dc any) error {
 		a, err := duckdb.NewAppender(dc.(driver.Conn), "", "", "events")
 		if err != nil {
@@ -349,7 +358,7 @@ func (s *Store) appendInTx(ctx context.Context, events []metrics.Event) error {
 		if err := a.CloseWithCancel(ctx); err != nil {
 			return err
 		}
-		if err := appendRollup(ctx, dc.(driver.Conn), fresh); err != nil {
+		if err := appendRollup(ctx, dc.(driver.Conn), plan); err != nil {
 			return err
 		}
 		return s.appendSends(ctx, dc.(driver.Conn), fresh)

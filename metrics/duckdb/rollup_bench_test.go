@@ -29,6 +29,9 @@ import (
 // or deferred; opened again an hour later or deferred). Each iteration
 // appends 1,000 events to the current hour (not timed), then times the
 // refresh (refresh-s) and the evaluation (eval-s); ns/op is both.
+// rollup-rows and first-opens are the sizes of the two roll-up tables at
+// the end, which the evaluation's reads (rollup) and each append's key
+// lookup (rollup_first_opens) grow with.
 func BenchmarkRulesCycle(b *testing.B) {
 	n := 200_000
 	if v := os.Getenv("REPUTE_BENCH_EVENTS"); v != "" {
@@ -87,6 +90,12 @@ func BenchmarkRulesCycle(b *testing.B) {
 		}
 		b.ReportMetric(time.Since(t0).Seconds(), "raw-eval-s")
 	}
+	var rows, firsts int64
+	if err := s.RollupSizes(ctx, &rows, &firsts); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(rows), "rollup-rows")
+	b.ReportMetric(float64(firsts), "first-opens")
 	b.ReportMetric(load.Seconds(), "load-s")
 	b.ReportMetric(compact.Seconds(), "compact-s")
 	b.ReportMetric(refresh.Seconds()/float64(b.N), "refresh-s")
@@ -97,10 +106,21 @@ func BenchmarkRulesCycle(b *testing.B) {
 }
 
 // refreshed is a store whose refresh the benchmark makes itself, to time it
-// apart from the evaluation.
+// apart from the evaluation. With REPUTE_BENCH_TRACE set it logs each
+// RuleCounts of the evaluation: its window, grouping, groups and time.
 type refreshed struct{ metrics.RuleCounter }
 
 func (refreshed) RefreshRollups(context.Context) error { return nil }
+
+func (r refreshed) RuleCounts(ctx context.Context, from, to time.Time, by []metrics.GroupBy) ([]metrics.Group, error) {
+	t0 := time.Now()
+	g, err := r.RuleCounter.RuleCounts(ctx, from, to, by)
+	if os.Getenv("REPUTE_BENCH_TRACE") != "" {
+		fmt.Fprintf(os.Stderr, "RuleCounts %v by %v: %d groups in %v\n", to.Sub(from).Round(time.Minute), by, len(g),
+			time.Since(t0).Round(time.Millisecond))
+	}
+	return g, err
+}
 
 var (
 	benchISPs    = []string{"gmail", "yahoo", "outlook", "qq", "163", "icloud", "other"}

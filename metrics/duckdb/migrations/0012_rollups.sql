@@ -1,3 +1,5 @@
+-- Replaced by 0014_rollup_first_opens.sql (first-open counting); kept as
+-- applied.
 -- Roll-ups for the rule engine (metrics.RuleCounter, issue 13): its counts
 -- per UTC hour and scope, so that an evaluation reads pre-aggregated rows
 -- instead of the raw events (rollup.go).
