@@ -64,15 +64,20 @@ import (
 // Opens and clicks count once per key and kind, in the hour of the key's
 // first open (metrics.FirstOpens), which needs more than the hour's own
 // events. rollup_open_keys records every (kind, key, hour) a recompute has
-// seen. A recompute of hours H first records their keys there, then
-// counts a key in H only if it has no earlier hour there outside H. If
-// one of H's keys has only later hours outside H, its first open moved
-// into H (a late event), and the earliest of those hours, which counted
-// it, is logged dirty (rollup-open-marks): RefreshRollups recomputes it in
-// a further pass. Two refreshes recording the same key in two hours at
-// once stay exact too: each records before it reads, so at least one of
-// them sees the other's hour — the later hour then does not count the
-// key, or the earlier one logs it dirty.
+// seen, and the version of the refresh that first recorded it there. A
+// recompute of hours H first records their keys, then counts a key in H
+// only if it has no earlier hour there outside H. If one of H's keys has
+// only later hours outside H and was first recorded in H since H's last
+// finished recompute, its first open moved into H (a late event), and the
+// earliest of those later hours, which counted it, is logged dirty
+// (rollup-open-marks): RefreshRollups recomputes it in a further pass. (A
+// key recorded in H before, with later opens, was never counted by those
+// later hours: logging them would walk every hour up to now.) Two
+// refreshes recording the same key in two hours at once stay exact too:
+// each records before it reads, so at least one of them sees the other's
+// hour — the later hour then does not count the key, or the earlier one
+// logs it dirty. So does a refresh that died after recording H's keys:
+// they are still newer than H's last finished recompute.
 //
 // Spans: after the hours, a refresh sums every whole UTC day and 4-hour
 // block that has ended and has an hour recomputed since its sums were last
@@ -430,7 +435,7 @@ func (s *Store) recompute(ctx context.Context, conn driver.Conn, version uint64,
 		return s.errorf(fmt.Sprintf("rollup refresh: %s of %d hours of %s", step, len(hours),
 			time.Unix(day, 0).UTC().Format(time.DateOnly)), err)
 	}
-	if err := conn.Exec(ctx, strings.ReplaceAll(s.q[qRollupOpenKeys], "/*HOURS*/", list), day, day+86400); err != nil {
+	if err := conn.Exec(ctx, strings.ReplaceAll(s.q[qRollupOpenKeys], "/*HOURS*/", list), version, day, day+86400); err != nil {
 		return fail("record the open keys", err)
 	}
 	if err := conn.Exec(ctx, strings.ReplaceAll(s.q[qRollupOpenMarks], "/*HOURS*/", list)); err != nil {

@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"cmp"
+	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -181,5 +182,89 @@ func TestRollupSpans(t *testing.T) {
 	}
 	if n := sent(start, end); n != 300 {
 		t.Errorf("after an hour of the second day was recomputed empty: sent = %d, want 300", n)
+	}
+}
+
+// A recompute of an hour logs dirty a later hour only when a key's first
+// open moved out of it (a late, earlier open): not when an hour whose keys
+// are opened again later is recomputed for another event, which would
+// make every later hour dirty in turn.
+func TestRollupMovedFirstOpensOnly(t *testing.T) {
+	testenv.ClickHouse(t)
+	s := openStore(t, testOptions(t))
+	defer s.Close()
+	ctx := testCtx(t)
+	conn, err := s.ready(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recomputed := func() (n uint64) {
+		t.Helper()
+		if err := s.RefreshRollups(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.QueryRow(ctx, "SELECT count() FROM rollup_hours").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	open := func(id string, hour int) metrics.Event {
+		e := metrics.Event{EventID: id, Time: testDay.Add(time.Duration(hour)*time.Hour + time.Minute), Kind: metrics.KindOpened,
+			Account: "acme", Recipient: "user@gmail.com", MessageID: "<m1@acme.test>", SenderDomain: "news.acme.test", Source: "test"}
+		if err := e.Normalize(metrics.ISPMap{}, testDay.Add(48*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	opened := func() map[string]int64 {
+		t.Helper()
+		g, err := s.RuleCounts(ctx, testDay, testDay.Add(24*time.Hour), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for h := range 24 {
+			g, err := s.RuleCounts(ctx, testDay.Add(time.Duration(h)*time.Hour), testDay.Add(time.Duration(h+1)*time.Hour), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range g {
+				if x.OpenedHuman > 0 {
+					out[fmt.Sprint(h)] += x.OpenedHuman
+				}
+			}
+		}
+		for _, x := range g {
+			out["day"] += x.OpenedHuman
+		}
+		return out
+	}
+	// The message is opened at 10:00 and again at 11:00 and 12:00.
+	if err := s.Append(ctx, []metrics.Event{open("o10", 10), open("o11", 11), open("o12", 12)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := recomputed(); n != 3 {
+		t.Fatalf("%d hours recomputed, want 3", n)
+	}
+	// A send at 10:00: only 10:00 is recomputed.
+	if err := s.Append(ctx, sentEvents(t, 1, testDay.Add(10*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if n := recomputed(); n != 4 {
+		t.Errorf("after a send at 10:00: %d hours recomputed, want 1", n-3)
+	}
+	if got, want := opened(), map[string]int64{"10": 1, "day": 1}; !maps.Equal(got, want) {
+		t.Errorf("human opens by hour = %v, want %v", got, want)
+	}
+	// An open at 09:00 arrives late: the first open moves from 10:00,
+	// whose recompute comes in the same refresh.
+	if err := s.Append(ctx, []metrics.Event{open("o09", 9)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := recomputed(); n != 6 {
+		t.Errorf("after a late open at 09:00: %d hours recomputed, want 2 (09:00 and 10:00)", n-4)
+	}
+	if got, want := opened(), map[string]int64{"9": 1, "day": 1}; !maps.Equal(got, want) {
+		t.Errorf("after a late open: human opens by hour = %v, want %v", got, want)
 	}
 }

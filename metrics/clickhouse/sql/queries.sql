@@ -77,14 +77,15 @@ ANY LEFT JOIN (
 USING hour
 
 -- name: rollup-open-keys
--- Records the open keys of the hours /*HOURS*/ (of one UTC day, [?, ?)):
--- which kinds of open (1 human, 2 machine, 3 no verdict, 4 click; an open
--- with no verdict is both 1 and 3) each key had in each hour. The key is
--- that of the stats query's uniqExact.
+-- Records the open keys of the hours /*HOURS*/ (of one UTC day, [?, ?)),
+-- as of the refresh of version ?: which kinds of open (1 human, 2 machine,
+-- 3 no verdict, 4 click; an open with no verdict is both 1 and 3) each key
+-- had in each hour. The key is that of the stats query's uniqExact.
 INSERT INTO rollup_open_keys
-SELECT DISTINCT ok, k, toStartOfHour(time)
+SELECT DISTINCT ok, k, toStartOfHour(time), v, 18446744073709551615 - v
 FROM (
-    SELECT time, arrayJoin(multiIf(kind = 'clicked', [4], isNull(machine), [1, 3], ifNull(machine, 0) = 1, [2], [1])) AS ok,
+    SELECT time, toUInt64(?) AS v,
+        arrayJoin(multiIf(kind = 'clicked', [4], isNull(machine), [1, 3], ifNull(machine, 0) = 1, [2], [1])) AS ok,
         if(message_id != '', cityHash64(account, message_id, recipient), cityHash64(account, event_id)) AS k
     FROM (
         -- Each event once, the first stored (highest precedence) of its
@@ -98,19 +99,25 @@ FROM (
     WHERE kind IN ('opened', 'clicked'))
 
 -- name: rollup-open-marks
--- Logs dirty the hours that may count an open key the hours /*HOURS*/ now
--- count: for a key whose earliest hour among /*HOURS*/ is before every
--- other hour it has (its first open moved earlier: a late event), the
--- earliest of those others, which counted it when it was the first.
+-- Logs dirty the hours that may count an open key whose first open moved
+-- into the hours /*HOURS*/: a key whose earliest hour among them is before
+-- every other hour it has, and was first recorded there after that hour's
+-- last finished recompute (a late open; not one seen before, whose later
+-- hours never counted it): the earliest of its other hours, which counted
+-- it while it was the first.
 INSERT INTO rollup_dirty (hour)
 SELECT DISTINCT other FROM (
     SELECT minIf(hour, toUInt32(hour) IN (/*HOURS*/)) AS mine,
+        argMinIf(version, (hour, version), toUInt32(hour) IN (/*HOURS*/)) AS recorded,
         minIf(hour, toUInt32(hour) NOT IN (/*HOURS*/)) AS other,
         countIf(toUInt32(hour) NOT IN (/*HOURS*/)) AS others
     FROM rollup_open_keys
     WHERE (kind, key) IN (SELECT kind, key FROM rollup_open_keys WHERE toUInt32(hour) IN (/*HOURS*/))
     GROUP BY kind, key)
-WHERE others > 0 AND other > mine
+ANY LEFT JOIN (
+    SELECT hour AS mine, max(version) AS finished FROM rollup_hours
+    WHERE toUInt32(hour) IN (/*HOURS*/) GROUP BY hour) USING mine
+WHERE others > 0 AND other > mine AND recorded > finished
 
 -- name: rollup-compute
 -- Recomputes the hours /*HOURS*/ (of one UTC day, [?, ?), given twice)

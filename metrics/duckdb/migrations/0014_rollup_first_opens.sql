@@ -22,7 +22,10 @@
 -- once: with 10 million keys the chance that any pair does is about 3 in a
 -- million. Append looks the keys of a batch up here, in one query, and
 -- inserts a key it does not find, or moves one whose new open is earlier
--- (rollup.go).
+-- (rollup.go). (kind, key) is unique because appends are serialised and
+-- insert only keys they did not find; it is not declared a primary key,
+-- whose index DuckDB rewrites whole at every checkpoint (see 0002): the
+-- lookup scans the 8-byte key column instead.
 --
 -- Exact in any order of arrival: a key's row always holds the earliest of
 -- its stored opens, and exactly that open's rollup row holds its +1.
@@ -59,8 +62,7 @@ CREATE TABLE rollup_first_opens (
     sending_ip    VARCHAR   NOT NULL,
     isp           VARCHAR   NOT NULL,
     campaign      VARCHAR   NOT NULL,
-    category      VARCHAR   NOT NULL,
-    PRIMARY KEY (kind, key)
+    category      VARCHAR   NOT NULL
 );
 -- The backfill of the events stored before: each key's first open per
 -- kind, then the rows of both kinds of counts, compacted.

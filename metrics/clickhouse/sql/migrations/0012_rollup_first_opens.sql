@@ -14,8 +14,10 @@
 --
 --   rollup_open_keys  which hours each open key was opened in, per kind:
 --                     a refresh recomputing an hour counts a key there
---                     only if it has no earlier hour here (rollup.go).
---                     ReplacingMergeTree() only collapses repeats.
+--                     only if it has no earlier hour here (rollup.go);
+--                     version is the refresh that first recorded it
+--                     there: repeats collapse to the lowest (rank is
+--                     2^64-1 minus version, and the highest rank stays).
 --   rollup_span       the sums of rollup over a span of hours: a UTC day
 --                     (width 86400) or a 4-hour block (14400) starting at
 --                     start, of version (the refresh that made them);
@@ -53,10 +55,12 @@ CREATE TABLE IF NOT EXISTS rollup (
 PARTITION BY toYYYYMM(hour)
 ORDER BY (hour, account, sender_domain, sending_ip, isp, campaign, category);
 CREATE TABLE IF NOT EXISTS rollup_open_keys (
-    kind UInt8,
-    key  UInt64,
-    hour DateTime('UTC')
-) ENGINE = ReplacingMergeTree()
+    kind    UInt8,
+    key     UInt64,
+    hour    DateTime('UTC'),
+    version UInt64,
+    rank    UInt64
+) ENGINE = ReplacingMergeTree(rank)
 ORDER BY (kind, key, hour);
 CREATE TABLE IF NOT EXISTS rollup_span (
     start             DateTime('UTC'),
