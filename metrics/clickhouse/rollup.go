@@ -516,4 +516,3 @@ func (s *Store) RuleCounts(ctx context.Context, from, to time.Time, by []metrics
 	}
 	return groups, nil
 }
-
