@@ -100,24 +100,28 @@ FROM (
 
 -- name: rollup-open-marks
 -- Logs dirty the hours that may count an open key whose first open moved
--- into the hours /*HOURS*/: a key whose earliest hour among them is before
--- every other hour it has, and was first recorded there after that hour's
--- last finished recompute (a late open; not one seen before, whose later
--- hours never counted it): the earliest of its other hours, which counted
--- it while it was the first.
+-- into the hours /*HOURS*/: of the keys recorded in one of them since its
+-- last finished recompute (new opens; a key seen there before was never
+-- counted by its later hours), those whose earliest hour among /*HOURS*/
+-- is before every other hour they have: the earliest of those others,
+-- which counted the key while it was the first. The keys are few (none
+-- unless opens came), so the outer scan reads a few granules.
 INSERT INTO rollup_dirty (hour)
 SELECT DISTINCT other FROM (
     SELECT minIf(hour, toUInt32(hour) IN (/*HOURS*/)) AS mine,
-        argMinIf(version, (hour, version), toUInt32(hour) IN (/*HOURS*/)) AS recorded,
         minIf(hour, toUInt32(hour) NOT IN (/*HOURS*/)) AS other,
         countIf(toUInt32(hour) NOT IN (/*HOURS*/)) AS others
     FROM rollup_open_keys
-    WHERE (kind, key) IN (SELECT kind, key FROM rollup_open_keys WHERE toUInt32(hour) IN (/*HOURS*/))
+    WHERE (kind, key) IN (
+        SELECT kind, key FROM (
+            SELECT kind, key, hour, min(version) AS recorded FROM rollup_open_keys
+            WHERE toUInt32(hour) IN (/*HOURS*/) GROUP BY kind, key, hour)
+        ANY LEFT JOIN (
+            SELECT hour, max(version) AS finished FROM rollup_hours
+            WHERE toUInt32(hour) IN (/*HOURS*/) GROUP BY hour) USING hour
+        WHERE recorded > finished)
     GROUP BY kind, key)
-ANY LEFT JOIN (
-    SELECT hour AS mine, max(version) AS finished FROM rollup_hours
-    WHERE toUInt32(hour) IN (/*HOURS*/) GROUP BY hour) USING mine
-WHERE others > 0 AND other > mine AND recorded > finished
+WHERE others > 0 AND other > mine
 
 -- name: rollup-compute
 -- Recomputes the hours /*HOURS*/ (of one UTC day, [?, ?), given twice)
