@@ -160,9 +160,8 @@ func (c *countCache) counts(ctx context.Context, from, to time.Time, by []metric
 	if err != nil {
 		return nil, err
 	}
-	// Not sized to all: a coarser grouping has fewer scopes, and a map
-	// sized for 70,000 entries costs more to make than to grow.
-	m := map[Scope]metrics.Counts{}
+	m := map[Scope]metrics.Counts{} // not sized: a coarser grouping may have far fewer scopes
+
 	for sc, counts := range all {
 		var coarse Scope
 		for _, d := range by {

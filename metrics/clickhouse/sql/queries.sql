@@ -91,8 +91,8 @@ FROM (
         -- Each event once, the first stored (highest precedence) of its
         -- copies in these hours: FINAL's choice, without FINAL's merge of
         -- the whole day partition (events are sorted by id, not time).
-        SELECT account, event_id, time, kind, sender_domain, sending_ip, isp, campaign, category,
-            message_id, recipient, machine, bounce_type
+        -- Only the columns needed: each is read for the whole partition.
+        SELECT account, event_id, time, kind, message_id, recipient, machine
         FROM events
         WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
         ORDER BY precedence DESC LIMIT 1 BY account, event_id)
@@ -148,8 +148,7 @@ FROM (
         countIf(kind = 'dropped') AS dropped
     FROM (
         -- Each event once, as in rollup-open-keys.
-        SELECT account, event_id, time, kind, sender_domain, sending_ip, isp, campaign, category,
-            message_id, recipient, machine, bounce_type
+        SELECT account, event_id, time, kind, sender_domain, sending_ip, isp, campaign, category, bounce_type
         FROM events
         WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
         ORDER BY precedence DESC LIMIT 1 BY account, event_id)
@@ -168,7 +167,7 @@ FROM (
             FROM (
                 -- Each event once, as in rollup-open-keys.
                 SELECT account, event_id, time, kind, sender_domain, sending_ip, isp, campaign, category,
-                    message_id, recipient, machine, bounce_type
+                    message_id, recipient, machine
                 FROM events
                 WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
                 ORDER BY precedence DESC LIMIT 1 BY account, event_id)
