@@ -330,13 +330,20 @@ func applyRetention(ctx context.Context, conn driver.Conn, o Options, server ver
 		return nil
 	}
 	days := int64((o.Retention + 24*time.Hour - 1) / (24 * time.Hour))
-	// Only when it changes: on current servers MODIFY TTL rewrites the parts.
-	var engine string
-	if err := conn.QueryRow(ctx, "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'events'").Scan(&engine); err != nil {
-		return err
+	// rollup_events keeps what events keeps: an old hour is recomputed
+	// from it whenever a late event comes (0013_rollup_events.sql).
+	for _, table := range []string{"events", "rollup_events"} {
+		// Only when it changes: on current servers MODIFY TTL rewrites the parts.
+		var engine string
+		if err := conn.QueryRow(ctx, "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = ?", table).Scan(&engine); err != nil {
+			return err
+		}
+		if strings.Contains(engine, fmt.Sprintf("TTL time + toIntervalDay(%d)", days)) {
+			continue
+		}
+		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s MODIFY TTL time + INTERVAL %d DAY", table, days)); err != nil {
+			return err
+		}
 	}
-	if strings.Contains(engine, fmt.Sprintf("TTL time + toIntervalDay(%d)", days)) {
-		return nil
-	}
-	return conn.Exec(ctx, fmt.Sprintf("ALTER TABLE events MODIFY TTL time + INTERVAL %d DAY", days))
+	return nil
 }

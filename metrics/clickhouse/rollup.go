@@ -24,9 +24,10 @@ import (
 // new version, then records (hour, version) as finished. Readers use, per
 // hour, the rows of the highest finished version.
 //   - Duplicates: a recompute reads each event of its hours once, the
-//     first stored of its copies (as events FINAL does, but without
-//     merging the whole day partition: ORDER BY precedence LIMIT 1 BY id),
-//     so an event appended twice (a spool replay, a client re-posting a
+//     first stored of its copies, from rollup_events FINAL (a copy of the
+//     events' columns sorted by hour, fed by a materialized view in the
+//     same insert, with the same precedence: 0013_rollup_events.sql), so
+//     an event appended twice (a spool replay, a client re-posting a
 //     batch, two processes) counts once, whatever merges have happened;
 //     appending it again only makes its hour dirty again, and the
 //     recompute gives the same rows. (A copy stored under the same id
@@ -88,9 +89,9 @@ import (
 // that summed its span started before that refresh, whose own recompute
 // of the hour (it had the same logs to see, or more) came first.
 //
-// Cost: a refresh reads the dirty hours' events (three scans per day of
-// the time column of the day's partition, then the rows of those hours),
-// and rollup_open_keys (a few narrow scans of the whole table);
+// Cost: a refresh reads the dirty hours' rows of rollup_events (three
+// reads of those hours' granules), and rollup_open_keys (a narrow scan of
+// the whole table for the keys of the hours, and index lookups);
 // RuleCounts reads a row per scope for each whole day of the window, each
 // 4-hour block at its ends, and each hour left.
 
@@ -431,17 +432,25 @@ func (s *Store) recompute(ctx context.Context, conn driver.Conn, version uint64,
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
 	list := hourList(hours)
+	times := make([]string, len(hours))
+	for i, h := range hours {
+		times[i] = "toDateTime(" + strconv.FormatInt(h, 10) + ")"
+	}
+	// As DateTimes, so that rollup_events' sorting key (the hour) selects
+	// the hours' granules.
+	hourTimes := strings.Join(times, ", ")
+	in := strings.NewReplacer("/*HOURS*/", list, "/*HOURTIMES*/", hourTimes)
 	fail := func(step string, err error) error {
 		return s.errorf(fmt.Sprintf("rollup refresh: %s of %d hours of %s", step, len(hours),
 			time.Unix(day, 0).UTC().Format(time.DateOnly)), err)
 	}
-	if err := conn.Exec(ctx, strings.ReplaceAll(s.q[qRollupOpenKeys], "/*HOURS*/", list), version, day, day+86400); err != nil {
+	if err := conn.Exec(ctx, in.Replace(s.q[qRollupOpenKeys]), version, day, day+86400); err != nil {
 		return fail("record the open keys", err)
 	}
-	if err := conn.Exec(ctx, strings.ReplaceAll(s.q[qRollupOpenMarks], "/*HOURS*/", list)); err != nil {
+	if err := conn.Exec(ctx, in.Replace(s.q[qRollupOpenMarks])); err != nil {
 		return fail("log moved first opens", err)
 	}
-	q := strings.ReplaceAll(s.q[qRollupCompute], "/*HOURS*/", list)
+	q := in.Replace(s.q[qRollupCompute])
 	if err := conn.Exec(ctx, q, version, day, day+86400, day, day+86400, day+86400); err != nil {
 		return fail("recompute", err)
 	}

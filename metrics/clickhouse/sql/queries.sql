@@ -77,7 +77,7 @@ ANY LEFT JOIN (
 USING hour
 
 -- name: rollup-open-keys
--- Records the open keys of the hours /*HOURS*/ (of one UTC day, [?, ?)),
+-- Records the open keys of the hours /*HOURTIMES*/ (of one UTC day, [?, ?)),
 -- as of the refresh of version ?: which kinds of open (1 human, 2 machine,
 -- 3 no verdict, 4 click; an open with no verdict is both 1 and 3) each key
 -- had in each hour. The key is that of the stats query's uniqExact.
@@ -87,16 +87,12 @@ FROM (
     SELECT time, toUInt64(?) AS v,
         arrayJoin(multiIf(kind = 'clicked', [4], isNull(machine), [1, 3], ifNull(machine, 0) = 1, [2], [1])) AS ok,
         if(message_id != '', cityHash64(account, message_id, recipient), cityHash64(account, event_id)) AS k
-    FROM (
-        -- Each event once, the first stored (highest precedence) of its
-        -- copies in these hours: FINAL's choice, without FINAL's merge of
-        -- the whole day partition (events are sorted by id, not time).
-        -- Only the columns needed: each is read for the whole partition.
-        SELECT account, event_id, time, kind, message_id, recipient, machine
-        FROM events
-        WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
-        ORDER BY precedence DESC LIMIT 1 BY account, event_id)
-    WHERE kind IN ('opened', 'clicked'))
+    -- Each event of the hours once, the first stored of its copies (FINAL,
+    -- as the stats query reads events): rollup_events is sorted by hour,
+    -- so this reads the hours' granules only (0013_rollup_events.sql).
+    FROM rollup_events FINAL
+    WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toStartOfHour(time) IN (/*HOURTIMES*/)
+      AND kind IN ('opened', 'clicked'))
 
 -- name: rollup-open-marks
 -- Logs dirty the hours that may count an open key whose first open moved
@@ -125,7 +121,7 @@ WHERE others > 0 AND other > mine
 
 -- name: rollup-compute
 -- Recomputes the hours /*HOURS*/ (of one UTC day, [?, ?), given twice)
--- from the deduplicated events (as the stats query's FINAL keeps them), as rows of version ?: the counts of the
+-- from their events, each once (as the stats query's FINAL keeps them), as rows of version ?: the counts of the
 -- events other than opens and clicks, as the stats query counts them;
 -- and each open key, per kind, in the hour and scope of its first open
 -- (the earliest by time then event id), unless rollup_open_keys has it in
@@ -146,13 +142,10 @@ FROM (
         toUInt64(0) AS clicked,
         countIf(kind = 'unsubscribed') AS unsubscribed,
         countIf(kind = 'dropped') AS dropped
-    FROM (
-        -- Each event once, as in rollup-open-keys.
-        SELECT account, event_id, time, kind, sender_domain, sending_ip, isp, campaign, category, bounce_type
-        FROM events
-        WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
-        ORDER BY precedence DESC LIMIT 1 BY account, event_id)
-    WHERE kind NOT IN ('opened', 'clicked')
+    -- Each event once, as in rollup-open-keys.
+    FROM rollup_events FINAL
+    WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toStartOfHour(time) IN (/*HOURTIMES*/)
+      AND kind NOT IN ('opened', 'clicked')
     GROUP BY h, account, sender_domain, sending_ip, isp, campaign, category
     UNION ALL
     SELECT h, d.1, d.2, d.3, d.4, d.5, d.6, toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0),
@@ -164,14 +157,10 @@ FROM (
             SELECT time, event_id, account, sender_domain, sending_ip, isp, campaign, category,
                 arrayJoin(multiIf(kind = 'clicked', [4], isNull(machine), [1, 3], ifNull(machine, 0) = 1, [2], [1])) AS ok,
                 if(message_id != '', cityHash64(account, message_id, recipient), cityHash64(account, event_id)) AS k
-            FROM (
-                -- Each event once, as in rollup-open-keys.
-                SELECT account, event_id, time, kind, sender_domain, sending_ip, isp, campaign, category,
-                    message_id, recipient, machine
-                FROM events
-                WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toUInt32(toStartOfHour(time)) IN (/*HOURS*/)
-                ORDER BY precedence DESC LIMIT 1 BY account, event_id)
-            WHERE kind IN ('opened', 'clicked'))
+            -- Each event once, as in rollup-open-keys.
+            FROM rollup_events FINAL
+            WHERE time >= toDateTime(?) AND time < toDateTime(?) AND toStartOfHour(time) IN (/*HOURTIMES*/)
+              AND kind IN ('opened', 'clicked'))
         GROUP BY ok, k)
     ANY LEFT JOIN (
         SELECT kind AS ok, key AS k, min(hour) AS before
