@@ -57,6 +57,9 @@ func (e *Engine) Evaluate(ctx context.Context, now time.Time) ([]Flag, error) {
 	for i := range e.Rules.Rates {
 		q.plan(&e.Rules.Rates[i], now)
 	}
+	if err := q.prefetch(ctx); err != nil {
+		return nil, err
+	}
 	var parts [][]Flag
 	total := 0
 	for i := range e.Rules.Rates {
@@ -171,6 +174,38 @@ func (c *countCache) counts(ctx context.Context, from, to time.Time, by []metric
 	}
 	c.m[key] = m
 	return m, nil
+}
+
+// prefetch reads the windows planned over an AdditiveSource at once, each
+// by its finest grouping: the store answers them in parallel (with the
+// defaults, two queries of about the same cost).
+func (c *countCache) prefetch(ctx context.Context) error {
+	if _, ok := c.src.(AdditiveSource); !ok || len(c.finest) < 2 {
+		return nil
+	}
+	type result struct {
+		key    string
+		counts map[Scope]metrics.Counts
+		err    error
+	}
+	results := make(chan result, len(c.finest))
+	for w, by := range c.finest {
+		go func() {
+			from, to := time.Unix(0, w[0]), time.Unix(0, w[1])
+			m, err := c.src.Counts(ctx, from, to, by)
+			results <- result{cacheKey(from, to, by), m, err}
+		}()
+	}
+	var first error
+	for range c.finest {
+		r := <-results
+		if r.err != nil {
+			first = cmp.Or(first, r.err)
+			continue
+		}
+		c.m[r.key] = r.counts
+	}
+	return first
 }
 
 func containsAll(set, sub []metrics.GroupBy) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,11 +58,14 @@ func TestEvaluateQueriesOncePerWindow(t *testing.T) {
 // recording each query. additiveSource is the same as an AdditiveSource.
 type fineSource struct {
 	fine  map[Scope]metrics.Counts
+	mu    sync.Mutex
 	asked map[string]int // by window length and grouping
 }
 
 func (s *fineSource) Counts(_ context.Context, from, to time.Time, by []metrics.GroupBy) (map[Scope]metrics.Counts, error) {
+	s.mu.Lock()
 	s.asked[fmt.Sprint(to.Sub(from), by)]++
+	s.mu.Unlock()
 	out := map[Scope]metrics.Counts{}
 	for sc, c := range s.fine {
 		var coarse Scope
