@@ -104,6 +104,24 @@ type Rates struct {
 	MachineOpenShare *float64 `json:"machine_open_share"` // opened_machine / all opens
 }
 
+// Plus returns the sums of c's and o's counts: the counts of two sets of
+// events that have none in common (for unique counts, no key in common).
+func (c Counts) Plus(o Counts) Counts {
+	c.Sent += o.Sent
+	c.Delivered += o.Delivered
+	c.Deferred += o.Deferred
+	c.BouncedHard += o.BouncedHard
+	c.BouncedSoft += o.BouncedSoft
+	c.Complained += o.Complained
+	c.OpenedHuman += o.OpenedHuman
+	c.OpenedMachine += o.OpenedMachine
+	c.OpenedUnverified += o.OpenedUnverified
+	c.Clicked += o.Clicked
+	c.Unsubscribed += o.Unsubscribed
+	c.Dropped += o.Dropped
+	return c
+}
+
 // Rates computes the rates of c.
 func (c Counts) Rates() Rates {
 	return Rates{

@@ -170,7 +170,7 @@ func (c *countCache) counts(ctx context.Context, from, to time.Time, by []metric
 		for _, d := range by {
 			setScope(&coarse, d, scopeField(sc, d))
 		}
-		m[coarse] = addCounts(m[coarse], counts)
+		m[coarse] = m[coarse].Plus(counts)
 	}
 	c.m[key] = m
 	return m, nil

@@ -72,7 +72,7 @@ func (s *fineSource) Counts(_ context.Context, from, to time.Time, by []metrics.
 		for _, d := range by {
 			setScope(&coarse, d, scopeField(sc, d))
 		}
-		out[coarse] = addCounts(out[coarse], c)
+		out[coarse] = out[coarse].Plus(c)
 	}
 	return out, nil
 }

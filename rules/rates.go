@@ -163,7 +163,7 @@ func scopeCounts(groups []metrics.Group, by []metrics.GroupBy) map[Scope]metrics
 		for _, d := range by {
 			setScope(&sc, d, g.Key[d])
 		}
-		out[sc] = addCounts(out[sc], g.Counts)
+		out[sc] = out[sc].Plus(g.Counts)
 	}
 	return out
 }
@@ -230,20 +230,4 @@ func (s *RollupSource) refresh(ctx context.Context, to time.Time) error {
 		s.refreshed = to
 	}
 	return nil
-}
-
-func addCounts(a, b metrics.Counts) metrics.Counts {
-	a.Sent += b.Sent
-	a.Delivered += b.Delivered
-	a.Deferred += b.Deferred
-	a.BouncedHard += b.BouncedHard
-	a.BouncedSoft += b.BouncedSoft
-	a.Complained += b.Complained
-	a.OpenedHuman += b.OpenedHuman
-	a.OpenedMachine += b.OpenedMachine
-	a.OpenedUnverified += b.OpenedUnverified
-	a.Clicked += b.Clicked
-	a.Unsubscribed += b.Unsubscribed
-	a.Dropped += b.Dropped
-	return a
 }

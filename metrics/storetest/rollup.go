@@ -254,7 +254,7 @@ func testRollupOpensAcrossHours(t *testing.T, s *suite) {
 		}
 		var sum metrics.Counts
 		for _, g := range got {
-			sum = addCounts(sum, g.Counts)
+			sum = sum.Plus(g.Counts)
 		}
 		if sum != c.want {
 			t.Errorf("RuleCounts(base%+v, base%+v) = %+v, want %+v", c.from, c.to, got, c.want)
@@ -277,22 +277,6 @@ func testRollupOpensAcrossHours(t *testing.T, s *suite) {
 	if opened["late.example"] != 1 || opened[mk(t, ev{kind: metrics.KindSent}).SenderDomain] != 0 {
 		t.Errorf("after an earlier open from late.example, human opens by domain = %v, want 1 for late.example only", opened)
 	}
-}
-
-func addCounts(a, b metrics.Counts) metrics.Counts {
-	a.Sent += b.Sent
-	a.Delivered += b.Delivered
-	a.Deferred += b.Deferred
-	a.BouncedHard += b.BouncedHard
-	a.BouncedSoft += b.BouncedSoft
-	a.Complained += b.Complained
-	a.OpenedHuman += b.OpenedHuman
-	a.OpenedMachine += b.OpenedMachine
-	a.OpenedUnverified += b.OpenedUnverified
-	a.Clicked += b.Clicked
-	a.Unsubscribed += b.Unsubscribed
-	a.Dropped += b.Dropped
-	return a
 }
 
 // The window is widened to whole hours: an event early in the start hour
