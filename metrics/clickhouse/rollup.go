@@ -164,9 +164,16 @@ func (s *Store) RefreshRollups(ctx context.Context) error {
 	// A pass recomputes the dirty hours; the hours it logs dirty (where
 	// a first open moved earlier) are recomputed by the next pass. They
 	// are rare; what is left after a few passes is the next refresh's.
-	for range maxRefreshPasses {
+	for pass := range maxRefreshPasses {
 		if len(hours) == 0 {
 			break
+		}
+		if pass > 0 {
+			// A new version: an hour of this pass may have been
+			// recomputed by the last (appended to meanwhile, or logged
+			// dirty after its recompute), and readers sum every row of
+			// an hour's version.
+			version = max(uint64(time.Now().UnixNano()), version+1)
 		}
 		// One day at a time: each day's statements scan the partitions
 		// of its day. The watermark advances with the last day only.

@@ -268,3 +268,51 @@ func TestRollupMovedFirstOpensOnly(t *testing.T) {
 		t.Errorf("after a late open: human opens by hour = %v, want %v", got, want)
 	}
 }
+
+// A refresh that recomputes an hour twice (in its first pass, then again
+// because an earlier day's late open moved a first open out of it) counts
+// its events once.
+func TestRollupHourRecomputedTwiceInOneRefresh(t *testing.T) {
+	testenv.ClickHouse(t)
+	s := openStore(t, testOptions(t))
+	defer s.Close()
+	ctx := testCtx(t)
+	open := func(id string, at time.Duration) metrics.Event {
+		e := metrics.Event{EventID: id, Time: testDay.Add(at), Kind: metrics.KindOpened,
+			Account: "acme", Recipient: "user@gmail.com", MessageID: "<m1@acme.test>", SenderDomain: "news.acme.test", Source: "test"}
+		if err := e.Normalize(metrics.ISPMap{}, testDay.Add(72*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	refresh := func() {
+		t.Helper()
+		if err := s.RefreshRollups(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Append(ctx, []metrics.Event{open("o1", 34*time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	refresh()
+	// In one refresh: a late open the day before, and a send in the hour
+	// of the first open.
+	if err := s.Append(ctx, []metrics.Event{open("o0", 9*time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, sentEvents(t, 1, testDay.Add(34*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	refresh()
+	g, err := s.RuleCounts(ctx, testDay, testDay.Add(48*time.Hour), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum metrics.Counts
+	for _, x := range g {
+		sum = sum.Plus(x.Counts)
+	}
+	if want := (metrics.Counts{Sent: 1, OpenedHuman: 1, OpenedUnverified: 1}); sum != want {
+		t.Errorf("counts = %+v, want %+v", sum, want)
+	}
+}
