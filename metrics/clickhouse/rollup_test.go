@@ -12,6 +12,31 @@ import (
 	"repute/metrics"
 )
 
+// ruleTotals returns the sums of RuleCounts over [from, to).
+func ruleTotals(t *testing.T, s *Store, from, to time.Time) metrics.Counts {
+	t.Helper()
+	g, err := s.RuleCounts(testCtx(t), from, to, []metrics.GroupBy{metrics.GroupSenderDomain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum metrics.Counts
+	for _, x := range g {
+		sum = sum.Plus(x.Counts)
+	}
+	return sum
+}
+
+// openOf returns an open of message m1 (no verdict) at testDay+at.
+func openOf(t *testing.T, id string, at time.Duration) metrics.Event {
+	t.Helper()
+	e := metrics.Event{EventID: id, Time: testDay.Add(at), Kind: metrics.KindOpened, Account: "acme",
+		Recipient: "user@gmail.com", MessageID: "<m1@acme.test>", SenderDomain: "news.acme.test", Source: "test"}
+	if err := e.Normalize(metrics.ISPMap{}, testDay.Add(72*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 // Events stored before migration 0012 (inserted here without the dirty
 // log Append writes) are rolled up once the migration's backfill marks
 // their hours dirty and a refresh runs.
@@ -31,19 +56,7 @@ func TestRollupBackfill(t *testing.T) {
 	if err := s.RefreshRollups(ctx); err != nil {
 		t.Fatal(err)
 	}
-	from, to := testDay, testDay.Add(24*time.Hour)
-	count := func() int64 {
-		t.Helper()
-		g, err := s.RuleCounts(ctx, from, to, []metrics.GroupBy{metrics.GroupSenderDomain})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n int64
-		for _, x := range g {
-			n += x.Sent
-		}
-		return n
-	}
+	count := func() int64 { return ruleTotals(t, s, testDay, testDay.Add(24*time.Hour)).Sent }
 	if n := count(); n != 0 {
 		t.Fatalf("before the backfill: %d sent rolled up, want 0 (nothing marked them)", n)
 	}
@@ -136,18 +149,7 @@ func TestRollupSpans(t *testing.T) {
 			return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.width, b.width))
 		})
 	}
-	sent := func(start, end time.Time) int64 {
-		t.Helper()
-		g, err := s.RuleCounts(ctx, start, end, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n int64
-		for _, x := range g {
-			n += x.Sent
-		}
-		return n
-	}
+	sent := func(start, end time.Time) int64 { return ruleTotals(t, s, start, end).Sent }
 	// Whole days where the window holds them; 4-hour blocks (with events)
 	// at its ends; hours between.
 	start, end := testDay.Add(-5*time.Hour), testDay.Add(76*time.Hour)
@@ -209,33 +211,16 @@ func TestRollupMovedFirstOpensOnly(t *testing.T) {
 		return n
 	}
 	open := func(id string, hour int) metrics.Event {
-		e := metrics.Event{EventID: id, Time: testDay.Add(time.Duration(hour)*time.Hour + time.Minute), Kind: metrics.KindOpened,
-			Account: "acme", Recipient: "user@gmail.com", MessageID: "<m1@acme.test>", SenderDomain: "news.acme.test", Source: "test"}
-		if err := e.Normalize(metrics.ISPMap{}, testDay.Add(48*time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-		return e
+		return openOf(t, id, time.Duration(hour)*time.Hour+time.Minute)
 	}
 	opened := func() map[string]int64 {
 		t.Helper()
-		g, err := s.RuleCounts(ctx, testDay, testDay.Add(24*time.Hour), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]int64{}
+		out := map[string]int64{"day": ruleTotals(t, s, testDay, testDay.Add(24*time.Hour)).OpenedHuman}
 		for h := range 24 {
-			g, err := s.RuleCounts(ctx, testDay.Add(time.Duration(h)*time.Hour), testDay.Add(time.Duration(h+1)*time.Hour), nil)
-			if err != nil {
-				t.Fatal(err)
+			at := testDay.Add(time.Duration(h) * time.Hour)
+			if n := ruleTotals(t, s, at, at.Add(time.Hour)).OpenedHuman; n > 0 {
+				out[fmt.Sprint(h)] = n
 			}
-			for _, x := range g {
-				if x.OpenedHuman > 0 {
-					out[fmt.Sprint(h)] += x.OpenedHuman
-				}
-			}
-		}
-		for _, x := range g {
-			out["day"] += x.OpenedHuman
 		}
 		return out
 	}
@@ -277,14 +262,7 @@ func TestRollupHourRecomputedTwiceInOneRefresh(t *testing.T) {
 	s := openStore(t, testOptions(t))
 	defer s.Close()
 	ctx := testCtx(t)
-	open := func(id string, at time.Duration) metrics.Event {
-		e := metrics.Event{EventID: id, Time: testDay.Add(at), Kind: metrics.KindOpened,
-			Account: "acme", Recipient: "user@gmail.com", MessageID: "<m1@acme.test>", SenderDomain: "news.acme.test", Source: "test"}
-		if err := e.Normalize(metrics.ISPMap{}, testDay.Add(72*time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
+	open := func(id string, at time.Duration) metrics.Event { return openOf(t, id, at) }
 	refresh := func() {
 		t.Helper()
 		if err := s.RefreshRollups(ctx); err != nil {
@@ -304,14 +282,7 @@ func TestRollupHourRecomputedTwiceInOneRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	refresh()
-	g, err := s.RuleCounts(ctx, testDay, testDay.Add(48*time.Hour), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum metrics.Counts
-	for _, x := range g {
-		sum = sum.Plus(x.Counts)
-	}
+	sum := ruleTotals(t, s, testDay, testDay.Add(48*time.Hour))
 	if want := (metrics.Counts{Sent: 1, OpenedHuman: 1, OpenedUnverified: 1}); sum != want {
 		t.Errorf("counts = %+v, want %+v", sum, want)
 	}
