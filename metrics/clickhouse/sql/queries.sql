@@ -121,8 +121,9 @@ WHERE others > 0 AND other > mine
 
 -- name: rollup-compute
 -- Recomputes the hours /*HOURS*/ (of one UTC day, [?, ?), given twice)
--- from their events, each once (as the stats query's FINAL keeps them), as rows of version ?: the counts of the
--- events other than opens and clicks, as the stats query counts them;
+-- from their events, each once (as the stats query's FINAL keeps them),
+-- as rows of version ?: the counts of the events other than opens and
+-- clicks, as the stats query counts them;
 -- and each open key, per kind, in the hour and scope of its first open
 -- (the earliest by time then event id), unless rollup_open_keys has it in
 -- an earlier hour (before the day's end ?) that is not among /*HOURS*/.
