@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"repute/metrics"
+	"repute/metrics/duckdb"
 	"repute/rules"
 )
 
@@ -504,3 +506,54 @@ func TestRulesEngineCollectors(t *testing.T) {
 		t.Errorf("collectors = %v, want %v (a process that has not cycled does not evaluate)", got, want)
 	}
 }
+
+// storeVolumes reads a store's roll-ups when it keeps them: the same
+// volumes as its statistics, for a past day and the current one, after a
+// refresh; a day not on whole UTC hours (a warm-up in Asia/Kolkata) reads
+// the statistics.
+func TestStoreVolumesFromRollups(t *testing.T) {
+	st, err := duckdb.Open(filepath.Join(t.TempDir(), "repute.duckdb"), duckdb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	start := time.Now().UTC().Add(-30 * time.Hour) // to 6 minutes ago: yesterday and today
+	var events []metrics.Event
+	for i := range 300 {
+		e := metrics.Event{EventID: fmt.Sprintf("v%d", i), Kind: metrics.KindSent, Source: "test",
+			Time:    start.Add(time.Duration(i) * 6 * time.Minute),
+			Account: "acme", SenderDomain: []string{"a.example", "b.example"}[i%2],
+			SendingIP: []string{"192.0.2.1", "192.0.2.2", ""}[i%3], Recipient: fmt.Sprintf("r%d@gmail.com", i)}
+		if err := e.Normalize(metrics.ISPMap{}, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, e)
+	}
+	if err := st.Append(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RefreshRollups(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kolkata := time.FixedZone("IST", 5*3600+1800) // Asia/Kolkata, UTC+05:30
+	k := time.Now().In(kolkata)
+	kolkataDay := time.Date(k.Year(), k.Month(), k.Day(), 0, 0, 0, 0, kolkata) // 18:30 UTC
+	for _, day := range []time.Time{today.Add(-24 * time.Hour), today, kolkataDay} {
+		got, err := storeVolumes{st}.Volumes(ctx, day)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := storeVolumes{statsOnly{st}}.Volumes(ctx, day)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(want) == 0 || !maps.Equal(got, want) {
+			t.Errorf("volumes of %s = %v, want %v (the statistics)", day, got, want)
+		}
+	}
+}
+
+// statsOnly hides every method of a store but Stats.
+type statsOnly struct{ metrics.StatsReader }
