@@ -356,15 +356,6 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, w *kafkago.Wr
 			outcomes[i] = OutcomeSubmitted
 		}
 	}
-	// Counted once the batch is stored and dead-lettered (below), before
-	// the commit: a batch read again after a failed commit counts again.
-	defer func() {
-		if ctx.Err() == nil {
-			for i, o := range outcomes {
-				c.records.WithLabelValues(batch[i].Topic, o).Inc()
-			}
-		}
-	}()
 	// Evidence first: an event must never point at evidence that is not
 	// stored. A crash between the two stores the evidence again (a no-op).
 	if len(evidence) > 0 {
@@ -390,6 +381,13 @@ func (c *Consumer) process(ctx context.Context, r *kafkago.Reader, w *kafkago.Wr
 		if err := c.retry(ctx, "dead-letter write", func() error { return w.WriteMessages(ctx, msgs...) }); err != nil {
 			return err
 		}
+	}
+	// Counted once the batch is stored and dead-lettered, before the
+	// commit: a batch read again after a failed commit counts again. Not
+	// after the commit, in a defer: a stop right after the commit (its
+	// context cancelled) would leave a stored batch uncounted.
+	for i, o := range outcomes {
+		c.records.WithLabelValues(batch[i].Topic, o).Inc()
 	}
 	// A commit that keeps failing (its partitions moved to another member
 	// in a rebalance) is given up: the records are then read again, and
