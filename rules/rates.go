@@ -181,9 +181,12 @@ func scopeCounts(groups []metrics.Group, by []metrics.GroupBy) map[Scope]metrics
 //
 // Freshness: before answering a window that ends after the start of its
 // last refresh, it refreshes the roll-ups (metrics.RuleCounter), so one
-// evaluation at now refreshes once, at its first window ending at now,
-// and sees every event appended before it began; its other windows (and
-// evaluations of past times, as a backtest makes) reuse that refresh.
+// evaluation at now refreshes once, before it reads a window ending at
+// now, which sees every event appended before the evaluation began; its
+// other windows (and evaluations of past times, as a backtest makes)
+// reuse that refresh. The engine reads its windows concurrently, so a
+// window ending before the last refresh began may be read while a
+// refresh runs: each hour as of one refresh or the other.
 type RollupSource struct {
 	Counter metrics.RuleCounter
 
